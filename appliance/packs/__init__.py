@@ -1,0 +1,1 @@
+"""Content packs: reading and validating them (loader), and importing them (importer)."""

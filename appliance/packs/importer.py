@@ -1,0 +1,193 @@
+"""Import a validated pack into the box: media files, then one database transaction.
+
+All or nothing: media for the new version is written to its own folder first; the
+database changes commit together; if they fail, the new folder is removed and the box
+is exactly as before. Only after the commit is the previous version's media removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from ..store import audit, now, one, transaction
+from .loader import Pack, load, version_key
+
+
+@dataclass
+class ImportResult:
+    pack_id: str
+    version: str
+    status: str  # "added", "upgraded" or "unchanged"
+    message: str
+    lessons: int = 0
+    items: int = 0
+
+
+def import_pack(
+    db: sqlite_utils.Database, media_root: Path, path: str | Path, actor: audit.Actor
+) -> ImportResult:
+    """Validate the pack at `path` and import it; raise PackError and change nothing if invalid."""
+    pack = load(path)
+    existing = one(db, "SELECT version FROM packs WHERE id = ?", (pack.id,))
+    if existing and version_key(existing["version"]) >= version_key(pack.version):
+        return ImportResult(
+            pack.id,
+            pack.version,
+            "unchanged",
+            f"Pack {pack.id} is already at version {existing['version']}; "
+            f"version {pack.version} was not imported (nothing changed).",
+        )
+    new_media = _write_media(media_root, pack)
+    try:
+        with transaction(db):
+            _write_pack(db, pack, actor)
+            audit.record(
+                db,
+                actor,
+                "content.import",
+                "pack",
+                pack.id,
+                version=pack.version,
+                previous=existing["version"] if existing else None,
+                lessons=len(pack.lessons),
+                items=len(pack.items),
+            )
+    except BaseException:
+        shutil.rmtree(new_media, ignore_errors=True)
+        raise
+    _remove_other_versions(media_root / pack.id, keep=pack.version)
+    status = "upgraded" if existing else "added"
+    return ImportResult(
+        pack.id,
+        pack.version,
+        status,
+        f"Pack {pack.id} {status} to version {pack.version}: "
+        f"{len(pack.lessons)} lessons, {len(pack.items)} items.",
+        len(pack.lessons),
+        len(pack.items),
+    )
+
+
+def _write_media(media_root: Path, pack: Pack) -> Path:
+    """Write the version's media into a temporary folder, fsync, then rename into place."""
+    target = media_root / pack.id / pack.version
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{pack.version}-", dir=target.parent))
+    for name, content in pack.media.items():
+        with open(staging / name, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+    shutil.rmtree(target, ignore_errors=True)  # left by an import that crashed before commit
+    os.replace(staging, target)
+    return target
+
+
+def _remove_other_versions(pack_dir: Path, keep: str) -> None:
+    for child in pack_dir.iterdir():
+        if child.name != keep:
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def _write_pack(db: sqlite_utils.Database, pack: Pack, actor: audit.Actor) -> None:
+    at = now()
+    db["packs"].upsert(
+        {
+            "id": pack.id,
+            "version": pack.version,
+            "title": pack.title,
+            "language": pack.language,
+            "licence": pack.licence,
+            "authors": json.dumps(pack.authors),
+            "description": pack.description,
+            "subjects": json.dumps(pack.subjects),
+            "imported_at": at,
+            "imported_by": actor.id,
+        },
+        pk="id",
+    )
+    db["skills"].upsert_all([{**s, "pack_id": pack.id} for s in pack.skills], pk="id")
+    _write_lessons(db, pack, at)
+    _write_items(db, pack)
+
+
+def _write_lessons(db: sqlite_utils.Database, pack: Pack, at: str) -> None:
+    db.conn.execute("UPDATE lessons SET retired = 1 WHERE pack_id = ?", (pack.id,))
+    db["lessons"].upsert_all(
+        [
+            {
+                "id": lesson.id,
+                "pack_id": pack.id,
+                "subject": lesson.subject,
+                "title": lesson.title,
+                "summary": lesson.summary,
+                "position": lesson.position,
+                "body_md": lesson.body_md,
+                "body_html": lesson.body_html,
+                "skills": json.dumps(lesson.skills),
+                "retired": 0,
+                "updated_at": at,
+            }
+            for lesson in pack.lessons
+        ],
+        pk="id",
+    )
+    ids = [lesson.id for lesson in pack.lessons]
+    marks = ",".join("?" * len(ids))
+    db.conn.execute(f"DELETE FROM passages WHERE lesson_id IN ({marks})", ids)  # noqa: S608
+    db.conn.executemany(
+        "INSERT INTO passages (lesson_id, heading, body) VALUES (?, ?, ?)",
+        [
+            (lesson.id, heading or lesson.title, body)
+            for lesson in pack.lessons
+            for heading, body in lesson.passages
+        ],
+    )
+    # Retired lessons leave search, but keep their rows for learners' history.
+    db.conn.execute(
+        "DELETE FROM passages WHERE lesson_id IN"
+        " (SELECT id FROM lessons WHERE pack_id = ? AND retired = 1)",
+        (pack.id,),
+    )
+
+
+def _write_items(db: sqlite_utils.Database, pack: Pack) -> None:
+    db.conn.execute("UPDATE items SET retired = 1 WHERE pack_id = ?", (pack.id,))
+    db["items"].upsert_all(
+        [
+            {
+                "id": item.id,
+                "pack_id": pack.id,
+                "lesson_id": item.lesson_id,
+                "type": item.type,
+                "position": item.position,
+                "prompt_html": item.prompt_html,
+                "choices": json.dumps(item.choices) if item.choices is not None else None,
+                "answer": json.dumps(item.answer),
+                "hints": json.dumps(item.hints),
+                "explanation_html": item.explanation_html,
+                "retired": 0,
+            }
+            for item in pack.items
+        ],
+        pk="id",
+    )
+    ids = [item.id for item in pack.items]
+    if ids:
+        marks = ",".join("?" * len(ids))
+        db.conn.execute(f"DELETE FROM item_skills WHERE item_id IN ({marks})", ids)  # noqa: S608
+    db["item_skills"].insert_all(
+        [{"item_id": item.id, "skill_id": skill} for item in pack.items for skill in item.skills],
+        pk=("item_id", "skill_id"),
+        ignore=True,
+    )
+
+
+__all__ = ["ImportResult", "import_pack", "load"]

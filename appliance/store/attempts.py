@@ -1,0 +1,121 @@
+"""The append-only attempts log, and the progress figures read from it."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from . import now, one, rows, transaction
+from .ids import uuid7
+
+
+def record(
+    db: sqlite_utils.Database,
+    learner_id: int,
+    item: dict,
+    response: str,
+    correct: bool,
+    hints_used: int,
+    duration_ms: int | None,
+    client_key: str | None,
+) -> tuple[dict, bool]:
+    """Store one answer durably; return (attempt, created). A resend is not stored twice."""
+    if client_key:
+        earlier = _by_client_key(db, learner_id, client_key)
+        if earlier:
+            return earlier, False
+    attempt = {
+        "id": uuid7(),
+        "learner_id": learner_id,
+        "item_id": item["id"],
+        "lesson_id": item["lesson_id"],
+        "response": response,
+        "correct": int(correct),
+        "hints_used": hints_used,
+        "duration_ms": duration_ms,
+        "created_at": now(),
+        "client_key": client_key,
+    }
+    with transaction(db):
+        cursor = db.conn.execute(
+            "INSERT OR IGNORE INTO attempts (id, learner_id, item_id, lesson_id, response,"
+            " correct, hints_used, duration_ms, created_at, client_key) VALUES"
+            " (:id, :learner_id, :item_id, :lesson_id, :response, :correct, :hints_used,"
+            " :duration_ms, :created_at, :client_key)",
+            attempt,
+        )
+    if not cursor.rowcount:  # a concurrent resend won the race
+        return _by_client_key(db, learner_id, client_key), False
+    return attempt, True
+
+
+def _by_client_key(db: sqlite_utils.Database, learner_id: int, client_key: str) -> dict | None:
+    row = one(
+        db,
+        "SELECT * FROM attempts WHERE learner_id = ? AND client_key = ?",
+        (learner_id, client_key),
+    )
+    return dict(row) if row else None
+
+
+def count(db: sqlite_utils.Database) -> int:
+    return one(db, "SELECT count(*) FROM attempts")[0]
+
+
+def recent(db: sqlite_utils.Database, learner_id: int, limit: int = 50) -> list[dict]:
+    """A learner's latest answers with the lesson they belong to, newest first."""
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT a.id, a.item_id, a.lesson_id, l.title AS lesson_title, i.prompt_html,"
+            " a.response, a.correct, a.hints_used, a.created_at FROM attempts a"
+            " JOIN lessons l ON l.id = a.lesson_id JOIN items i ON i.id = a.item_id"
+            " WHERE a.learner_id = ? ORDER BY a.id DESC LIMIT ?",
+            (learner_id, limit),
+        )
+    ]
+
+
+def since(db: sqlite_utils.Database, learner_id: int, lesson_id: str, after_id: str) -> dict:
+    """Answers and correct answers in one lesson after a given attempt id (a practice session)."""
+    row = one(
+        db,
+        "SELECT count(*) AS answered, coalesce(sum(correct), 0) AS correct FROM attempts"
+        " WHERE learner_id = ? AND lesson_id = ? AND id > ?",
+        (learner_id, lesson_id, after_id),
+    )
+    return dict(row)
+
+
+def skill_progress(db: sqlite_utils.Database, learner_id: int) -> list[dict]:
+    """Per skill: attempts and share correct for one learner."""
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT s.id AS skill_id, s.name, s.subject, count(a.id) AS attempts,"
+            " coalesce(sum(a.correct), 0) AS correct FROM attempts a"
+            " JOIN item_skills x ON x.item_id = a.item_id JOIN skills s ON s.id = x.skill_id"
+            " WHERE a.learner_id = ? GROUP BY s.id ORDER BY s.subject, s.name",
+            (learner_id,),
+        )
+    ]
+
+
+def class_grid(db: sqlite_utils.Database, class_id: int) -> dict:
+    """Learners x skills for a class: attempts and correct answers in each cell."""
+    cells = rows(
+        db,
+        "SELECT a.learner_id, x.skill_id, count(*) AS attempts, sum(a.correct) AS correct"
+        " FROM enrolments e JOIN attempts a ON a.learner_id = e.learner_id"
+        " JOIN item_skills x ON x.item_id = a.item_id WHERE e.class_id = ?"
+        " GROUP BY a.learner_id, x.skill_id",
+        (class_id,),
+    )
+    grid: dict[int, dict[str, dict]] = {}
+    for cell in cells:
+        grid.setdefault(cell["learner_id"], {})[cell["skill_id"]] = {
+            "attempts": cell["attempts"],
+            "correct": cell["correct"],
+        }
+    return grid

@@ -1,0 +1,143 @@
+"""Reading lessons, items, skills and packs, and the assignments that put lessons in classes."""
+
+from __future__ import annotations
+
+import json
+
+import sqlite_utils
+
+from . import audit, now, one, rows
+
+
+def packs(db: sqlite_utils.Database) -> list[dict]:
+    """Imported packs with their lesson and item counts."""
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT p.*, (SELECT count(*) FROM lessons l WHERE l.pack_id = p.id"
+            " AND l.retired = 0) AS lessons, (SELECT count(*) FROM items i"
+            " WHERE i.pack_id = p.id AND i.retired = 0) AS items FROM packs p ORDER BY p.title",
+        )
+    ]
+
+
+def lessons(db: sqlite_utils.Database) -> list[dict]:
+    """Every current lesson, by subject and order, without its body."""
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT id, pack_id, subject, title, summary, position,"
+            " (SELECT count(*) FROM items i WHERE i.lesson_id = l.id AND i.retired = 0) AS items"
+            " FROM lessons l WHERE retired = 0 ORDER BY subject, position, title",
+        )
+    ]
+
+
+def lesson(db: sqlite_utils.Database, lesson_id: str) -> dict | None:
+    """One current lesson with its rendered body, or None."""
+    row = one(db, "SELECT * FROM lessons WHERE id = ? AND retired = 0", (lesson_id,))
+    return dict(row) if row else None
+
+
+def item(db: sqlite_utils.Database, item_id: str) -> dict | None:
+    """One current item, answer key included (for grading on the server only)."""
+    row = one(db, "SELECT * FROM items WHERE id = ? AND retired = 0", (item_id,))
+    if not row:
+        return None
+    found = dict(row)
+    for key in ("choices", "answer", "hints"):
+        found[key] = json.loads(found[key]) if found[key] else None
+    return found
+
+
+def public_item(found: dict) -> dict:
+    """What a learner's browser may see of an item: never the answer key."""
+    return {
+        "id": found["id"],
+        "lesson_id": found["lesson_id"],
+        "type": found["type"],
+        "prompt_html": found["prompt_html"],
+        "choices": found["choices"],
+        "hint_count": len(found["hints"] or []),
+    }
+
+
+def skills(db: sqlite_utils.Database) -> list[dict]:
+    """Every skill, by subject and name."""
+    return [dict(r) for r in rows(db, "SELECT * FROM skills ORDER BY subject, name")]
+
+
+def search(db: sqlite_utils.Database, query: str, limit: int = 10) -> list[dict]:
+    """Lesson passages matching the words of `query`, best first (FTS5 BM25)."""
+    words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
+    if not words:
+        return []
+    match = " OR ".join(f'"{w}"' for w in words[:20])
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT p.lesson_id, l.title AS lesson_title, p.heading,"
+            " snippet(passages, 2, '[', ']', ' … ', 16) AS snippet, bm25(passages) AS score"
+            " FROM passages p JOIN lessons l ON l.id = p.lesson_id"
+            " WHERE passages MATCH ? AND l.retired = 0 ORDER BY score LIMIT ?",
+            (match, limit),
+        )
+    ]
+
+
+# --- assignments ----------------------------------------------------------------------
+
+
+def assign(db: sqlite_utils.Database, actor: audit.Actor, class_id: int, lesson_id: str) -> bool:
+    """Assign a lesson to a class; False if it was already assigned."""
+    cursor = db.conn.execute(
+        "INSERT OR IGNORE INTO assignments (class_id, lesson_id, assigned_by, assigned_at)"
+        " VALUES (?, ?, ?, ?)",
+        (class_id, lesson_id, actor.id, now()),
+    )
+    if cursor.rowcount:
+        audit.record(db, actor, "assignment.create", "class", class_id, lesson_id=lesson_id)
+    return bool(cursor.rowcount)
+
+
+def unassign(db: sqlite_utils.Database, actor: audit.Actor, class_id: int, lesson_id: str) -> None:
+    """Take a lesson off a class's list; attempts on it stay."""
+    db.conn.execute(
+        "DELETE FROM assignments WHERE class_id = ? AND lesson_id = ?", (class_id, lesson_id)
+    )
+    audit.record(db, actor, "assignment.delete", "class", class_id, lesson_id=lesson_id)
+
+
+def class_assignments(db: sqlite_utils.Database, class_id: int) -> list[dict]:
+    """A class's assigned lessons, oldest first."""
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT a.lesson_id, a.assigned_at, l.title, l.subject FROM assignments a"
+            " JOIN lessons l ON l.id = a.lesson_id WHERE a.class_id = ? AND l.retired = 0"
+            " ORDER BY a.assigned_at",
+            (class_id,),
+        )
+    ]
+
+
+def learner_assignments(db: sqlite_utils.Database, learner_id: int) -> list[dict]:
+    """The lessons assigned to any of a learner's classes, with how far they have got."""
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT l.id, l.title, l.subject, l.summary, min(a.assigned_at) AS assigned_at,"
+            " (SELECT count(*) FROM items i WHERE i.lesson_id = l.id AND i.retired = 0) AS items,"
+            " (SELECT count(DISTINCT t.item_id) FROM attempts t WHERE t.learner_id = ?"
+            "  AND t.lesson_id = l.id AND t.correct = 1) AS mastered"
+            " FROM assignments a JOIN enrolments e ON e.class_id = a.class_id"
+            " JOIN lessons l ON l.id = a.lesson_id"
+            " WHERE e.learner_id = ? AND l.retired = 0 GROUP BY l.id ORDER BY assigned_at",
+            (learner_id, learner_id),
+        )
+    ]

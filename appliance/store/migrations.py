@@ -1,0 +1,276 @@
+"""Numbered schema migrations: the database's shape, created and upgraded in place.
+
+Each migration is a function that takes the database and brings it from version N-1
+to N inside one transaction. SQLite's `user_version` records the version reached.
+Never edit a migration that has shipped; add the next number instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+from . import transaction
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer Schoolbox than the one running."""
+
+
+def _v1_foundation(db: sqlite_utils.Database) -> None:
+    """Site, people, classes, content, assignments, attempts and the audit log."""
+    db.create_table(
+        "site",
+        {"id": int, "name": str, "box_id": str, "created_at": str},
+        pk="id",
+        not_null={"name", "box_id", "created_at"},
+    )
+    # One row per optional feature; who consented and when is kept here and in the audit log.
+    db.create_table(
+        "consents",
+        {"feature": str, "granted": int, "set_by": int, "set_at": str},
+        pk="feature",
+        not_null={"granted", "set_at"},
+    )
+    db.create_table(
+        "users",
+        {
+            "id": int,
+            "public_id": str,  # the id that may leave the box (pseudonymised again upstream)
+            "role": str,
+            "display_name": str,
+            "username": str,  # staff only
+            "password_hash": str,  # staff only
+            "pin_hash": str,  # learners only
+            "session_version": int,  # bumped to sign a user out everywhere
+            "active": int,
+            "created_at": str,
+            "erased_at": str,
+        },
+        pk="id",
+        not_null={"public_id", "role", "display_name", "session_version", "active", "created_at"},
+        defaults={"session_version": 1, "active": 1},
+    )
+    db.execute("CREATE UNIQUE INDEX users_public_id ON users(public_id)")
+    db.execute("CREATE UNIQUE INDEX users_username ON users(username) WHERE username IS NOT NULL")
+    db.execute(
+        "CREATE TRIGGER users_role_check BEFORE INSERT ON users "
+        "WHEN NEW.role NOT IN ('learner', 'teacher', 'admin') "
+        "BEGIN SELECT RAISE(ABORT, 'role must be learner, teacher or admin'); END"
+    )
+    db.create_table(
+        "classes",
+        {"id": int, "name": str, "tutor_enabled": int, "created_at": str, "archived": int},
+        pk="id",
+        not_null={"name", "created_at", "tutor_enabled", "archived"},
+        defaults={"tutor_enabled": 1, "archived": 0},
+    )
+    db.create_table(
+        "class_teachers",
+        {"class_id": int, "teacher_id": int},
+        pk=("class_id", "teacher_id"),
+        foreign_keys=[("class_id", "classes", "id"), ("teacher_id", "users", "id")],
+    )
+    db.create_table(
+        "enrolments",
+        {"class_id": int, "learner_id": int, "enrolled_at": str},
+        pk=("class_id", "learner_id"),
+        foreign_keys=[("class_id", "classes", "id"), ("learner_id", "users", "id")],
+        not_null={"enrolled_at"},
+    )
+    db.execute("CREATE INDEX enrolments_learner ON enrolments(learner_id)")
+    db.execute("CREATE INDEX class_teachers_teacher ON class_teachers(teacher_id)")
+
+    db.create_table(
+        "packs",
+        {
+            "id": str,
+            "version": str,
+            "title": str,
+            "language": str,
+            "licence": str,
+            "authors": str,  # JSON list
+            "description": str,
+            "subjects": str,  # JSON list of {id, title}
+            "imported_at": str,
+            "imported_by": int,
+        },
+        pk="id",
+        not_null={"version", "title", "language", "licence", "authors", "imported_at"},
+    )
+    db.create_table(
+        "skills",
+        {"id": str, "pack_id": str, "name": str, "subject": str, "description": str},
+        pk="id",
+        foreign_keys=[("pack_id", "packs", "id")],
+        not_null={"pack_id", "name"},
+    )
+    db.create_table(
+        "lessons",
+        {
+            "id": str,
+            "pack_id": str,
+            "subject": str,
+            "title": str,
+            "summary": str,
+            "position": int,
+            "body_md": str,
+            "body_html": str,
+            "skills": str,  # JSON list of skill ids
+            "retired": int,
+            "updated_at": str,
+        },
+        pk="id",
+        foreign_keys=[("pack_id", "packs", "id")],
+        not_null={"pack_id", "subject", "title", "position", "body_md", "body_html", "retired"},
+        defaults={"retired": 0},
+    )
+    db.create_table(
+        "items",
+        {
+            "id": str,
+            "pack_id": str,
+            "lesson_id": str,
+            "type": str,
+            "position": int,
+            "prompt_html": str,
+            "choices": str,  # JSON list of rendered HTML, multiple choice only
+            "answer": str,  # JSON answer key: never sent to a learner's browser
+            "hints": str,  # JSON list of rendered HTML
+            "explanation_html": str,
+            "retired": int,
+        },
+        pk="id",
+        foreign_keys=[("pack_id", "packs", "id"), ("lesson_id", "lessons", "id")],
+        not_null={"pack_id", "lesson_id", "type", "position", "prompt_html", "answer", "retired"},
+        defaults={"retired": 0},
+    )
+    db.execute("CREATE INDEX items_lesson ON items(lesson_id, position)")
+    db.create_table(
+        "item_skills",
+        {"item_id": str, "skill_id": str},
+        pk=("item_id", "skill_id"),
+        foreign_keys=[("item_id", "items", "id"), ("skill_id", "skills", "id")],
+    )
+    db.execute("CREATE INDEX item_skills_skill ON item_skills(skill_id)")
+    # Passages (a lesson split at its headings) for search now and the tutor later.
+    db.execute(
+        "CREATE VIRTUAL TABLE passages USING fts5("
+        "lesson_id UNINDEXED, heading, body, tokenize='porter unicode61')"
+    )
+
+    db.create_table(
+        "assignments",
+        {"id": int, "class_id": int, "lesson_id": str, "assigned_by": int, "assigned_at": str},
+        pk="id",
+        foreign_keys=[("class_id", "classes", "id"), ("lesson_id", "lessons", "id")],
+        not_null={"class_id", "lesson_id", "assigned_at"},
+    )
+    db.execute("CREATE UNIQUE INDEX assignments_class_lesson ON assignments(class_id, lesson_id)")
+
+    # Append-only: a learner's answers. Rows are only ever inserted, or deleted when
+    # a learner is erased; the trigger refuses any update.
+    db.create_table(
+        "attempts",
+        {
+            "id": str,  # UUIDv7: time-ordered, unique across boxes
+            "learner_id": int,
+            "item_id": str,
+            "lesson_id": str,
+            "response": str,
+            "correct": int,
+            "hints_used": int,
+            "duration_ms": int,
+            "created_at": str,
+            "client_key": str,  # the browser's id for this answer: a resend is not a new attempt
+        },
+        pk="id",
+        foreign_keys=[
+            ("learner_id", "users", "id"),
+            ("item_id", "items", "id"),
+            ("lesson_id", "lessons", "id"),
+        ],
+        not_null={"learner_id", "item_id", "lesson_id", "correct", "hints_used", "created_at"},
+        defaults={"hints_used": 0},
+    )
+    db.execute("CREATE INDEX attempts_learner ON attempts(learner_id, id)")
+    db.execute("CREATE INDEX attempts_item ON attempts(item_id)")
+    db.execute(
+        "CREATE UNIQUE INDEX attempts_client_key ON attempts(learner_id, client_key)"
+        " WHERE client_key IS NOT NULL"
+    )
+    db.execute(
+        "CREATE TRIGGER attempts_append_only BEFORE UPDATE ON attempts "
+        "BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END"
+    )
+
+    # Who did what to whose data. Never updated, never deleted.
+    db.create_table(
+        "audit_log",
+        {
+            "id": str,
+            "at": str,
+            "actor_id": int,
+            "actor_role": str,
+            "action": str,
+            "target_type": str,
+            "target_id": str,
+            "detail": str,  # JSON, never personal data
+        },
+        pk="id",
+        not_null={"at", "action"},
+    )
+    db.execute("CREATE INDEX audit_log_action ON audit_log(action, id)")
+    db.execute("CREATE INDEX audit_log_actor ON audit_log(actor_id, id)")
+    for event in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log "
+            "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+        )
+    # What an erasure leaves behind, so sync can carry it upstream (no personal data).
+    db.create_table(
+        "tombstones",
+        {"public_id": str, "erased_at": str, "erased_by": int},
+        pk="public_id",
+        not_null={"erased_at"},
+    )
+    db.create_table(
+        "login_failures",
+        {"id": int, "subject": str, "at": float},
+        pk="id",
+        not_null={"subject", "at"},
+    )
+    db.execute("CREATE INDEX login_failures_subject ON login_failures(subject, at)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_foundation]
+CURRENT_VERSION = len(MIGRATIONS)
+
+
+def version(db: sqlite_utils.Database) -> int:
+    """The schema version the database file is at."""
+    return db.conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def check_not_newer(db: sqlite_utils.Database) -> None:
+    """Refuse a database a newer Schoolbox wrote: we cannot know its shape."""
+    found = version(db)
+    if found > CURRENT_VERSION:
+        raise SchemaTooNew(
+            f"The database is at schema version {found}, but this Schoolbox only knows "
+            f"versions up to {CURRENT_VERSION}. It was written by a newer Schoolbox: "
+            "install that version again (or restore a backup made with this one)."
+        )
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Bring the schema to the current version; return the number of migrations applied."""
+    check_not_newer(db)
+    applied = 0
+    for number in range(version(db) + 1, CURRENT_VERSION + 1):
+        with transaction(db):
+            MIGRATIONS[number - 1](db)
+            db.execute(f"PRAGMA user_version={number}")
+        applied += 1
+    return applied

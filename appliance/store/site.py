@@ -1,0 +1,60 @@
+"""The site (the school this box serves) and the optional features it consented to."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from . import audit, now, one, rows
+from .ids import uuid7
+
+# Optional features a school must switch on itself; each stays off until it does.
+FEATURES = {
+    "tutor": "AI tutor for learners, running on this box",
+    "sync": "Sending pseudonymous progress data to the district",
+    "federated": "Taking part in federated training of the shared model",
+}
+
+
+def get(db: sqlite_utils.Database) -> dict | None:
+    """The site row, or None before `schoolbox init`."""
+    row = one(db, "SELECT * FROM site WHERE id = 1")
+    return dict(row) if row else None
+
+
+def create(db: sqlite_utils.Database, name: str) -> dict:
+    """Create the site with a new box id (once)."""
+    db.conn.execute(
+        "INSERT INTO site (id, name, box_id, created_at) VALUES (1, ?, ?, ?)",
+        (name, uuid7(), now()),
+    )
+    return get(db)
+
+
+def consents(db: sqlite_utils.Database) -> dict[str, dict]:
+    """Every feature with whether it is granted, by whom and when."""
+    found = {r["feature"]: dict(r) for r in rows(db, "SELECT * FROM consents")}
+    return {
+        feature: found.get(
+            feature, {"feature": feature, "granted": 0, "set_by": None, "set_at": None}
+        )
+        for feature in FEATURES
+    }
+
+
+def is_consented(db: sqlite_utils.Database, feature: str) -> bool:
+    """True only if the school switched the feature on."""
+    row = one(db, "SELECT granted FROM consents WHERE feature = ?", (feature,))
+    return bool(row and row["granted"])
+
+
+def set_consent(db: sqlite_utils.Database, actor: audit.Actor, feature: str, granted: bool) -> None:
+    """Record the school's choice for one feature, and who made it."""
+    if feature not in FEATURES:
+        raise ValueError(f"unknown feature {feature!r}")
+    db.conn.execute(
+        "INSERT INTO consents (feature, granted, set_by, set_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(feature) DO UPDATE SET granted = excluded.granted, "
+        "set_by = excluded.set_by, set_at = excluded.set_at",
+        (feature, int(granted), actor.id, now()),
+    )
+    audit.record(db, actor, "consent.set", "feature", feature, granted=bool(granted))

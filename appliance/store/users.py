@@ -1,0 +1,266 @@
+"""People on the box: staff with passwords, learners with PINs, and erasure."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import sqlite_utils
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from . import audit, now, one, rows
+from .ids import uuid7
+
+ROLES = ("learner", "teacher", "admin")
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
+PIN_RE = re.compile(r"^[0-9]{4,6}$")
+MIN_PASSWORD = 8
+# A 4-digit PIN cannot resist an offline guess at any hash cost a Raspberry Pi can pay
+# per sign-in; its protection is sign-in throttling. A lighter scrypt keeps a whole
+# class signing in at once fast. Staff passwords get werkzeug's full scrypt default.
+PIN_HASH_METHOD = "scrypt:4096:8:1"
+# Checked against when the account is unknown, so a miss costs the same time as a hit.
+_DUMMY_PASSWORD_HASH = generate_password_hash(secrets.token_hex(8))
+
+
+class UserError(ValueError):
+    """A bad value for a user field, with a message for the person who typed it."""
+
+
+def validate_username(username: str) -> str:
+    username = (username or "").strip().lower()
+    if not USERNAME_RE.match(username):
+        raise UserError(
+            "A username is 2-32 lowercase letters, digits, '.', '-' or '_', "
+            "starting with a letter or digit."
+        )
+    return username
+
+
+def validate_password(password: str) -> str:
+    if len(password or "") < MIN_PASSWORD:
+        raise UserError(f"A password needs at least {MIN_PASSWORD} characters.")
+    return password
+
+
+def validate_pin(pin: str) -> str:
+    pin = (pin or "").strip()
+    if not PIN_RE.match(pin):
+        raise UserError("A PIN is 4 to 6 digits.")
+    return pin
+
+
+def validate_name(name: str) -> str:
+    name = " ".join((name or "").split())
+    if not 1 <= len(name) <= 80:
+        raise UserError("A name is 1 to 80 characters.")
+    return name
+
+
+def new_pin() -> str:
+    """A random 4-digit PIN for a new learner."""
+    return f"{secrets.randbelow(10_000):04d}"
+
+
+def create_staff(
+    db: sqlite_utils.Database,
+    actor: audit.Actor,
+    role: str,
+    display_name: str,
+    username: str,
+    password: str,
+) -> int:
+    """Create a teacher or admin; return the new id."""
+    if role not in ("teacher", "admin"):
+        raise UserError("Staff are teachers or admins.")
+    username = validate_username(username)
+    if one(db, "SELECT 1 FROM users WHERE username = ?", (username,)):
+        raise UserError(f"The username {username!r} is taken.")
+    cursor = db.conn.execute(
+        "INSERT INTO users (public_id, role, display_name, username, password_hash, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            uuid7(),
+            role,
+            validate_name(display_name),
+            username,
+            generate_password_hash(validate_password(password)),
+            now(),
+        ),
+    )
+    audit.record(db, actor, "user.create", "user", cursor.lastrowid, role=role)
+    return cursor.lastrowid
+
+
+def create_learner(
+    db: sqlite_utils.Database, actor: audit.Actor, display_name: str, pin: str
+) -> int:
+    """Create a learner with a PIN; return the new id."""
+    cursor = db.conn.execute(
+        "INSERT INTO users (public_id, role, display_name, pin_hash, created_at)"
+        " VALUES (?, 'learner', ?, ?, ?)",
+        (
+            uuid7(),
+            validate_name(display_name),
+            generate_password_hash(validate_pin(pin), method=PIN_HASH_METHOD),
+            now(),
+        ),
+    )
+    audit.record(db, actor, "user.create", "user", cursor.lastrowid, role="learner")
+    return cursor.lastrowid
+
+
+def get(db: sqlite_utils.Database, user_id: int) -> dict | None:
+    """A user who has not been erased, or None."""
+    row = one(db, "SELECT * FROM users WHERE id = ? AND erased_at IS NULL", (user_id,))
+    return dict(row) if row else None
+
+
+def check_password(db: sqlite_utils.Database, username: str, password: str) -> dict | None:
+    """The active staff member with this username and password, or None."""
+    row = one(
+        db,
+        "SELECT * FROM users WHERE username = ? AND active = 1 AND erased_at IS NULL",
+        ((username or "").strip().lower(),),
+    )
+    stored = row["password_hash"] if row else _DUMMY_PASSWORD_HASH
+    ok = check_password_hash(stored, password or "")
+    return dict(row) if row and ok else None
+
+
+def check_pin(db: sqlite_utils.Database, learner_id: int, pin: str) -> dict | None:
+    """The active learner if the PIN matches, or None."""
+    row = one(
+        db,
+        "SELECT * FROM users WHERE id = ? AND role = 'learner' AND active = 1"
+        " AND erased_at IS NULL",
+        (learner_id,),
+    )
+    if row and row["pin_hash"] and check_password_hash(row["pin_hash"], (pin or "").strip()):
+        return dict(row)
+    return None
+
+
+def set_pin(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int, pin: str) -> None:
+    """Give a learner a new PIN and sign them out everywhere."""
+    db.conn.execute(
+        "UPDATE users SET pin_hash = ?, session_version = session_version + 1"
+        " WHERE id = ? AND role = 'learner'",
+        (generate_password_hash(validate_pin(pin), method=PIN_HASH_METHOD), learner_id),
+    )
+    audit.record(db, actor, "learner.pin_reset", "user", learner_id)
+
+
+def set_password(
+    db: sqlite_utils.Database, actor: audit.Actor, user_id: int, password: str
+) -> None:
+    """Give a staff member a new password and sign them out everywhere."""
+    db.conn.execute(
+        "UPDATE users SET password_hash = ?, session_version = session_version + 1"
+        " WHERE id = ? AND role != 'learner'",
+        (generate_password_hash(validate_password(password)), user_id),
+    )
+    audit.record(db, actor, "user.password_reset", "user", user_id)
+
+
+def set_role(db: sqlite_utils.Database, actor: audit.Actor, user_id: int, role: str) -> None:
+    """Move a staff member between teacher and admin."""
+    if role not in ("teacher", "admin"):
+        raise UserError("Staff are teachers or admins.")
+    db.conn.execute(
+        "UPDATE users SET role = ?, session_version = session_version + 1"
+        " WHERE id = ? AND role != 'learner'",
+        (role, user_id),
+    )
+    audit.record(db, actor, "user.role_change", "user", user_id, role=role)
+
+
+def set_active(db: sqlite_utils.Database, actor: audit.Actor, user_id: int, active: bool) -> None:
+    """Switch an account on or off; switching off signs it out everywhere."""
+    db.conn.execute(
+        "UPDATE users SET active = ?, session_version = session_version + 1 WHERE id = ?",
+        (int(active), user_id),
+    )
+    audit.record(db, actor, "user.activate" if active else "user.deactivate", "user", user_id)
+
+
+def staff(db: sqlite_utils.Database) -> list[dict]:
+    """Every teacher and admin, by name."""
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT id, role, display_name, username, active, created_at FROM users"
+            " WHERE role != 'learner' AND erased_at IS NULL ORDER BY display_name",
+        )
+    ]
+
+
+def learners(db: sqlite_utils.Database) -> list[dict]:
+    """Every learner not erased, by name, with their classes."""
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT u.id, u.display_name, u.active, u.created_at,"
+            " group_concat(c.name, ', ') AS classes FROM users u"
+            " LEFT JOIN enrolments e ON e.learner_id = u.id"
+            " LEFT JOIN classes c ON c.id = e.class_id"
+            " WHERE u.role = 'learner' AND u.erased_at IS NULL"
+            " GROUP BY u.id ORDER BY u.display_name",
+        )
+    ]
+
+
+def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int) -> dict | None:
+    """Everything the box holds about one learner, as one JSON-ready dict."""
+    learner = get(db, learner_id)
+    if not learner or learner["role"] != "learner":
+        return None
+    classes = rows(
+        db,
+        "SELECT c.name, e.enrolled_at FROM enrolments e JOIN classes c ON c.id = e.class_id"
+        " WHERE e.learner_id = ?",
+        (learner_id,),
+    )
+    attempts = rows(
+        db,
+        "SELECT id, item_id, lesson_id, response, correct, hints_used, duration_ms, created_at"
+        " FROM attempts WHERE learner_id = ? ORDER BY id",
+        (learner_id,),
+    )
+    audit.record(db, actor, "learner.export", "user", learner_id, attempts=len(attempts))
+    return {
+        "format": "schoolbox-learner-export/1",
+        "exported_at": now(),
+        "learner": {
+            "id": learner["public_id"],
+            "name": learner["display_name"],
+            "created_at": learner["created_at"],
+            "active": bool(learner["active"]),
+        },
+        "classes": [dict(r) for r in classes],
+        "attempts": [dict(r) for r in attempts],
+    }
+
+
+def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int) -> bool:
+    """Remove a learner's personal data and attempts; keep a tombstone for sync."""
+    learner = get(db, learner_id)
+    if not learner or learner["role"] != "learner":
+        return False
+    at = now()
+    deleted = db.conn.execute("DELETE FROM attempts WHERE learner_id = ?", (learner_id,)).rowcount
+    db.conn.execute("DELETE FROM enrolments WHERE learner_id = ?", (learner_id,))
+    db.conn.execute("DELETE FROM login_failures WHERE subject = ?", (f"learner:{learner_id}",))
+    db.conn.execute(
+        "UPDATE users SET display_name = 'erased', pin_hash = NULL, active = 0, erased_at = ?,"
+        " session_version = session_version + 1 WHERE id = ?",
+        (at, learner_id),
+    )
+    db.conn.execute(
+        "INSERT INTO tombstones (public_id, erased_at, erased_by) VALUES (?, ?, ?)",
+        (learner["public_id"], at, actor.id),
+    )
+    audit.record(db, actor, "learner.erase", "user", learner_id, attempts=deleted)
+    return True

@@ -1,0 +1,1 @@
+"""Flower federated training apps (later issues)."""

@@ -1,0 +1,1 @@
+"""Model store, tutor runtime and knowledge tracing (later issues)."""

@@ -1,0 +1,1 @@
+"""Store-and-forward sync: bundles, crypto, transports and the district hub (later issues)."""
