@@ -10,6 +10,8 @@ import sqlite_utils
 from .store import one
 
 MAX_RESPONSE = 500
+SESSION_LENGTH = 10  # questions in one practice session
+_CLIENT_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _NUMBER_RE = re.compile(r"^([+-]?)(?:(\d+)\s+)?(\d+(?:[.,]\d+)?)(?:\s*/\s*(\d+(?:[.,]\d+)?))?$")
 
 
@@ -69,7 +71,7 @@ def is_well_formed(item: dict, response: str) -> str | None:
 def next_item_id(
     db: sqlite_utils.Database, learner_id: int, lesson_id: str, avoid: str | None = None
 ) -> str | None:
-    """The item to practise next in a lesson: unseen first, then last answered wrong, then oldest.
+    """The next item to practise in a lesson: unseen, then last answered wrong, then oldest.
 
     Never the item just answered (`avoid`) while another is left. The rule the box
     uses until a knowledge-tracing model is active.
@@ -82,8 +84,54 @@ def next_item_id(
         ") seen ON seen.item_id = i.id"
         " LEFT JOIN attempts last ON last.id = seen.last_id"
         " WHERE i.lesson_id = ? AND i.retired = 0"
-        " ORDER BY i.id = ?, seen.last_id IS NOT NULL, coalesce(last.correct, 0), seen.last_id, i.position"
+        " ORDER BY i.id = ?, seen.last_id IS NOT NULL, coalesce(last.correct, 0),"
+        " seen.last_id, i.position"
         " LIMIT 1",
         (learner_id, lesson_id, lesson_id, avoid or ""),
     )
     return row["id"] if row else None
+
+
+class AnswerError(ValueError):
+    """An answer that cannot be recorded, with a message for the learner."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def submit(
+    db: sqlite_utils.Database,
+    learner_id: int,
+    item_id: str,
+    response: str,
+    hints_used: int = 0,
+    duration_ms: int | None = None,
+    client_key: str | None = None,
+) -> dict:
+    """Grade and durably record one answer; the feedback and the next item to show."""
+    from .store import attempts, content
+
+    if client_key is not None and not _CLIENT_KEY_RE.match(client_key):
+        raise AnswerError("The answer's key is not valid; please reload the page.")
+    item = content.item(db, str(item_id))
+    if item is None:
+        raise AnswerError("That question is no longer available.", 404)
+    problem = is_well_formed(item, response)
+    if problem:
+        raise AnswerError(problem)
+    hints_used = max(0, min(int(hints_used or 0), len(item["hints"] or [])))
+    if duration_ms is not None:
+        duration_ms = max(0, min(int(duration_ms), 3_600_000))
+    correct = grade(item, response)
+    attempt, created = attempts.record(
+        db, learner_id, item, response.strip(), correct, hints_used, duration_ms, client_key
+    )
+    return {
+        "attempt_id": attempt["id"],
+        "recorded": created,
+        "correct": bool(attempt["correct"]),
+        "explanation_html": item["explanation_html"] or "",
+        "item": item,
+        "next_item_id": next_item_id(db, learner_id, item["lesson_id"], avoid=item["id"]),
+    }

@@ -1,0 +1,122 @@
+"""Schoolbox's web app: `create_app(config)` builds the Flask app the box serves."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from flask import Flask, g, request
+from flask_babel import Babel
+from flask_compress import Compress
+from flask_wtf.csrf import CSRFProtect
+
+from . import config as config_module
+from . import db, errors
+from .logs import event
+from .metrics import Metrics
+from .store import migrations, open_db
+
+__version__ = "0.1.0"
+log = logging.getLogger("schoolbox.http")
+csrf = CSRFProtect()
+compress = Compress()
+babel = Babel()
+
+
+def create_app(config: config_module.Config | dict | None = None) -> Flask:
+    """Build the app for one box. `config` is a Config, a dict of overrides, or None (defaults)."""
+    if not isinstance(config, config_module.Config):
+        config = config_module.load(**(config or {}))
+    config.home.mkdir(parents=True, exist_ok=True)
+    _prepare_database(config)
+
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        SCHOOLBOX=config,
+        SECRET_KEY=config_module.ensure_secret(config),
+        TESTING=config.testing,
+        MAX_CONTENT_LENGTH=config.max_upload_mb * 1024 * 1024,
+        SESSION_COOKIE_NAME="schoolbox_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session, not an hour
+        WTF_CSRF_HEADERS=["X-CSRFToken"],
+        COMPRESS_ALGORITHM=["gzip"],  # what every old browser understands
+        COMPRESS_MIN_SIZE=512,
+        COMPRESS_MIMETYPES=[
+            "text/html",
+            "text/css",
+            "application/json",
+            "application/javascript",
+            "image/svg+xml",
+            "text/plain",
+        ],  # fmt: skip
+        BABEL_DEFAULT_LOCALE="en",
+        BABEL_TRANSLATION_DIRECTORIES=str(config_module.Path(__file__).parent / "translations"),
+    )
+    csrf.init_app(app)
+    compress.init_app(app)
+    babel.init_app(app, locale_selector=_locale)
+    db.init_app(app)
+    errors.init_app(app)
+    metrics = Metrics(app)
+    app.extensions["schoolbox_metrics"] = metrics
+    metrics.install(app)
+    _register_blueprints(app)
+    _install_request_log(app)
+    _install_template_globals(app)
+    return app
+
+
+def _prepare_database(config: config_module.Config) -> None:
+    """Create or upgrade the schema in place; refuse a database from a newer Schoolbox."""
+    database = open_db(config.db_path)
+    try:
+        migrations.migrate(database)
+    finally:
+        database.conn.close()
+
+
+def _locale() -> str:
+    return request.accept_languages.best_match(["en"]) or "en"
+
+
+def _register_blueprints(app: Flask) -> None:
+    from . import admin, api, auth, learner, ops, teacher
+
+    for module in (ops, auth, learner, teacher, admin, api):
+        app.register_blueprint(module.bp)
+
+
+def _install_request_log(app: Flask) -> None:
+    @app.before_request
+    def start_timer():
+        g.log_started = time.perf_counter()
+
+    @app.after_request
+    def log_request(response):
+        started = g.pop("log_started", time.perf_counter())
+        # The route rule, never the path: paths carry ids, and a log has no business with them.
+        event(
+            log,
+            "request",
+            method=request.method,
+            route=request.url_rule.rule if request.url_rule else "unmatched",
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+
+def _install_template_globals(app: Flask) -> None:
+    from .access import current_user
+    from .ops import asset_url
+
+    app.jinja_env.globals.update(
+        asset_url=asset_url, current_user=current_user, schoolbox_version=__version__
+    )

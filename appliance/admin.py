@@ -1,0 +1,237 @@
+"""The admin's pages: status, staff, classes, learners (export, erase), content, audit, consent."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+
+from . import __version__
+from .access import actor, admin_required
+from .db import get_db
+from .metrics import database_bytes
+from .packs.importer import import_pack
+from .packs.loader import PackError
+from .store import attempts, audit, classes, content, site, transaction, users
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def box_status() -> dict:
+    """The figures on the status page (and in the API)."""
+    config = current_app.config["SCHOOLBOX"]
+    db = get_db()
+    disk = shutil.disk_usage(config.home)
+    counts = {
+        role: n
+        for role, n in db.conn.execute(
+            "SELECT role, count(*) FROM users WHERE erased_at IS NULL GROUP BY role"
+        )
+    }
+    return {
+        "version": __version__,
+        "site": site.get(db),
+        "disk_free_bytes": disk.free,
+        "disk_total_bytes": disk.total,
+        "database_bytes": database_bytes(config.db_path),
+        "packs": content.packs(db),
+        "users": counts,
+        "attempts": attempts.count(db),
+        "http": current_app.extensions["schoolbox_metrics"].summary(),
+    }
+
+
+@bp.get("/")
+@admin_required
+def status():
+    return render_template("admin/status.html", status=box_status())
+
+
+@bp.get("/users")
+@admin_required
+def staff():
+    db = get_db()
+    return render_template("admin/users.html", staff=users.staff(db))
+
+
+@bp.post("/users")
+@admin_required
+def create_staff():
+    db = get_db()
+    form = request.form
+    try:
+        with transaction(db):
+            users.create_staff(
+                db,
+                actor(),
+                form.get("role", "teacher"),
+                form.get("display_name", ""),
+                form.get("username", ""),
+                form.get("password", ""),
+            )
+    except users.UserError as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Account created."), "ok")
+    return redirect(url_for(".staff"))
+
+
+@bp.post("/users/<int:user_id>")
+@admin_required
+def update_staff(user_id: int):
+    db = get_db()
+    target = users.get(db, user_id)
+    if not target or target["role"] == "learner":
+        abort(404)
+    form = request.form
+    try:
+        with transaction(db):
+            if form.get("role") and form["role"] != target["role"]:
+                users.set_role(db, actor(), user_id, form["role"])
+            if form.get("password"):
+                users.set_password(db, actor(), user_id, form["password"])
+            if form.get("active") in ("0", "1") and int(form["active"]) != target["active"]:
+                users.set_active(db, actor(), user_id, form["active"] == "1")
+    except users.UserError as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Account updated."), "ok")
+    return redirect(url_for(".staff"))
+
+
+@bp.get("/classes")
+@admin_required
+def all_classes():
+    db = get_db()
+    teachers = [u for u in users.staff(db) if u["role"] == "teacher" and u["active"]]
+    return render_template("admin/classes.html", classes=classes.all_classes(db), teachers=teachers)
+
+
+@bp.post("/classes")
+@admin_required
+def create_class():
+    db = get_db()
+    teacher_id = request.form.get("teacher_id", type=int)
+    teacher = users.get(db, teacher_id) if teacher_id else None
+    if teacher_id and (not teacher or teacher["role"] == "learner"):
+        abort(400)
+    try:
+        with transaction(db):
+            classes.create(db, actor(), request.form.get("name", ""), teacher_id)
+    except classes.ClassError as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Class created."), "ok")
+    return redirect(url_for(".all_classes"))
+
+
+@bp.get("/learners")
+@admin_required
+def learners():
+    return render_template("admin/learners.html", learners=users.learners(get_db()))
+
+
+@bp.post("/learners/<int:learner_id>/export")
+@admin_required
+def export_learner(learner_id: int):
+    db = get_db()
+    with transaction(db):
+        data = users.export_learner(db, actor(), learner_id)
+    if data is None:
+        abort(404)
+    return Response(
+        json.dumps(data, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="learner-{learner_id}.json"'},
+    )
+
+
+@bp.post("/learners/<int:learner_id>/erase")
+@admin_required
+def erase_learner(learner_id: int):
+    db = get_db()
+    if request.form.get("confirm") != "erase":
+        flash(_("Type erase in the box to confirm."), "error")
+        return redirect(url_for(".learners"))
+    with transaction(db):
+        erased = users.erase_learner(db, actor(), learner_id)
+    if not erased:
+        abort(404)
+    flash(_("The learner's personal data and answers were erased."), "ok")
+    return redirect(url_for(".learners"))
+
+
+@bp.get("/content")
+@admin_required
+def content_page():
+    db = get_db()
+    return render_template("admin/content.html", packs=content.packs(db))
+
+
+@bp.post("/content")
+@admin_required
+def upload_pack():
+    upload = request.files.get("pack")
+    if not upload or not upload.filename:
+        flash(_("Choose a content pack (.zip) to upload."), "error")
+        return redirect(url_for(".content_page"))
+    config = current_app.config["SCHOOLBOX"]
+    with tempfile.TemporaryDirectory(dir=config.home) as folder:
+        path = Path(folder) / "upload.zip"
+        upload.save(path)
+        try:
+            result = import_pack(get_db(), config.media_dir, path, actor())
+        except PackError as error:
+            return render_template(
+                "admin/content.html", packs=content.packs(get_db()), problems=error.problems
+            ), 400
+    flash(result.message, "ok")
+    return redirect(url_for(".content_page"))
+
+
+@bp.get("/audit")
+@admin_required
+def audit_page():
+    db = get_db()
+    entries = audit.search(
+        db,
+        action=request.args.get("action") or None,
+        actor_id=request.args.get("actor", type=int),
+        target_id=request.args.get("target") or None,
+    )
+    return render_template("admin/audit.html", entries=entries, actions=audit.actions(db))
+
+
+@bp.get("/consent")
+@admin_required
+def consent():
+    return render_template(
+        "admin/consent.html", consents=site.consents(get_db()), features=site.FEATURES
+    )
+
+
+@bp.post("/consent")
+@admin_required
+def set_consent():
+    db = get_db()
+    feature = request.form.get("feature", "")
+    if feature not in site.FEATURES:
+        abort(400)
+    with transaction(db):
+        site.set_consent(db, actor(), feature, request.form.get("granted") == "1")
+    flash(_("Saved."), "ok")
+    return redirect(url_for(".consent"))

@@ -1,0 +1,218 @@
+"""The JSON API under /api/v1: the same operations as the pages, for apps and scripts.
+
+Described in openapi.py and served at /api/v1/openapi.json. State-changing calls need
+the session cookie and the X-CSRFToken header from GET or POST /api/v1/session.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, request, session
+from flask_wtf.csrf import generate_csrf
+
+from . import access, auth, practice
+from .access import current_user, learner_required, signed_in_required, teacher_required
+from .db import get_db
+from .errors import fail
+from .openapi import document
+from .store import attempts, classes, content, users
+from .store.ids import uuid7
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        fail(400, "Send a JSON object with Content-Type: application/json.")
+    return data
+
+
+def _user_json(user: dict | None) -> dict | None:
+    if user is None:
+        return None
+    return {"id": user["id"], "role": user["role"], "name": user["display_name"]}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(document())
+
+
+@bp.get("/signin/classes")
+def signin_classes():
+    return jsonify(
+        classes=[{"id": c["id"], "name": c["name"]} for c in classes.all_classes(get_db())]
+    )
+
+
+@bp.get("/signin/classes/<int:class_id>/learners")
+def signin_learners(class_id: int):
+    db = get_db()
+    if not classes.get(db, class_id):
+        abort(404)
+    roster = [
+        {"id": r["id"], "name": r["display_name"]}
+        for r in classes.roster(db, class_id)
+        if r["active"]
+    ]
+    return jsonify(learners=roster)
+
+
+@bp.get("/session")
+def get_session():
+    return jsonify(user=_user_json(current_user()), csrf_token=generate_csrf())
+
+
+@bp.post("/session")
+def create_session():
+    data = _body()
+    if "learner_id" in data:
+        if not isinstance(data["learner_id"], int):
+            fail(400, "learner_id must be a number.")
+        user = auth.learner_signin(data["learner_id"], str(data.get("pin", "")))
+    else:
+        user = auth.staff_signin(str(data.get("username", "")), str(data.get("password", "")))
+    return jsonify(user=_user_json(user), csrf_token=generate_csrf())
+
+
+@bp.delete("/session")
+def delete_session():
+    access.sign_out()
+    return jsonify(user=None)
+
+
+@bp.get("/lessons")
+@signed_in_required
+def lessons():
+    db = get_db()
+    user = current_user()
+    assigned = content.learner_assignments(db, user["id"]) if user["role"] == "learner" else []
+    return jsonify(assigned=assigned, lessons=content.lessons(db))
+
+
+@bp.get("/lessons/<lesson_id>")
+@signed_in_required
+def lesson(lesson_id: str):
+    found = content.lesson(get_db(), lesson_id)
+    if not found:
+        abort(404)
+    keys = ("id", "pack_id", "subject", "title", "summary", "body_html", "updated_at")
+    return jsonify(lesson={k: found[k] for k in keys})
+
+
+def _practice_state(lesson_id: str) -> dict:
+    marker = session.get("practice") or {}
+    if marker.get("lesson") != lesson_id:
+        marker = {"lesson": lesson_id, "since": uuid7()}
+        session["practice"] = marker
+    done = attempts.since(get_db(), current_user()["id"], lesson_id, marker["since"])
+    return {**done, "total": practice.SESSION_LENGTH}
+
+
+@bp.get("/lessons/<lesson_id>/next-item")
+@learner_required
+def next_item(lesson_id: str):
+    db = get_db()
+    if not content.lesson(db, lesson_id):
+        abort(404)
+    item_id = practice.next_item_id(db, current_user()["id"], lesson_id)
+    item = content.item(db, item_id) if item_id else None
+    return jsonify(
+        item=content.public_item(item) if item else None, session=_practice_state(lesson_id)
+    )
+
+
+@bp.get("/items/<item_id>/hints/<int:number>")
+@learner_required
+def hint(item_id: str, number: int):
+    item = content.item(get_db(), item_id)
+    if not item or not 1 <= number <= len(item["hints"] or []):
+        abort(404)
+    return jsonify(hint_html=item["hints"][number - 1], number=number, of=len(item["hints"]))
+
+
+@bp.post("/attempts")
+@learner_required
+def submit_attempt():
+    data = _body()
+    for key, kind in (("hints_used", int), ("duration_ms", int)):
+        if data.get(key) is not None and (
+            not isinstance(data[key], kind) or isinstance(data[key], bool)
+        ):
+            fail(400, f"{key} must be a whole number.")
+    if not isinstance(data.get("response"), str | int | float) or isinstance(
+        data.get("response"), bool
+    ):
+        fail(400, "response must be text or a number.")
+    try:
+        result = practice.submit(
+            get_db(),
+            current_user()["id"],
+            str(data.get("item_id", "")),
+            str(data["response"]),
+            data.get("hints_used") or 0,
+            data.get("duration_ms"),
+            data.get("client_key"),
+        )
+    except practice.AnswerError as error:
+        fail(error.status, str(error))
+    item = result.pop("item")
+    next_id = result.pop("next_item_id")
+    next_found = content.item(get_db(), next_id) if next_id else None
+    return jsonify(
+        **result,
+        session=_practice_state(item["lesson_id"]),
+        next_item=content.public_item(next_found) if next_found else None,
+    ), (201 if result["recorded"] else 200)
+
+
+@bp.get("/progress")
+@learner_required
+def my_progress():
+    return _progress(current_user()["id"])
+
+
+@bp.get("/learners/<int:learner_id>/progress")
+@signed_in_required
+def learner_progress(learner_id: int):
+    if not classes.can_see_learner(get_db(), current_user(), learner_id):
+        abort(404)
+    return _progress(learner_id)
+
+
+def _progress(learner_id: int):
+    db = get_db()
+    return jsonify(
+        learner=_user_json(users.get(db, learner_id)),
+        skills=attempts.skill_progress(db, learner_id),
+        assigned=content.learner_assignments(db, learner_id),
+        recent=attempts.recent(db, learner_id, limit=20),
+    )
+
+
+@bp.get("/classes")
+@signed_in_required
+def my_classes():
+    return jsonify(classes=classes.for_user(get_db(), current_user()))
+
+
+@bp.get("/classes/<int:class_id>/progress")
+@teacher_required
+def class_progress(class_id: int):
+    db = get_db()
+    if not classes.can_manage(db, current_user(), class_id):
+        abort(404)
+    roster = [{"id": r["id"], "name": r["display_name"]} for r in classes.roster(db, class_id)]
+    return jsonify(
+        learners=roster,
+        skills=[{"id": s["id"], "name": s["name"]} for s in content.skills(db)],
+        grid={str(k): v for k, v in attempts.class_grid(db, class_id).items()},
+        assignments=content.class_assignments(db, class_id),
+    )
+
+
+@bp.get("/search")
+@signed_in_required
+def search():
+    query = request.args.get("q", "")[:200]
+    return jsonify(results=content.search(get_db(), query))

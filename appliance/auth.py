@@ -1,0 +1,147 @@
+"""Signing in and out: staff with username and password, learners by class, name and PIN."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException
+
+from . import access
+from .db import get_db
+from .errors import fail
+from .store import audit, classes, site, throttle, transaction, users
+
+bp = Blueprint("auth", __name__)
+
+HOME_BY_ROLE = {"learner": "learner.home", "teacher": "teacher.home", "admin": "admin.status"}
+
+
+def home_url(user: dict) -> str:
+    return url_for(HOME_BY_ROLE[user["role"]])
+
+
+def _safe_next(default: str) -> str:
+    """Only a path on this box: an open redirect would let a link send a learner elsewhere."""
+    target = request.values.get("next", "")
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+@bp.get("/")
+def index():
+    user = access.current_user()
+    if user:
+        return redirect(home_url(user))
+    if site.get(get_db()) is None:
+        return render_template("not_set_up.html"), 503
+    return redirect(url_for("auth.signin"))
+
+
+@bp.get("/signin")
+def signin():
+    db = get_db()
+    return render_template("signin.html", classes=classes.all_classes(db), site=site.get(db))
+
+
+@bp.get("/signin/class/<int:class_id>")
+def signin_class(class_id: int):
+    db = get_db()
+    found = classes.get(db, class_id)
+    if not found:
+        abort(404)
+    learners = [r for r in classes.roster(db, class_id) if r["active"]]
+    return render_template("signin_class.html", cls=found, learners=learners)
+
+
+def check_throttle(*subjects: str) -> None:
+    """Refuse with 429 and Retry-After while any subject has failed too often."""
+    config = current_app.config["SCHOOLBOX"]
+    db = get_db()
+    limits = {"addr": config.login_max_per_address}
+    for subject in subjects:
+        limit = limits.get(subject.split(":", 1)[0], config.login_max_per_account)
+        wait = throttle.wait_seconds(db, subject, limit, config.login_window_s)
+        if wait:
+            fail(429, _("Too many wrong tries. Please wait %(n)d minutes.", n=wait // 60 + 1), wait)
+
+
+def record_failure(actor_kind: str, subjects: tuple[str, ...], target_id: int | None) -> None:
+    db = get_db()
+    with transaction(db):
+        throttle.fail(db, *subjects)
+        audit.record(db, audit.SYSTEM, "signin.failure", "user", target_id, kind=actor_kind)
+
+
+def complete_signin(user: dict, subject: str) -> None:
+    db = get_db()
+    with transaction(db):
+        throttle.clear(db, subject)
+        audit.record(
+            db, audit.Actor(user["id"], user["role"]), "signin.success", "user", user["id"]
+        )
+    access.sign_in(user)
+
+
+def learner_signin(learner_id: int, pin: str) -> dict:
+    """Check a learner's PIN with throttling; the signed-in learner, or an HTTP error."""
+    subjects = (f"learner:{learner_id}", f"addr:{access.client_address()}")
+    check_throttle(*subjects)
+    user = users.check_pin(get_db(), learner_id, pin)
+    if user is None:
+        record_failure("learner", subjects, learner_id)
+        fail(401, _("That PIN is not right. Please try again, or ask your teacher."))
+    complete_signin(user, subjects[0])
+    return user
+
+
+def staff_signin(username: str, password: str) -> dict:
+    """Check a staff password with throttling; the signed-in user, or an HTTP error."""
+    username = (username or "").strip().lower()[:64]
+    subjects = (f"user:{username}", f"addr:{access.client_address()}")
+    check_throttle(*subjects)
+    user = users.check_password(get_db(), username, password)
+    if user is None or user["role"] == "learner":
+        record_failure("staff", subjects, None)
+        fail(401, _("That username and password do not match."))
+    complete_signin(user, subjects[0])
+    return user
+
+
+@bp.route("/signin/learner/<int:learner_id>", methods=["GET", "POST"])
+def signin_learner(learner_id: int):
+    db = get_db()
+    learner = users.get(db, learner_id)
+    if not learner or learner["role"] != "learner" or not learner["active"]:
+        abort(404)
+    if request.method == "POST":
+        try:
+            user = learner_signin(learner_id, request.form.get("pin", ""))
+        except HTTPException as error:  # show the form again, with what went wrong
+            page = render_template("signin_learner.html", learner=learner, error=error.description)
+            return page, error.code, _retry_header(error)
+        return redirect(_safe_next(home_url(user)))
+    return render_template("signin_learner.html", learner=learner)
+
+
+@bp.route("/signin/staff", methods=["GET", "POST"])
+def signin_staff():
+    if request.method == "POST":
+        try:
+            user = staff_signin(request.form.get("username", ""), request.form.get("password", ""))
+        except HTTPException as error:
+            page = render_template("signin_staff.html", error=error.description)
+            return page, error.code, _retry_header(error)
+        return redirect(_safe_next(home_url(user)))
+    return render_template("signin_staff.html")
+
+
+def _retry_header(error: HTTPException) -> dict:
+    retry = getattr(error, "retry_after", None)
+    return {"Retry-After": str(retry)} if retry else {}
+
+
+@bp.post("/signout")
+def signout():
+    access.sign_out()
+    return redirect(url_for("auth.signin"))

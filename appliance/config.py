@@ -1,0 +1,88 @@
+"""The box's configuration: defaults, then SCHOOLBOX_HOME/schoolbox.toml, then environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import platformdirs
+
+ENV_PREFIX = "SCHOOLBOX_"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the box reads at start-up. The data directory holds all it owns."""
+
+    home: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("schoolbox")))
+    host: str = "0.0.0.0"  # noqa: S104 - the box serves the school's Wi-Fi
+    port: int = 8080
+    threads: int = 8
+    max_upload_mb: int = 60
+    log_level: str = "INFO"
+    login_window_s: int = 900  # sign-in failures count within this window
+    login_max_per_account: int = 5
+    login_max_per_address: int = 30
+    behind_proxy: bool = False  # trust X-Forwarded-For only when a proxy sits in front
+    testing: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "schoolbox.db"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.home / "media"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.home / "secret.key"
+
+    def with_(self, **changes) -> Config:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _coerce(kind: type, raw: object) -> object:
+    if kind is Path or kind == "Path":
+        return Path(str(raw)).expanduser()
+    if kind in (bool, "bool"):
+        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+    if kind in (int, "int"):
+        return int(raw)
+    return str(raw)
+
+
+def load(**overrides) -> Config:
+    """Defaults, then the home's schoolbox.toml, then SCHOOLBOX_* variables, then overrides."""
+    values: dict[str, object] = {}
+    home = overrides.get("home") or os.environ.get(ENV_PREFIX + "HOME")
+    config = Config() if home is None else Config(home=Path(home).expanduser())
+    toml_path = config.home / "schoolbox.toml"
+    if toml_path.exists():
+        values.update(tomllib.loads(toml_path.read_text()).get("schoolbox", {}))
+    for f in fields(Config):
+        env = os.environ.get(ENV_PREFIX + f.name.upper())
+        if env is not None:
+            values[f.name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name: f.type for f in fields(Config)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"Unknown setting(s): {', '.join(sorted(unknown))}")
+    return replace(config, **{k: _coerce(known[k], v) for k, v in values.items()})
+
+
+def ensure_secret(config: Config) -> bytes:
+    """The per-box secret that signs session cookies; created (mode 0600) on first use."""
+    config.home.mkdir(parents=True, exist_ok=True)
+    path = config.secret_path
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+            out.flush()
+            os.fsync(out.fileno())
+    return path.read_text().strip().encode()

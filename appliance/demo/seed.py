@@ -1,0 +1,124 @@
+"""Seed the demo school: staff, 3 classes of learners, the demo pack, assignments, history.
+
+Deterministic (a fixed random seed) so screenshots and tests see the same school. The
+history is simulated from a simple learning model, so dashboards look like a real term:
+stronger and weaker learners, skills that improve with practice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import zlib
+from pathlib import Path
+
+import sqlite_utils
+
+from ..config import Config
+from ..packs.importer import import_pack
+from ..practice import grade
+from ..store import audit, classes, content, site, transaction, users
+from ..store.ids import uuid7
+
+PACK_DIR = Path(__file__).parent / "pack"
+ADMIN = ("admin", "Ms Grace Okafor", "schoolbox-admin")
+TEACHERS = [
+    ("amina", "Amina Diallo", "schoolbox-teacher"),
+    ("tomas", "Tomás Rivera", "schoolbox-teacher"),
+]
+LEARNER_PIN = "1234"
+CLASSES = [("Class 4A", "amina"), ("Class 4B", "amina"), ("Class 5", "tomas")]
+FIRST_NAMES = """Aisha Ali Amara Ana Arjun Ayo Bao Bilal Camila Chidi Chen Daniel Dara Diego Elif
+Emeka Esi Fatima Femi Gabriel Hana Hassan Ibrahim Imani Isabel Jamal Jin Joao Kai Kamala Kofi
+Lara Leila Lucas Lwazi Maya Mei Mateo Min Musa Nadia Naledi Nia Noor Omar Pablo Priya Rafael
+Ravi Rosa Sami Sara Sipho Sofia Tariq Thandi Tomas Wanjiru Yara Yusuf Zain Zara Zodwa""".split()
+DEMO_LOGINS = [
+    f"admin:   {ADMIN[0]} / {ADMIN[2]}",
+    *(f"teacher: {u} / {p}  ({n})" for u, n, p in TEACHERS),
+    f"learner: pick a class and a name, PIN {LEARNER_PIN}",
+]
+
+
+def seed(db: sqlite_utils.Database, config: Config, learners_per_class: int = 20) -> None:
+    """Create the demo school in an empty database."""
+    rng = random.Random(20261125)
+    with transaction(db):
+        site.create(db, "Riverside Primary (demo)")
+        users.create_staff(db, audit.SYSTEM, "admin", ADMIN[1], ADMIN[0], ADMIN[2])
+        staff_ids = {
+            u: users.create_staff(db, audit.SYSTEM, "teacher", n, u, p) for u, n, p in TEACHERS
+        }
+        for feature in site.FEATURES:
+            site.set_consent(db, audit.SYSTEM, feature, feature == "tutor")
+    import_pack(db, config.media_dir, PACK_DIR, audit.SYSTEM)
+    lessons = content.lessons(db)
+    names = rng.sample(FIRST_NAMES, len(FIRST_NAMES))
+    with transaction(db):
+        for index, (class_name, teacher) in enumerate(CLASSES):
+            class_id = classes.create(db, audit.SYSTEM, class_name, staff_ids[teacher])
+            chosen = _assigned_lessons(lessons, index)
+            for lesson in chosen:
+                content.assign(db, audit.SYSTEM, class_id, lesson["id"])
+            for n in range(learners_per_class):
+                name = f"{names[(index * learners_per_class + n) % len(names)]} {chr(65 + n % 26)}."
+                learner_id = users.create_learner(db, audit.SYSTEM, name, LEARNER_PIN)
+                classes.enrol(db, audit.SYSTEM, class_id, learner_id)
+                _history(db, rng, learner_id, chosen)
+
+
+def _assigned_lessons(lessons: list[dict], class_index: int) -> list[dict]:
+    fractions = [lesson for lesson in lessons if lesson["subject"] == "fractions"]
+    reading = [lesson for lesson in lessons if lesson["subject"] != "fractions"]
+    plans = [fractions[:3], fractions[:2] + reading[:1], reading[:3] + fractions[3:4]]
+    return plans[class_index % len(plans)]
+
+
+def _history(
+    db: sqlite_utils.Database, rng: random.Random, learner_id: int, lessons: list[dict]
+) -> None:
+    """Two weeks of simulated practice: ability, item difficulty and learning by doing."""
+    ability = rng.gauss(0.3, 1.0)
+    now_ms = int(time.time() * 1000)
+    rows = []
+    for lesson in lessons:
+        items = db.conn.execute(
+            "SELECT * FROM items WHERE lesson_id = ? AND retired = 0", (lesson["id"],)
+        ).fetchall()
+        if not items:
+            continue
+        at_ms = now_ms - rng.randint(3, 14) * 86_400_000
+        for practice_count in range(rng.randint(4, 18)):
+            item = dict(rng.choice(items))
+            difficulty = (zlib.crc32(item["id"].encode()) % 100) / 50 - 1
+            p = 1 / (1 + math.exp(-(ability - difficulty + 0.12 * practice_count)))
+            correct = rng.random() < p
+            at_ms += rng.randint(20, 90) * 1000
+            rows.append(_attempt(learner_id, item, correct, at_ms, rng))
+    db["attempts"].insert_all(rows)
+
+
+def _attempt(learner_id: int, item: dict, correct: bool, at_ms: int, rng: random.Random) -> dict:
+    key = json.loads(item["answer"])
+    if item["type"] == "multiple_choice":
+        choices = len(json.loads(item["choices"]))
+        wrong = [i for i in range(choices) if i != key["index"]]
+        response = str(key["index"] if correct else rng.choice(wrong))
+    elif item["type"] == "numeric":
+        response = str(key["value"] if correct else key["value"] + rng.choice([-2, -1, 1, 2]))
+    else:
+        response = key["accepted"][0] if correct else "not sure"
+    item["answer"], item["choices"] = key, None
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at_ms / 1000)) + f".{at_ms % 1000:03d}Z"
+    return {
+        "id": uuid7(at_ms),
+        "learner_id": learner_id,
+        "item_id": item["id"],
+        "lesson_id": item["lesson_id"],
+        "response": response,
+        "correct": int(grade(item, response)),
+        "hints_used": 0 if correct else rng.randint(0, 1),
+        "duration_ms": rng.randint(8_000, 90_000),
+        "created_at": stamp,
+    }

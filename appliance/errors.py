@@ -1,0 +1,78 @@
+"""Error pages and JSON errors: a clear message for the person, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .logs import event
+
+log = logging.getLogger("schoolbox.errors")
+
+
+def _messages() -> dict[int, str]:
+    return {
+        400: _("Something in that request was not right. Please check it and try again."),
+        401: _("Please sign in first."),
+        403: _("You do not have access to that page."),
+        404: _("We could not find that page."),
+        405: _("That action is not possible here."),
+        413: _("That file is too large to upload."),
+        429: _("Too many tries. Please wait a little and try again."),
+        500: _("Something went wrong on the box. Your work is safe; please try again."),
+        503: _("The box is busy. Please try again in a moment."),
+    }
+
+
+def error_response(status: int, message: str | None = None, headers: dict | None = None):
+    """One error as JSON (API) or as a page (browser)."""
+    message = message or _messages().get(status, _messages()[400])
+    if request.blueprint == "api" or request.path.startswith("/api/"):
+        response = jsonify(error={"status": status, "message": message})
+    else:
+        response = render_template("error.html", status=status, message=message)
+    return response, status, headers or {}
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return error_response(
+            400, _("This form has expired. Please go back, reload the page and try again.")
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        message = error.description if getattr(error, "schoolbox_message", False) else None
+        headers = {}
+        if error.code == 429 and getattr(error, "retry_after", None):
+            headers["Retry-After"] = str(error.retry_after)
+        if error.code == 405 and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return error_response(error.code or 500, message, headers)
+
+    @app.errorhandler(InternalServerError)
+    def server_error(error: InternalServerError):
+        original = getattr(error, "original_exception", None)
+        event(
+            log,
+            "server_error",
+            logging.ERROR,
+            endpoint=request.endpoint,
+            error=type(original).__name__,
+        )
+        return error_response(500)
+
+
+def fail(status: int, message: str, retry_after: int | None = None):
+    """Abort the request with `status` and a message written for the person."""
+    from werkzeug.exceptions import default_exceptions
+
+    error = default_exceptions[status](description=message)
+    error.schoolbox_message = True
+    error.retry_after = retry_after
+    raise error

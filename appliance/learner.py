@@ -1,0 +1,133 @@
+"""The learner's pages: home, lessons, one-item-at-a-time practice, and my progress."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Blueprint, abort, render_template, request, session
+
+from . import practice
+from .access import current_user, learner_required, signed_in_required
+from .db import get_db
+from .store import attempts, content
+from .store.ids import uuid7
+
+bp = Blueprint("learner", __name__, url_prefix="/learn")
+
+
+@bp.get("/")
+@learner_required
+def home():
+    db = get_db()
+    learner = current_user()
+    assigned = content.learner_assignments(db, learner["id"])
+    recent = attempts.recent(db, learner["id"], limit=1)
+    return render_template(
+        "learner/home.html", assigned=assigned, last=recent[0] if recent else None
+    )
+
+
+@bp.get("/lessons")
+@signed_in_required
+def library():
+    return render_template("learner/library.html", lessons=content.lessons(get_db()))
+
+
+@bp.get("/lessons/<lesson_id>")
+@signed_in_required
+def lesson(lesson_id: str):
+    found = content.lesson(get_db(), lesson_id)
+    if not found:
+        abort(404)
+    return render_template("learner/lesson.html", lesson=found)
+
+
+def _session_marker(lesson_id: str) -> str:
+    """The id before this practice session's first answer: later attempts belong to it."""
+    marker = session.get("practice") or {}
+    if marker.get("lesson") != lesson_id or request.args.get("restart"):
+        marker = {"lesson": lesson_id, "since": uuid7()}
+        session["practice"] = marker
+    return marker["since"]
+
+
+@bp.get("/practice/<lesson_id>")
+@learner_required
+def practise(lesson_id: str):
+    db = get_db()
+    learner = current_user()
+    found = content.lesson(db, lesson_id)
+    if not found:
+        abort(404)
+    done = attempts.since(db, learner["id"], lesson_id, _session_marker(lesson_id))
+    if done["answered"] >= practice.SESSION_LENGTH:
+        return render_template("learner/practice_done.html", lesson=found, done=done)
+    item_id = request.args.get("item") or practice.next_item_id(db, learner["id"], lesson_id)
+    item = content.item(db, item_id) if item_id else None
+    if item is None or item["lesson_id"] != lesson_id:
+        return render_template("learner/practice_empty.html", lesson=found)
+    return _practice_page(found, item, request.args.get("hints", 0, type=int), done)
+
+
+def _practice_page(lesson: dict, item: dict, hints_shown: int, done: dict, error: str = ""):
+    hints_shown = max(0, min(hints_shown, len(item["hints"] or [])))
+    return render_template(
+        "learner/practice.html",
+        lesson=lesson,
+        item=content.public_item(item),
+        hints=(item["hints"] or [])[:hints_shown],
+        hints_shown=hints_shown,
+        done=done,
+        total=practice.SESSION_LENGTH,
+        client_key=secrets.token_urlsafe(12),
+        error=error,
+    )
+
+
+@bp.post("/practice/<lesson_id>")
+@learner_required
+def answer(lesson_id: str):
+    db = get_db()
+    learner = current_user()
+    found = content.lesson(db, lesson_id)
+    if not found:
+        abort(404)
+    form = request.form
+    try:
+        result = practice.submit(
+            db,
+            learner["id"],
+            form.get("item_id", ""),
+            form.get("response", ""),
+            form.get("hints_used", 0, type=int),
+            None,
+            form.get("client_key") or None,
+        )
+    except practice.AnswerError as error:
+        item = content.item(db, form.get("item_id", ""))
+        if error.status == 404 or item is None or item["lesson_id"] != lesson_id:
+            abort(404)
+        done = attempts.since(db, learner["id"], lesson_id, _session_marker(lesson_id))
+        hints = form.get("hints_used", 0, type=int)
+        return _practice_page(found, item, hints, done, str(error)), 400
+    done = attempts.since(db, learner["id"], lesson_id, _session_marker(lesson_id))
+    return render_template(
+        "learner/feedback.html",
+        lesson=found,
+        result=result,
+        item=content.public_item(result["item"]),
+        done=done,
+        total=practice.SESSION_LENGTH,
+    )
+
+
+@bp.get("/progress")
+@learner_required
+def progress():
+    db = get_db()
+    learner = current_user()
+    return render_template(
+        "learner/progress.html",
+        skills=attempts.skill_progress(db, learner["id"]),
+        assigned=content.learner_assignments(db, learner["id"]),
+    )

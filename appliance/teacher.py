@@ -1,0 +1,177 @@
+"""The teacher's pages: classes, rosters and PINs, assignments, progress, a learner's history."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from .access import actor, current_user, teacher_required
+from .db import get_db
+from .store import attempts, classes, content, transaction, users
+
+bp = Blueprint("teacher", __name__, url_prefix="/teach")
+MAX_ROSTER = 60  # names in one paste
+
+
+def _managed_class(class_id: int) -> dict:
+    """The class if the signed-in teacher (or an admin) manages it; 404 otherwise."""
+    db = get_db()
+    if not classes.can_manage(db, current_user(), class_id):
+        abort(404)  # not 403: whether another teacher's class exists is not ours to say
+    return classes.get(db, class_id)
+
+
+@bp.get("/")
+@teacher_required
+def home():
+    return render_template("teacher/home.html", classes=classes.for_user(get_db(), current_user()))
+
+
+@bp.post("/classes")
+@teacher_required
+def create_class():
+    db = get_db()
+    user = current_user()
+    try:
+        with transaction(db):
+            class_id = classes.create(db, actor(), request.form.get("name", ""), user["id"])
+    except classes.ClassError as error:
+        flash(str(error), "error")
+        return redirect(url_for(".home"))
+    return redirect(url_for(".class_page", class_id=class_id))
+
+
+@bp.get("/classes/<int:class_id>")
+@teacher_required
+def class_page(class_id: int):
+    found = _managed_class(class_id)
+    db = get_db()
+    return render_template(
+        "teacher/class.html",
+        cls=found,
+        roster=classes.roster(db, class_id),
+        assignments=content.class_assignments(db, class_id),
+        lessons=content.lessons(db),
+    )
+
+
+def parse_roster(text: str) -> list[str]:
+    """Names pasted one per line (or separated by commas/semicolons), cleaned and de-duplicated."""
+    names, seen = [], set()
+    for raw in text.replace(";", "\n").replace(",", "\n").splitlines():
+        name = " ".join(raw.split())
+        if name and name.casefold() not in seen:
+            seen.add(name.casefold())
+            names.append(name)
+    return names
+
+
+@bp.post("/classes/<int:class_id>/roster")
+@teacher_required
+def add_learners(class_id: int):
+    found = _managed_class(class_id)
+    names = parse_roster(request.form.get("names", ""))
+    if not names:
+        flash(_("Paste at least one name, one per line."), "error")
+        return redirect(url_for(".class_page", class_id=class_id))
+    if len(names) > MAX_ROSTER:
+        flash(_("Add at most %(n)d names at a time.", n=MAX_ROSTER), "error")
+        return redirect(url_for(".class_page", class_id=class_id))
+    db = get_db()
+    created = []
+    try:
+        with transaction(db):
+            for name in names:
+                pin = users.new_pin()
+                learner_id = users.create_learner(db, actor(), name, pin)
+                classes.enrol(db, actor(), class_id, learner_id)
+                created.append({"name": users.validate_name(name), "pin": pin})
+    except users.UserError as error:
+        flash(str(error), "error")
+        return redirect(url_for(".class_page", class_id=class_id))
+    # The PINs are shown once, on a page made for printing, and never stored in clear.
+    return render_template("teacher/pins.html", cls=found, learners=created)
+
+
+@bp.post("/classes/<int:class_id>/learners/<int:learner_id>/pin")
+@teacher_required
+def reset_pin(class_id: int, learner_id: int):
+    found = _managed_class(class_id)
+    db = get_db()
+    if learner_id not in {r["id"] for r in classes.roster(db, class_id)}:
+        abort(404)
+    pin = (request.form.get("pin") or "").strip() or users.new_pin()
+    try:
+        with transaction(db):
+            users.set_pin(db, actor(), learner_id, pin)
+    except users.UserError as error:
+        flash(str(error), "error")
+        return redirect(url_for(".class_page", class_id=class_id))
+    learner = users.get(db, learner_id)
+    return render_template(
+        "teacher/pins.html", cls=found, learners=[{"name": learner["display_name"], "pin": pin}]
+    )
+
+
+@bp.post("/classes/<int:class_id>/assignments")
+@teacher_required
+def assign(class_id: int):
+    _managed_class(class_id)
+    db = get_db()
+    lesson_id = request.form.get("lesson_id", "")
+    if not content.lesson(db, lesson_id):
+        flash(_("Choose a lesson to assign."), "error")
+    else:
+        with transaction(db):
+            content.assign(db, actor(), class_id, lesson_id)
+        flash(_("Lesson assigned."), "ok")
+    return redirect(url_for(".class_page", class_id=class_id))
+
+
+@bp.post("/classes/<int:class_id>/assignments/<lesson_id>/delete")
+@teacher_required
+def unassign(class_id: int, lesson_id: str):
+    _managed_class(class_id)
+    db = get_db()
+    with transaction(db):
+        content.unassign(db, actor(), class_id, lesson_id)
+    flash(_("Lesson removed from the class."), "ok")
+    return redirect(url_for(".class_page", class_id=class_id))
+
+
+@bp.post("/classes/<int:class_id>/tutor")
+@teacher_required
+def set_tutor(class_id: int):
+    _managed_class(class_id)
+    db = get_db()
+    with transaction(db):
+        classes.set_tutor_enabled(db, actor(), class_id, request.form.get("enabled") == "1")
+    return redirect(url_for(".class_page", class_id=class_id))
+
+
+@bp.get("/classes/<int:class_id>/progress")
+@teacher_required
+def class_progress(class_id: int):
+    found = _managed_class(class_id)
+    db = get_db()
+    return render_template(
+        "teacher/progress.html",
+        cls=found,
+        roster=classes.roster(db, class_id),
+        skills=content.skills(db),
+        grid=attempts.class_grid(db, class_id),
+    )
+
+
+@bp.get("/learners/<int:learner_id>")
+@teacher_required
+def learner_history(learner_id: int):
+    db = get_db()
+    if not classes.can_see_learner(db, current_user(), learner_id):
+        abort(404)
+    return render_template(
+        "teacher/learner.html",
+        learner=users.get(db, learner_id),
+        skills=attempts.skill_progress(db, learner_id),
+        recent=attempts.recent(db, learner_id, limit=100),
+    )
