@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlite_utils
 
 from ..store import audit, now, one, transaction
-from .loader import Pack, load, version_key
+from .loader import Pack, PackError, load, version_key
 
 
 @dataclass
@@ -44,6 +44,7 @@ def import_pack(
             f"Pack {pack.id} is already at version {existing['version']}; "
             f"version {pack.version} was not imported (nothing changed).",
         )
+    _check_ids_are_ours(db, pack)
     new_media = _write_media(media_root, pack)
     try:
         with transaction(db):
@@ -73,6 +74,27 @@ def import_pack(
         len(pack.lessons),
         len(pack.items),
     )
+
+
+def _check_ids_are_ours(db: sqlite_utils.Database, pack: Pack) -> None:
+    """Lesson and item ids are global: a pack may not take over another pack's."""
+    problems = []
+    for table, ids in (
+        ("lessons", [x.id for x in pack.lessons]),
+        ("items", [x.id for x in pack.items]),
+    ):
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in db.conn.execute(
+                f"SELECT id, pack_id FROM {table} WHERE id IN ({marks}) AND pack_id != ?",  # noqa: S608
+                (*chunk, pack.id),
+            ):
+                problems.append(
+                    f"{table}: id {row['id']!r} already belongs to pack {row['pack_id']!r}"
+                )
+    if problems:
+        raise PackError(problems)
 
 
 def _write_media(media_root: Path, pack: Pack) -> Path:

@@ -1,0 +1,135 @@
+"""The database: settings, migrations, append-only logs, erasure, ids."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from appliance.store import audit, open_db, transaction, users
+from appliance.store.ids import uuid7
+from appliance.store.migrations import CURRENT_VERSION, SchemaTooNew, migrate, version
+
+
+def test_a_new_database_is_migrated_to_the_current_version_with_safe_settings(tmp_path):
+    db = open_db(tmp_path / "box.db")
+    assert migrate(db) == CURRENT_VERSION
+    assert version(db) == CURRENT_VERSION
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert migrate(db) == 0  # already current: nothing to do
+
+
+def test_an_older_database_upgrades_in_place_keeping_its_rows(tmp_path, monkeypatch):
+    from appliance.store import migrations
+
+    db = open_db(tmp_path / "box.db")
+    migrate(db)
+    with transaction(db):
+        users.create_learner(db, audit.SYSTEM, "Ada", "1234")
+
+    def _v2(database):
+        database.execute("ALTER TABLE users ADD COLUMN nickname TEXT")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, _v2])
+    monkeypatch.setattr(migrations, "CURRENT_VERSION", CURRENT_VERSION + 1)
+    assert migrations.migrate(db) == 1
+    assert version(db) == CURRENT_VERSION + 1
+    assert db.conn.execute("SELECT display_name, nickname FROM users").fetchone()[:] == (
+        "Ada",
+        None,
+    )
+
+
+def test_a_database_from_a_newer_schoolbox_is_refused_with_a_clear_message(tmp_path):
+    db = open_db(tmp_path / "box.db")
+    migrate(db)
+    db.execute(f"PRAGMA user_version={CURRENT_VERSION + 3}")
+    with pytest.raises(SchemaTooNew, match="newer Schoolbox"):
+        migrate(db)
+
+
+def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+    from appliance.store import migrations
+
+    db = open_db(tmp_path / "box.db")
+
+    def broken(database):
+        database.execute("CREATE TABLE half_done (x)")
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [broken])
+    monkeypatch.setattr(migrations, "CURRENT_VERSION", 1)
+    with pytest.raises(RuntimeError):
+        migrations.migrate(db)
+    assert version(db) == 0
+    assert "half_done" not in db.table_names()
+
+
+def test_attempts_and_the_audit_log_refuse_updates(db):
+    db.conn.execute("UPDATE users SET active = 1 WHERE id = 1")  # ordinary tables may change
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.conn.execute("UPDATE attempts SET correct = 1")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.conn.execute("UPDATE audit_log SET action = 'x'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.conn.execute("DELETE FROM audit_log")
+
+
+def test_uuid7_ids_are_unique_and_sort_in_creation_order():
+    ids = [uuid7() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert all(i[14] == "7" for i in ids)  # version nibble
+    assert uuid7(at_ms=0) < ids[0]
+
+
+def test_erasing_a_learner_removes_personal_data_and_attempts_and_keeps_a_tombstone(db, ids):
+    learner_id = ids["learners"]["Class 4A"][0]
+    public_id = db.conn.execute(
+        "SELECT public_id FROM users WHERE id = ?", (learner_id,)
+    ).fetchone()[0]
+    assert (
+        db.conn.execute(
+            "SELECT count(*) FROM attempts WHERE learner_id = ?", (learner_id,)
+        ).fetchone()[0]
+        > 0
+    )
+    admin = audit.Actor(ids["admin"], "admin")
+    with transaction(db):
+        assert users.erase_learner(db, admin, learner_id)
+    row = db.conn.execute("SELECT * FROM users WHERE id = ?", (learner_id,)).fetchone()
+    assert row["display_name"] == "erased" and row["pin_hash"] is None and row["erased_at"]
+    assert (
+        db.conn.execute(
+            "SELECT count(*) FROM attempts WHERE learner_id = ?", (learner_id,)
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        db.conn.execute(
+            "SELECT count(*) FROM enrolments WHERE learner_id = ?", (learner_id,)
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        db.conn.execute(
+            "SELECT erased_by FROM tombstones WHERE public_id = ?", (public_id,)
+        ).fetchone()[0]
+        == ids["admin"]
+    )
+    entry = audit.search(db, action="learner.erase")[0]
+    assert entry["actor_id"] == ids["admin"] and entry["target_id"] == str(learner_id)
+    assert users.erase_learner(db, admin, learner_id) is False  # already gone
+
+
+def test_the_audit_log_never_holds_names_or_pins(db):
+    text = " ".join(str(tuple(r)) for r in db.conn.execute("SELECT * FROM audit_log"))
+    names = [r[0] for r in db.conn.execute("SELECT display_name FROM users")]
+    details = " ".join(str(r[0]) for r in db.conn.execute("SELECT detail FROM audit_log"))
+    assert text
+    for name in names:
+        assert name not in text
+    assert "1234" not in details  # the demo learners' PIN

@@ -1,0 +1,134 @@
+"""Shared fixtures: a seeded demo school (built once, copied per test), the app and browsers."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from appliance import create_app
+from appliance.config import Config, ensure_secret
+from appliance.demo.seed import ADMIN, LEARNER_PIN, TEACHERS, seed
+from appliance.store import open_db
+from appliance.store.migrations import migrate
+
+DEMO_PACK = Path(__file__).parents[1] / "appliance" / "demo" / "pack"
+
+
+@pytest.fixture(scope="session")
+def school_template(tmp_path_factory) -> Path:
+    """The demo school seeded once per test session; tests get a copy."""
+    home = tmp_path_factory.mktemp("template") / "home"
+    config = Config(home=home, testing=True)
+    home.mkdir()
+    ensure_secret(config)
+    db = open_db(config.db_path)
+    migrate(db)
+    seed(db, config, learners_per_class=6)
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.conn.close()
+    return home
+
+
+@pytest.fixture
+def config(tmp_path, school_template) -> Config:
+    home = tmp_path / "home"
+    shutil.copytree(school_template, home)
+    return Config(home=home, testing=True)
+
+
+@pytest.fixture
+def empty_config(tmp_path) -> Config:
+    """A box with no site set up yet."""
+    return Config(home=tmp_path / "empty", testing=True)
+
+
+@pytest.fixture
+def app(config):
+    return create_app(config)
+
+
+@pytest.fixture
+def db(config):
+    database = open_db(config.db_path)
+    yield database
+    database.conn.close()
+
+
+class Browser:
+    """A test client that signs in like a person does and sends the CSRF token with writes."""
+
+    def __init__(self, app):
+        self.client = app.test_client()
+
+    def csrf(self) -> str:
+        return self.client.get("/api/v1/session").get_json()["csrf_token"]
+
+    def get(self, url, **kw):
+        return self.client.get(url, **kw)
+
+    def post(self, url, data=None, **kw):
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.csrf())
+        return self.client.post(url, data=data, **kw)
+
+    def api(self, method: str, url: str, json=None):
+        headers = {"X-CSRFToken": self.csrf()} if method != "GET" else {}
+        return self.client.open(url, method=method, json=json, headers=headers)
+
+    def signin_staff(self, username: str, password: str):
+        return self.post("/signin/staff", {"username": username, "password": password})
+
+    def signin_learner(self, learner_id: int, pin: str = LEARNER_PIN):
+        return self.post(f"/signin/learner/{learner_id}", {"pin": pin})
+
+
+@pytest.fixture
+def browser(app) -> Browser:
+    return Browser(app)
+
+
+@pytest.fixture
+def ids(db) -> dict:
+    """Ids of the demo school's people and classes, looked up by role and name."""
+    rows = db.conn.execute("SELECT id, role, username, display_name FROM users").fetchall()
+    classes = {r["name"]: r["id"] for r in db.conn.execute("SELECT id, name FROM classes")}
+    teachers = {r["username"]: r["id"] for r in rows if r["role"] == "teacher"}
+    learners_by_class = {}
+    for name, class_id in classes.items():
+        learners_by_class[name] = [
+            r["learner_id"]
+            for r in db.conn.execute(
+                "SELECT learner_id FROM enrolments WHERE class_id = ? ORDER BY learner_id",
+                (class_id,),
+            )
+        ]
+    return {
+        "admin": next(r["id"] for r in rows if r["role"] == "admin"),
+        "teachers": teachers,
+        "classes": classes,
+        "learners": learners_by_class,
+    }
+
+
+def as_role(app, role: str, ids: dict) -> Browser:
+    """A browser signed in as the demo admin, teacher amina, or a learner of Class 4A."""
+    browser = Browser(app)
+    if role == "admin":
+        response = browser.signin_staff(ADMIN[0], ADMIN[2])
+    elif role == "teacher":
+        response = browser.signin_staff(TEACHERS[0][0], TEACHERS[0][2])
+    elif role == "learner":
+        response = browser.signin_learner(ids["learners"]["Class 4A"][0])
+    else:
+        return browser
+    assert response.status_code == 302, response.data[:500]
+    return browser
+
+
+def form_value(html: bytes, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"'.encode(), html)
+    assert match, f"no field {name}"
+    return match.group(1).decode()
