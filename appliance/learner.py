@@ -9,6 +9,7 @@ from flask import Blueprint, abort, render_template, request, session
 from . import practice
 from .access import current_user, learner_required, signed_in_required
 from .db import get_db
+from .errors import fail
 from .store import attempts, content
 from .store.ids import uuid7
 
@@ -105,8 +106,10 @@ def answer(lesson_id: str):
         )
     except practice.AnswerError as error:
         item = content.item(db, form.get("item_id", ""))
-        if error.status == 404 or item is None or item["lesson_id"] != lesson_id:
+        if error.status == 404 or (item is not None and item["lesson_id"] != lesson_id):
             abort(404)
+        if item is None:
+            fail(400, str(error))
         done = attempts.since(db, learner["id"], lesson_id, _session_marker(lesson_id))
         hints = form.get("hints_used", 0, type=int)
         return _practice_page(found, item, hints, done, str(error)), 400

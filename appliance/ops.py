@@ -47,7 +47,9 @@ def metrics():
     address = client_address()
     loopback = address != "unknown" and ipaddress.ip_address(address).is_loopback
     user = current_user()
-    if not loopback and not (user and user["role"] == "admin"):
+    if not loopback and user is None:
+        abort(401)
+    if not loopback and user["role"] != "admin":
         abort(403)
     registry = current_app.extensions["schoolbox_metrics"].registry
     return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}

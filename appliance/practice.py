@@ -114,6 +114,8 @@ def submit(
 
     if client_key is not None and not _CLIENT_KEY_RE.match(client_key):
         raise AnswerError("The answer's key is not valid; please reload the page.")
+    if not item_id:
+        raise AnswerError("The answer did not say which question it was for; please reload.")
     item = content.item(db, str(item_id))
     if item is None:
         raise AnswerError("That question is no longer available.", 404)

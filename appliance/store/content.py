@@ -16,8 +16,9 @@ def packs(db: sqlite_utils.Database) -> list[dict]:
         for r in rows(
             db,
             "SELECT p.*, (SELECT count(*) FROM lessons l WHERE l.pack_id = p.id"
-            " AND l.retired = 0) AS lessons, (SELECT count(*) FROM items i"
-            " WHERE i.pack_id = p.id AND i.retired = 0) AS items FROM packs p ORDER BY p.title",
+            " AND l.retired = 0) AS lesson_count, (SELECT count(*) FROM items i"
+            " WHERE i.pack_id = p.id AND i.retired = 0) AS item_count"
+            " FROM packs p ORDER BY p.title",
         )
     ]
 
@@ -29,7 +30,8 @@ def lessons(db: sqlite_utils.Database) -> list[dict]:
         for r in rows(
             db,
             "SELECT id, pack_id, subject, title, summary, position,"
-            " (SELECT count(*) FROM items i WHERE i.lesson_id = l.id AND i.retired = 0) AS items"
+            " (SELECT count(*) FROM items i WHERE i.lesson_id = l.id AND i.retired = 0)"
+            " AS item_count"
             " FROM lessons l WHERE retired = 0 ORDER BY subject, position, title",
         )
     ]
@@ -132,7 +134,8 @@ def learner_assignments(db: sqlite_utils.Database, learner_id: int) -> list[dict
         for r in rows(
             db,
             "SELECT l.id, l.title, l.subject, l.summary, min(a.assigned_at) AS assigned_at,"
-            " (SELECT count(*) FROM items i WHERE i.lesson_id = l.id AND i.retired = 0) AS items,"
+            " (SELECT count(*) FROM items i WHERE i.lesson_id = l.id AND i.retired = 0)"
+            " AS item_count,"
             " (SELECT count(DISTINCT t.item_id) FROM attempts t WHERE t.learner_id = ?"
             "  AND t.lesson_id = l.id AND t.correct = 1) AS mastered"
             " FROM assignments a JOIN enrolments e ON e.class_id = a.class_id"

@@ -1,0 +1,157 @@
+"""Authorisation: every route x every role, plus ownership (whose class, whose learner).
+
+Every route the app has must appear in POLICY, so a new route cannot ship unguarded.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from appliance.demo.seed import TEACHERS
+from tests.conftest import Browser, as_role
+
+ANYONE = {"anon", "learner", "teacher", "admin"}
+SIGNED_IN = {"learner", "teacher", "admin"}
+STAFF = {"teacher", "admin"}
+LEARNER = {"learner"}
+ADMIN = {"admin"}
+
+POLICY = {
+    "ops.healthz": ANYONE, "ops.readyz": ANYONE, "ops.metrics": ADMIN, "ops.asset": ANYONE,
+    "ops.media": SIGNED_IN,
+    "auth.index": ANYONE, "auth.signin": ANYONE, "auth.signin_class": ANYONE,
+    "auth.signin_learner": ANYONE, "auth.signin_staff": ANYONE, "auth.signout": ANYONE,
+    "learner.home": LEARNER, "learner.library": SIGNED_IN, "learner.lesson": SIGNED_IN,
+    "learner.practise": LEARNER, "learner.answer": LEARNER, "learner.progress": LEARNER,
+    "teacher.home": STAFF, "teacher.create_class": STAFF, "teacher.class_page": STAFF,
+    "teacher.add_learners": STAFF, "teacher.reset_pin": STAFF, "teacher.assign": STAFF,
+    "teacher.unassign": STAFF, "teacher.set_tutor": STAFF, "teacher.class_progress": STAFF,
+    "teacher.learner_history": STAFF,
+    "admin.status": ADMIN, "admin.staff": ADMIN, "admin.create_staff": ADMIN,
+    "admin.update_staff": ADMIN, "admin.all_classes": ADMIN, "admin.create_class": ADMIN,
+    "admin.learners": ADMIN, "admin.export_learner": ADMIN, "admin.erase_learner": ADMIN,
+    "admin.content_page": ADMIN, "admin.upload_pack": ADMIN, "admin.audit_page": ADMIN,
+    "admin.consent": ADMIN, "admin.set_consent": ADMIN,
+    "api.openapi": ANYONE, "api.signin_classes": ANYONE, "api.signin_learners": ANYONE,
+    "api.get_session": ANYONE, "api.create_session": ANYONE, "api.delete_session": ANYONE,
+    "api.lessons": SIGNED_IN, "api.lesson": SIGNED_IN, "api.next_item": LEARNER,
+    "api.hint": LEARNER, "api.submit_attempt": LEARNER, "api.my_progress": LEARNER,
+    "api.learner_progress": SIGNED_IN, "api.my_classes": SIGNED_IN,
+    "api.class_progress": STAFF, "api.search": SIGNED_IN,
+}  # fmt: skip
+SIGN_IN_OUT = {"auth.signout", "auth.signin_learner", "auth.signin_staff", "api.delete_session",
+               "api.create_session"}  # fmt: skip
+LAN = {"REMOTE_ADDR": "10.0.0.23"}  # a device on the school Wi-Fi, not the box itself
+
+
+def _values(app, db, ids) -> dict:
+    lesson_id = "fractions-01-parts-of-a-whole"
+    item_id = db.conn.execute(
+        "SELECT id FROM items WHERE lesson_id = ? ORDER BY position", (lesson_id,)
+    ).fetchone()[0]
+    with app.test_request_context():
+        from appliance.ops import asset_digests
+
+        digest = asset_digests()["style.css"]
+    return {
+        "class_id": ids["classes"]["Class 4A"],  # taught by the teacher in the matrix
+        "learner_id": ids["learners"]["Class 4A"][0],  # the learner in the matrix
+        "lesson_id": lesson_id,
+        "item_id": item_id,
+        "number": 1,
+        "user_id": ids["teachers"][TEACHERS[1][0]],
+        "digest": digest,
+        "pack_id": "schoolbox-demo",
+        "version": "1.0.0",
+    }
+
+
+def _requests(app, values):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule
+        for name in rule.arguments:
+            if name == "filename":
+                value = "pizza-quarters.svg" if rule.endpoint == "ops.media" else "style.css"
+            else:
+                value = values[name]
+            path = re.sub(rf"<(?:\w+:)?{name}>", str(value), path)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule.endpoint, method, path
+
+
+def test_every_route_has_a_policy(app):
+    endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.endpoint != "static"}
+    assert endpoints == set(POLICY), "add new routes to POLICY with the roles allowed"
+
+
+@pytest.mark.parametrize("role", ["anon", "learner", "teacher", "admin"])
+def test_role_by_endpoint_matrix(app, db, ids, role):
+    values = _values(app, db, ids)
+    browser = as_role(app, role, ids)
+    browser.client.environ_base.update(LAN)
+    checked = 0
+    for endpoint, method, path in _requests(app, values):
+        if method != "GET" and endpoint in SIGN_IN_OUT:
+            continue  # these change who is signed in; covered in test_auth
+        if method == "GET":
+            response = browser.get(path)
+        elif endpoint.startswith("api."):
+            response = browser.api(method, path, json={})
+        else:
+            response = browser.post(path, {})
+        allowed = role in POLICY[endpoint]
+        status = response.status_code
+        where = f"{role} {method} {path} -> {status}"
+        assert status < 500, where
+        if allowed:
+            assert status not in (401, 403, 404), where
+            if endpoint != "auth.index":  # the start page sends visitors to sign in
+                assert not (status == 302 and "/signin" in response.location), where
+        elif role == "anon":
+            assert status == 401 or (status == 302 and "/signin" in response.location), where
+        else:
+            assert status == 403, where
+        checked += 1
+    assert checked >= len(POLICY) - 3
+
+
+def test_a_teacher_cannot_see_another_teachers_class_or_learners(app, ids):
+    tomas = Browser(app)
+    assert tomas.signin_staff(TEACHERS[1][0], TEACHERS[1][2]).status_code == 302
+    amina_class = ids["classes"]["Class 4A"]
+    amina_learner = ids["learners"]["Class 4A"][0]
+    assert tomas.get(f"/teach/classes/{amina_class}").status_code == 404
+    assert tomas.get(f"/teach/classes/{amina_class}/progress").status_code == 404
+    assert tomas.get(f"/teach/learners/{amina_learner}").status_code == 404
+    assert tomas.get(f"/api/v1/classes/{amina_class}/progress").status_code == 404
+    assert tomas.get(f"/api/v1/learners/{amina_learner}/progress").status_code == 404
+    assert (
+        tomas.post(f"/teach/classes/{amina_class}/learners/{amina_learner}/pin", {}).status_code
+        == 404
+    )
+    names = {c["name"] for c in tomas.get("/api/v1/classes").get_json()["classes"]}
+    assert names == {"Class 5"}
+    own = ids["classes"]["Class 5"]
+    assert tomas.get(f"/teach/classes/{own}").status_code == 200
+
+
+def test_a_learner_sees_only_their_own_work(app, ids):
+    me, classmate = ids["learners"]["Class 4A"][:2]
+    learner = as_role(app, "learner", ids)
+    assert learner.get(f"/api/v1/learners/{me}/progress").status_code == 200
+    assert learner.get(f"/api/v1/learners/{classmate}/progress").status_code == 404
+    mine = learner.get("/api/v1/progress").get_json()
+    assert mine["learner"]["id"] == me
+    assert {c["name"] for c in learner.get("/api/v1/classes").get_json()["classes"]} == {"Class 4A"}
+
+
+def test_unknown_ids_are_404_for_everyone_including_admins(app, ids):
+    admin = as_role(app, "admin", ids)
+    for path in ("/teach/classes/99999", "/teach/learners/99999", "/api/v1/lessons/nope",
+                 "/learn/lessons/nope", "/api/v1/classes/99999/progress"):  # fmt: skip
+        assert admin.get(path).status_code == 404, path
+    assert admin.post("/admin/learners/99999/erase", {"confirm": "erase"}).status_code == 404
