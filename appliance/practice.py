@@ -6,6 +6,7 @@ import re
 from fractions import Fraction
 
 import sqlite_utils
+from flask_babel import lazy_gettext as _l
 
 from .store import one
 
@@ -57,14 +58,14 @@ def grade(item: dict, response: str) -> bool:
 def is_well_formed(item: dict, response: str) -> str | None:
     """A message for the learner if the response cannot be an answer at all, else None."""
     if not response.strip():
-        return "Please give an answer first."
+        return _l("Please give an answer first.")
     if len(response) > MAX_RESPONSE:
-        return "That answer is too long."
+        return _l("That answer is too long.")
     if item["type"] == "multiple_choice":
         if not response.strip().isdigit() or int(response) >= len(item["choices"] or []):
-            return "Please choose one of the answers."
+            return _l("Please choose one of the answers.")
     if item["type"] == "numeric" and parse_number(response) is None:
-        return "Please type a number, like 3, 0.5 or 1/2."
+        return _l("Please type a number, like 3, 0.5 or 1/2.")
     return None
 
 
@@ -113,12 +114,12 @@ def submit(
     from .store import attempts, content
 
     if client_key is not None and not _CLIENT_KEY_RE.match(client_key):
-        raise AnswerError("The answer's key is not valid; please reload the page.")
+        raise AnswerError(_l("The answer's key is not valid; please reload the page."))
     if not item_id:
-        raise AnswerError("The answer did not say which question it was for; please reload.")
+        raise AnswerError(_l("The answer did not say which question it was for; please reload."))
     item = content.item(db, str(item_id))
     if item is None:
-        raise AnswerError("That question is no longer available.", 404)
+        raise AnswerError(_l("That question is no longer available."), 404)
     problem = is_well_formed(item, response)
     if problem:
         raise AnswerError(problem)

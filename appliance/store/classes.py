@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite_utils
+from flask_babel import lazy_gettext as _l
 
 from . import audit, now, one, rows
 
@@ -15,7 +16,7 @@ def create(db: sqlite_utils.Database, actor: audit.Actor, name: str, teacher_id:
     """Create a class, taught by `teacher_id` if given; return its id."""
     name = " ".join((name or "").split())
     if not 1 <= len(name) <= 60:
-        raise ClassError("A class name is 1 to 60 characters.")
+        raise ClassError(_l("A class name is 1 to 60 characters."))
     cursor = db.conn.execute("INSERT INTO classes (name, created_at) VALUES (?, ?)", (name, now()))
     class_id = cursor.lastrowid
     audit.record(db, actor, "class.create", "class", class_id)

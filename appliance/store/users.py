@@ -6,6 +6,7 @@ import re
 import secrets
 
 import sqlite_utils
+from flask_babel import lazy_gettext as _l
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import audit, now, one, rows
@@ -31,29 +32,31 @@ def validate_username(username: str) -> str:
     username = (username or "").strip().lower()
     if not USERNAME_RE.match(username):
         raise UserError(
-            "A username is 2-32 lowercase letters, digits, '.', '-' or '_', "
-            "starting with a letter or digit."
+            _l(
+                "A username is 2-32 lowercase letters, digits, '.', '-' or '_', "
+                "starting with a letter or digit."
+            )
         )
     return username
 
 
 def validate_password(password: str) -> str:
     if len(password or "") < MIN_PASSWORD:
-        raise UserError(f"A password needs at least {MIN_PASSWORD} characters.")
+        raise UserError(_l("A password needs at least %(n)d characters.", n=MIN_PASSWORD))
     return password
 
 
 def validate_pin(pin: str) -> str:
     pin = (pin or "").strip()
     if not PIN_RE.match(pin):
-        raise UserError("A PIN is 4 to 6 digits.")
+        raise UserError(_l("A PIN is 4 to 6 digits."))
     return pin
 
 
 def validate_name(name: str) -> str:
     name = " ".join((name or "").split())
     if not 1 <= len(name) <= 80:
-        raise UserError("A name is 1 to 80 characters.")
+        raise UserError(_l("A name is 1 to 80 characters."))
     return name
 
 
@@ -72,10 +75,10 @@ def create_staff(
 ) -> int:
     """Create a teacher or admin; return the new id."""
     if role not in ("teacher", "admin"):
-        raise UserError("Staff are teachers or admins.")
+        raise UserError(_l("Staff are teachers or admins."))
     username = validate_username(username)
     if one(db, "SELECT 1 FROM users WHERE username = ?", (username,)):
-        raise UserError(f"The username {username!r} is taken.")
+        raise UserError(_l("The username %(name)s is taken.", name=username))
     cursor = db.conn.execute(
         "INSERT INTO users (public_id, role, display_name, username, password_hash, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -166,7 +169,7 @@ def set_password(
 def set_role(db: sqlite_utils.Database, actor: audit.Actor, user_id: int, role: str) -> None:
     """Move a staff member between teacher and admin."""
     if role not in ("teacher", "admin"):
-        raise UserError("Staff are teachers or admins.")
+        raise UserError(_l("Staff are teachers or admins."))
     db.conn.execute(
         "UPDATE users SET role = ?, session_version = session_version + 1"
         " WHERE id = ? AND role != 'learner'",

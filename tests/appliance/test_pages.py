@@ -89,7 +89,9 @@ def test_teacher_creates_a_class_pastes_a_roster_assigns_and_sees_progress(app, 
     assert pin not in stored
     teacher.post(f"/teach/classes/{class_id}/assignments", {"lesson_id": "reading-02-main-idea"})
     page = teacher.get(f"/teach/classes/{class_id}").data.decode()
-    title = db.conn.execute("SELECT title FROM lessons WHERE id = 'reading-02-main-idea'").fetchone()[0]
+    title = db.conn.execute(
+        "SELECT title FROM lessons WHERE id = 'reading-02-main-idea'"
+    ).fetchone()[0]
     assert "Zola M." in page and title in page
     kwame = db.conn.execute("SELECT id FROM users WHERE display_name = 'Kwame O.'").fetchone()[0]
     assert as_role(app, "anon", ids).signin_learner(kwame, pin).status_code == 302

@@ -1,0 +1,113 @@
+"""Automated accessibility check: axe-core (WCAG 2 A and AA rules) in headless Chromium.
+
+Each page is rendered by the app, its stylesheet inlined (contrast needs it), and axe-core
+run over it by Chromium's --dump-dom; any violation fails the test with its rule and node.
+`make test` fetches axe-core from the npm registry and `.ci/run` installs Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import as_role, form_value
+
+ROOT = Path(__file__).parents[2]
+AXE = ROOT / ".cache" / "axe-core" / "axe.min.js"
+STYLE = ROOT / "appliance" / "static" / "style.css"
+RUN_AXE = """<script>axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})
+.then(function (r) { var p = document.createElement('pre'); p.id = 'axe-result';
+p.textContent = JSON.stringify(r.violations.map(function (v) { return {id: v.id,
+impact: v.impact, nodes: v.nodes.slice(0, 3).map(function (n) { return n.target.join(' '); })}; }));
+document.body.appendChild(p); });</script>"""
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "Chromium is needed for the accessibility check: sudo apt-get install chromium"
+    assert AXE.exists(), f"axe-core is missing at {AXE}: run `make test`, which fetches it"
+    return found
+
+
+def _violations(chromium: str, html: str, folder: Path, name: str) -> list[dict]:
+    html = re.sub(r'<link rel="stylesheet"[^>]*>', f"<style>{STYLE.read_text()}</style>", html)
+    html = html.replace("</body>", f"<script>{AXE.read_text()}</script>{RUN_AXE}</body>")
+    page = folder / f"{name}.html"
+    page.write_text(html)
+    out = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={folder / ('profile-' + name)}",
+         "--virtual-time-budget=15000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    match = re.search(r'<pre id="axe-result">(.*?)</pre>', out, re.S)
+    assert match, f"axe did not finish on {name}"
+    return json.loads(
+        match.group(1)
+        .replace("&quot;", '"')
+        .replace("&gt;", ">")
+        .replace("&lt;", "<")
+        .replace("&amp;", "&")
+    )
+
+
+def _pages(app, ids, db) -> dict[str, str]:
+    pages = {}
+    anon = as_role(app, "anon", ids)
+    class_id = ids["classes"]["Class 4A"]
+    learner_id = ids["learners"]["Class 4A"][0]
+    pages["signin"] = anon.get("/signin").data
+    pages["signin-class"] = anon.get(f"/signin/class/{class_id}").data
+    pages["signin-pin"] = anon.get(f"/signin/learner/{learner_id}").data
+    pages["signin-staff"] = anon.get("/signin/staff").data
+    learner = as_role(app, "learner", ids)
+    lesson = "fractions-01-parts-of-a-whole"
+    pages["learner-home"] = learner.get("/learn/").data
+    pages["lesson"] = learner.get(f"/learn/lessons/{lesson}").data
+    practice = learner.get(f"/learn/practice/{lesson}?hints=1").data
+    pages["practice"] = practice
+    pages["feedback"] = learner.post(f"/learn/practice/{lesson}", {
+        "item_id": form_value(practice, "item_id"), "response": "0"}).data  # fmt: skip
+    pages["my-progress"] = learner.get("/learn/progress").data
+    teacher = as_role(app, "teacher", ids)
+    pages["teacher-home"] = teacher.get("/teach/").data
+    pages["class"] = teacher.get(f"/teach/classes/{class_id}").data
+    pages["grid"] = teacher.get(f"/teach/classes/{class_id}/progress").data
+    pages["history"] = teacher.get(f"/teach/learners/{learner_id}").data
+    admin = as_role(app, "admin", ids)
+    for path in ("", "users", "classes", "learners", "content", "audit", "consent"):
+        pages[f"admin-{path or 'status'}"] = admin.get(f"/admin/{path}").data
+    pages["not-found"] = admin.get("/teach/classes/99999").data
+    return {name: html.decode() for name, html in pages.items()}
+
+
+def test_pages_pass_axe_core_wcag_a_and_aa_rules(app, ids, db, tmp_path):
+    chromium = _chromium()
+    pages = _pages(app, ids, db)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(
+            zip(
+                pages,
+                pool.map(lambda n: _violations(chromium, pages[n], tmp_path, n), pages),
+                strict=True,
+            )
+        )
+    failures = {name: found for name, found in results.items() if found}
+    assert failures == {}
+
+
+def test_the_checker_catches_a_real_violation(tmp_path):
+    chromium = _chromium()
+    bad = '<!doctype html><html lang="en"><head><title>x</title></head><body><main><img src="a.png"><input id="a"></main></body></html>'
+    found = {v["id"] for v in _violations(chromium, bad, tmp_path, "bad")}
+    assert {"image-alt", "label"} <= found
+
+
+pytestmark = pytest.mark.slow
