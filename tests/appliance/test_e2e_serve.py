@@ -134,8 +134,8 @@ def test_a_whole_school_day_over_http(server):
     grid = teacher.get(f"{base}/api/v1/classes/{class_id}/progress").json()["grid"]
     assert sum(c["attempts"] for c in grid[learner_id].values()) >= 3
     # Operations: health, metrics from loopback, and nothing personal in the logs.
-    assert requests.get(f"{base}/healthz").json() == {"status": "ok"}
-    metrics = requests.get(f"{base}/metrics").text
+    assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+    metrics = requests.get(f"{base}/metrics", timeout=5).text
     assert (
         'schoolbox_requests_total{endpoint="learner.answer",method="POST",status="200"} 3.0'
         in metrics
