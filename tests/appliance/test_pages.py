@@ -231,3 +231,17 @@ def test_consent_is_off_until_switched_on_and_records_who(app, ids, db):
     consent = site.consents(db)["sync"]
     assert consent["granted"] == 1 and consent["set_by"] == ids["admin"] and consent["set_at"]
     assert admin.post("/admin/consent", {"feature": "nonsense", "granted": "1"}).status_code == 400
+
+
+def test_an_upload_over_the_limit_is_refused_with_413(config):
+    from dataclasses import replace
+
+    from appliance import create_app
+
+    app = create_app(replace(config, max_upload_mb=1))
+    admin = as_role(app, "admin", ids={})
+    big = io.BytesIO(b"0" * (2 * 1024 * 1024))
+    response = admin.post(
+        "/admin/content", {"pack": (big, "big.zip")}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 413 and b"too large" in response.data
