@@ -69,6 +69,7 @@ def check_throttle(*subjects: str) -> None:
 def record_failure(actor_kind: str, subjects: tuple[str, ...], target_id: int | None) -> None:
     db = get_db()
     with transaction(db):
+        throttle.prune(db, current_app.config["SCHOOLBOX"].login_window_s)
         throttle.fail(db, *subjects)
         audit.record(db, audit.SYSTEM, "signin.failure", "user", target_id, kind=actor_kind)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlite_utils
+from markupsafe import escape
 
 from . import now, one, rows, transaction
 from .ids import uuid7
@@ -62,18 +65,29 @@ def count(db: sqlite_utils.Database) -> int:
 
 
 def recent(db: sqlite_utils.Database, learner_id: int, limit: int = 50) -> list[dict]:
-    """A learner's latest answers with the lesson they belong to, newest first."""
-    return [
-        dict(r)
-        for r in rows(
-            db,
-            "SELECT a.id, a.item_id, a.lesson_id, l.title AS lesson_title, i.prompt_html,"
-            " a.response, a.correct, a.hints_used, a.created_at FROM attempts a"
-            " JOIN lessons l ON l.id = a.lesson_id JOIN items i ON i.id = a.item_id"
-            " WHERE a.learner_id = ? ORDER BY a.id DESC LIMIT ?",
-            (learner_id, limit),
-        )
-    ]
+    """A learner's latest answers with the lesson they belong to, newest first.
+
+    `response_html` is what the learner chose or typed, as a teacher reads it (the
+    choice's text for multiple choice, not its index).
+    """
+    found = []
+    for r in rows(
+        db,
+        "SELECT a.id, a.item_id, a.lesson_id, l.title AS lesson_title, i.prompt_html,"
+        " i.type, i.choices, a.response, a.correct, a.hints_used, a.created_at FROM attempts a"
+        " JOIN lessons l ON l.id = a.lesson_id JOIN items i ON i.id = a.item_id"
+        " WHERE a.learner_id = ? ORDER BY a.id DESC LIMIT ?",
+        (learner_id, limit),
+    ):
+        attempt = dict(r)
+        choices = json.loads(attempt.pop("choices") or "null")
+        if attempt["type"] == "multiple_choice" and attempt["response"].isdigit():
+            index = int(attempt["response"])
+            attempt["response_html"] = choices[index] if index < len(choices) else ""
+        else:
+            attempt["response_html"] = str(escape(attempt["response"]))
+        found.append(attempt)
+    return found
 
 
 def since(db: sqlite_utils.Database, learner_id: int, lesson_id: str, after_id: str) -> dict:

@@ -245,3 +245,15 @@ def test_an_upload_over_the_limit_is_refused_with_413(config):
         "/admin/content", {"pack": (big, "big.zip")}, content_type="multipart/form-data"
     )
     assert response.status_code == 413 and b"too large" in response.data
+
+
+def test_a_learners_history_shows_the_chosen_answer_as_text(app, ids, db):
+    learner_id = ids["learners"]["Class 4A"][0]
+    row = db.conn.execute(
+        "SELECT a.response, i.choices FROM attempts a JOIN items i ON i.id = a.item_id"
+        " WHERE a.learner_id = ? AND i.type = 'multiple_choice' ORDER BY a.id DESC LIMIT 1",
+        (learner_id,),
+    ).fetchone()
+    choice_html = json.loads(row["choices"])[int(row["response"])]
+    page = as_role(app, "teacher", ids).get(f"/teach/learners/{learner_id}").data.decode()
+    assert f"<td>{choice_html}</td>" in page
