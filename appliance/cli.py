@@ -74,35 +74,29 @@ def init(
 @main.command()
 @click.option("--host", help="Address to listen on (the box: 0.0.0.0).")
 @click.option("--port", type=int, help="Port to listen on.")
-@click.option("--threads", type=int, help="Worker threads.")
+@click.option("--threads", type=int, help="Threads per worker process.")
+@click.option("--workers", type=int, help="Worker processes (default: one per core, up to 4).")
 @click.pass_context
-def serve(ctx, host: str | None, port: int | None, threads: int | None) -> None:
+def serve(ctx, host, port, threads, workers) -> None:
     """Serve the school's web app with waitress."""
-    config = _config(ctx).with_(host=host, port=port, threads=threads)
+    config = _config(ctx).with_(host=host, port=port, threads=threads, workers=workers)
     _serve(config)
 
 
 def _serve(config: config_module.Config) -> None:
-    import waitress
-
-    from . import create_app
+    from . import server
 
     setup_logs(config.log_level)
     try:
-        app = create_app(config)
+        _db(config).conn.close()  # migrate once, before any worker starts
     except SchemaTooNew as error:
         raise click.ClickException(str(error)) from error
-    click.echo(f"Schoolbox serving on http://{config.host}:{config.port}/ (data in {config.home})")
-    # A whole school may connect at once: raise waitress's default of 100 connections.
-    waitress.serve(
-        app,
-        host=config.host,
-        port=config.port,
-        threads=config.threads,
-        connection_limit=1000,
-        channel_timeout=60,
-        ident="schoolbox",
+    config_module.ensure_secret(config)
+    click.echo(
+        f"Schoolbox serving on http://{config.host}:{config.port}/ with {config.workers} "
+        f"worker(s) x {config.threads} threads (data in {config.home})"
     )
+    server.run(config)
 
 
 @main.command()

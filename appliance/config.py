@@ -20,7 +20,8 @@ class Config:
     home: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("schoolbox")))
     host: str = "0.0.0.0"  # noqa: S104 - the box serves the school's Wi-Fi
     port: int = 8080
-    threads: int = 8
+    threads: int = 8  # per worker
+    workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))  # processes
     max_upload_mb: int = 60
     log_level: str = "INFO"
     login_window_s: int = 900  # sign-in failures count within this window

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from flask import Flask, g, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # Buckets around the p99 target of 250 ms for lesson pages and answers.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
-    """One registry per app, so tests and several apps in one process do not collide."""
+    """One registry per app, so tests and several apps in one process do not collide.
+
+    With several worker processes (appliance/server.py sets PROMETHEUS_MULTIPROC_DIR),
+    each counts into shared files and `exposition` sums them, so /metrics shows the box.
+    """
 
     def __init__(self, app: Flask) -> None:
         self.registry = CollectorRegistry()
@@ -37,14 +44,12 @@ class Metrics:
             registry=self.registry,
         )
         self.started = time.time()
-        Gauge(
-            "schoolbox_database_bytes",
-            "Size of the SQLite database and its WAL",
-            registry=self.registry,
-        ).set_function(lambda: database_bytes(config.db_path))
-        Gauge(
-            "schoolbox_uptime_seconds", "Seconds since the app started", registry=self.registry
-        ).set_function(lambda: time.time() - self.started)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            self.exposition = CollectorRegistry()
+            MultiProcessCollector(self.exposition)
+        else:
+            self.exposition = self.registry
+        self.exposition.register(_BoxCollector(config.db_path, self.started))
 
     def install(self, app: Flask) -> None:
         app.before_request(self._start)
@@ -66,7 +71,7 @@ class Metrics:
     def summary(self) -> dict:
         """Totals for the admin status page: requests, server errors, mean latency."""
         total = errors = count = seconds = 0.0
-        for family in self.registry.collect():
+        for family in self.exposition.collect():
             for sample in family.samples:
                 if sample.name == "schoolbox_requests_total":
                     total += sample.value
@@ -82,6 +87,25 @@ class Metrics:
             "mean_ms": round(1000 * seconds / count, 1) if count else 0.0,
             "uptime_s": int(time.time() - self.started),
         }
+
+
+class _BoxCollector:
+    """Figures read when scraped: the database's size and how long the app has run."""
+
+    def __init__(self, db_path, started: float) -> None:
+        self.db_path, self.started = db_path, started
+
+    def collect(self):
+        yield GaugeMetricFamily(
+            "schoolbox_database_bytes",
+            "Size of the SQLite database and its WAL",
+            value=database_bytes(self.db_path),
+        )
+        yield GaugeMetricFamily(
+            "schoolbox_uptime_seconds",
+            "Seconds since the app started",
+            value=time.time() - self.started,
+        )
 
 
 def database_bytes(path) -> int:

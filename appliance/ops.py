@@ -51,7 +51,7 @@ def metrics():
         abort(401)
     if not loopback and user["role"] != "admin":
         abort(403)
-    registry = current_app.extensions["schoolbox_metrics"].registry
+    registry = current_app.extensions["schoolbox_metrics"].exposition
     return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
 

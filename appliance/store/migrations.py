@@ -268,9 +268,12 @@ def migrate(db: sqlite_utils.Database) -> int:
     """Bring the schema to the current version; return the number of migrations applied."""
     check_not_newer(db)
     applied = 0
-    for number in range(version(db) + 1, CURRENT_VERSION + 1):
+    while True:
         with transaction(db):
+            # Read the version inside the write lock: another process may have just migrated.
+            number = version(db) + 1
+            if number > CURRENT_VERSION:
+                return applied
             MIGRATIONS[number - 1](db)
             db.execute(f"PRAGMA user_version={number}")
         applied += 1
-    return applied

@@ -1,0 +1,95 @@
+"""Serving the app with waitress: one process per worker, all sharing the listening port.
+
+A single Python process uses one core at a time (the GIL); a Raspberry Pi 4 has four.
+So `schoolbox serve` starts `workers` processes, each running waitress on its own
+SO_REUSEPORT socket bound to the same port, and the kernel spreads connections over
+them. Sessions live in signed cookies and all state in SQLite (WAL), so any worker can
+answer any request. The parent only supervises: it restarts a worker that dies and
+stops them all on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import time
+
+from .config import Config
+from .logs import event
+from .logs import setup as setup_logs
+
+log = logging.getLogger("schoolbox.server")
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    return sock
+
+
+def _worker(config: Config) -> None:
+    """One worker process: the app and waitress on its own socket."""
+    import waitress
+
+    from . import create_app
+
+    setup_logs(config.log_level)
+    app = create_app(config)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    # A whole school may connect at once: raise waitress's default of 100 connections.
+    waitress.serve(
+        app,
+        sockets=[_listening_socket(config.host, config.port)],
+        threads=config.threads,
+        connection_limit=1000,
+        channel_timeout=60,
+        ident="schoolbox",
+    )
+
+
+def run(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT, with `config.workers` worker processes."""
+    _prepare_metrics_dir(config)
+    context = multiprocessing.get_context("spawn")  # no state shared by accident
+    workers = [_start(context, config) for _ in range(max(1, config.workers))]
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        for index, process in enumerate(workers):
+            if not process.is_alive() and not stopping:
+                event(log, "worker_restart", logging.WARNING, exit_code=process.exitcode)
+                workers[index] = _start(context, config)
+        time.sleep(0.5)
+    for process in workers:
+        process.terminate()
+    for process in workers:
+        process.join(timeout=10)
+
+
+def _start(context, config: Config):
+    process = context.Process(target=_worker, args=(config,), daemon=True)
+    process.start()
+    return process
+
+
+def _prepare_metrics_dir(config: Config) -> None:
+    """Workers count requests into shared files here, so /metrics sums every worker."""
+    folder = config.home / "run" / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[METRICS_ENV] = str(folder)

@@ -1,0 +1,85 @@
+"""`schoolbox serve` with several worker processes sharing one port."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.appliance.test_e2e_serve import SCHOOLBOX, _free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def workers(tmp_path):
+    home = tmp_path / "box"
+    subprocess.run([SCHOOLBOX, "--home", str(home), "init", "--site-name", "X", "--generate-password"],
+                   check=True, capture_output=True)  # fmt: skip
+    port = _free_port()
+    process = subprocess.Popen(
+        [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "2", "--threads", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base)
+    yield base, process
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+
+
+def _wait_ready(base: str) -> None:
+    for _ in range(150):
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise AssertionError("server did not start")
+
+
+def _worker_pids(parent: int) -> set[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True
+    )
+    return {int(p) for p in out.stdout.split()}
+
+
+def test_metrics_add_up_over_every_worker(workers):
+    base, process = workers
+    before = _healthz_count(base)
+    for _ in range(40):  # a new connection each time, so the kernel spreads them
+        assert requests.get(f"{base}/healthz", timeout=5, headers={"Connection": "close"}).ok
+    assert _healthz_count(base) == before + 40
+    assert len(_worker_pids(process.pid)) == 2
+
+
+def _healthz_count(base: str) -> float:
+    text = requests.get(f"{base}/metrics", timeout=5).text
+    found = re.search(
+        r'schoolbox_requests_total\{endpoint="ops.healthz",method="GET",status="200"\} (\S+)', text
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_worker_that_dies_is_replaced_and_the_box_keeps_answering(workers):
+    base, process = workers
+    victims = _worker_pids(process.pid)
+    victim = max(victims)
+    subprocess.run(["kill", "-9", str(victim)], check=True)
+    for _ in range(50):
+        pids = _worker_pids(process.pid)
+        if victim not in pids and len(pids) >= len(victims):
+            break
+        time.sleep(0.2)
+    assert victim not in pids and len(pids) >= len(victims)
+    _wait_ready(base)
+    assert all(
+        requests.get(f"{base}/readyz", timeout=5, headers={"Connection": "close"}).ok
+        for _ in range(10)
+    )
