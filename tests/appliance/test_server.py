@@ -24,7 +24,7 @@ def workers(tmp_path):
     process = subprocess.Popen(
         [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "2", "--threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     _wait_ready(base)
@@ -44,10 +44,13 @@ def _wait_ready(base: str) -> None:
 
 
 def _worker_pids(parent: int) -> set[int]:
+    """The worker processes (multiprocessing's resource tracker is a child too)."""
     out = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(parent)], capture_output=True, text=True
     )
-    return {int(p) for p in out.stdout.split()}
+    return {
+        int(line.split()[0]) for line in out.stdout.splitlines() if "resource_tracker" not in line
+    }
 
 
 def test_metrics_add_up_over_every_worker(workers):
