@@ -155,3 +155,31 @@ def test_unknown_ids_are_404_for_everyone_including_admins(app, ids):
                  "/learn/lessons/nope", "/api/v1/classes/99999/progress"):  # fmt: skip
         assert admin.get(path).status_code == 404, path
     assert admin.post("/admin/learners/99999/erase", {"confirm": "erase"}).status_code == 404
+
+
+GARBAGE = {
+    "name": "x" * 500, "names": "\x00\n" * 3, "pin": "12ab", "lesson_id": "../../etc",
+    "role": "root", "password": "", "active": "maybe", "feature": "everything", "granted": "2",
+    "confirm": "erase", "teacher_id": "-1", "username": "Robert'); DROP TABLE users;--",
+    "display_name": "", "item_id": "%00", "response": "\u202e\u0000ﷺ", "hints_used": "many",
+    "client_key": "k" * 300, "enabled": "yes",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["learner", "teacher", "admin"])
+def test_garbage_in_every_form_field_never_causes_a_server_error(app, db, ids, role):
+    values = _values(app, db, ids)
+    values["learner_id"] = ids["learners"]["Class 4A"][1]  # keep the signed-in learner
+    browser = as_role(app, role, ids)
+    for endpoint, method, path in _requests(app, values):
+        if method == "GET" or endpoint in SIGN_IN_OUT:
+            continue
+        if endpoint.startswith("api."):
+            response = browser.api(method, path, json=GARBAGE)
+        else:
+            response = browser.post(path, GARBAGE)
+        assert response.status_code < 500, f"{role} {method} {path} -> {response.status_code}"
+    assert (
+        db.conn.execute("SELECT count(*) FROM users WHERE username LIKE 'robert%'").fetchone()[0]
+        == 0
+    )
