@@ -35,6 +35,7 @@ def create_app(config: config_module.Config | dict | None = None) -> Flask:
     app.config.update(
         SCHOOLBOX=config,
         SECRET_KEY=config_module.ensure_secret(config),
+        PIN_KEY=config_module.pin_key(config),
         TESTING=config.testing,
         MAX_CONTENT_LENGTH=config.max_upload_mb * 1024 * 1024,
         SESSION_COOKIE_NAME="schoolbox_session",

@@ -88,7 +88,7 @@ def learner_signin(learner_id: int, pin: str) -> dict:
     """Check a learner's PIN with throttling; the signed-in learner, or an HTTP error."""
     subjects = (f"learner:{learner_id}", f"addr:{access.client_address()}")
     check_throttle(*subjects)
-    user = users.check_pin(get_db(), learner_id, pin)
+    user = users.check_pin(get_db(), learner_id, pin, current_app.config["PIN_KEY"])
     if user is None:
         record_failure("learner", subjects, learner_id)
         fail(401, _("That PIN is not right. Please try again, or ask your teacher."))

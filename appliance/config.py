@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import tomllib
@@ -87,3 +89,8 @@ def ensure_secret(config: Config) -> bytes:
             out.flush()
             os.fsync(out.fileno())
     return path.read_text().strip().encode()
+
+
+def pin_key(config: Config) -> bytes:
+    """The key learners' PINs are stored under, derived from the box's secret."""
+    return hmac.new(ensure_secret(config), b"schoolbox learner PIN v1", hashlib.sha256).digest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
@@ -54,6 +55,16 @@ def init_app(app: Flask) -> None:
         if error.code == 405 and error.valid_methods:
             headers["Allow"] = ", ".join(error.valid_methods)
         return error_response(error.code or 500, message, headers)
+
+    @app.errorhandler(sqlite3.OperationalError)
+    def database_busy(error: sqlite3.OperationalError):
+        # Another writer held the database past the busy timeout. Nothing was written
+        # (the transaction rolled back), and a resent answer is safe (client_key).
+        if "locked" not in str(error) and "busy" not in str(error):
+            event(log, "server_error", logging.ERROR, endpoint=request.endpoint, error="sqlite")
+            return error_response(500)
+        event(log, "database_busy", logging.WARNING, endpoint=request.endpoint)
+        return error_response(503, headers={"Retry-After": "1"})
 
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):

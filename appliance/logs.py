@@ -30,6 +30,9 @@ def setup(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # waitress warns "Task queue depth" on every queued request during a class's burst;
+    # the queue is visible in /metrics latency instead of thousands of log lines.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields) -> None:

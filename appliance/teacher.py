@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from .access import actor, current_user, teacher_required
@@ -83,7 +83,9 @@ def add_learners(class_id: int):
         with transaction(db):
             for name in names:
                 pin = users.new_pin()
-                learner_id = users.create_learner(db, actor(), name, pin)
+                learner_id = users.create_learner(
+                    db, actor(), name, pin, current_app.config["PIN_KEY"]
+                )
                 classes.enrol(db, actor(), class_id, learner_id)
                 created.append({"name": users.validate_name(name), "pin": pin})
     except users.UserError as error:
@@ -103,7 +105,7 @@ def reset_pin(class_id: int, learner_id: int):
     pin = (request.form.get("pin") or "").strip() or users.new_pin()
     try:
         with transaction(db):
-            users.set_pin(db, actor(), learner_id, pin)
+            users.set_pin(db, actor(), learner_id, pin, current_app.config["PIN_KEY"])
     except users.UserError as error:
         flash(str(error), "error")
         return redirect(url_for(".class_page", class_id=class_id))

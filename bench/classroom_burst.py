@@ -1,7 +1,7 @@
 """Classroom burst: a whole school signs in at once, opens a lesson and answers questions.
 
 What it measures
-    Against the real server (`schoolbox serve`, waitress, on 127.0.0.1), N simulated
+    Against the real server (`schoolbox serve`: waitress processes on 127.0.0.1), N simulated
     learners (default 300) are released at the same instant. Each one, like a tablet in a
     classroom, on its own connection and with its own cookies:
 
@@ -21,12 +21,19 @@ What it measures
 
 Targets (a 2-core box, 300 learners): 0 errors, 0 lost, p99 < 250 ms for lesson pages and
 attempts, >= 400 attempts/s. A missed target is reported, not fatal: the exit status is
-non-zero only when an acknowledged attempt is missing from the database (or the run broke).
+non-zero only when an acknowledged attempt is missing from the database (1) or the server
+died during the run (2).
 
-Run it from the repository root (setup takes a few seconds: PIN hashes are deliberately slow):
+By default learners do not pause, so each always has one request in flight: by Little's law
+a request then waits about learners / throughput (300 learners at 400 requests/s: ~750 ms)
+whatever the server does. That measures capacity. `--think-ms` adds a reading pause before
+each answer and `--ramp-s` spreads the arrivals, to measure latency at a classroom's pace.
+
+Run it from the repository root (setup takes a few seconds):
 
     .venv/bin/python bench/classroom_burst.py
     .venv/bin/python bench/classroom_burst.py --learners 50 --threads 4 --json /tmp/b.json
+    .venv/bin/python bench/classroom_burst.py --think-ms 2000 --ramp-s 10 --json /tmp/paced.json
 
 The load generator (asyncio + aiohttp, one process) shares the machine's cores with the
 server; its CPU time is reported next to the server's.
@@ -40,6 +47,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -80,7 +88,8 @@ ENDPOINTS = {  # request type -> the Flask endpoint the server's /metrics labels
     "attempt": "api.submit_attempt",
 }
 ANSWERS = {"multiple_choice": "0", "numeric": "1", "short_text": "word"}
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "classroom_burst.json"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_JSON = REPO / "bench" / "results" / "classroom_burst.json"
 
 
 # --- setup (not timed) ------------------------------------------------------------------
@@ -101,6 +110,7 @@ def build_school(home: Path, count: int) -> list[Learner]:
         migrate(db)
         config_module.ensure_secret(config)
         seed(db, config)
+        key = config_module.pin_key(config)
         lessons = lessons_with_items(db)
         learners: list[Learner] = []
         with transaction(db):
@@ -110,7 +120,7 @@ def build_school(home: Path, count: int) -> list[Learner]:
                 content.assign(db, audit.SYSTEM, class_id, lesson_id)
                 for _ in range(min(CLASS_SIZE, count - len(learners))):
                     name = f"Bench learner {len(learners) + 1}"
-                    learner_id = users.create_learner(db, audit.SYSTEM, name, PIN)
+                    learner_id = users.create_learner(db, audit.SYSTEM, name, PIN, key)
                     classes.enrol(db, audit.SYSTEM, class_id, learner_id)
                     learners.append(Learner(learner_id, lesson_id))
     finally:
@@ -134,22 +144,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_command(home: Path, port: int, threads: int) -> list[str]:
+def server_command(home: Path, port: int, args: argparse.Namespace) -> list[str]:
     """`schoolbox serve` from this interpreter's environment."""
     script = Path(sys.executable).parent / "schoolbox"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "appliance.cli"]
-    serve = ["serve", "--host", HOST, "--port", str(port), "--threads", str(threads)]
+    serve = ["serve", "--host", HOST, "--port", str(port), "--threads", str(args.threads)]
+    if args.workers:
+        serve += ["--workers", str(args.workers)]
     return [*command, "--home", str(home), *serve]
 
 
-def start_server(
-    home: Path, port: int, threads: int, log_level: str, log_path: Path
-) -> subprocess.Popen:
+def start_server(home: Path, port: int, args: argparse.Namespace) -> subprocess.Popen:
     """Start the real server and wait until /readyz answers 200."""
-    env = {**os.environ, "SCHOOLBOX_LOG_LEVEL": log_level}
+    env = {**os.environ, "SCHOOLBOX_LOG_LEVEL": args.server_log_level}
+    log_path = home / "server.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            server_command(home, port, threads), stdout=log, stderr=subprocess.STDOUT, env=env
+            server_command(home, port, args), stdout=log, stderr=subprocess.STDOUT, env=env
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -175,19 +186,83 @@ def stop_server(server: subprocess.Popen) -> None:
             server.wait()
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process (Linux /proc); None elsewhere."""
+def _git(*args: str) -> str:
+    command = ["git", "--no-optional-locks", "-C", str(REPO), *args]  # never writes the index
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=10).stdout
+
+
+def code_version() -> dict[str, object]:
+    """The commit measured, and whether the server's code had uncommitted changes."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        commit = _git("rev-parse", "--short", "HEAD").strip()
+        dirty = bool(_git("status", "--porcelain", "--", "appliance").strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def _process_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, user + system CPU seconds) for every process, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        table[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+def _tree_cpu(table: dict[int, tuple[int, float]], root: int) -> float:
+    """CPU seconds of `root` and its descendants (the server's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += table.get(pid, (0, 0.0))[1]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def cpu_snapshot(server_pid: int) -> dict[str, float | None]:
+    """CPU seconds so far: the server's (all its processes), ours, the whole machine's (busy).
+
+    Read from Linux's /proc; None where it is not there. The machine's figure shows
+    whether something else (a test run, a build) competed for the cores. A worker that
+    exits between two snapshots takes its CPU seconds with it.
+    """
+    try:
+        server = _tree_cpu(_process_table(), server_pid)
+        jiffies = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        machine = (sum(jiffies) - jiffies[3] - jiffies[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, AttributeError):  # no /proc, no sysconf
+        server = machine = None
+    return {"server": server, "client": time.process_time(), "machine": machine}
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float | None]:
+    """CPU seconds between two snapshots; 'other' is what other processes used."""
+    used = {
+        key: None if before[key] is None else round(after[key] - before[key], 2) for key in before
+    }
+    if used["machine"] is not None:
+        used["other"] = round(max(0.0, used["machine"] - used["server"] - used["client"]), 2)
+    return used
 
 
 def server_timings(port: int) -> dict[str, tuple[float, float]]:
-    """Per endpoint: (seconds, count) of time spent inside the app, from its /metrics."""
-    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
+    """Per endpoint: (seconds, count) of time spent inside the app, from its /metrics.
+
+    Empty if the server cannot say (it died, or /metrics refused a loopback scrape).
+    """
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
     totals: dict[str, list[float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -202,6 +277,14 @@ def server_timings(port: int) -> dict[str, tuple[float, float]]:
 
 
 # --- the load ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    base_url: str
+    answers: int  # per learner
+    think_s: float  # mean pause before each answer (reading the question); 0: none
+    ramp_s: float = 0.0  # learners arrive at random over this many seconds; 0: all at once
 
 
 @dataclass
@@ -254,13 +337,13 @@ async def call(
 
 
 async def learner_flow(
-    base_url: str, learner: Learner, answers: int, rec: Recorder, start: asyncio.Event | None
+    plan: Plan, learner: Learner, rec: Recorder, start: asyncio.Event | None
 ) -> None:
-    """One learner's visit: sign in, open the lesson, answer `answers` questions."""
+    """One learner's visit: sign in, open the lesson, answer `plan.answers` questions."""
     # One connection per learner, kept alive, like one tablet. Cookie jar "unsafe" so that
     # cookies from an IP address (127.0.0.1) are kept.
     http = aiohttp.ClientSession(
-        base_url,
+        plan.base_url,
         connector=aiohttp.TCPConnector(limit=1),
         cookie_jar=aiohttp.CookieJar(unsafe=True),
         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
@@ -268,6 +351,7 @@ async def learner_flow(
     async with http:
         if start is not None:
             await start.wait()
+            await asyncio.sleep(random.uniform(0, plan.ramp_s))
         status, body = await call(http, rec, "session", "GET", "/api/v1/session")
         if status != 200:
             return
@@ -279,9 +363,13 @@ async def learner_flow(
         if status != 200:
             return
         headers = {"X-CSRFToken": body["csrf_token"]}  # signing in starts a new session
+        if plan.think_s:  # at classroom pace a learner looks at the home page, then taps
+            await asyncio.sleep(random.uniform(0.5, 1.5) * plan.think_s)
         await call(http, rec, "lesson page", "GET", f"/learn/lessons/{learner.lesson_id}")
         item = None
-        for number in range(answers):
+        for number in range(plan.answers):
+            if plan.think_s:
+                await asyncio.sleep(random.uniform(0.5, 1.5) * plan.think_s)
             if item is None:
                 path = f"/api/v1/lessons/{learner.lesson_id}/next-item"
                 status, body = await call(http, rec, "next item", "GET", path)
@@ -302,14 +390,11 @@ async def learner_flow(
             item = body.get("next_item") if status in (200, 201) else None
 
 
-async def run_burst(base_url: str, learners: list[Learner], answers: int) -> tuple[Recorder, float]:
+async def run_burst(plan: Plan, learners: list[Learner]) -> tuple[Recorder, float]:
     """Every learner at once; the recorder and the wall time from release to the last reply."""
     rec = Recorder()
     start = asyncio.Event()
-    tasks = [
-        asyncio.create_task(learner_flow(base_url, learner, answers, rec, start))
-        for learner in learners
-    ]
+    tasks = [asyncio.create_task(learner_flow(plan, learner, rec, start)) for learner in learners]
     await asyncio.sleep(0.2)  # let every task open its session and wait at the start line
     released = time.perf_counter()
     start.set()
@@ -317,11 +402,11 @@ async def run_burst(base_url: str, learners: list[Learner], answers: int) -> tup
     return rec, time.perf_counter() - released
 
 
-async def run_baseline(base_url: str, learners: list[Learner], answers: int) -> Recorder:
-    """The same flow, unloaded: one learner at a time."""
+async def run_baseline(plan: Plan, learners: list[Learner]) -> Recorder:
+    """The same flow, unloaded: one learner at a time, without pauses."""
     rec = Recorder()
     for learner in learners:
-        await learner_flow(base_url, learner, answers, rec, None)
+        await learner_flow(Plan(plan.base_url, plan.answers, 0.0), learner, rec, None)
     return rec
 
 
@@ -400,108 +485,153 @@ def ratio(loaded: float | None, unloaded: float | None) -> float | None:
     return round(loaded / unloaded, 1) if loaded and unloaded else None
 
 
-def targets(report: dict) -> list[dict]:
-    burst, rows = report["burst"], report["burst"]["by_type"]
+def targets(scenario: dict) -> list[dict]:
+    rows, database = scenario["by_type"], scenario["database"]
     errors = sum(row["errors"] for row in rows.values())
     checks = [
         ("errors", "== 0", errors, errors == 0),
-        ("lost attempts", "== 0", report["database"]["lost"], report["database"]["lost"] == 0),
+        ("lost attempts", "== 0", database["lost"], database["lost"] == 0),
     ]
     for kind in ("lesson page", "attempt"):
         p99 = rows[kind]["p99_ms"]
         checks.append(
             (f"p99 {kind} ms", f"< {TARGET_P99_MS:g}", p99, p99 is not None and p99 < TARGET_P99_MS)
         )
-    rate = burst["attempts_per_s"]
+    rate = scenario["attempts_per_s"]
     checks.append(
         ("attempts/s", f">= {TARGET_ATTEMPTS_PER_S:g}", rate, rate >= TARGET_ATTEMPTS_PER_S)
     )
     return [{"name": n, "target": t, "value": v, "pass": bool(ok)} for n, t, v, ok in checks]
 
 
-def build_report(
-    args: argparse.Namespace,
-    burst: Recorder,
-    wall_s: float,
-    baseline: Recorder,
-    server_time: dict[str, tuple[float, float]],
-    cpu: dict,
-    database: dict,
-) -> dict:
-    phase_s = attempt_phase(burst)
-    rows = by_kind(burst, server_time)
+@dataclass
+class Run:
+    """What one scenario measured, before it is turned into figures."""
+
+    think_ms: float
+    ramp_s: float
+    rec: Recorder
+    wall_s: float
+    server_time: dict[str, tuple[float, float]]
+    cpu: dict
+    database: dict
+
+
+def scenario_report(run: Run, unloaded: dict) -> dict:
+    phase_s = attempt_phase(run.rec)
+    rows = by_kind(run.rec, run.server_time)
+    scenario = {
+        "think_ms": run.think_ms,
+        "ramp_s": run.ramp_s,
+        "wall_s": round(run.wall_s, 2),
+        "requests": len(run.rec.samples),
+        "requests_per_s": round(len(run.rec.samples) / run.wall_s, 1),
+        "attempt_phase_s": round(phase_s, 2),
+        "attempts_acknowledged": len(run.rec.acknowledged),
+        "attempts_per_s": round(len(run.rec.acknowledged) / phase_s, 1) if phase_s else 0.0,
+        "by_type": rows,
+        "p99_loaded_over_p50_unloaded": {
+            kind: ratio(rows[kind]["p99_ms"], unloaded[kind]["p50_ms"]) for kind in KINDS
+        },
+        "failures": {f"{kind}: {what}": n for (kind, what), n in run.rec.failures.items()},
+        "cpu_s": run.cpu,
+        "database": run.database,
+    }
+    scenario["targets"] = targets(scenario)
+    return scenario
+
+
+def build_report(args: argparse.Namespace, runs: dict[str, Run], baseline: Recorder) -> dict:
     unloaded = by_kind(baseline)
-    report = {
+    return {
         "benchmark": "classroom_burst",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code": code_version(),
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "server_workers": args.workers,
             "server_threads": args.threads,
             "server_log_level": args.server_log_level,
         },
         "parameters": {"learners": args.learners, "answers": args.answers},
-        "burst": {
-            "wall_s": round(wall_s, 2),
-            "requests": len(burst.samples),
-            "requests_per_s": round(len(burst.samples) / wall_s, 1),
-            "attempt_phase_s": round(phase_s, 2),
-            "attempts_acknowledged": len(burst.acknowledged),
-            "attempts_per_s": round(len(burst.acknowledged) / phase_s, 1) if phase_s else 0.0,
-            "by_type": rows,
-            "failures": {f"{kind}: {what}": n for (kind, what), n in burst.failures.items()},
-            "cpu_s": cpu,
-        },
         "baseline": {"learners": BASELINE_LEARNERS, "by_type": unloaded},
-        "p99_loaded_over_p50_unloaded": {
-            kind: ratio(rows[kind]["p99_ms"], unloaded[kind]["p50_ms"]) for kind in KINDS
-        },
-        "database": database,
+        "scenarios": {name: scenario_report(run, unloaded) for name, run in runs.items()},
     }
-    report["targets"] = targets(report)
-    return report
+
+
+SCENARIO_TITLES = {
+    "burst": "Burst (the spec's): every learner at once, answering without a pause",
+    "paced": "Classroom pace: every learner signs in at once, then pauses before each click",
+}
 
 
 def print_report(report: dict) -> None:
-    machine, burst = report["machine"], report["burst"]
+    machine, params, code = report["machine"], report["parameters"], report["code"]
+    dirty = " + uncommitted changes" if code["dirty"] else ""
     print(
-        f"\nClassroom burst: {report['parameters']['learners']} learners x "
-        f"{report['parameters']['answers']} answers; {machine['cpu_count']} CPUs, "
-        f"Python {machine['python']}, {machine['server_threads']} server threads"
+        f"\nClassroom burst: {params['learners']} learners x {params['answers']} answers;"
+        f" {machine['cpu_count']} CPUs, Python {machine['python']};"
+        f" server: {machine['server_workers']} worker(s) x {machine['server_threads']} threads"
     )
-    print(f"{machine['platform']}\n")
+    print(f"{machine['platform']}; code {code['commit']}{dirty}")
+    for name, scenario in report["scenarios"].items():
+        print(
+            f"\n== {SCENARIO_TITLES.get(name, name)}"
+            f" (think {scenario['think_ms']:g} ms, ramp {scenario['ramp_s']:g} s)\n"
+        )
+        print_scenario(report, scenario)
+
+
+def print_scenario(report: dict, scenario: dict) -> None:
+    machine = report["machine"]
     print(
         f"{'request':<12} {'count':>6} {'errors':>6} {'p50':>8} {'p95':>8} {'p99':>8} "
         f"{'max':>8} {'server':>8} {'unloaded p50':>13} {'p99/p50u':>9}"
     )
-    for kind, row in burst["by_type"].items():
+    for kind, row in scenario["by_type"].items():
         base = report["baseline"]["by_type"][kind]["p50_ms"]
         cells = (row["p50_ms"], row["p95_ms"], row["p99_ms"], row["max_ms"], row["server_mean_ms"])
         print(
             f"{kind:<12} {row['count']:>6} {row['errors']:>6} "
             + " ".join(f"{_ms(v):>8}" for v in cells)
-            + f" {_ms(base):>13} {_x(report['p99_loaded_over_p50_unloaded'][kind]):>9}"
+            + f" {_ms(base):>13} {_x(scenario['p99_loaded_over_p50_unloaded'][kind]):>9}"
         )
     print("(ms; 'server' = mean time inside the app from its /metrics, the rest is queueing)\n")
-    cpu = burst["cpu_s"]
-    database = report["database"]
-    print(f"wall time          {burst['wall_s']:.2f} s for {burst['requests']} requests")
-    print(f"requests/s         {burst['requests_per_s']:.1f}")
+    cpu, database = scenario["cpu_s"], scenario["database"]
+    available = scenario["wall_s"] * (machine["cpu_count"] or 1)
+    print(f"wall time          {scenario['wall_s']:.2f} s for {scenario['requests']} requests")
+    print(f"requests/s         {scenario['requests_per_s']:.1f}")
     print(
-        f"attempts/s         {burst['attempts_per_s']:.1f} "
-        f"({burst['attempts_acknowledged']} acknowledged in {burst['attempt_phase_s']:.2f} s, "
-        "first sent to last acknowledged)"
+        f"attempts/s         {scenario['attempts_per_s']:.1f} "
+        f"({scenario['attempts_acknowledged']} acknowledged in {scenario['attempt_phase_s']:.2f}"
+        " s, first sent to last acknowledged)"
     )
-    print(f"CPU seconds        server {_s(cpu['server'])}, load generator {_s(cpu['client'])}")
+    print(
+        f"CPU seconds        server {_s(cpu['server'])}, load generator {_s(cpu['client'])},"
+        f" other processes {_s(cpu.get('other'))} (of {available:.1f} s on all cores)"
+    )
+    if cpu.get("other") and cpu["other"] > 0.1 * available:
+        print(
+            f"WARNING            other processes used {100 * cpu['other'] / available:.0f}% of"
+            " the cores during the run: these figures understate the server"
+        )
     print(
         f"database           {database['stored']} stored / {database['acknowledged']} "
         f"acknowledged: lost {database['lost']}, extra {database['extra']}"
     )
-    for what, count in sorted(burst["failures"].items()):
+    for what, count in sorted(scenario["failures"].items()):
         print(f"failure            {what} x{count}")
+    if report.get("worker_restarts"):
+        print(f"worker restarts    {report['worker_restarts']} (a server process died)")
+    if "server_died" in report:
+        died = report["server_died"]
+        print(
+            f"SERVER DIED        exit code {died['exit_code']}; its log ends:\n{died['log_tail']}"
+        )
     print()
-    for target in report["targets"]:
+    for target in scenario["targets"]:
         verdict = "PASS" if target["pass"] else "FAIL"
         print(f"{verdict}  {target['name']:<18} {target['target']:<8} got {target['value']}")
 
@@ -525,7 +655,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--learners", type=int, default=300, help="learners released at once")
     parser.add_argument("--answers", type=int, default=10, help="answers per learner")
-    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean pause before each answer, +-50%% (0: answer at once, the spec's burst)",
+    )
+    parser.add_argument(
+        "--ramp-s",
+        type=float,
+        default=0.0,
+        help="learners arrive at random over this many seconds (0: all at once, the spec's)",
+    )
+    parser.add_argument(
+        "--paced-think-ms",
+        type=float,
+        default=450.0,
+        help="second scenario, at classroom pace: mean pause before each answer, chosen so"
+        " 300 learners offer about 400 answers/s (0: skip it)",
+    )
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads per worker")
+    parser.add_argument(
+        "--workers", type=int, help="server worker processes (default: the server's own)"
+    )
     parser.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home and log")
@@ -536,29 +688,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def measure(args: argparse.Namespace, home: Path) -> dict:
-    print(f"Setting up {args.learners} learners in {home} ...", flush=True)
-    everyone = build_school(home, BASELINE_LEARNERS + args.learners)
-    unloaded, learners = everyone[:BASELINE_LEARNERS], everyone[BASELINE_LEARNERS:]
+    scenarios = {"burst": (args.think_ms, args.ramp_s)}
+    if args.paced_think_ms > 0:
+        scenarios["paced"] = (args.paced_think_ms, 0.0)
+    print(f"Setting up {len(scenarios)} x {args.learners} learners in {home} ...", flush=True)
+    everyone = build_school(home, BASELINE_LEARNERS + len(scenarios) * args.learners)
+    unloaded = everyone[:BASELINE_LEARNERS]
+    if not args.workers:  # report what the server will choose (SCHOOLBOX_WORKERS or per core)
+        args.workers = getattr(config_module.load(home=home), "workers", 1)
     port = args.port or free_port()
     base_url = f"http://{HOST}:{port}"
-    server = start_server(home, port, args.threads, args.server_log_level, home / "server.log")
+    server = start_server(home, port, args)
+    runs: dict[str, Run] = {}
     try:
         print("Baseline: the same flow, one learner at a time ...", flush=True)
-        baseline = asyncio.run(run_baseline(base_url, unloaded, args.answers))
-        print(f"Burst: {len(learners)} learners at once ...", flush=True)
-        before = server_timings(port)
-        server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
-        burst, wall_s = asyncio.run(run_burst(base_url, learners, args.answers))
-        after_cpu = cpu_seconds(server.pid)
-        cpu = {
-            "server": None if server_cpu is None else round(after_cpu - server_cpu, 2),
-            "client": round(time.process_time() - client_cpu, 2),
-        }
-        server_time = diff_timings(before, server_timings(port))
+        baseline = asyncio.run(run_baseline(Plan(base_url, args.answers, 0.0), unloaded))
+        for index, (name, (think_ms, ramp_s)) in enumerate(scenarios.items()):
+            first = BASELINE_LEARNERS + index * args.learners
+            learners = everyone[first : first + args.learners]
+            print(f"{name}: {len(learners)} learners at once ...", flush=True)
+            runs[name] = run_scenario(
+                Plan(base_url, args.answers, think_ms / 1000, ramp_s), learners, server, port, home
+            )
+        died = server.poll()  # an exit code if the server died under the load
     finally:
         stop_server(server)
-    database = check_database(home, learners, burst.acknowledged)
-    return build_report(args, burst, wall_s, baseline, server_time, cpu, database)
+    for name, run in runs.items():
+        first = BASELINE_LEARNERS + list(scenarios).index(name) * args.learners
+        run.database = check_database(
+            home, everyone[first : first + args.learners], run.rec.acknowledged
+        )
+    report = build_report(args, runs, baseline)
+    log = (home / "server.log").read_text(errors="replace")
+    report["worker_restarts"] = log.count('"worker_restart"')
+    if died is not None:
+        report["server_died"] = {"exit_code": died, "log_tail": log[-3000:]}
+    return report
+
+
+def run_scenario(
+    plan: Plan, learners: list[Learner], server: subprocess.Popen, port: int, home: Path
+) -> Run:
+    """One scenario against the running server, with its server time and CPU."""
+    before = server_timings(port)
+    cpu_before = cpu_snapshot(server.pid)
+    rec, wall_s = asyncio.run(run_burst(plan, learners))
+    cpu = cpu_used(cpu_before, cpu_snapshot(server.pid))
+    server_time = diff_timings(before, server_timings(port))
+    return Run(plan.think_s * 1000, plan.ramp_s, rec, wall_s, server_time, cpu, {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -575,7 +752,9 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nWrote {args.json}")
-    return 1 if report["database"]["lost"] else 0
+    if "server_died" in report:
+        return 2
+    return 1 if any(s["database"]["lost"] for s in report["scenarios"].values()) else 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ..config import Config
+from ..config import Config, pin_key
 from ..packs.importer import import_pack
 from ..practice import grade
 from ..store import audit, classes, content, site, transaction, users
@@ -44,6 +44,7 @@ DEMO_LOGINS = [
 def seed(db: sqlite_utils.Database, config: Config, learners_per_class: int = 20) -> None:
     """Create the demo school in an empty database."""
     rng = random.Random(20261125)
+    key = pin_key(config)
     with transaction(db):
         site.create(db, "Riverside Primary (demo)")
         users.create_staff(db, audit.SYSTEM, "admin", ADMIN[1], ADMIN[0], ADMIN[2])
@@ -63,7 +64,7 @@ def seed(db: sqlite_utils.Database, config: Config, learners_per_class: int = 20
                 content.assign(db, audit.SYSTEM, class_id, lesson["id"])
             for n in range(learners_per_class):
                 name = f"{names[(index * learners_per_class + n) % len(names)]} {chr(65 + n % 26)}."
-                learner_id = users.create_learner(db, audit.SYSTEM, name, LEARNER_PIN)
+                learner_id = users.create_learner(db, audit.SYSTEM, name, LEARNER_PIN, key)
                 classes.enrol(db, audit.SYSTEM, class_id, learner_id)
                 _history(db, rng, learner_id, chosen)
 

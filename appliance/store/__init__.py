@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,6 +12,21 @@ from pathlib import Path
 import sqlite_utils
 
 BUSY_TIMEOUT_MS = 5000
+# Writers in one process queue on a lock instead of on SQLite's busy handler, which polls
+# with sleeps of up to 100 ms: a lock handed over at once keeps a class's answers flowing.
+_writer_locks: dict[str, threading.Lock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(db: sqlite_utils.Database) -> threading.Lock:
+    """The lock shared by every connection of this process to the same database file."""
+    lock = getattr(db, "_schoolbox_writer_lock", None)
+    if lock is None:
+        path = db.conn.execute("PRAGMA database_list").fetchone()[2]
+        with _writer_locks_guard:
+            lock = _writer_locks.setdefault(path, threading.Lock())
+        db._schoolbox_writer_lock = lock
+    return lock
 
 
 def open_db(path: str | Path) -> sqlite_utils.Database:
@@ -37,14 +53,15 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         with db.atomic():
             yield db
         return
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-    db.conn.execute("COMMIT")
+    with _writer_lock(db):
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")
 
 
 def now() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 
@@ -16,10 +18,13 @@ ROLES = ("learner", "teacher", "admin")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 PIN_RE = re.compile(r"^[0-9]{4,6}$")
 MIN_PASSWORD = 8
-# A 4-digit PIN cannot resist an offline guess at any hash cost a Raspberry Pi can pay
-# per sign-in; its protection is sign-in throttling. A lighter scrypt keeps a whole
-# class signing in at once fast. Staff passwords get werkzeug's full scrypt default.
-PIN_HASH_METHOD = "scrypt:4096:8:1"
+# A 4-6 digit PIN cannot resist an offline guess at any hash cost a Raspberry Pi can pay
+# per sign-in (10,000 guesses x 10 ms is under two minutes), so a slow hash buys nothing
+# and makes a class signing in at once queue. Instead a PIN is stored as
+# HMAC-SHA256 under a key derived from the box's secret, which lives outside the
+# database: a stolen database alone reveals no PIN, and checking one costs microseconds.
+# Online guessing is stopped by sign-in throttling. Staff passwords use werkzeug's scrypt.
+PIN_SCHEME = "hmac-sha256"
 # Checked against when the account is unknown, so a miss costs the same time as a hit.
 _DUMMY_PASSWORD_HASH = generate_password_hash(secrets.token_hex(8))
 
@@ -60,6 +65,12 @@ def validate_name(name: str) -> str:
     return name
 
 
+def pin_hash(pin_key: bytes, public_id: str, pin: str) -> str:
+    """The stored form of a learner's PIN; the learner's id keeps equal PINs unequal."""
+    digest = hmac.new(pin_key, f"{public_id}:{pin}".encode(), hashlib.sha256).hexdigest()
+    return f"{PIN_SCHEME}${digest}"
+
+
 def new_pin() -> str:
     """A random 4-digit PIN for a new learner."""
     return f"{secrets.randbelow(10_000):04d}"
@@ -96,16 +107,17 @@ def create_staff(
 
 
 def create_learner(
-    db: sqlite_utils.Database, actor: audit.Actor, display_name: str, pin: str
+    db: sqlite_utils.Database, actor: audit.Actor, display_name: str, pin: str, pin_key: bytes
 ) -> int:
     """Create a learner with a PIN; return the new id."""
+    public_id = uuid7()
     cursor = db.conn.execute(
         "INSERT INTO users (public_id, role, display_name, pin_hash, created_at)"
         " VALUES (?, 'learner', ?, ?, ?)",
         (
-            uuid7(),
+            public_id,
             validate_name(display_name),
-            generate_password_hash(validate_pin(pin), method=PIN_HASH_METHOD),
+            pin_hash(pin_key, public_id, validate_pin(pin)),
             now(),
         ),
     )
@@ -131,7 +143,7 @@ def check_password(db: sqlite_utils.Database, username: str, password: str) -> d
     return dict(row) if row and ok else None
 
 
-def check_pin(db: sqlite_utils.Database, learner_id: int, pin: str) -> dict | None:
+def check_pin(db: sqlite_utils.Database, learner_id: int, pin: str, pin_key: bytes) -> dict | None:
     """The active learner if the PIN matches, or None."""
     row = one(
         db,
@@ -139,17 +151,23 @@ def check_pin(db: sqlite_utils.Database, learner_id: int, pin: str) -> dict | No
         " AND erased_at IS NULL",
         (learner_id,),
     )
-    if row and row["pin_hash"] and check_password_hash(row["pin_hash"], (pin or "").strip()):
-        return dict(row)
+    if row and row["pin_hash"]:
+        expected = pin_hash(pin_key, row["public_id"], (pin or "").strip())
+        if hmac.compare_digest(row["pin_hash"], expected):
+            return dict(row)
     return None
 
 
-def set_pin(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int, pin: str) -> None:
+def set_pin(
+    db: sqlite_utils.Database, actor: audit.Actor, learner_id: int, pin: str, pin_key: bytes
+) -> None:
     """Give a learner a new PIN and sign them out everywhere."""
+    row = one(db, "SELECT public_id FROM users WHERE id = ? AND role = 'learner'", (learner_id,))
+    if row is None:
+        raise UserError(_l("There is no such learner."))
     db.conn.execute(
-        "UPDATE users SET pin_hash = ?, session_version = session_version + 1"
-        " WHERE id = ? AND role = 'learner'",
-        (generate_password_hash(validate_pin(pin), method=PIN_HASH_METHOD), learner_id),
+        "UPDATE users SET pin_hash = ?, session_version = session_version + 1 WHERE id = ?",
+        (pin_hash(pin_key, row["public_id"], validate_pin(pin)), learner_id),
     )
     audit.record(db, actor, "learner.pin_reset", "user", learner_id)
 

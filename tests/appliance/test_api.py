@@ -108,3 +108,30 @@ def test_unknown_api_paths_and_methods_answer_in_json(app, ids):
     assert missing.status_code == 404 and missing.get_json()["error"]["status"] == 404
     wrong_method = learner.api("PUT", "/api/v1/attempts", {})
     assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["Allow"]
+
+
+def test_a_database_held_too_long_gives_503_with_retry_after_and_records_nothing(
+    app, ids, db, monkeypatch
+):
+    import appliance.store
+
+    monkeypatch.setattr(appliance.store, "BUSY_TIMEOUT_MS", 50)
+    learner = as_role(app, "learner", ids)
+    item = learner.get("/api/v1/lessons/fractions-01-parts-of-a-whole/next-item").get_json()["item"]
+    token = learner.csrf()
+    before = db.conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
+    from appliance.db import close_thread_connections
+
+    close_thread_connections()  # reopen with the short timeout
+    db.conn.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        response = learner.client.post(
+            "/api/v1/attempts",
+            json={"item_id": item["id"], "response": "0", "client_key": "held-lock-1"},
+            headers={"X-CSRFToken": token},
+        )
+    finally:
+        db.conn.execute("ROLLBACK")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.get_json()["error"]["message"]
+    assert db.conn.execute("SELECT count(*) FROM attempts").fetchone()[0] == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from appliance.config import pin_key
 from appliance.demo.seed import ADMIN, TEACHERS
 from appliance.store import audit, transaction, users
 from tests.conftest import Browser
@@ -32,15 +33,22 @@ def test_a_wrong_pin_is_refused_kindly_and_audited_without_the_pin(browser, ids,
     assert entry["target_id"] == str(learner_id) and "9999" not in str(entry)
 
 
-def test_passwords_and_pins_are_stored_as_scrypt_hashes(db, ids):
-    rows = db.conn.execute("SELECT password_hash, pin_hash FROM users").fetchall()
-    for password_hash, pin_hash in rows:
-        stored = password_hash or pin_hash
-        assert (
-            stored.startswith("scrypt:")
-            and "schoolbox" not in stored
-            and "1234" not in stored.split("$")[0]
-        )
+def test_passwords_are_scrypt_hashes_and_pins_keyed_hmacs_unique_per_learner(db):
+    staff = [
+        r[0] for r in db.conn.execute("SELECT password_hash FROM users WHERE role != 'learner'")
+    ]
+    assert staff and all(h.startswith("scrypt:") and "schoolbox" not in h for h in staff)
+    pins = [r[0] for r in db.conn.execute("SELECT pin_hash FROM users WHERE role = 'learner'")]
+    assert pins and all(h.startswith("hmac-sha256$") and "1234" not in h for h in pins)
+    assert len(set(pins)) == len(pins)  # every demo learner has PIN 1234, yet no two hashes match
+
+
+def test_a_pin_hash_is_useless_without_the_box_secret(app, ids, db):
+    from appliance.store import users as users_module
+
+    learner_id = ids["learners"]["Class 4A"][0]
+    assert users_module.check_pin(db, learner_id, "1234", app.config["PIN_KEY"])
+    assert users_module.check_pin(db, learner_id, "1234", b"another box's key") is None
 
 
 def test_sign_in_is_throttled_per_account_with_retry_after(app, ids):
@@ -94,7 +102,7 @@ def test_changing_a_pin_signs_the_learner_out_everywhere(app, ids, db):
     browser.signin_learner(learner_id)
     assert browser.get("/learn/").status_code == 200
     with transaction(db):
-        users.set_pin(db, audit.SYSTEM, learner_id, "4321")
+        users.set_pin(db, audit.SYSTEM, learner_id, "4321", pin_key(app.config["SCHOOLBOX"]))
     assert browser.get("/learn/").status_code == 302
     assert Browser(app).signin_learner(learner_id, "4321").status_code == 302
 

@@ -59,7 +59,7 @@ def test_learner_export_and_erase(run, tmp_path):
 
     db = open_db(run.home / "schoolbox.db")
     with transaction(db):
-        learner_id = users.create_learner(db, audit.SYSTEM, "Nia K.", "1234")
+        learner_id = users.create_learner(db, audit.SYSTEM, "Nia K.", "1234", b"k" * 32)
     out = tmp_path / "nia.json"
     exported = run("learner", "export", str(learner_id), "-o", str(out))
     assert exported.exit_code == 0 and json.loads(out.read_text())["learner"]["name"] == "Nia K."

@@ -28,7 +28,7 @@ def test_an_older_database_upgrades_in_place_keeping_its_rows(tmp_path, monkeypa
     db = open_db(tmp_path / "box.db")
     migrate(db)
     with transaction(db):
-        users.create_learner(db, audit.SYSTEM, "Ada", "1234")
+        users.create_learner(db, audit.SYSTEM, "Ada", "1234", b"k" * 32)
 
     def _v2(database):
         database.execute("ALTER TABLE users ADD COLUMN nickname TEXT")
