@@ -15,7 +15,6 @@ from .db import get_db
 from .errors import fail
 from .openapi import document
 from .store import attempts, classes, content, users
-from .store.ids import uuid7
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -101,12 +100,7 @@ def lesson(lesson_id: str):
 
 
 def _practice_state(lesson_id: str) -> dict:
-    marker = session.get("practice") or {}
-    if marker.get("lesson") != lesson_id:
-        marker = {"lesson": lesson_id, "since": uuid7()}
-        session["practice"] = marker
-    done = attempts.since(get_db(), current_user()["id"], lesson_id, marker["since"])
-    return {**done, "total": practice.SESSION_LENGTH}
+    return practice.session_progress(get_db(), session, current_user()["id"], lesson_id)
 
 
 @bp.get("/lessons/<lesson_id>/next-item")

@@ -11,7 +11,6 @@ from .access import current_user, learner_required, signed_in_required
 from .db import get_db
 from .errors import fail
 from .store import attempts, content
-from .store.ids import uuid7
 
 bp = Blueprint("learner", __name__, url_prefix="/learn")
 
@@ -43,15 +42,6 @@ def lesson(lesson_id: str):
     return render_template("learner/lesson.html", lesson=found)
 
 
-def _session_marker(lesson_id: str) -> str:
-    """The id before this practice session's first answer: later attempts belong to it."""
-    marker = session.get("practice") or {}
-    if marker.get("lesson") != lesson_id or request.args.get("restart"):
-        marker = {"lesson": lesson_id, "since": uuid7()}
-        session["practice"] = marker
-    return marker["since"]
-
-
 @bp.get("/practice/<lesson_id>")
 @learner_required
 def practise(lesson_id: str):
@@ -60,8 +50,9 @@ def practise(lesson_id: str):
     found = content.lesson(db, lesson_id)
     if not found:
         abort(404)
-    done = attempts.since(db, learner["id"], lesson_id, _session_marker(lesson_id))
-    if done["answered"] >= practice.SESSION_LENGTH:
+    restart = bool(request.args.get("restart"))
+    done = practice.session_progress(db, session, learner["id"], lesson_id, restart)
+    if done["answered"] >= done["total"]:
         return render_template("learner/practice_done.html", lesson=found, done=done)
     item_id = request.args.get("item") or practice.next_item_id(db, learner["id"], lesson_id)
     item = content.item(db, item_id) if item_id else None
@@ -79,7 +70,6 @@ def _practice_page(lesson: dict, item: dict, hints_shown: int, done: dict, error
         hints=(item["hints"] or [])[:hints_shown],
         hints_shown=hints_shown,
         done=done,
-        total=practice.SESSION_LENGTH,
         client_key=secrets.token_urlsafe(12),
         error=error,
     )
@@ -110,17 +100,16 @@ def answer(lesson_id: str):
             abort(404)
         if item is None:
             fail(400, str(error))
-        done = attempts.since(db, learner["id"], lesson_id, _session_marker(lesson_id))
+        done = practice.session_progress(db, session, learner["id"], lesson_id)
         hints = form.get("hints_used", 0, type=int)
         return _practice_page(found, item, hints, done, str(error)), 400
-    done = attempts.since(db, learner["id"], lesson_id, _session_marker(lesson_id))
+    done = practice.session_progress(db, session, learner["id"], lesson_id)
     return render_template(
         "learner/feedback.html",
         lesson=found,
         result=result,
         item=content.public_item(result["item"]),
         done=done,
-        total=practice.SESSION_LENGTH,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
 from fractions import Fraction
 
 import sqlite_utils
@@ -14,6 +15,29 @@ MAX_RESPONSE = 500
 SESSION_LENGTH = 10  # questions in one practice session
 _CLIENT_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _NUMBER_RE = re.compile(r"^([+-]?)(?:(\d+)\s+)?(\d+(?:[.,]\d+)?)(?:\s*/\s*(\d+(?:[.,]\d+)?))?$")
+
+
+def session_progress(
+    db: sqlite_utils.Database,
+    state: MutableMapping,
+    learner_id: int,
+    lesson_id: str,
+    restart: bool = False,
+) -> dict:
+    """Answers and right answers in the learner's current practice session of a lesson.
+
+    `state` is the learner's (cookie) session: it remembers the attempt id before the
+    session's first answer, so every later attempt in the lesson belongs to the session.
+    """
+    from .store import attempts
+    from .store.ids import uuid7
+
+    marker = state.get("practice") or {}
+    if marker.get("lesson") != lesson_id or restart:
+        marker = {"lesson": lesson_id, "since": uuid7()}
+        state["practice"] = marker
+    done = attempts.since(db, learner_id, lesson_id, marker["since"])
+    return {**done, "total": SESSION_LENGTH}
 
 
 def parse_number(text: str) -> Fraction | None:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from appliance import create_app
 from appliance.config import Config, ensure_secret
@@ -15,6 +20,33 @@ from appliance.store import open_db
 from appliance.store.migrations import migrate
 
 DEMO_PACK = Path(__file__).parents[1] / "appliance" / "demo" / "pack"
+SCHOOLBOX = str(Path(sys.executable).parent / "schoolbox")  # the installed console script
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_box(home: Path) -> str:
+    """`schoolbox init` a new box; the admin password it showed once."""
+    init = subprocess.run(
+        [SCHOOLBOX, "--home", str(home), "init", "--site-name", "Lakeside", "--generate-password"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return re.search(r"write it down\): (\S+)", init.stdout).group(1)
+
+
+def wait_ready(base: str, log: Path | None = None) -> None:
+    """Wait until a real server answers /readyz."""
+    for _ in range(150):
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise AssertionError(log.read_text() if log else "the server did not start")
 
 
 @pytest.fixture(scope="session")

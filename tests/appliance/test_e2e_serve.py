@@ -4,51 +4,29 @@ from __future__ import annotations
 
 import io
 import re
-import socket
 import subprocess
-import sys
-import time
 import zipfile
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import DEMO_PACK
+from tests.conftest import DEMO_PACK, SCHOOLBOX, free_port, init_box, wait_ready
 
 pytestmark = pytest.mark.slow
-SCHOOLBOX = str(Path(sys.executable).parent / "schoolbox")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def server(tmp_path):
     home = tmp_path / "box"
-    init = subprocess.run(
-        [SCHOOLBOX, "--home", str(home), "init", "--site-name", "Lakeside", "--generate-password"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    password = re.search(r"write it down\): (\S+)", init.stdout).group(1)
-    port = _free_port()
+    password = init_box(home)
+    port = free_port()
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port)],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    else:
-        raise AssertionError((tmp_path / "serve.log").read_text())
+    wait_ready(base, tmp_path / "serve.log")
     yield base, password, home, tmp_path / "serve.log"
     process.terminate()
     process.wait(timeout=10)

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.appliance.test_e2e_serve import SCHOOLBOX, _free_port
+from tests.conftest import SCHOOLBOX, free_port, init_box, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -18,29 +18,18 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def workers(tmp_path):
     home = tmp_path / "box"
-    subprocess.run([SCHOOLBOX, "--home", str(home), "init", "--site-name", "X", "--generate-password"],
-                   check=True, capture_output=True)  # fmt: skip
-    port = _free_port()
+    init_box(home)
+    port = free_port()
     process = subprocess.Popen(
         [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "2", "--threads", "2"],
         stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    _wait_ready(base)
+    wait_ready(base)
     yield base, process
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
-
-
-def _wait_ready(base: str) -> None:
-    for _ in range(150):
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError("server did not start")
 
 
 def _worker_pids(parent: int) -> set[int]:
@@ -81,7 +70,7 @@ def test_a_worker_that_dies_is_replaced_and_the_box_keeps_answering(workers):
             break
         time.sleep(0.2)
     assert victim not in pids and len(pids) >= len(victims)
-    _wait_ready(base)
+    wait_ready(base)
     assert all(
         requests.get(f"{base}/readyz", timeout=5, headers={"Connection": "close"}).ok
         for _ in range(10)
