@@ -156,12 +156,14 @@ def set_tutor(class_id: int):
 def class_progress(class_id: int):
     found = _managed_class(class_id)
     db = get_db()
+    grid = attempts.class_grid(db, class_id)
+    practised = {skill for row in grid.values() for skill in row}
     return render_template(
         "teacher/progress.html",
         cls=found,
         roster=classes.roster(db, class_id),
-        skills=content.skills(db),
-        grid=attempts.class_grid(db, class_id),
+        skills=content.class_skills(db, class_id, also=practised),
+        grid=grid,
     )
 
 

@@ -71,6 +71,21 @@ def skills(db: sqlite_utils.Database) -> list[dict]:
     return [dict(r) for r in rows(db, "SELECT * FROM skills ORDER BY subject, name")]
 
 
+def class_skills(db: sqlite_utils.Database, class_id: int, also: set[str]) -> list[dict]:
+    """Skills of a class's assigned lessons, plus the skill ids in `also`, by subject and name."""
+    assigned = {
+        r[0]
+        for r in rows(
+            db,
+            "SELECT DISTINCT x.skill_id FROM assignments a"
+            " JOIN items i ON i.lesson_id = a.lesson_id JOIN item_skills x ON x.item_id = i.id WHERE a.class_id = ?",
+            (class_id,),
+        )
+    }
+    wanted = assigned | also
+    return [s for s in skills(db) if s["id"] in wanted]
+
+
 def search(db: sqlite_utils.Database, query: str, limit: int = 10) -> list[dict]:
     """Lesson passages matching the words of `query`, best first (FTS5 BM25)."""
     words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]

@@ -257,3 +257,12 @@ def test_a_learners_history_shows_the_chosen_answer_as_text(app, ids, db):
     choice_html = json.loads(row["choices"])[int(row["response"])]
     page = as_role(app, "teacher", ids).get(f"/teach/learners/{learner_id}").data.decode()
     assert f"<td>{choice_html}</td>" in page
+
+
+def test_the_progress_grid_shows_only_the_classs_skills(app, ids, db):
+    teacher = as_role(app, "teacher", ids)
+    class_id = ids["classes"]["Class 4A"]  # fractions lessons only
+    page = teacher.get(f"/teach/classes/{class_id}/progress").data.decode()
+    names = dict(db.conn.execute("SELECT id, name FROM skills").fetchall())
+    assert names["fractions.equivalent"] in page
+    assert names["reading.main-idea"] not in page
