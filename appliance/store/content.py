@@ -78,7 +78,8 @@ def class_skills(db: sqlite_utils.Database, class_id: int, also: set[str]) -> li
         for r in rows(
             db,
             "SELECT DISTINCT x.skill_id FROM assignments a"
-            " JOIN items i ON i.lesson_id = a.lesson_id JOIN item_skills x ON x.item_id = i.id WHERE a.class_id = ?",
+            " JOIN items i ON i.lesson_id = a.lesson_id"
+            " JOIN item_skills x ON x.item_id = i.id WHERE a.class_id = ?",
             (class_id,),
         )
     }
