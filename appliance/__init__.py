@@ -10,6 +10,7 @@ from flask import Flask, g, request
 from flask_babel import Babel
 from flask_compress import Compress
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.routing import IntegerConverter
 
 from . import config as config_module
 from . import db, errors
@@ -31,7 +32,8 @@ def create_app(config: config_module.Config | dict | None = None) -> Flask:
     config.home.mkdir(parents=True, exist_ok=True)
     _prepare_database(config)
 
-    app = Flask(__name__, static_folder=None)
+    app = SchoolboxFlask(__name__, static_folder=None)
+    app.url_map.converters["int"] = BoundedInt
     app.config.update(
         SCHOOLBOX=config,
         SECRET_KEY=config_module.ensure_secret(config),
@@ -69,6 +71,27 @@ def create_app(config: config_module.Config | dict | None = None) -> Flask:
     _install_request_log(app)
     _install_template_globals(app)
     return app
+
+
+class SchoolboxFlask(Flask):
+    def log_exception(self, exc_info) -> None:
+        """Log a failed request by route and error type only: Flask's own message carries
+        the URL (with ids) and a traceback whose values may be a learner's answer."""
+        event(
+            log,
+            "unhandled_error",
+            logging.ERROR,
+            route=request.url_rule.rule if request.url_rule else "unmatched",
+            error=exc_info[0].__name__ if exc_info and exc_info[0] else "unknown",
+        )
+
+
+class BoundedInt(IntegerConverter):
+    """`<int:...>` limited to SQLite's integer range: a larger id is simply not found."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _prepare_database(config: config_module.Config) -> None:

@@ -27,6 +27,7 @@ from .metrics import database_bytes
 from .packs.importer import import_pack
 from .packs.loader import PackError
 from .store import attempts, audit, classes, content, site, transaction, users
+from .validate import small_int
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -125,7 +126,7 @@ def all_classes():
 @admin_required
 def create_class():
     db = get_db()
-    teacher_id = request.form.get("teacher_id", type=int)
+    teacher_id = request.form.get("teacher_id", type=small_int)
     teacher = users.get(db, teacher_id) if teacher_id else None
     if teacher_id and (not teacher or teacher["role"] == "learner"):
         abort(400)
@@ -210,7 +211,7 @@ def audit_page():
     entries = audit.search(
         db,
         action=request.args.get("action") or None,
-        actor_id=request.args.get("actor", type=int),
+        actor_id=request.args.get("actor", type=small_int),
         target_id=request.args.get("target") or None,
     )
     return render_template("admin/audit.html", entries=entries, actions=audit.actions(db))

@@ -15,12 +15,16 @@ from .db import get_db
 from .errors import fail
 from .openapi import document
 from .store import attempts, classes, content, users
+from .validate import is_id
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def _body() -> dict:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # absurdly nested JSON
+        data = None
     if not isinstance(data, dict):
         fail(400, "Send a JSON object with Content-Type: application/json.")
     return data
@@ -66,8 +70,8 @@ def get_session():
 def create_session():
     data = _body()
     if "learner_id" in data:
-        if not isinstance(data["learner_id"], int):
-            fail(400, "learner_id must be a number.")
+        if not is_id(data["learner_id"]):
+            fail(400, "learner_id must be a learner's id (a positive whole number).")
         user = auth.learner_signin(data["learner_id"], str(data.get("pin", "")))
     else:
         user = auth.staff_signin(str(data.get("username", "")), str(data.get("password", "")))

@@ -10,6 +10,7 @@ from . import access
 from .db import get_db
 from .errors import fail
 from .store import audit, classes, site, throttle, transaction, users
+from .validate import local_path
 
 bp = Blueprint("auth", __name__)
 
@@ -22,10 +23,7 @@ def home_url(user: dict) -> str:
 
 def _safe_next(default: str) -> str:
     """Only a path on this box: an open redirect would let a link send a learner elsewhere."""
-    target = request.values.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    return local_path(request.values.get("next", "")) or default
 
 
 @bp.get("/")

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .access import client_address, current_user, signed_in_required
 from .db import get_db
+from .packs.loader import PACK_ID_RE, VERSION_RE
 from .store import migrations, site
 
 bp = Blueprint("ops", __name__)
@@ -68,6 +69,10 @@ def asset(digest: str, filename: str):
 @signed_in_required
 def media(pack_id: str, version: str, filename: str):
     """A pack's picture or sound. Versioned paths, so cached long; scripts in SVG never run."""
+    # Every part is checked, not only the file name: werkzeug decodes %2E%2E before
+    # routing, and the data dir beside media/ holds the secret key and the database.
+    if not (PACK_ID_RE.match(pack_id) and VERSION_RE.match(version)):
+        abort(404)
     folder = current_app.config["SCHOOLBOX"].media_dir / pack_id / version
     response = send_from_directory(folder, filename)
     response.headers["Cache-Control"] = f"private, max-age={ONE_YEAR}, immutable"

@@ -86,7 +86,9 @@ def is_well_formed(item: dict, response: str) -> str | None:
     if len(response) > MAX_RESPONSE:
         return _l("That answer is too long.")
     if item["type"] == "multiple_choice":
-        if not response.strip().isdigit() or int(response) >= len(item["choices"] or []):
+        if not re.fullmatch(r"[0-9]{1,3}", response.strip()) or int(response) >= len(
+            item["choices"] or []
+        ):
             return _l("Please choose one of the answers.")
     if item["type"] == "numeric" and parse_number(response) is None:
         return _l("Please type a number, like 3, 0.5 or 1/2.")
@@ -137,7 +139,9 @@ def submit(
     """Grade and durably record one answer; the feedback and the next item to show."""
     from .store import attempts, content
 
-    if client_key is not None and not _CLIENT_KEY_RE.match(client_key):
+    if client_key is not None and not (
+        isinstance(client_key, str) and _CLIENT_KEY_RE.match(client_key)
+    ):
         raise AnswerError(_l("The answer's key is not valid; please reload the page."))
     if not item_id:
         raise AnswerError(_l("The answer did not say which question it was for; please reload."))

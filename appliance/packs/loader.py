@@ -127,6 +127,15 @@ def _read_folder(root: Path) -> dict[str, bytes]:
 
 
 def _read_zip(path: Path) -> dict[str, bytes]:
+    try:
+        return _read_zip_entries(path)
+    except PackError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, ValueError) as error:
+        raise PackError([f"{path.name}: the zip is damaged ({type(error).__name__})"]) from error
+
+
+def _read_zip_entries(path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as archive:
         infos = [i for i in archive.infolist() if not i.is_dir()]
         # Sizes from the directory, checked before reading, so a zip bomb costs nothing.
@@ -137,10 +146,7 @@ def _read_zip(path: Path) -> dict[str, bytes]:
         if bad:
             raise PackError([f"{path.name}: unsafe path in zip: {bad[0]}"])
         prefix = _common_folder(names)
-        try:
-            return {i.filename[len(prefix) :]: archive.read(i) for i in infos}
-        except (zipfile.BadZipFile, OSError, RuntimeError) as error:
-            raise PackError([f"{path.name}: the zip is damaged ({error})"]) from error
+        return {i.filename[len(prefix) :]: archive.read(i) for i in infos}
 
 
 def _common_folder(names: list[str]) -> str:
@@ -193,6 +199,14 @@ class _Checker:
             self.fail(f"{where}.{key}", f"must be a list of at least {minimum} text value(s)")
             return None
         return [str(v).strip() for v in value]
+
+
+def _show(value: object) -> str:
+    """A value for an error message. Only scalars are shown: a YAML alias bomb expands to
+    gigabytes when printed, though it costs nothing to load."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return repr(value)[:80]
+    return f"a {type(value).__name__}"
 
 
 def _describe(pattern: re.Pattern) -> str:
@@ -250,7 +264,7 @@ def _manifest(files: dict[str, bytes], check: _Checker) -> Pack | None:
     if data.get("format") != FORMAT_VERSION:
         check.fail(
             "pack.yaml: format",
-            f"must be {FORMAT_VERSION}; this box does not know format {data.get('format')!r}",
+            f"must be {FORMAT_VERSION}; this box does not know format {_show(data.get('format'))}",
         )
         return None
     w = "pack.yaml:"
@@ -412,7 +426,7 @@ def _items(files: dict[str, bytes], pack: Pack, check: _Checker) -> None:
             continue
         lesson_id = data.get("lesson")
         if lesson_id not in lessons:
-            check.fail(f"{name}: lesson", f"{lesson_id!r} is not a lesson in this pack")
+            check.fail(f"{name}: lesson", f"{_show(lesson_id)} is not a lesson in this pack")
             continue
         for index, raw in enumerate(data["items"]):
             where = f"{name}: items[{index}]"

@@ -1,0 +1,109 @@
+"""Regressions for defects found in review: each test reproduces one attack or bad input."""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+
+import pytest
+
+from appliance.demo.seed import ADMIN
+from appliance.packs.loader import PackError, load
+from tests.conftest import Browser, as_role
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/media/%2E%2E/%2E/secret.key", "/media/%2E%2E/%2E/schoolbox.db",
+     "/media/schoolbox-demo/%2E%2E/secret.key", "/media/%2e%2e/1.0.0/secret.key"],
+)  # fmt: skip
+def test_the_media_route_never_leaves_the_media_folder(app, ids, path):
+    response = as_role(app, "learner", ids).get(path)
+    assert response.status_code == 404
+    assert b"SQLite format" not in response.data and len(response.data) < 20000
+
+
+@pytest.mark.parametrize("target", ["/\t/evil.example", "/\n/x", "/\\evil", "https://evil.example/",
+                                    "//evil.example", "/\x00/x", " //evil.example"])  # fmt: skip
+def test_sign_in_never_redirects_off_the_box(app, target):
+    browser = Browser(app)
+    response = browser.client.post(
+        "/signin/staff", query_string={"next": target},
+        data={"username": ADMIN[0], "password": ADMIN[2], "csrf_token": browser.csrf()},
+    )  # fmt: skip
+    assert response.status_code == 302 and response.location == "/admin/"
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [("GET", "/signin/learner/" + "9" * 25, None), ("GET", "/teach/classes/" + "9" * 25, None),
+     ("GET", "/api/v1/signin/classes/" + "9" * 25 + "/learners", None),
+     ("POST", "/api/v1/session", {"learner_id": 10**30, "pin": "1234"}),
+     ("POST", "/api/v1/attempts", {"item_id": "fr01-01", "response": "²"}),
+     ("POST", "/api/v1/attempts", {"item_id": "fr01-01", "response": "0", "client_key": 123}),
+     ("POST", "/api/v1/attempts", {"item_id": "fr01-01", "response": "0", "client_key": []}),
+     ("GET", "/admin/audit?actor=" + "9" * 30, None)],
+)  # fmt: skip
+def test_odd_input_gets_a_4xx_not_a_500(app, ids, method, path, body):
+    browser = as_role(app, "admin" if "admin" in path or "teach" in path else "learner", ids)
+    response = browser.get(path) if method == "GET" else browser.api(method, path, body)
+    assert 200 <= response.status_code < 500 and response.status_code != 500
+
+
+def test_absurdly_nested_json_is_a_400(app):
+    browser = Browser(app)
+    response = browser.client.post(
+        "/api/v1/session", data="[" * 100_000, content_type="application/json",
+        headers={"X-CSRFToken": browser.csrf()},
+    )  # fmt: skip
+    assert response.status_code == 400
+
+
+def test_a_superscript_digit_in_a_web_form_answer_is_a_400(app, ids, db):
+    learner = as_role(app, "learner", ids)
+    item = db.conn.execute(
+        "SELECT id, lesson_id FROM items WHERE type = 'multiple_choice' LIMIT 1"
+    ).fetchone()
+    response = learner.post(
+        f"/learn/practice/{item['lesson_id']}", {"item_id": item["id"], "response": "²"}
+    )
+    assert response.status_code == 400
+
+
+def test_a_zip_with_a_broken_directory_is_a_pack_error(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("pack.yaml", "format: 1\n")
+    data = bytearray(buffer.getvalue())
+    data[-22:-18] = b"PK\x05\x07"  # corrupt the end-of-directory record's signature
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(bytes(data[:-5]) + b"PK\x05\x06" + b"\x00" * 18)
+    with pytest.raises(PackError):
+        load(damaged)
+
+
+def test_a_yaml_alias_bomb_is_reported_briefly(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 8)]
+    (tmp_path / "pack.yaml").write_text("\n".join(lines) + "\nformat: *a7\n")
+    with pytest.raises(PackError) as error:
+        load(tmp_path)
+    assert len(str(error.value)) < 500 and "a list" in str(error.value)
+
+
+def test_a_server_error_logs_the_route_and_type_only(app, ids, caplog, monkeypatch):
+    from appliance import practice
+
+    def explode(*args, **kwargs):
+        raise ValueError("the learner typed: secret answer 42")
+
+    monkeypatch.setattr(practice, "grade", explode)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # behave as the served box does
+    learner = as_role(app, "learner", ids)
+    with caplog.at_level(logging.ERROR):
+        response = learner.api("POST", "/api/v1/attempts", {"item_id": "fr01-01", "response": "0"})
+    assert response.status_code == 500
+    text = " ".join(r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records)
+    assert "ValueError" in text and "secret answer" not in text and "fr01-01" not in text
+    assert all(r.exc_info is None for r in caplog.records)
