@@ -107,7 +107,8 @@ def next_item_id(
         db,
         "SELECT i.id FROM items i LEFT JOIN ("
         "  SELECT item_id, max(id) AS last_id, count(*) AS tries FROM attempts"
-        "  WHERE learner_id = ? AND lesson_id = ? GROUP BY item_id"
+        "  WHERE learner_id = ? AND item_id IN (SELECT id FROM items WHERE lesson_id = ?)"
+        "  GROUP BY item_id"
         ") seen ON seen.item_id = i.id"
         " LEFT JOIN attempts last ON last.id = seen.last_id"
         " WHERE i.lesson_id = ? AND i.retired = 0"

@@ -63,7 +63,9 @@ def import_pack(
     except BaseException:
         shutil.rmtree(new_media, ignore_errors=True)
         raise
-    _remove_other_versions(media_root / pack.id, keep=pack.version)
+    _remove_other_versions(
+        media_root / pack.id, keep={pack.version, existing and existing["version"]}
+    )
     status = "upgraded" if existing else "added"
     return ImportResult(
         pack.id,
@@ -112,9 +114,11 @@ def _write_media(media_root: Path, pack: Pack) -> Path:
     return target
 
 
-def _remove_other_versions(pack_dir: Path, keep: str) -> None:
+def _remove_other_versions(pack_dir: Path, keep: set) -> None:
+    """Keep this version's media and the one before (pages open during an upgrade, and
+    retired items in teachers' history, still show their pictures)."""
     for child in pack_dir.iterdir():
-        if child.name != keep:
+        if child.name not in keep:
             shutil.rmtree(child, ignore_errors=True)
 
 

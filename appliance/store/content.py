@@ -152,8 +152,10 @@ def learner_assignments(db: sqlite_utils.Database, learner_id: int) -> list[dict
             "SELECT l.id, l.title, l.subject, l.summary, min(a.assigned_at) AS assigned_at,"
             " (SELECT count(*) FROM items i WHERE i.lesson_id = l.id AND i.retired = 0)"
             " AS item_count,"
-            " (SELECT count(DISTINCT t.item_id) FROM attempts t WHERE t.learner_id = ?"
-            "  AND t.lesson_id = l.id AND t.correct = 1) AS mastered"
+            # Against the lesson's current items: a pack upgrade may move or retire items.
+            " (SELECT count(DISTINCT t.item_id) FROM attempts t JOIN items i ON i.id = t.item_id"
+            "  WHERE t.learner_id = ? AND i.lesson_id = l.id AND i.retired = 0"
+            "  AND t.correct = 1) AS mastered"
             " FROM assignments a JOIN enrolments e ON e.class_id = a.class_id"
             " JOIN lessons l ON l.id = a.lesson_id"
             " WHERE e.learner_id = ? AND l.retired = 0 GROUP BY l.id ORDER BY assigned_at",

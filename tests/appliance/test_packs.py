@@ -183,8 +183,47 @@ def test_a_newer_version_upgrades_in_place_and_keeps_learners_history(pack_dir, 
     assert db.conn.execute("SELECT retired FROM items WHERE id = ?", (gone,)).fetchone()[0] == 1
     assert content.item(db, gone) is None  # learners no longer get it
     assert "(new)" in content.lesson(db, "fractions-01-parts-of-a-whole")["body_html"]
-    assert [p.name for p in (config.media_dir / "schoolbox-demo").iterdir()] == ["1.1.0"]
+    # the version before stays for pages opened during the upgrade; older ones go
+    assert sorted(p.name for p in (config.media_dir / "schoolbox-demo").iterdir()) == [
+        "1.0.0",
+        "1.1.0",
+    ]
+    _set_version(pack_dir, "1.2.0")
+    (pack_dir / "pack.yaml").write_text(
+        (pack_dir / "pack.yaml").read_text().replace("1.1.0", "1.2.0")
+    )
+    import_pack(db, config.media_dir, pack_dir, audit.SYSTEM)
+    assert sorted(p.name for p in (config.media_dir / "schoolbox-demo").iterdir()) == [
+        "1.1.0",
+        "1.2.0",
+    ]
     assert db.conn.execute("SELECT count(*) FROM assignments").fetchone()[0] > 0
+
+
+def test_an_item_moved_to_another_lesson_counts_there_not_twice(pack_dir, db, config, ids):
+    from appliance.store import attempts as attempts_store
+
+    learner = ids["learners"]["Class 4A"][0]
+    db.conn.execute("DELETE FROM attempts WHERE learner_id = ?", (learner,))
+    for (item_id,) in db.conn.execute(
+        "SELECT id FROM items WHERE lesson_id = 'fractions-01-parts-of-a-whole'"
+    ).fetchall():
+        item = content.item(db, item_id)
+        attempts_store.record(db, learner, item, "x", True, 0, None, None)
+    moved = "fr01-01"
+    source = pack_dir / "items" / "fractions-01-parts-of-a-whole.yaml"
+    target = pack_dir / "items" / "fractions-02-number-line.yaml"
+    text = source.read_text()
+    start = text.index(f"  - id: {moved}\n")
+    end = text.find("\n  - id:", start + 1)
+    block = text[start : end + 1]
+    source.write_text(text.replace(block, ""))
+    target.write_text(target.read_text().rstrip("\n") + "\n" + block)
+    _set_version(pack_dir, "1.1.0")
+    import_pack(db, config.media_dir, pack_dir, audit.SYSTEM)
+    progress = {a["id"]: a for a in content.learner_assignments(db, learner)}
+    first = progress["fractions-01-parts-of-a-whole"]
+    assert first["mastered"] == first["item_count"]  # not 8 of 7
 
 
 @pytest.mark.parametrize("prefix", ["", "my-pack/"])
