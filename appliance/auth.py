@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
@@ -52,58 +55,90 @@ def signin_class(class_id: int):
     return render_template("signin_class.html", cls=found, learners=learners)
 
 
-def check_throttle(*subjects: str) -> None:
-    """Refuse with 429 and Retry-After while any subject has failed too often."""
+def _wait_seconds(db, subjects: tuple[str, ...]) -> int:
+    """Seconds until every subject may try again (0: now)."""
     config = current_app.config["SCHOOLBOX"]
-    db = get_db()
     limits = {"addr": config.login_max_per_address}
-    for subject in subjects:
-        limit = limits.get(subject.split(":", 1)[0], config.login_max_per_account)
-        wait = throttle.wait_seconds(db, subject, limit, config.login_window_s)
-        if wait:
-            fail(429, _("Too many wrong tries. Please wait %(n)d minutes.", n=wait // 60 + 1), wait)
+    return max(
+        throttle.wait_seconds(
+            db, subject, limits.get(subject.split(":", 1)[0], config.login_max_per_account),
+            config.login_window_s,
+        )
+        for subject in subjects
+    )  # fmt: skip
 
 
-def record_failure(actor_kind: str, subjects: tuple[str, ...], target_id: int | None) -> None:
-    db = get_db()
-    with transaction(db):
+def _too_many(wait: int) -> None:
+    fail(429, _("Too many wrong tries. Please wait %(n)d minutes.", n=wait // 60 + 1), wait)
+
+
+def _record(db, user: dict | None, subjects: tuple[str, ...], kind: str, target_id) -> None:
+    """Audit the outcome; a success forgets the account's failures, a failure counts."""
+    if user is None:
         throttle.prune(db, current_app.config["SCHOOLBOX"].login_window_s)
         throttle.fail(db, *subjects)
-        audit.record(db, audit.SYSTEM, "signin.failure", "user", target_id, kind=actor_kind)
-
-
-def complete_signin(user: dict, subject: str) -> None:
-    db = get_db()
-    with transaction(db):
-        throttle.clear(db, subject)
+        audit.record(db, audit.SYSTEM, "signin.failure", "user", target_id, kind=kind)
+    else:
+        throttle.clear(db, subjects[0])
         audit.record(
             db, audit.Actor(user["id"], user["role"]), "signin.success", "user", user["id"]
         )
-    access.sign_in(user)
 
 
 def learner_signin(learner_id: int, pin: str) -> dict:
-    """Check a learner's PIN with throttling; the signed-in learner, or an HTTP error."""
+    """Check a learner's PIN with throttling; the signed-in learner, or an HTTP error.
+
+    The check, the count and the PIN comparison happen in one write transaction, so
+    parallel guesses cannot slip past the limit (comparing an HMAC takes microseconds).
+    """
     subjects = (f"learner:{learner_id}", f"addr:{access.client_address()}")
-    check_throttle(*subjects)
-    user = users.check_pin(get_db(), learner_id, pin, current_app.config["PIN_KEY"])
+    db = get_db()
+    with transaction(db):
+        wait = _wait_seconds(db, subjects)
+        user = None if wait else users.check_pin(db, learner_id, pin, current_app.config["PIN_KEY"])
+        if not wait:
+            _record(db, user, subjects, "learner", learner_id)
+    if wait:
+        _too_many(wait)
     if user is None:
-        record_failure("learner", subjects, learner_id)
         fail(401, _("That PIN is not right. Please try again, or ask your teacher."))
-    complete_signin(user, subjects[0])
+    access.sign_in(user)
     return user
 
 
+def _account_subject(username: str) -> str:
+    """A throttling key for a typed username, never the text itself (it may be a password
+    typed into the wrong box)."""
+    digest = hmac.new(current_app.config["PIN_KEY"], username.encode(), hashlib.sha256)
+    return "user:" + digest.hexdigest()[:32]
+
+
 def staff_signin(username: str, password: str) -> dict:
-    """Check a staff password with throttling; the signed-in user, or an HTTP error."""
+    """Check a staff password with throttling; the signed-in user, or an HTTP error.
+
+    scrypt is too slow to run while holding the write lock, so the try is counted as a
+    failure first (atomically with the limit check) and taken back if it succeeds.
+    """
     username = (username or "").strip().lower()[:64]
-    subjects = (f"user:{username}", f"addr:{access.client_address()}")
-    check_throttle(*subjects)
-    user = users.check_password(get_db(), username, password)
-    if user is None or user["role"] == "learner":
-        record_failure("staff", subjects, None)
+    subjects = (_account_subject(username), f"addr:{access.client_address()}")
+    db = get_db()
+    with transaction(db):
+        wait = _wait_seconds(db, subjects)
+        counted = [] if wait else throttle.fail(db, *subjects)
+    if wait:
+        _too_many(wait)
+    user = users.check_password(db, username, password)
+    if user is not None and user["role"] == "learner":
+        user = None
+    with transaction(db):
+        if user is None:
+            audit.record(db, audit.SYSTEM, "signin.failure", "user", None, kind="staff")
+        else:
+            throttle.forget(db, counted)
+            _record(db, user, subjects, "staff", user["id"])
+    if user is None:
         fail(401, _("That username and password do not match."))
-    complete_signin(user, subjects[0])
+    access.sign_in(user)
     return user
 
 

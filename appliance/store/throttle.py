@@ -22,12 +22,20 @@ def wait_seconds(db: sqlite_utils.Database, subject: str, limit: int, window_s: 
     return max(1, int(row["first"] + window_s - time.time()) + 1)
 
 
-def fail(db: sqlite_utils.Database, *subjects: str) -> None:
-    """Count one failed sign-in against each subject."""
+def fail(db: sqlite_utils.Database, *subjects: str) -> list[int]:
+    """Count one failed sign-in against each subject; the rows' ids."""
     at = time.time()
-    db.conn.executemany(
-        "INSERT INTO login_failures (subject, at) VALUES (?, ?)", [(s, at) for s in subjects]
-    )
+    return [
+        db.conn.execute(
+            "INSERT INTO login_failures (subject, at) VALUES (?, ?)", (subject, at)
+        ).lastrowid
+        for subject in subjects
+    ]
+
+
+def forget(db: sqlite_utils.Database, ids: list[int]) -> None:
+    """Take back failures counted in advance for a try that succeeded."""
+    db.conn.executemany("DELETE FROM login_failures WHERE id = ?", [(i,) for i in ids])
 
 
 def clear(db: sqlite_utils.Database, subject: str) -> None:

@@ -107,3 +107,28 @@ def test_a_server_error_logs_the_route_and_type_only(app, ids, caplog, monkeypat
     text = " ".join(r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records)
     assert "ValueError" in text and "secret answer" not in text and "fr01-01" not in text
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_parallel_wrong_pins_cannot_exceed_the_limit(app, ids):
+    from concurrent.futures import ThreadPoolExecutor
+
+    learner_id = ids["learners"]["Class 4B"][2]
+    browsers = [Browser(app) for _ in range(24)]
+    tokens = [b.csrf() for b in browsers]
+
+    def guess(index: int) -> int:
+        browser = browsers[index]
+        return browser.client.post(
+            f"/signin/learner/{learner_id}",
+            data={"pin": f"{index:04d}", "csrf_token": tokens[index]},
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(guess, range(24)))
+    assert statuses.count(401) == 5 and statuses.count(429) == 19
+
+
+def test_a_typed_username_is_never_stored_in_clear(app, db):
+    Browser(app).signin_staff("my-secret-password", "x")
+    subjects = [r[0] for r in db.conn.execute("SELECT subject FROM login_failures")]
+    assert subjects and not any("my-secret-password" in s for s in subjects)
