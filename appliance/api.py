@@ -113,7 +113,8 @@ def next_item(lesson_id: str):
     db = get_db()
     if not content.lesson(db, lesson_id):
         abort(404)
-    item_id = practice.next_item_id(db, current_user()["id"], lesson_id)
+    avoid = request.args.get("after")  # the item just answered, if the client knows it
+    item_id = practice.next_item_id(db, current_user()["id"], lesson_id, avoid=avoid)
     item = content.item(db, item_id) if item_id else None
     return jsonify(
         item=content.public_item(item) if item else None, session=_practice_state(lesson_id)

@@ -54,7 +54,9 @@ def practise(lesson_id: str):
     done = practice.session_progress(db, session, learner["id"], lesson_id, restart)
     if done["answered"] >= done["total"]:
         return render_template("learner/practice_done.html", lesson=found, done=done)
-    item_id = request.args.get("item") or practice.next_item_id(db, learner["id"], lesson_id)
+    item_id = request.args.get("item") or practice.next_item_id(
+        db, learner["id"], lesson_id, avoid=request.args.get("after")
+    )
     item = content.item(db, item_id) if item_id else None
     if item is None or item["lesson_id"] != lesson_id:
         return render_template("learner/practice_empty.html", lesson=found)
@@ -93,13 +95,12 @@ def answer(lesson_id: str):
             form.get("hints_used", 0, type=int),
             None,
             form.get("client_key") or None,
+            lesson_id=lesson_id,
         )
     except practice.AnswerError as error:
         item = content.item(db, form.get("item_id", ""))
-        if error.status == 404 or (item is not None and item["lesson_id"] != lesson_id):
-            abort(404)
-        if item is None:
-            fail(400, str(error))
+        if error.status == 404 or item is None:  # e.g. retired by a pack upgrade mid-session
+            fail(error.status, str(error))
         done = practice.session_progress(db, session, learner["id"], lesson_id)
         hints = form.get("hints_used", 0, type=int)
         return _practice_page(found, item, hints, done, str(error)), 400

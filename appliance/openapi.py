@@ -117,6 +117,11 @@ def _operation(method: str, path: str, summary: str, who: str, body: dict | None
     ]
     if path == "/search":
         parameters.append({"name": "q", "in": "query", "required": True, "schema": _TEXT})
+    if path.endswith("/next-item"):
+        parameters.append(
+            {"name": "after", "in": "query", "required": False, "schema": _TEXT,
+             "description": "the item just answered: never offered next"}
+        )  # fmt: skip
     operation = {
         "summary": summary,
         "description": f"Who may call it: {who}.",

@@ -136,8 +136,12 @@ def submit(
     hints_used: int = 0,
     duration_ms: int | None = None,
     client_key: str | None = None,
+    lesson_id: str | None = None,
 ) -> dict:
-    """Grade and durably record one answer; the feedback and the next item to show."""
+    """Grade and durably record one answer; the feedback and the next item to show.
+
+    With `lesson_id`, an item from another lesson is refused (404) before anything is written.
+    """
     from .store import attempts, content
 
     if client_key is not None and not (
@@ -147,7 +151,7 @@ def submit(
     if not item_id:
         raise AnswerError(_l("The answer did not say which question it was for; please reload."))
     item = content.item(db, str(item_id))
-    if item is None:
+    if item is None or (lesson_id is not None and item["lesson_id"] != lesson_id):
         raise AnswerError(_l("That question is no longer available."), 404)
     problem = is_well_formed(item, response)
     if problem:

@@ -184,10 +184,23 @@ def set_password(
     audit.record(db, actor, "user.password_reset", "user", user_id)
 
 
+def _is_last_admin(db: sqlite_utils.Database, user_id: int) -> bool:
+    others = one(
+        db,
+        "SELECT count(*) FROM users WHERE role = 'admin' AND active = 1 AND erased_at IS NULL"
+        " AND id != ?",
+        (user_id,),
+    )[0]
+    target = one(db, "SELECT role, active FROM users WHERE id = ?", (user_id,))
+    return bool(target and target["role"] == "admin" and target["active"] and others == 0)
+
+
 def set_role(db: sqlite_utils.Database, actor: audit.Actor, user_id: int, role: str) -> None:
-    """Move a staff member between teacher and admin."""
+    """Move a staff member between teacher and admin (never the last active admin away)."""
     if role not in ("teacher", "admin"):
         raise UserError(_l("Staff are teachers or admins."))
+    if role != "admin" and _is_last_admin(db, user_id):
+        raise UserError(_l("This is the box's only admin: make someone else admin first."))
     db.conn.execute(
         "UPDATE users SET role = ?, session_version = session_version + 1"
         " WHERE id = ? AND role != 'learner'",
@@ -198,6 +211,8 @@ def set_role(db: sqlite_utils.Database, actor: audit.Actor, user_id: int, role: 
 
 def set_active(db: sqlite_utils.Database, actor: audit.Actor, user_id: int, active: bool) -> None:
     """Switch an account on or off; switching off signs it out everywhere."""
+    if not active and _is_last_admin(db, user_id):
+        raise UserError(_l("This is the box's only admin: make someone else admin first."))
     db.conn.execute(
         "UPDATE users SET active = ?, session_version = session_version + 1 WHERE id = ?",
         (int(active), user_id),
@@ -250,6 +265,13 @@ def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: in
         " FROM attempts WHERE learner_id = ? ORDER BY id",
         (learner_id,),
     )
+    history = rows(
+        db,
+        "SELECT at, actor_role, action, detail FROM audit_log WHERE (target_type = 'user'"
+        " AND target_id = ?) OR actor_id = ? OR json_extract(detail, '$.learner_id') = ?"
+        " ORDER BY id",
+        (str(learner_id), learner_id, learner_id),
+    )
     audit.record(db, actor, "learner.export", "user", learner_id, attempts=len(attempts))
     return {
         "format": "schoolbox-learner-export/1",
@@ -262,6 +284,7 @@ def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: in
         },
         "classes": [dict(r) for r in classes],
         "attempts": [dict(r) for r in attempts],
+        "audit_log": [dict(r) for r in history],  # sign-ins, PIN resets, enrolments...
     }
 
 

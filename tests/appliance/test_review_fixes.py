@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import re
 import zipfile
 
 import pytest
@@ -132,3 +134,69 @@ def test_a_typed_username_is_never_stored_in_clear(app, db):
     Browser(app).signin_staff("my-secret-password", "x")
     subjects = [r[0] for r in db.conn.execute("SELECT subject FROM login_failures")]
     assert subjects and not any("my-secret-password" in s for s in subjects)
+
+
+def test_the_next_question_link_never_repeats_the_one_just_answered(app, ids, db):
+    from appliance.practice import next_item_id
+    from appliance.store import attempts, content
+
+    learner_id = ids["learners"]["Class 4A"][0]
+    lesson_id = "fractions-01-parts-of-a-whole"
+    learner = as_role(app, "learner", ids)
+    items = [
+        r[0] for r in db.conn.execute("SELECT id FROM items WHERE lesson_id = ?", (lesson_id,))
+    ]
+    db.conn.execute("DELETE FROM attempts WHERE learner_id = ?", (learner_id,))
+    for item_id in items:  # every item seen and right...
+        attempts.record(db, learner_id, content.item(db, item_id), "x", True, 0, None, None)
+    first = content.item(db, items[0])
+    wrong = {"multiple_choice": str(1 - min(first["answer"].get("index", 0), 1)),
+             "numeric": "-7777", "short_text": "zzz"}[first["type"]]  # fmt: skip
+    feedback = learner.post(
+        f"/learn/practice/{lesson_id}", {"item_id": items[0], "response": wrong}
+    )
+    # ...so the rule alone would offer the one just answered wrong straight away
+    assert next_item_id(db, learner_id, lesson_id) == items[0]
+    link = (
+        re.search(rb'href="([^"]*after=[^"]*)"', feedback.data)
+        .group(1)
+        .decode()
+        .replace("&amp;", "&")
+    )
+    page = learner.get(link)
+    assert f'name="item_id" value="{items[0]}"'.encode() not in page.data
+    api = learner.get(f"/api/v1/lessons/{lesson_id}/next-item?after={items[0]}").get_json()
+    assert api["item"]["id"] != items[0]
+
+
+def test_an_answer_to_another_lessons_item_is_refused_before_recording(app, ids, db):
+    learner = as_role(app, "learner", ids)
+    before = db.conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
+    other = db.conn.execute(
+        "SELECT id FROM items WHERE lesson_id = 'reading-01-finding-facts'"
+    ).fetchone()[0]
+    response = learner.post(
+        "/learn/practice/fractions-01-parts-of-a-whole", {"item_id": other, "response": "1"}
+    )
+    assert response.status_code == 404
+    assert db.conn.execute("SELECT count(*) FROM attempts").fetchone()[0] == before
+
+
+def test_the_last_admin_cannot_be_demoted_or_switched_off(app, ids, db):
+    admin = as_role(app, "admin", ids)
+    admin.post(f"/admin/users/{ids['admin']}", {"role": "teacher"})
+    admin.post(f"/admin/users/{ids['admin']}", {"active": "0"})
+    row = db.conn.execute("SELECT role, active FROM users WHERE id = ?", (ids["admin"],)).fetchone()
+    assert tuple(row) == ("admin", 1)
+    assert b"only admin" in admin.get("/admin/users").data
+
+
+def test_the_learner_export_includes_what_the_audit_log_holds_about_them(app, ids):
+    learner_id = ids["learners"]["Class 4A"][0]
+    as_role(app, "learner", ids)  # a sign-in, audited
+    export = json.loads(
+        as_role(app, "admin", ids).post(f"/admin/learners/{learner_id}/export", {}).data
+    )
+    assert {"signin.success", "user.create", "class.enrol"} <= {
+        e["action"] for e in export["audit_log"]
+    }
