@@ -140,6 +140,23 @@ def create_class():
     return redirect(url_for(".all_classes"))
 
 
+@bp.post("/classes/<int:class_id>/teachers")
+@admin_required
+def add_class_teacher(class_id: int):
+    db = get_db()
+    teacher_id = request.form.get("teacher_id", type=small_int)
+    teacher = users.get(db, teacher_id) if teacher_id else None
+    if not classes.get(db, class_id):
+        abort(404)
+    if not teacher or teacher["role"] == "learner":
+        flash(_("Choose a teacher."), "error")
+    else:
+        with transaction(db):
+            classes.add_teacher(db, actor(), class_id, teacher_id)
+        flash(_("Teacher added to the class."), "ok")
+    return redirect(url_for(".all_classes"))
+
+
 @bp.get("/learners")
 @admin_required
 def learners():

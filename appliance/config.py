@@ -29,7 +29,6 @@ class Config:
     login_window_s: int = 900  # sign-in failures count within this window
     login_max_per_account: int = 5
     login_max_per_address: int = 30
-    behind_proxy: bool = False  # trust X-Forwarded-For only when a proxy sits in front
     testing: bool = False
 
     @property

@@ -30,7 +30,7 @@ POLICY = {
     "teacher.unassign": STAFF, "teacher.set_tutor": STAFF, "teacher.class_progress": STAFF,
     "teacher.learner_history": STAFF,
     "admin.status": ADMIN, "admin.staff": ADMIN, "admin.create_staff": ADMIN,
-    "admin.update_staff": ADMIN, "admin.all_classes": ADMIN, "admin.create_class": ADMIN,
+    "admin.update_staff": ADMIN, "admin.all_classes": ADMIN, "admin.create_class": ADMIN, "admin.add_class_teacher": ADMIN,
     "admin.learners": ADMIN, "admin.export_learner": ADMIN, "admin.erase_learner": ADMIN,
     "admin.content_page": ADMIN, "admin.upload_pack": ADMIN, "admin.audit_page": ADMIN,
     "admin.consent": ADMIN, "admin.set_consent": ADMIN,

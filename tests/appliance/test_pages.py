@@ -266,3 +266,17 @@ def test_the_progress_grid_shows_only_the_classs_skills(app, ids, db):
     names = dict(db.conn.execute("SELECT id, name FROM skills").fetchall())
     assert names["fractions.equivalent"] in page
     assert names["reading.main-idea"] not in page
+
+
+def test_admin_gives_an_existing_class_another_teacher(app, ids, db):
+    from appliance.demo.seed import TEACHERS
+    from tests.conftest import Browser
+
+    class_id, tomas = ids["classes"]["Class 4A"], ids["teachers"][TEACHERS[1][0]]
+    as_role(app, "admin", ids).post(
+        f"/admin/classes/{class_id}/teachers", {"teacher_id": str(tomas)}
+    )
+    browser = Browser(app)
+    browser.signin_staff(TEACHERS[1][0], TEACHERS[1][2])
+    assert browser.get(f"/teach/classes/{class_id}").status_code == 200
+    assert audit.search(db, action="class.add_teacher", target_id=str(class_id))
