@@ -126,9 +126,9 @@ def all_classes():
 @admin_required
 def create_class():
     db = get_db()
-    teacher_id = request.form.get("teacher_id", type=small_int)
-    teacher = users.get(db, teacher_id) if teacher_id else None
-    if teacher_id and (not teacher or teacher["role"] == "learner"):
+    teacher = _chosen_teacher(db)
+    teacher_id = teacher["id"] if teacher else None
+    if request.form.get("teacher_id") and teacher is None:
         abort(400)
     try:
         with transaction(db):
@@ -144,17 +144,23 @@ def create_class():
 @admin_required
 def add_class_teacher(class_id: int):
     db = get_db()
-    teacher_id = request.form.get("teacher_id", type=small_int)
-    teacher = users.get(db, teacher_id) if teacher_id else None
+    teacher = _chosen_teacher(db)
     if not classes.get(db, class_id):
         abort(404)
-    if not teacher or teacher["role"] == "learner":
+    if teacher is None:
         flash(_("Choose a teacher."), "error")
     else:
         with transaction(db):
-            classes.add_teacher(db, actor(), class_id, teacher_id)
+            classes.add_teacher(db, actor(), class_id, teacher["id"])
         flash(_("Teacher added to the class."), "ok")
     return redirect(url_for(".all_classes"))
+
+
+def _chosen_teacher(db) -> dict | None:
+    """The teacher or admin picked in the form's teacher_id, or None."""
+    teacher_id = request.form.get("teacher_id", type=small_int)
+    teacher = users.get(db, teacher_id) if teacher_id else None
+    return teacher if teacher and teacher["role"] != "learner" else None
 
 
 @bp.get("/learners")
