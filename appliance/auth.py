@@ -150,12 +150,25 @@ def signin_learner(learner_id: int):
         abort(404)
     if request.method == "POST":
         try:
-            user = learner_signin(learner_id, request.form.get("pin", ""))
+            user = learner_signin(learner_id, _typed_secret(learner))
         except HTTPException as error:  # show the form again, with what went wrong
-            page = render_template("signin_learner.html", learner=learner, error=error.description)
+            page = _learner_form(learner, error.description)
             return page, error.code, _retry_header(error)
         return redirect(_safe_next(home_url(user)))
-    return render_template("signin_learner.html", learner=learner)
+    return _learner_form(learner)
+
+
+def _typed_secret(learner: dict) -> str:
+    """The PIN typed, or the four pictures tapped (fields picture1..picture4) as digits."""
+    if learner["sign_in_with"] == "pictures":
+        return "".join(request.form.get(f"picture{n}", "")[:1] for n in range(1, 5))
+    return request.form.get("pin", "")
+
+
+def _learner_form(learner: dict, error: str = ""):
+    return render_template(
+        "signin_learner.html", learner=learner, error=error, pictures=users.PICTURES
+    )
 
 
 @bp.route("/signin/staff", methods=["GET", "POST"])

@@ -78,16 +78,17 @@ def add_learners(class_id: int):
         flash(_("Add at most %(n)d names at a time.", n=MAX_ROSTER), "error")
         return redirect(url_for(".class_page", class_id=class_id))
     db = get_db()
+    kind = _sign_in_kind()
     created = []
     try:
         with transaction(db):
             for name in names:
-                pin = users.new_pin()
+                secret = users.new_secret(kind)
                 learner_id = users.create_learner(
-                    db, actor(), name, pin, current_app.config["PIN_KEY"]
+                    db, actor(), name, secret, current_app.config["PIN_KEY"], kind
                 )
                 classes.enrol(db, actor(), class_id, learner_id)
-                created.append({"name": users.validate_name(name), "pin": pin})
+                created.append(_sheet_row(users.validate_name(name), kind, secret))
     except users.UserError as error:
         flash(str(error), "error")
         return redirect(url_for(".class_page", class_id=class_id))
@@ -102,17 +103,30 @@ def reset_pin(class_id: int, learner_id: int):
     db = get_db()
     if learner_id not in {r["id"] for r in classes.roster(db, class_id)}:
         abort(404)
-    pin = (request.form.get("pin") or "").strip() or users.new_pin()
+    kind = _sign_in_kind()
+    secret = (request.form.get("pin") or "").strip() if kind == "pin" else ""
+    secret = secret or users.new_secret(kind)
     try:
         with transaction(db):
-            users.set_pin(db, actor(), learner_id, pin, current_app.config["PIN_KEY"])
+            users.set_pin(db, actor(), learner_id, secret, current_app.config["PIN_KEY"], kind)
     except users.UserError as error:
         flash(str(error), "error")
         return redirect(url_for(".class_page", class_id=class_id))
     learner = users.get(db, learner_id)
     return render_template(
-        "teacher/pins.html", cls=found, learners=[{"name": learner["display_name"], "pin": pin}]
+        "teacher/pins.html", cls=found, learners=[_sheet_row(learner["display_name"], kind, secret)]
     )
+
+
+def _sign_in_kind() -> str:
+    kind = request.form.get("sign_in_with", "pin")
+    return kind if kind in users.SIGN_IN_KINDS else "pin"
+
+
+def _sheet_row(name: str, kind: str, secret: str) -> dict:
+    """One line of the printable sheet: the PIN, or the pictures in order."""
+    pictures = users.picture_names(secret) if kind == "pictures" else []
+    return {"name": name, "pin": secret if kind == "pin" else "", "pictures": pictures}
 
 
 @bp.post("/classes/<int:class_id>/assignments")

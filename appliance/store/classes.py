@@ -98,7 +98,7 @@ def roster(db: sqlite_utils.Database, class_id: int) -> list[dict]:
         dict(r)
         for r in rows(
             db,
-            "SELECT u.id, u.display_name, u.active FROM enrolments e"
+            "SELECT u.id, u.display_name, u.active, u.sign_in_with FROM enrolments e"
             " JOIN users u ON u.id = e.learner_id"
             " WHERE e.class_id = ? AND u.erased_at IS NULL ORDER BY u.display_name",
             (class_id,),

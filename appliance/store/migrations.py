@@ -244,7 +244,12 @@ def _v1_foundation(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX login_failures_subject ON login_failures(subject, at)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_foundation]
+def _v2_picture_codes(db: sqlite_utils.Database) -> None:
+    """Young learners may sign in with a sequence of pictures instead of a number PIN."""
+    db.execute("ALTER TABLE users ADD COLUMN sign_in_with TEXT NOT NULL DEFAULT 'pin'")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_foundation, _v2_picture_codes]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

@@ -17,6 +17,21 @@ from .ids import uuid7
 ROLES = ("learner", "teacher", "admin")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 PIN_RE = re.compile(r"^[0-9]{4,6}$")
+# A picture code is four taps on a grid of nine pictures, stored like a PIN as the
+# digits 1-9 (6,561 codes: as strong as a 4-digit PIN, behind the same throttling).
+PICTURES = [
+    ("1", "sun", _l("sun")),
+    ("2", "fish", _l("fish")),
+    ("3", "tree", _l("tree")),
+    ("4", "star", _l("star")),
+    ("5", "apple", _l("apple")),
+    ("6", "cat", _l("cat")),
+    ("7", "ball", _l("ball")),
+    ("8", "house", _l("house")),
+    ("9", "moon", _l("moon")),
+]  # (digit, picture in templates/_pictures.html, what it is called)
+PICTURE_CODE_RE = re.compile(r"^[1-9]{4}$")
+SIGN_IN_KINDS = ("pin", "pictures")
 MIN_PASSWORD = 8
 # A 4-6 digit PIN cannot resist an offline guess at any hash cost a Raspberry Pi can pay
 # per sign-in (10,000 guesses x 10 ms is under two minutes), so a slow hash buys nothing
@@ -76,6 +91,31 @@ def new_pin() -> str:
     return f"{secrets.randbelow(10_000):04d}"
 
 
+def new_secret(kind: str) -> str:
+    """A random PIN, or picture code (four digits 1-9), for a learner."""
+    if kind == "pictures":
+        return "".join(str(1 + secrets.randbelow(9)) for _ in range(4))
+    return new_pin()
+
+
+def validate_secret(kind: str, secret: str) -> str:
+    """A learner's PIN or picture code, checked for its kind."""
+    if kind not in SIGN_IN_KINDS:
+        raise UserError(_l("A learner signs in with a PIN or with pictures."))
+    if kind == "pictures":
+        secret = (secret or "").strip()
+        if not PICTURE_CODE_RE.match(secret):
+            raise UserError(_l("A picture code is four pictures."))
+        return secret
+    return validate_pin(secret)
+
+
+def picture_names(code: str) -> list[tuple[str, str]]:
+    """The (picture, name) sequence a picture code stands for, for the teacher's sheet."""
+    by_digit = {digit: (key, name) for digit, key, name in PICTURES}
+    return [by_digit[d] for d in code if d in by_digit]
+
+
 def create_staff(
     db: sqlite_utils.Database,
     actor: audit.Actor,
@@ -107,17 +147,23 @@ def create_staff(
 
 
 def create_learner(
-    db: sqlite_utils.Database, actor: audit.Actor, display_name: str, pin: str, pin_key: bytes
+    db: sqlite_utils.Database,
+    actor: audit.Actor,
+    display_name: str,
+    pin: str,
+    pin_key: bytes,
+    sign_in_with: str = "pin",
 ) -> int:
-    """Create a learner with a PIN; return the new id."""
+    """Create a learner with a PIN (or picture code); return the new id."""
     public_id = uuid7()
     cursor = db.conn.execute(
-        "INSERT INTO users (public_id, role, display_name, pin_hash, created_at)"
-        " VALUES (?, 'learner', ?, ?, ?)",
+        "INSERT INTO users (public_id, role, display_name, pin_hash, sign_in_with, created_at)"
+        " VALUES (?, 'learner', ?, ?, ?, ?)",
         (
             public_id,
             validate_name(display_name),
-            pin_hash(pin_key, public_id, validate_pin(pin)),
+            pin_hash(pin_key, public_id, validate_secret(sign_in_with, pin)),
+            sign_in_with,
             now(),
         ),
     )
@@ -159,16 +205,23 @@ def check_pin(db: sqlite_utils.Database, learner_id: int, pin: str, pin_key: byt
 
 
 def set_pin(
-    db: sqlite_utils.Database, actor: audit.Actor, learner_id: int, pin: str, pin_key: bytes
+    db: sqlite_utils.Database,
+    actor: audit.Actor,
+    learner_id: int,
+    pin: str,
+    pin_key: bytes,
+    sign_in_with: str = "pin",
 ) -> None:
-    """Give a learner a new PIN and sign them out everywhere."""
+    """Give a learner a new PIN (or picture code) and sign them out everywhere."""
     row = one(db, "SELECT public_id FROM users WHERE id = ? AND role = 'learner'", (learner_id,))
     if row is None:
         raise UserError(_l("There is no such learner."))
     db.conn.execute(
-        "UPDATE users SET pin_hash = ?, session_version = session_version + 1 WHERE id = ?",
-        (pin_hash(pin_key, row["public_id"], validate_pin(pin)), learner_id),
-    )
+        "UPDATE users SET pin_hash = ?, sign_in_with = ?, session_version = session_version + 1"
+        " WHERE id = ?",
+        (pin_hash(pin_key, row["public_id"], validate_secret(sign_in_with, pin)), sign_in_with,
+         learner_id),
+    )  # fmt: skip
     audit.record(db, actor, "learner.pin_reset", "user", learner_id)
 
 

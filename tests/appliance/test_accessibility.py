@@ -67,6 +67,18 @@ def _pages(app, ids, db) -> dict[str, str]:
     pages["signin-class"] = anon.get(f"/signin/class/{class_id}").data
     pages["signin-pin"] = anon.get(f"/signin/learner/{learner_id}").data
     pages["signin-staff"] = anon.get("/signin/staff").data
+    teacher = as_role(app, "teacher", ids)
+    teacher.post(
+        f"/teach/classes/{class_id}/learners/{learner_id}/pin", {"sign_in_with": "pictures"}
+    )
+    pages["signin-pictures"] = anon.get(f"/signin/learner/{learner_id}").data
+    pages["picture-sheet"] = teacher.post(
+        f"/teach/classes/{class_id}/learners/{learner_id}/pin", {"sign_in_with": "pictures"}
+    ).data
+    teacher.post(
+        f"/teach/classes/{class_id}/learners/{learner_id}/pin",
+        {"sign_in_with": "pin", "pin": "1234"},
+    )
     learner = as_role(app, "learner", ids)
     lesson = "fractions-01-parts-of-a-whole"
     pages["learner-home"] = learner.get("/learn/").data
@@ -76,7 +88,6 @@ def _pages(app, ids, db) -> dict[str, str]:
     pages["feedback"] = learner.post(f"/learn/practice/{lesson}", {
         "item_id": form_value(practice, "item_id"), "response": "0"}).data  # fmt: skip
     pages["my-progress"] = learner.get("/learn/progress").data
-    teacher = as_role(app, "teacher", ids)
     pages["teacher-home"] = teacher.get("/teach/").data
     pages["class"] = teacher.get(f"/teach/classes/{class_id}").data
     pages["grid"] = teacher.get(f"/teach/classes/{class_id}/progress").data

@@ -82,7 +82,7 @@ def test_teacher_creates_a_class_pastes_a_roster_assigns_and_sees_progress(app, 
     )
     text = pins.data.decode()
     assert pins.status_code == 200 and text.count('class="pin"') == 3  # duplicate dropped
-    pin = re.search(r'<th scope="row">Kwame O\.</th><td class="pin">(\d{4})</td>', text).group(1)
+    pin = re.search(r'<th scope="row">Kwame O\.</th>\s*<td class="pin">(\d{4})</td>', text).group(1)
     stored = db.conn.execute(
         "SELECT pin_hash FROM users WHERE display_name = 'Kwame O.'"
     ).fetchone()[0]
