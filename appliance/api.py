@@ -54,11 +54,13 @@ def signin_learners(class_id: int):
     if not classes.get(db, class_id):
         abort(404)
     roster = [
-        {"id": r["id"], "name": r["display_name"]}
+        {"id": r["id"], "name": r["display_name"], "sign_in_with": r["sign_in_with"]}
         for r in classes.roster(db, class_id)
         if r["active"]
     ]
-    return jsonify(learners=roster)
+    # A picture code is sent as its digits 1-9 in "pin", in the order tapped.
+    pictures = [{"digit": digit, "picture": key} for digit, key, _ in users.PICTURES]
+    return jsonify(learners=roster, pictures=pictures)
 
 
 @bp.get("/session")

@@ -40,7 +40,7 @@ def test_a_teacher_gives_a_class_picture_codes_shown_once_as_pictures(app, ids, 
 
 
 def test_a_learner_signs_in_by_tapping_four_pictures(app, ids, db):
-    _, _, codes = _picture_class(app, ids)
+    _, class_id, codes = _picture_class(app, ids)
     learner_id = db.conn.execute("SELECT id FROM users WHERE display_name = 'Ama K.'").fetchone()[0]
     browser = Browser(app)
     form = browser.get(f"/signin/learner/{learner_id}").data.decode()
