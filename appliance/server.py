@@ -23,6 +23,10 @@ from .logs import event
 from .logs import setup as setup_logs
 
 log = logging.getLogger("schoolbox.server")
+# A worker that dies this soon after starting, this many times running, will not start
+# at all (a taken port, a broken install): stop and let systemd's policy take over.
+QUICK_DEATH_S = 10
+MAX_QUICK_DEATHS = 5
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -102,21 +106,31 @@ def run(config: Config) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    quick_deaths = 0
     while not stopping:
         for index, process in enumerate(workers):
             if not process.is_alive() and not stopping:
                 event(log, "worker_restart", logging.WARNING, exit_code=process.exitcode)
+                lived = time.monotonic() - process.started_at
+                quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH_S else 0
+                if quick_deaths >= MAX_QUICK_DEATHS:  # cannot start at all (port taken?)
+                    stopping = True
+                    break
                 workers[index] = _start(context, config)
         time.sleep(0.5)
     for process in workers:
         process.terminate()
     for process in workers:
         process.join(timeout=10)
+    if quick_deaths >= MAX_QUICK_DEATHS:
+        event(log, "workers_keep_dying", logging.ERROR, deaths=quick_deaths)
+        raise SystemExit("Schoolbox workers keep dying at start; see the log above.")
 
 
 def _start(context, config: Config):
     process = context.Process(target=_worker, args=(config,), daemon=True)
     process.start()
+    process.started_at = time.monotonic()
     return process
 
 

@@ -75,3 +75,21 @@ def test_a_worker_that_dies_is_replaced_and_the_box_keeps_answering(workers):
         requests.get(f"{base}/readyz", timeout=5, headers={"Connection": "close"}).ok
         for _ in range(10)
     )
+
+
+def test_serve_gives_up_with_a_clear_error_when_workers_cannot_start(tmp_path):
+    import socket
+
+    home = tmp_path / "box"
+    init_box(home)
+    with socket.socket() as taken:  # a port another program holds, without SO_REUSEPORT
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert "keep dying" in result.stderr
