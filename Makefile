@@ -35,7 +35,7 @@ $(AXE):
 # Headless Chromium for the accessibility test, from Debian's packages.
 chromium:
 	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; \
+	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; \
 	  else echo "Chromium is needed for the accessibility test: sudo apt-get install chromium"; exit 1; fi; }
 
 # Extract every string marked for translation into a catalogue for translators.
