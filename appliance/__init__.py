@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from flask import Flask, g, request
 from flask_babel import Babel
@@ -57,7 +58,7 @@ def create_app(config: config_module.Config | dict | None = None) -> Flask:
             "text/plain",
         ],  # fmt: skip
         BABEL_DEFAULT_LOCALE="en",
-        BABEL_TRANSLATION_DIRECTORIES=str(config_module.Path(__file__).parent / "translations"),
+        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
     )
     csrf.init_app(app)
     compress.init_app(app)
@@ -115,13 +116,9 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _install_request_log(app: Flask) -> None:
-    @app.before_request
-    def start_timer():
-        g.log_started = time.perf_counter()
-
     @app.after_request
     def log_request(response):
-        started = g.pop("log_started", time.perf_counter())
+        started = g.get("request_started", time.perf_counter())  # set by Metrics
         # The route rule, never the path: paths carry ids, and a log has no business with them.
         event(
             log,

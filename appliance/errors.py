@@ -8,7 +8,7 @@ import sqlite3
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
 
 from .logs import event
 
@@ -68,21 +68,12 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):
-        original = getattr(error, "original_exception", None)
-        event(
-            log,
-            "server_error",
-            logging.ERROR,
-            endpoint=request.endpoint,
-            error=type(original).__name__,
-        )
+        # Logged already, by route and type only (SchoolboxFlask.log_exception).
         return error_response(500)
 
 
 def fail(status: int, message: str, retry_after: int | None = None):
     """Abort the request with `status` and a message written for the person."""
-    from werkzeug.exceptions import default_exceptions
-
     error = default_exceptions[status](description=message)
     error.schoolbox_message = True
     error.retry_after = retry_after

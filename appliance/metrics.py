@@ -59,7 +59,7 @@ class Metrics:
         g.request_started = time.perf_counter()
 
     def _finish(self, response):
-        started = g.pop("request_started", None)
+        started = g.get("request_started")  # also read by the request log
         endpoint = request.endpoint or "unmatched"
         self.requests.labels(endpoint, request.method, str(response.status_code)).inc()
         if started is not None:

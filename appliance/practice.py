@@ -9,7 +9,8 @@ from fractions import Fraction
 import sqlite_utils
 from flask_babel import lazy_gettext as _l
 
-from .store import one
+from .store import attempts, content, one
+from .store.ids import uuid7
 
 MAX_RESPONSE = 500
 SESSION_LENGTH = 10  # questions in one practice session
@@ -29,9 +30,6 @@ def session_progress(
     `state` is the learner's (cookie) session: it remembers the attempt id before the
     session's first answer, so every later attempt in the lesson belongs to the session.
     """
-    from .store import attempts
-    from .store.ids import uuid7
-
     marker = state.get("practice") or {}
     if marker.get("lesson") != lesson_id or restart:
         marker = {"lesson": lesson_id, "since": uuid7()}
@@ -142,8 +140,6 @@ def submit(
 
     With `lesson_id`, an item from another lesson is refused (404) before anything is written.
     """
-    from .store import attempts, content
-
     if client_key is not None and not (
         isinstance(client_key, str) and _CLIENT_KEY_RE.match(client_key)
     ):

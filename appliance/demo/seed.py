@@ -7,7 +7,6 @@ stronger and weaker learners, skills that improve with practice.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -84,14 +83,17 @@ def _history(
     now_ms = int(time.time() * 1000)
     rows = []
     for lesson in lessons:
-        items = db.conn.execute(
-            "SELECT * FROM items WHERE lesson_id = ? AND retired = 0", (lesson["id"],)
-        ).fetchall()
+        items = [
+            content.item(db, row[0])
+            for row in db.conn.execute(
+                "SELECT id FROM items WHERE lesson_id = ? AND retired = 0", (lesson["id"],)
+            )
+        ]
         if not items:
             continue
         at_ms = now_ms - rng.randint(3, 14) * 86_400_000
         for practice_count in range(rng.randint(4, 18)):
-            item = dict(rng.choice(items))
+            item = rng.choice(items)
             difficulty = (zlib.crc32(item["id"].encode()) % 100) / 50 - 1
             p = 1 / (1 + math.exp(-(ability - difficulty + 0.12 * practice_count)))
             correct = rng.random() < p
@@ -101,16 +103,14 @@ def _history(
 
 
 def _attempt(learner_id: int, item: dict, correct: bool, at_ms: int, rng: random.Random) -> dict:
-    key = json.loads(item["answer"])
+    key = item["answer"]
     if item["type"] == "multiple_choice":
-        choices = len(json.loads(item["choices"]))
-        wrong = [i for i in range(choices) if i != key["index"]]
+        wrong = [i for i in range(len(item["choices"])) if i != key["index"]]
         response = str(key["index"] if correct else rng.choice(wrong))
     elif item["type"] == "numeric":
         response = str(key["value"] if correct else key["value"] + rng.choice([-2, -1, 1, 2]))
     else:
         response = key["accepted"][0] if correct else "not sure"
-    item["answer"], item["choices"] = key, None
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at_ms / 1000)) + f".{at_ms % 1000:03d}Z"
     return {
         "id": uuid7(at_ms),

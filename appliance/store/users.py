@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -40,8 +41,12 @@ MIN_PASSWORD = 8
 # database: a stolen database alone reveals no PIN, and checking one costs microseconds.
 # Online guessing is stopped by sign-in throttling. Staff passwords use werkzeug's scrypt.
 PIN_SCHEME = "hmac-sha256"
+
+
 # Checked against when the account is unknown, so a miss costs the same time as a hit.
-_DUMMY_PASSWORD_HASH = generate_password_hash(secrets.token_hex(8))
+@functools.cache
+def _dummy_password_hash() -> str:
+    return generate_password_hash(secrets.token_hex(8))
 
 
 class UserError(ValueError):
@@ -184,7 +189,7 @@ def check_password(db: sqlite_utils.Database, username: str, password: str) -> d
         "SELECT * FROM users WHERE username = ? AND active = 1 AND erased_at IS NULL",
         ((username or "").strip().lower(),),
     )
-    stored = row["password_hash"] if row else _DUMMY_PASSWORD_HASH
+    stored = row["password_hash"] if row else _dummy_password_hash()
     ok = check_password_hash(stored, password or "")
     return dict(row) if row and ok else None
 
