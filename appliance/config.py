@@ -29,6 +29,15 @@ class Config:
     login_window_s: int = 900  # sign-in failures count within this window
     login_max_per_account: int = 5
     login_max_per_address: int = 30
+    # The tutor (issue 4): one service process holds the model for every worker.
+    tutor_service: bool = True  # `serve` starts it; off for a box with too little memory
+    tutor_socket: str = ""  # default: <home>/run/tutor.sock
+    tutor_queue_size: int = 16  # questions waiting; more are told to retry
+    tutor_max_tokens: int = 200  # about 150 words: answers stay short for young readers
+    tutor_max_seconds: int = 45
+    tutor_threads: int = 0  # llama.cpp threads; 0 = every core
+    tutor_retention_days: int = 30  # conversations are deleted after this many days
+    model_cache: str = ""  # where fetched default models are kept; default: user cache dir
     testing: bool = False
 
     @property
@@ -42,6 +51,16 @@ class Config:
     @property
     def secret_path(self) -> Path:
         return self.home / "secret.key"
+
+    @property
+    def tutor_socket_path(self) -> Path:
+        return Path(self.tutor_socket) if self.tutor_socket else self.home / "run" / "tutor.sock"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        if self.model_cache:
+            return Path(self.model_cache).expanduser()
+        return Path(platformdirs.user_cache_dir("schoolbox")) / "models"
 
     def with_(self, **changes) -> Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -32,7 +32,8 @@ def _messages() -> dict[int, str]:
 def error_response(status: int, message: str | None = None, headers: dict | None = None):
     """One error as JSON (API) or as a page (browser)."""
     message = message or _messages().get(status, _messages()[400])
-    if request.blueprint == "api" or request.path.startswith("/api/"):
+    wants_json = "text/event-stream" in request.headers.get("Accept", "")  # the tutor panel
+    if request.blueprint == "api" or request.path.startswith("/api/") or wants_json:
         response = jsonify(error={"status": status, "message": message})
     else:
         response = render_template("error.html", status=status, message=message)
@@ -50,7 +51,7 @@ def init_app(app: Flask) -> None:
     def http_error(error: HTTPException):
         message = error.description if getattr(error, "schoolbox_message", False) else None
         headers = {}
-        if error.code == 429 and getattr(error, "retry_after", None):
+        if error.code in (429, 503) and getattr(error, "retry_after", None):
             headers["Retry-After"] = str(error.retry_after)
         if error.code == 405 and error.valid_methods:
             headers["Allow"] = ", ".join(error.valid_methods)

@@ -10,7 +10,7 @@ from . import practice
 from .access import current_user, learner_required, signed_in_required
 from .db import get_db
 from .errors import fail
-from .store import attempts, content
+from .store import attempts, content, conversations
 
 bp = Blueprint("learner", __name__, url_prefix="/learn")
 
@@ -39,7 +39,7 @@ def lesson(lesson_id: str):
     found = content.lesson(get_db(), lesson_id)
     if not found:
         abort(404)
-    return render_template("learner/lesson.html", lesson=found)
+    return render_template("learner/lesson.html", lesson=found, **_tutor_panel(lesson_id))
 
 
 @bp.get("/practice/<lesson_id>")
@@ -74,7 +74,16 @@ def _practice_page(lesson: dict, item: dict, hints_shown: int, done: dict, error
         done=done,
         client_key=secrets.token_urlsafe(12),
         error=error,
+        **_tutor_panel(lesson["id"], item["id"]),
     )
+
+
+def _tutor_panel(lesson_id: str, item_id: str | None = None) -> dict:
+    """What the tutor panel needs: shown to learners whose school and class allow it."""
+    user = current_user()
+    on = bool(user and user["role"] == "learner")
+    on = on and conversations.tutor_allowed(get_db(), user["id"])
+    return {"tutor_on": on, "tutor_lesson_id": lesson_id, "tutor_item_id": item_id}
 
 
 @bp.post("/practice/<lesson_id>")

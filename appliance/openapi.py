@@ -58,6 +58,23 @@ _ATTEMPT_IN = {
     "required": ["item_id", "response"],
 }
 
+_TUTOR_IN = {
+    "type": "object",
+    "properties": {
+        "question": {"type": "string", "maxLength": 500},
+        "lesson_id": {"type": ["string", "null"], "description": "the lesson being read"},
+        "item_id": {
+            "type": ["string", "null"],
+            "description": "the practice item open now: the tutor gives hints, never its answer",
+        },
+        "stream": {
+            "type": "boolean",
+            "description": "true: Server-Sent Events (sources, token..., done) as words come",
+        },
+    },
+    "required": ["question"],
+}
+
 _INTEGER_PARAMS = {"class_id", "learner_id", "number"}
 
 # (method, path, summary, who may call it, request body schema or None)
@@ -102,6 +119,14 @@ ROUTES = [
         None,
     ),
     ("get", "/search", "Search lesson passages (query parameter q)", "signed in", None),
+    (
+        "post",
+        "/tutor/answers",
+        "Ask the tutor; the answer, the lesson passages it used, and how it was made."
+        " 503 with Retry-After when the tutor is busy",
+        "learner (when the school and class allow the tutor)",
+        _TUTOR_IN,
+    ),
 ]
 
 

@@ -16,7 +16,10 @@ _TAGS = {
     "blockquote", "ul", "ol", "li", "a", "img", "table", "thead", "tbody", "tr", "th", "td",
     "sub", "sup",
 }  # fmt: skip
-_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"}}
+_ATTRIBUTES = {
+    "a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"},
+    "h1": {"id"}, "h2": {"id"}, "h3": {"id"},
+}  # fmt: skip
 _MEDIA_RE = re.compile(r"^media/([A-Za-z0-9._-]+)$")
 
 
@@ -60,10 +63,24 @@ def _sanitise(html: str, media_url: str) -> str:
     )
 
 
+def anchor(heading: str) -> str:
+    """The id a lesson's heading gets, so the tutor can link to the passage under it."""
+    words = re.findall(r"\w+", heading.lower())
+    return "s-" + "-".join(words)[:60] if words else ""
+
+
+def _add_heading_ids(tokens) -> None:
+    for opening, inline in zip(tokens, tokens[1:], strict=False):
+        if opening.type == "heading_open" and opening.tag in ("h1", "h2", "h3"):
+            if anchor(inline.content):
+                opening.attrSet("id", anchor(inline.content))
+
+
 def render(markdown: str, media_url: str) -> Rendered:
     """A block of Markdown (a lesson) as safe HTML; media/ links point at `media_url`."""
     tokens = _md.parse(markdown)
     media, missing_alt = _inspect(tokens)
+    _add_heading_ids(tokens)
     html = _sanitise(_md.renderer.render(tokens, _md.options, {}), media_url)
     return Rendered(html, media, missing_alt)
 

@@ -93,11 +93,36 @@ def _worker(config: Config) -> None:
     )
 
 
+def tutor_settings(config: Config):
+    """The tutor runtime's settings from the box's configuration."""
+    from models.tutor_runtime import Settings
+
+    return Settings(
+        queue_size=config.tutor_queue_size,
+        max_tokens=config.tutor_max_tokens,
+        max_seconds=float(config.tutor_max_seconds),
+        **({"n_threads": config.tutor_threads} if config.tutor_threads else {}),
+    )
+
+
+def _tutor(config: Config) -> None:
+    """The tutor service process: the one place the language model is loaded."""
+    from models import tutor_service
+
+    setup_logs(config.log_level)
+    tutor_service.serve(config.home, config.tutor_socket_path, tutor_settings(config))
+
+
 def run(config: Config) -> None:
     """Serve until SIGTERM or SIGINT, with `config.workers` worker processes."""
+    from . import jobs
+
     _prepare_metrics_dir(config)
     context = multiprocessing.get_context("spawn")  # no state shared by accident
     workers = [_start(context, config) for _ in range(max(1, config.workers))]
+    tutor = _start(context, config, _tutor) if config.tutor_service else None
+    tutor_deaths = 0
+    scheduler = jobs.start(config)
     stopping = False
 
     def stop(*_):
@@ -117,18 +142,26 @@ def run(config: Config) -> None:
                     stopping = True
                     break
                 workers[index] = _start(context, config)
+        if tutor is not None and not tutor.is_alive() and not stopping:
+            # Pages never depend on the tutor: if it keeps dying, stop restarting it and
+            # let the web workers answer from the lessons instead.
+            tutor_deaths += 1
+            event(log, "tutor_restart", logging.WARNING, exit_code=tutor.exitcode)
+            tutor = _start(context, config, _tutor) if tutor_deaths < MAX_QUICK_DEATHS else None
         time.sleep(0.5)
-    for process in workers:
+    scheduler.shutdown(wait=False)
+    children = workers + ([tutor] if tutor is not None else [])
+    for process in children:
         process.terminate()
-    for process in workers:
+    for process in children:
         process.join(timeout=10)
     if quick_deaths >= MAX_QUICK_DEATHS:
         event(log, "workers_keep_dying", logging.ERROR, deaths=quick_deaths)
         raise SystemExit("Schoolbox workers keep dying at start; see the log above.")
 
 
-def _start(context, config: Config):
-    process = context.Process(target=_worker, args=(config,), daemon=True)
+def _start(context, config: Config, target=_worker):
+    process = context.Process(target=target, args=(config,), daemon=True)
     process.start()
     process.started_at = time.monotonic()
     return process

@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 
 from .access import actor, current_user, teacher_required
 from .db import get_db
-from .store import attempts, classes, content, transaction, users
+from .store import attempts, classes, content, conversations, transaction, users
 
 bp = Blueprint("teacher", __name__, url_prefix="/teach")
 MAX_ROSTER = 60  # names in one paste
@@ -163,6 +163,20 @@ def set_tutor(class_id: int):
     with transaction(db):
         classes.set_tutor_enabled(db, actor(), class_id, request.form.get("enabled") == "1")
     return redirect(url_for(".class_page", class_id=class_id))
+
+
+@bp.get("/classes/<int:class_id>/tutor")
+@teacher_required
+def tutor_conversations(class_id: int):
+    """What the class's learners asked the tutor and what it said (human oversight)."""
+    found = _managed_class(class_id)
+    config = current_app.config["SCHOOLBOX"]
+    return render_template(
+        "teacher/tutor.html",
+        cls=found,
+        messages=conversations.for_class(get_db(), class_id),
+        retention_days=config.tutor_retention_days,
+    )
 
 
 @bp.get("/classes/<int:class_id>/progress")

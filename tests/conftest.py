@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import requests
 
 from appliance import create_app
 from appliance.config import Config, ensure_secret
+from appliance.config import load as load_config
 from appliance.demo.seed import ADMIN, LEARNER_PIN, TEACHERS, seed
 from appliance.store import open_db
 from appliance.store.migrations import migrate
@@ -47,6 +50,63 @@ def wait_ready(base: str, log: Path | None = None) -> None:
         except requests.ConnectionError:
             time.sleep(0.1)
     raise AssertionError(log.read_text() if log else "the server did not start")
+
+
+@pytest.fixture(scope="session")
+def default_gguf() -> Path:
+    """The real default tutor model (SmolLM2-135M-Instruct Q4_1), fetched once and cached."""
+    from models import default
+
+    return default.fetch(load_config().model_cache_dir)
+
+
+def start_tutor_service(home: Path, socket_path: Path, **settings) -> subprocess.Popen:
+    """A real tutor service process (`schoolbox tutor serve`) on `socket_path`."""
+    from models import tutor
+
+    env = {**os.environ, "SCHOOLBOX_TUTOR_SOCKET": str(socket_path)}
+    env.update({f"SCHOOLBOX_TUTOR_{k.upper()}": str(v) for k, v in settings.items()})
+    log = open(home.parent / f"tutor-{socket_path.stem}.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [SCHOOLBOX, "--home", str(home), "tutor", "serve"], env=env, stdout=log, stderr=log
+    )
+    for _ in range(300):
+        if tutor.status(socket_path) is not None:
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError((home.parent / f"tutor-{socket_path.stem}.log").read_text())
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def tutor_home(tmp_path_factory, default_gguf) -> Path:
+    """A box data directory whose model store holds the default tutor model, active."""
+    from models import default, store
+
+    home = tmp_path_factory.mktemp("tutor") / "home"
+    manifest = store.import_file(home, default_gguf, name=default.NAME, sha256=default.GGUF_SHA256)
+    store.activate(home, manifest.name)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tutor_socket(tutor_home) -> Path:
+    """The real tutor service with the real model, loaded once for the whole session."""
+    # A short path of its own: Unix socket paths are limited to about 100 bytes.
+    socket_path = Path(tempfile.mkdtemp(prefix="sbx-")) / "tutor.sock"
+    process = start_tutor_service(tutor_home, socket_path)
+    yield socket_path
+    stop(process)
 
 
 @pytest.fixture(scope="session")

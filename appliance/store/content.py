@@ -106,6 +106,54 @@ def search(db: sqlite_utils.Database, query: str, limit: int = 10) -> list[dict]
     ]
 
 
+def passages(db: sqlite_utils.Database, query: str, limit: int = 12) -> list[dict]:
+    """Whole lesson passages matching `query`, best first: what the tutor is grounded in."""
+    match = _match_expression(query)
+    if not match:
+        return []
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT p.rowid AS passage_id, p.lesson_id, l.title AS lesson_title, p.heading,"
+            " p.body, bm25(passages, 0, 4.0, 1.0) AS score"
+            " FROM passages p JOIN lessons l ON l.id = p.lesson_id"
+            " WHERE passages MATCH ? AND l.retired = 0 ORDER BY score LIMIT ?",
+            (match, limit),
+        )
+    ]
+
+
+def lesson_passages(db: sqlite_utils.Database, lesson_id: str) -> list[dict]:
+    """One lesson's passages in order."""
+    return [
+        dict(r)
+        for r in rows(
+            db,
+            "SELECT p.rowid AS passage_id, p.lesson_id, l.title AS lesson_title, p.heading,"
+            " p.body FROM passages p JOIN lessons l ON l.id = p.lesson_id"
+            " WHERE p.lesson_id = ? ORDER BY p.rowid",
+            (lesson_id,),
+        )
+    ]
+
+
+# Words that say nothing about which lesson a question is about.
+_STOP_WORDS = frozenset(
+    "a an and are as at be but by can could do does did for from how i i'm if in into is it"
+    " its me my of on or so that the their them then there these this to was we what when"
+    " where which who why will with would you your dont don't get got help understand know"
+    " mean means tell explain please just about make thing things".split()
+)
+
+
+def _match_expression(query: str) -> str:
+    """An FTS5 OR-query of the question's content words (porter-stemmed by the index)."""
+    words = "".join(c if c.isalnum() or c == "'" else " " for c in query.lower()).split()
+    kept = [w.strip("'") for w in words if w not in _STOP_WORDS and w.strip("'")]
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(kept[:20]))
+
+
 # --- assignments ----------------------------------------------------------------------
 
 

@@ -249,7 +249,40 @@ def _v2_picture_codes(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE users ADD COLUMN sign_in_with TEXT NOT NULL DEFAULT 'pin'")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_foundation, _v2_picture_codes]
+def _v3_tutor_conversations(db: sqlite_utils.Database) -> None:
+    """What learners asked the tutor and what it said, for teachers to read (issue 4).
+
+    The question is stored masked (no names, phone numbers or e-mail addresses), the
+    rows never leave the box, and a housekeeping job deletes them after the retention
+    period.
+    """
+    db.create_table(
+        "tutor_messages",
+        {
+            "id": str,  # UUIDv7
+            "learner_id": int,
+            "lesson_id": str,
+            "item_id": str,  # the practice item open when asked, if any
+            "question": str,  # masked
+            "answer": str,
+            "sources": str,  # JSON: the lesson passages the answer was grounded in
+            "outcome": str,  # answered, from_lessons, refused, busy
+            "model": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("learner_id", "users", "id")],
+        not_null={"learner_id", "question", "answer", "sources", "outcome", "created_at"},
+    )
+    db.execute("CREATE INDEX tutor_messages_learner ON tutor_messages(learner_id, created_at)")
+    db.execute("CREATE INDEX tutor_messages_created ON tutor_messages(created_at)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_foundation,
+    _v2_picture_codes,
+    _v3_tutor_conversations,
+]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

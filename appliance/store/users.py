@@ -323,6 +323,12 @@ def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: in
         " FROM attempts WHERE learner_id = ? ORDER BY id",
         (learner_id,),
     )
+    tutor = rows(
+        db,
+        "SELECT lesson_id, item_id, question, answer, outcome, created_at FROM tutor_messages"
+        " WHERE learner_id = ? ORDER BY id",
+        (learner_id,),
+    )
     history = rows(
         db,
         "SELECT at, actor_role, action, detail FROM audit_log WHERE (target_type = 'user'"
@@ -342,6 +348,7 @@ def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: in
         },
         "classes": [dict(r) for r in classes],
         "attempts": [dict(r) for r in attempts],
+        "tutor_conversations": [dict(r) for r in tutor],
         "audit_log": [dict(r) for r in history],  # sign-ins, PIN resets, enrolments...
     }
 
@@ -354,6 +361,7 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
     at = now()
     deleted = db.conn.execute("DELETE FROM attempts WHERE learner_id = ?", (learner_id,)).rowcount
     db.conn.execute("DELETE FROM enrolments WHERE learner_id = ?", (learner_id,))
+    db.conn.execute("DELETE FROM tutor_messages WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM login_failures WHERE subject = ?", (f"learner:{learner_id}",))
     db.conn.execute(
         "UPDATE users SET display_name = 'erased', pin_hash = NULL, active = 0, erased_at = ?,"

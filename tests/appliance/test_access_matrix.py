@@ -28,7 +28,8 @@ POLICY = {
     "teacher.home": STAFF, "teacher.create_class": STAFF, "teacher.class_page": STAFF,
     "teacher.add_learners": STAFF, "teacher.reset_pin": STAFF, "teacher.assign": STAFF,
     "teacher.unassign": STAFF, "teacher.set_tutor": STAFF, "teacher.class_progress": STAFF,
-    "teacher.learner_history": STAFF,
+    "teacher.learner_history": STAFF, "teacher.tutor_conversations": STAFF,
+    "tutor.ask_page": LEARNER, "tutor.ask_api": LEARNER,
     "admin.status": ADMIN, "admin.staff": ADMIN, "admin.create_staff": ADMIN,
     "admin.update_staff": ADMIN, "admin.all_classes": ADMIN, "admin.create_class": ADMIN, "admin.add_class_teacher": ADMIN,
     "admin.learners": ADMIN, "admin.export_learner": ADMIN, "admin.erase_learner": ADMIN,
@@ -126,6 +127,7 @@ def test_a_teacher_cannot_see_another_teachers_class_or_learners(app, ids):
     amina_learner = ids["learners"]["Class 4A"][0]
     assert tomas.get(f"/teach/classes/{amina_class}").status_code == 404
     assert tomas.get(f"/teach/classes/{amina_class}/progress").status_code == 404
+    assert tomas.get(f"/teach/classes/{amina_class}/tutor").status_code == 404
     assert tomas.get(f"/teach/learners/{amina_learner}").status_code == 404
     assert tomas.get(f"/api/v1/classes/{amina_class}/progress").status_code == 404
     assert tomas.get(f"/api/v1/learners/{amina_learner}/progress").status_code == 404

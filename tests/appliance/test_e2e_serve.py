@@ -96,7 +96,7 @@ def test_a_whole_school_day_over_http(server):
     ).group(1)
     r = _post_form(learner, base, learner_link, learner_link, {"pin": pin})
     assert r.url.endswith("/learn/") and "Equivalent" in r.text
-    assert "<h1>" in learner.get(f"{base}/learn/lessons/fractions-03-equivalent-fractions").text
+    assert "<h1 " in learner.get(f"{base}/learn/lessons/fractions-03-equivalent-fractions").text
     for _ in range(3):
         page = learner.get(f"{base}/learn/practice/fractions-03-equivalent-fractions").text
         item_id = re.search(r'name="item_id" value="([^"]+)"', page).group(1)

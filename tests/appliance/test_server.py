@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -20,10 +21,12 @@ def workers(tmp_path):
     home = tmp_path / "box"
     init_box(home)
     port = free_port()
+    # Web workers only: the tutor service, the supervisor's other child, has its own tests.
+    env = {**os.environ, "SCHOOLBOX_TUTOR_SERVICE": "false"}
     process = subprocess.Popen(
         [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "2", "--threads", "2"],
-        stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     wait_ready(base)

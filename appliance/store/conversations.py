@@ -1,0 +1,75 @@
+"""Tutor conversations: kept on the box for teachers to read, deleted after a while."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import sqlite_utils
+
+from . import now, one, rows
+from .ids import uuid7
+
+
+def record(
+    db: sqlite_utils.Database,
+    learner_id: int,
+    lesson_id: str | None,
+    item_id: str | None,
+    question: str,
+    answer: str,
+    sources: list[dict],
+    outcome: str,
+    model: str | None,
+) -> str:
+    """Keep one question and its answer. `question` must already be masked."""
+    message_id = uuid7()
+    db.conn.execute(
+        "INSERT INTO tutor_messages (id, learner_id, lesson_id, item_id, question, answer,"
+        " sources, outcome, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (message_id, learner_id, lesson_id, item_id, question, answer,
+         json.dumps(sources), outcome, model, now()),
+    )  # fmt: skip
+    return message_id
+
+
+def for_class(db: sqlite_utils.Database, class_id: int, limit: int = 200) -> list[dict]:
+    """The class's learners' conversations, newest first, for the teacher to read."""
+    found = rows(
+        db,
+        "SELECT m.*, u.display_name AS learner_name, l.title AS lesson_title"
+        " FROM tutor_messages m JOIN enrolments e ON e.learner_id = m.learner_id"
+        " JOIN users u ON u.id = m.learner_id LEFT JOIN lessons l ON l.id = m.lesson_id"
+        " WHERE e.class_id = ? ORDER BY m.id DESC LIMIT ?",
+        (class_id, limit),
+    )
+    return [dict(r, sources=json.loads(r["sources"])) for r in found]
+
+
+def for_learner(db: sqlite_utils.Database, learner_id: int, limit: int = 20) -> list[dict]:
+    """One learner's recent conversations, newest first."""
+    found = rows(
+        db,
+        "SELECT * FROM tutor_messages WHERE learner_id = ? ORDER BY id DESC LIMIT ?",
+        (learner_id, limit),
+    )
+    return [dict(r, sources=json.loads(r["sources"])) for r in found]
+
+
+def prune(db: sqlite_utils.Database, days: int) -> int:
+    """Delete conversations older than `days`; return how many went."""
+    cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="milliseconds")
+    cutoff = cutoff.replace("+00:00", "Z")  # the same text form as now()
+    return db.conn.execute("DELETE FROM tutor_messages WHERE created_at < ?", (cutoff,)).rowcount
+
+
+def tutor_allowed(db: sqlite_utils.Database, learner_id: int) -> bool:
+    """The school consented to the tutor, and none of the learner's classes switched it off."""
+    row = one(
+        db,
+        "SELECT (SELECT granted FROM consents WHERE feature = 'tutor') AS consented,"
+        " (SELECT count(*) FROM enrolments e JOIN classes c ON c.id = e.class_id"
+        "  WHERE e.learner_id = ? AND c.tutor_enabled = 0 AND c.archived = 0) AS off",
+        (learner_id,),
+    )
+    return bool(row["consented"]) and not row["off"]

@@ -1,0 +1,192 @@
+"""Keeping the tutor safe: mask personal details, resist prompt injection, hide answer keys.
+
+Three layers, because a 135M-parameter model follows whatever it is told:
+- `mask_personal` removes names, phone numbers and e-mail addresses before a question
+  reaches the model, the conversation log or any log line;
+- `neutralise` strips chat-template control tokens so a learner cannot open a new
+  "system" turn, and `looks_like_injection` catches the usual override phrasings before
+  the model sees them (the learner gets a friendly redirect instead);
+- `AnswerGuard` watches the answer as it streams and hides the open item's answer key,
+  however the model arrived at it.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from .practice import parse_number
+
+HIDDEN = "[answer hidden]"
+MAX_QUESTION = 500  # characters a learner may ask at once
+MAX_ANSWER = 1200  # characters of an answer, whatever the model produces
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Seven or more digits, possibly split by spaces, dots, dashes or brackets, with an
+# optional +country code: phone numbers, but not "3/4", "1 000" or "2026".
+_PHONE = re.compile(r"(?<![\w/])\+?\(?\d(?:[\s().-]{0,2}\d){6,}(?![\w/])")
+_INTRODUCTION = re.compile(
+    r"\b(my name is|my name's|i am called|i'm called|call me|this is)\s+([A-Za-z][\w'-]*)",
+    re.IGNORECASE,
+)
+_CONTROL = re.compile(
+    r"<\|[^|>]{0,40}\|>|<\/?s>|\[/?INST\]|<</?SYS>>|<start_of_turn>|<end_of_turn>", re.IGNORECASE
+)
+_INJECTION = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|rules?|prompts?|"
+    r"directions?|guidelines?|everything)\b"
+    r"|\b(system|hidden|secret|original)\s+(prompt|instructions?|message)"
+    r"|\b(you are now|from now on you|pretend (to be|you are)|act as|roleplay as|"
+    r"developer mode|jailbreak|\bDAN\b)"
+    r"|\b(reveal|print|repeat|show)\b.{0,20}\b(your|the)\s+(prompt|instructions|rules)"
+    r"|\b(tell|give|show|say)\s+me\s+(just\s+)?the\s+(correct\s+|right\s+|final\s+)?answers?\b"
+    r"|\banswer\s+key\b",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?(?:\s*/\s*\d+(?:[.,]\d+)?)?")
+
+
+def mask_personal(text: str, names: list[str]) -> str:
+    """`text` with e-mail addresses, phone numbers and people's names replaced."""
+    text = _EMAIL.sub("[email]", text)
+    text = _PHONE.sub(_phone, text)
+    text = _INTRODUCTION.sub(lambda m: f"{m.group(1)} [name]", text)
+    for pattern in _name_patterns(names):
+        text = pattern.sub("[name]", text)
+    return text
+
+
+def _phone(match: re.Match) -> str:
+    """Mask a run of digits that looks like a phone number, not a big number in a sum."""
+    found = match.group(0)
+    if re.fullmatch(r"\d{1,3}(?:[ .]\d{3})+", found):  # 1 000 000: thousands, not a phone
+        return found
+    digits = sum(c.isdigit() for c in found)
+    if digits >= 9 or re.search(r"[\s().+-]", found):
+        return "[phone]"
+    return found
+
+
+def _name_patterns(names: list[str]) -> list[re.Pattern]:
+    """A full name matches in any case; a first name alone only when capitalised, so a
+    learner called "May" or "Will" does not mask every "may" and "will"."""
+    full, first = set(), set()
+    for name in names:
+        words = name.split()
+        if len(words) > 1:
+            full.add(r"\s+".join(re.escape(w) for w in words))
+        if words and len(words[0]) > 1:
+            first.add(re.escape(words[0]))
+    patterns = []
+    if full:
+        alternatives = "|".join(sorted(full, key=len, reverse=True))
+        patterns.append(re.compile(rf"\b(?:{alternatives})(?!\w)", re.IGNORECASE))
+    if first:
+        alternatives = "|".join(sorted(first, key=len, reverse=True))
+        patterns.append(re.compile(rf"\b(?:{alternatives})\b"))
+    return patterns
+
+
+def neutralise(text: str) -> str:
+    """The question without chat-template control tokens, trimmed to a sane length."""
+    return _CONTROL.sub(" ", text)[:MAX_QUESTION].strip()
+
+
+def looks_like_injection(text: str) -> bool:
+    """True for the usual attempts to override the tutor's rules or extract an answer."""
+    return bool(_INJECTION.search(text))
+
+
+class AnswerGuard:
+    """Hides an item's answer key in a streamed answer, and caps the answer's length.
+
+    Text is held back until a whitespace boundary far enough from the end that no key
+    can straddle it, so a key is never half-sent before it is recognised.
+    """
+
+    def __init__(self, item: dict | None):
+        self._numbers: list[tuple[Fraction, Fraction]] = []
+        self._words: list[str] = []
+        if item:
+            self._learn_key(item)
+        longest = max((len(w) for w in self._words), default=0)
+        self._holdback = max(longest, 24) + 1
+        self._text = ""
+        self._sent = 0  # characters of _text already released
+        self.hidden = 0  # how many times a key was hidden
+
+    def _learn_key(self, item: dict) -> None:
+        key = item["answer"]
+        if item["type"] == "numeric":
+            tolerance = Fraction(str(key.get("tolerance") or 0))
+            self._numbers.append((Fraction(str(key["value"])), tolerance))
+        elif item["type"] == "multiple_choice":
+            self._words.append(_plain(item["choices"][key["index"]]))
+        else:
+            self._words.extend(_plain(a) for a in key["accepted"])
+        for word in list(self._words):  # a numeric-looking text key is a number too
+            value = parse_number(word)
+            if value is not None:
+                self._numbers.append((value, Fraction(0)))
+        self._words = [w for w in self._words if w]
+
+    def feed(self, chunk: str) -> str:
+        """Take the next piece of the answer; return what is safe to show now."""
+        room = MAX_ANSWER - len(self._text)
+        self._text += chunk[: max(room, 0)]
+        cut = self._safe_cut(len(self._text) - self._holdback)
+        return self._release(cut)
+
+    def finish(self) -> str:
+        """The rest of the answer, once the model has stopped."""
+        return self._release(len(self._text))
+
+    @property
+    def full(self) -> bool:
+        return len(self._text) >= MAX_ANSWER
+
+    def _release(self, cut: int) -> str:
+        if cut <= self._sent:
+            return ""
+        piece = self._redact(self._text[self._sent : cut])
+        self._sent = cut
+        return piece
+
+    def _safe_cut(self, limit: int) -> int:
+        """The last whitespace at or before `limit` that no possible key match spans."""
+        cut = self._text.rfind(" ", 0, max(limit, 0) + 1)
+        if cut <= self._sent:
+            return self._sent
+        for span in self._spans(self._text):
+            if span[0] < cut < span[1]:
+                cut = span[0]
+        return max(cut, self._sent)
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        spans = [m.span() for m in _NUMBER.finditer(text)]
+        for word in self._words:
+            spans += [m.span() for m in _word_pattern(word).finditer(text)]
+        return spans
+
+    def _redact(self, text: str) -> str:
+        for word in self._words:
+            text, count = _word_pattern(word).subn(HIDDEN, text)
+            self.hidden += count
+        return _NUMBER.sub(self._redact_number, text)
+
+    def _redact_number(self, match: re.Match) -> str:
+        value = parse_number(match.group(0).replace(" ", ""))
+        if value is not None and any(abs(value - v) <= tol for v, tol in self._numbers):
+            self.hidden += 1
+            return HIDDEN
+        return match.group(0)
+
+
+def _plain(markdown: str) -> str:
+    """A choice or accepted answer without Markdown emphasis, for matching in prose."""
+    return " ".join(re.sub(r"[*_`]", "", str(markdown)).split())
+
+
+def _word_pattern(word: str) -> re.Pattern:
+    words = [re.escape(w) for w in word.split()]
+    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)

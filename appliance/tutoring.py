@@ -1,0 +1,197 @@
+"""Answering a learner's question: check, mask, ground, ask the model, guard, record.
+
+The pages and the API both come here. `prepare()` does everything that needs the
+database and may refuse (tutor switched off, a bad item); `answer()` asks the tutor
+service and yields the answer as it is generated. When the service has no model or
+is down, the answer is the best matching lesson passages instead of an error; when
+its queue is full, `TutorBusy` is raised before anything is sent, so the caller can
+answer 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import sqlite_utils
+from flask_babel import gettext as _
+
+from models import tutor
+from models.tutor import TutorBusy, TutorUnavailable
+
+from . import tutor_grounding as grounding
+from .config import Config
+from .store import content, conversations, rows
+from .tutor_safety import AnswerGuard, looks_like_injection, mask_personal, neutralise
+
+__all__ = ["TutorBusy", "TutorOff", "AskError", "prepare", "answer", "Prepared"]
+
+
+class TutorOff(Exception):
+    """The tutor is switched off for this learner (by the school or the class's teacher)."""
+
+
+class AskError(ValueError):
+    """A question the tutor cannot take (empty, or about an item that does not exist)."""
+
+
+@dataclass
+class Prepared:
+    learner_id: int
+    lesson_id: str | None
+    item: dict | None  # the open practice item, answer key included (for the guard only)
+    question: str  # masked: what the model and the conversation log see
+    messages: list[dict]
+    passages: list[dict]
+    sources: list[dict]
+    refusal: str | None = None  # a reply given without the model
+    events: list[dict] = field(default_factory=list)
+
+
+def prepare(
+    db: sqlite_utils.Database,
+    learner_id: int,
+    text: str,
+    lesson_id: str | None,
+    item_id: str | None,
+) -> Prepared:
+    """Check and ground one question; raise TutorOff or AskError to refuse it."""
+    if not conversations.tutor_allowed(db, learner_id):
+        raise TutorOff(_("The tutor is switched off for your class. Ask your teacher."))
+    lesson = content.lesson(db, lesson_id) if lesson_id else None
+    item = content.item(db, item_id) if item_id else None
+    if item_id and (item is None or (lesson and item["lesson_id"] != lesson["id"])):
+        raise AskError(_("That practice question is no longer available."))
+    if item and lesson is None:
+        lesson = content.lesson(db, item["lesson_id"])
+    question = mask_personal(neutralise(text or ""), _people(db))
+    if not question:
+        raise AskError(_("Type a question for the tutor first."))
+    lesson_id = lesson["id"] if lesson else None
+    passages = grounding.retrieve(db, question, lesson_id)
+    prepared = Prepared(
+        learner_id=learner_id,
+        lesson_id=lesson_id,
+        item=item,
+        question=question,
+        messages=grounding.messages(question, passages, item),
+        passages=passages,
+        sources=grounding.sources(passages),
+    )
+    if looks_like_injection(question):
+        prepared.refusal = _refusal(item)
+    return prepared
+
+
+def answer(
+    prepared: Prepared, config: Config, record: Callable[[str, str, str | None], None]
+) -> Iterator[dict]:
+    """Start answering; the returned iterator yields {"token": text} then {"done": ...}.
+
+    Raises TutorBusy at once (before the iterator) when the queue is full. `record`
+    is called once at the end with (answer, outcome, model) to keep the conversation.
+    """
+    if prepared.refusal is not None:
+        return _canned(prepared.refusal, "refused", record)
+    try:
+        stream = tutor.ask(
+            config.tutor_socket_path,
+            prepared.messages,
+            learner=str(prepared.learner_id),
+            max_tokens=config.tutor_max_tokens,
+            max_seconds=config.tutor_max_seconds,
+        )
+        next(stream)  # "queued": the service took the question (or raised TutorBusy)
+    except TutorUnavailable:
+        return _canned(_from_lessons(prepared), "from_lessons", record)
+    return _streamed(stream, AnswerGuard(prepared.item), record)
+
+
+def _streamed(stream, guard: AnswerGuard, record) -> Iterator[dict]:
+    model, outcome, parts, started = None, "answered", [], time.monotonic()
+    first_token_s = None
+    try:
+        for event in stream:
+            if event["event"] == "start":
+                model = event.get("model")
+            elif event["event"] == "token":
+                first_token_s = first_token_s or time.monotonic() - started
+                shown = guard.feed(event["text"])
+                if shown:
+                    parts.append(shown)
+                    yield {"token": shown}
+                if guard.full:
+                    break
+    except TutorUnavailable:
+        outcome = "interrupted"
+    except GeneratorExit:  # the learner left mid-answer: keep what they saw
+        record("".join(parts).strip(), "left", model)
+        raise
+    finally:
+        stream.close()  # stops generation if the learner went away
+    rest = guard.finish()
+    if rest:
+        parts.append(rest)
+        yield {"token": rest}
+    text = "".join(parts).strip()
+    if guard.hidden:
+        outcome = "answered_key_hidden"
+    record(text, outcome, model)
+    yield {"done": {"outcome": outcome, "model": model, "first_token_s": first_token_s}}
+
+
+def _canned(text: str, outcome: str, record) -> Iterator[dict]:
+    def events():
+        yield {"token": text}
+        record(text, outcome, None)
+        yield {"done": {"outcome": outcome, "model": None, "first_token_s": 0.0}}
+
+    return events()
+
+
+def _from_lessons(prepared: Prepared) -> str:
+    if not prepared.passages:
+        return _(
+            "The tutor is resting right now, and I found nothing in the lessons about that. "
+            "Try other words, or ask your teacher."
+        )
+    lines = [_("The tutor is resting right now. These parts of your lessons may help:")]
+    for passage in prepared.passages:
+        title = passage["heading"] or passage["lesson_title"]
+        lines.append(f"- {title}: {grounding.plain(passage['body'])[:240]}")
+    return "\n".join(lines)
+
+
+def _refusal(item: dict | None) -> str:
+    if item is not None:
+        hint = (item.get("hints") or [None])[0]
+        text = _("I can't give you the answer, but I can help you find it.")
+        if hint:
+            text += " " + _("Here is a hint: %(hint)s", hint=grounding.plain(hint))
+        return text
+    return _(
+        "I'm your lesson tutor, and my rules stay the same. "
+        "Ask me about the lesson and I'll help you understand it."
+    )
+
+
+def _people(db: sqlite_utils.Database) -> list[str]:
+    """Everyone's name on this box: masked wherever a question mentions them."""
+    found = rows(db, "SELECT display_name FROM users WHERE erased_at IS NULL")
+    return [r["display_name"] for r in found]
+
+
+class StreamSlots:
+    """How many tutor answers one worker streams at once, so waiting answers cannot take
+    every thread and leave no one to serve pages."""
+
+    def __init__(self, slots: int):
+        self._semaphore = threading.BoundedSemaphore(max(1, slots))
+
+    def take(self) -> bool:
+        return self._semaphore.acquire(blocking=False)
+
+    def give_back(self) -> None:
+        self._semaphore.release()

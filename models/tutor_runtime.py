@@ -1,0 +1,268 @@
+"""The tutor runtime: one loaded GGUF model, a bounded fair queue, one generation at a time.
+
+A box has 2-4 cores and llama.cpp already uses all of them for one answer, so answers
+are generated one after another by a single thread that owns the model. Questions wait
+in a bounded queue served round-robin by learner, so one learner with two tabs cannot
+starve a class; past the bound a question is refused at once with a retry time, rather
+than left to hang. Between answers the thread checks the model store and swaps in a
+newly activated model, so an answer in flight always finishes on the model it began on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import store
+
+log = logging.getLogger("schoolbox.tutor")
+
+
+class Busy(Exception):
+    """The queue is full (or this learner already has a question waiting)."""
+
+    def __init__(self, retry_after: int, reason: str = "queue_full"):
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Settings:
+    queue_size: int = 16  # questions waiting, not counting the one being answered
+    per_learner: int = 1  # questions one learner may have waiting or running
+    max_tokens: int = 200  # cap on an answer's length
+    max_seconds: float = 45.0  # cap on one answer's generation time
+    n_ctx: int = 2048
+    n_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    temperature: float = 0.3
+
+
+@dataclass
+class Job:
+    messages: list[dict]
+    learner: str
+    max_tokens: int
+    max_seconds: float
+    events: queue.Queue = field(default_factory=queue.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    queued_at: float = field(default_factory=time.monotonic)
+
+    def cancel(self) -> None:
+        """The asker went away: skip or stop this answer."""
+        self.cancelled.set()
+
+    def stream(self, timeout: float) -> Iterator[dict]:
+        """Events until the answer ends: start, token..., end (or no_model / error)."""
+        while True:
+            event = self.events.get(timeout=timeout)
+            yield event
+            if event["event"] in ("end", "no_model", "error"):
+                return
+
+
+def load_llama(path: Path, settings: Settings):
+    """A llama.cpp model, memory-mapped so its pages are shared and load is quick."""
+    from llama_cpp import Llama
+
+    return Llama(
+        model_path=str(path),
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_batch=256,
+        use_mmap=True,
+        verbose=False,
+    )
+
+
+class TutorRuntime:
+    """Owns the model and the queue. `submit()` from any thread; one thread generates."""
+
+    def __init__(
+        self,
+        home: Path,
+        settings: Settings | None = None,
+        loader: Callable[[Path, Settings], object] = load_llama,
+    ):
+        self.home = Path(home)
+        self.settings = settings or Settings()
+        self._loader = loader
+        self._lock = threading.Condition()
+        self._waiting: OrderedDict[str, deque[Job]] = OrderedDict()
+        self._active_count: dict[str, int] = {}
+        self._queued = 0
+        self._stopping = False
+        self._model = None
+        self._model_name: str | None = None
+        self._model_stamp: int | None = None
+        self._load_error: str | None = None
+        self._recent_seconds: deque[float] = deque([5.0], maxlen=20)
+        self._thread = threading.Thread(target=self._run, name="tutor-generate", daemon=True)
+
+    # --- the public side ---------------------------------------------------------------
+
+    def start(self) -> TutorRuntime:
+        self._refresh_model()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        self._thread.join(timeout=self.settings.max_seconds + 5)
+
+    def submit(
+        self,
+        messages: list[dict],
+        learner: str,
+        max_tokens: int | None = None,
+        max_seconds: float | None = None,
+    ) -> Job:
+        """Queue a question, or raise Busy with how long to wait before asking again."""
+        job = Job(
+            messages=messages,
+            learner=learner,
+            max_tokens=min(max_tokens or self.settings.max_tokens, self.settings.max_tokens),
+            max_seconds=min(max_seconds or self.settings.max_seconds, self.settings.max_seconds),
+        )
+        with self._lock:
+            if self._active_count.get(learner, 0) >= self.settings.per_learner:
+                raise Busy(self._retry_after_locked(), "already_asking")
+            if self._queued >= self.settings.queue_size:
+                raise Busy(self._retry_after_locked())
+            self._waiting.setdefault(learner, deque()).append(job)
+            self._active_count[learner] = self._active_count.get(learner, 0) + 1
+            self._queued += 1
+            position = self._queued
+            self._lock.notify()
+        job.events.put({"event": "queued", "position": position})
+        return job
+
+    def status(self) -> dict:
+        with self._lock:
+            return {
+                "model": self._model_name,
+                "load_error": self._load_error,
+                "queued": self._queued,
+                "queue_size": self.settings.queue_size,
+                "retry_after": self._retry_after_locked(),
+            }
+
+    # --- the generation thread ----------------------------------------------------------
+
+    def _retry_after_locked(self) -> int:
+        per_answer = sorted(self._recent_seconds)[len(self._recent_seconds) // 2]
+        return max(2, min(120, math.ceil(per_answer * (self._queued + 1))))
+
+    def _next_job(self) -> Job | None:
+        with self._lock:
+            while not self._waiting and not self._stopping:
+                self._lock.wait()
+            if self._stopping:
+                return None
+            learner, jobs = next(iter(self._waiting.items()))
+            job = jobs.popleft()
+            del self._waiting[learner]
+            if jobs:  # round-robin: this learner's next question goes to the back
+                self._waiting[learner] = jobs
+            self._queued -= 1
+            return job
+
+    def _finished(self, job: Job) -> None:
+        with self._lock:
+            left = self._active_count.get(job.learner, 1) - 1
+            if left:
+                self._active_count[job.learner] = left
+            else:
+                self._active_count.pop(job.learner, None)
+
+    def _run(self) -> None:
+        while (job := self._next_job()) is not None:
+            try:
+                self._refresh_model()
+                if job.cancelled.is_set():
+                    continue
+                if self._model is None:
+                    job.events.put({"event": "no_model", "reason": self._load_error or "none"})
+                    continue
+                started = time.monotonic()
+                self._generate(job)
+                self._recent_seconds.append(time.monotonic() - started)
+            except Exception as error:  # one bad answer must not stop the tutor
+                log.exception("tutor generation failed")
+                job.events.put({"event": "error", "error": type(error).__name__})
+            finally:
+                self._finished(job)
+
+    def _generate(self, job: Job) -> None:
+        started = time.monotonic()
+        deadline = started + job.max_seconds
+        job.events.put(
+            {"event": "start", "model": self._model_name, "waited_s": started - job.queued_at}
+        )
+        tokens, reason, first = 0, "stop", None
+        chunks = self._model.create_chat_completion(
+            messages=job.messages,
+            max_tokens=job.max_tokens,
+            temperature=self.settings.temperature,
+            repeat_penalty=1.1,
+            stream=True,
+        )
+        try:
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                text = choice["delta"].get("content")
+                if text:
+                    tokens += 1
+                    first = first or time.monotonic()
+                    job.events.put({"event": "token", "text": text})
+                if choice.get("finish_reason"):
+                    reason = choice["finish_reason"]
+                if job.cancelled.is_set():
+                    reason = "cancelled"
+                    break
+                if time.monotonic() > deadline:
+                    reason = "time"
+                    break
+        finally:
+            chunks.close()
+        ended = time.monotonic()
+        job.events.put({
+            "event": "end",
+            "reason": reason,
+            "tokens": tokens,
+            "ttft_s": (first or ended) - started,
+            "seconds": ended - started,
+            "model": self._model_name,
+        })  # fmt: skip
+
+    def _refresh_model(self) -> None:
+        """Load the store's active tutor model if it changed; keep the old one if it fails."""
+        stamp = store.active_stamp(self.home)
+        if stamp == self._model_stamp:
+            return
+        self._model_stamp = stamp
+        manifest = store.active(self.home, "tutor-llm")
+        if manifest is None:
+            self._model, self._model_name = None, None
+            self._load_error = "no tutor model is active"
+            return
+        if manifest.name == self._model_name:
+            return
+        try:
+            model = self._loader(store.file_path(self.home, manifest), self.settings)
+        except Exception as error:  # a file llama.cpp cannot load: keep serving the old one
+            self._load_error = f"{manifest.name} failed to load ({type(error).__name__})"
+            log.error("tutor model %s failed to load; keeping %s", manifest.name, self._model_name)
+            return
+        self._model, self._model_name, self._load_error = model, manifest.name, None
+        log.info("tutor model %s loaded", manifest.name)
