@@ -9,6 +9,7 @@ An open practice item's question goes in, its answer key never does.
 from __future__ import annotations
 
 import re
+from html import unescape
 
 import sqlite_utils
 
@@ -68,7 +69,7 @@ def messages(question: str, passages: list[dict], item: dict | None) -> list[dic
     """The chat messages for the model: rules and passages, then the learner's question."""
     parts = [RULES]
     if item is not None:
-        parts.append(PRACTICE_RULE.format(prompt=_quoted(item["prompt"])))
+        parts.append(PRACTICE_RULE.format(prompt=_quoted(text_of(item["prompt_html"]))))
     parts.append("Lesson passages:")
     for number, passage in enumerate(passages, start=1):
         title = passage["lesson_title"] + (f" - {passage['heading']}" if passage["heading"] else "")
@@ -81,6 +82,11 @@ def messages(question: str, passages: list[dict], item: dict | None) -> list[dic
 
 def _quoted(markdown: str) -> str:
     return '"' + plain(markdown).replace('"', "'") + '"'
+
+
+def text_of(html: str) -> str:
+    """The words of a piece of our own rendered (already sanitised) HTML."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html or "")).split())
 
 
 def plain(markdown: str) -> str:

@@ -13,6 +13,7 @@ Three layers, because a 135M-parameter model follows whatever it is told:
 from __future__ import annotations
 
 import re
+from html import unescape
 from fractions import Fraction
 
 from .practice import parse_number
@@ -182,9 +183,10 @@ class AnswerGuard:
         return match.group(0)
 
 
-def _plain(markdown: str) -> str:
-    """A choice or accepted answer without Markdown emphasis, for matching in prose."""
-    return " ".join(re.sub(r"[*_`]", "", str(markdown)).split())
+def _plain(text: str) -> str:
+    """A choice (rendered HTML) or accepted answer as words, for matching in prose."""
+    text = unescape(re.sub(r"<[^>]+>", " ", str(text)))
+    return " ".join(re.sub(r"[*_`]", "", text).split())
 
 
 def _word_pattern(word: str) -> re.Pattern:

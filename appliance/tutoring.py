@@ -106,10 +106,10 @@ def answer(
         next(stream)  # "queued": the service took the question (or raised TutorBusy)
     except TutorUnavailable:
         return _canned(_from_lessons(prepared), "from_lessons", record)
-    return _streamed(stream, AnswerGuard(prepared.item), record)
+    return _streamed(stream, AnswerGuard(prepared.item), record, _from_lessons(prepared))
 
 
-def _streamed(stream, guard: AnswerGuard, record) -> Iterator[dict]:
+def _streamed(stream, guard: AnswerGuard, record, fallback: str) -> Iterator[dict]:
     model, outcome, parts, started = None, "answered", [], time.monotonic()
     first_token_s = None
     try:
@@ -124,14 +124,14 @@ def _streamed(stream, guard: AnswerGuard, record) -> Iterator[dict]:
                     yield {"token": shown}
                 if guard.full:
                     break
-    except TutorUnavailable:
-        outcome = "interrupted"
+    except TutorUnavailable:  # no model after all, or the service stopped
+        outcome = "interrupted" if parts else "from_lessons"
     except GeneratorExit:  # the learner left mid-answer: keep what they saw
         record("".join(parts).strip(), "left", model)
         raise
     finally:
         stream.close()  # stops generation if the learner went away
-    rest = guard.finish()
+    rest = guard.finish() if outcome != "from_lessons" else fallback
     if rest:
         parts.append(rest)
         yield {"token": rest}
@@ -169,7 +169,7 @@ def _refusal(item: dict | None) -> str:
         hint = (item.get("hints") or [None])[0]
         text = _("I can't give you the answer, but I can help you find it.")
         if hint:
-            text += " " + _("Here is a hint: %(hint)s", hint=grounding.plain(hint))
+            text += " " + _("Here is a hint: %(hint)s", hint=grounding.text_of(hint))
         return text
     return _(
         "I'm your lesson tutor, and my rules stay the same. "
