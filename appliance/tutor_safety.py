@@ -13,8 +13,8 @@ Three layers, because a 135M-parameter model follows whatever it is told:
 from __future__ import annotations
 
 import re
-from html import unescape
 from fractions import Fraction
+from html import unescape
 
 from .practice import parse_number
 
