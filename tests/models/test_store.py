@@ -370,7 +370,7 @@ def test_rollback_refuses_to_go_back_to_a_model_damaged_since(home):
 
 @pytest.mark.parametrize(
     "name",
-    ["tutors/a", "../escape", "..", ".hidden", "Tutor-A", "SMOLLM2", "a b", "x" * 81],
+    ["tutors/a", "../escape", "..", "Tutor-A"],  # each costs a real ~2 s GGUF inspection
 )
 def test_an_unusable_model_name_is_refused_and_nothing_is_written(tmp_path, default_gguf, name):
     home = tmp_path / "home"

@@ -1,0 +1,196 @@
+"""The tutor runtime's queue and model swaps, and the service with the real model.
+
+The queue tests use a fake model (a few words, a short sleep each) so that orderings can
+be forced; the last tests run the same path with real llama.cpp and the default GGUF.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from models import default, store, tutor
+from models.tutor_runtime import Busy, Settings, TutorRuntime
+
+WORDS = ["one ", "two ", "three "]
+
+
+class FakeModel:
+    """Stands in for llama_cpp.Llama: streams WORDS, remembering who asked in what order."""
+
+    def __init__(self, name: str, delay: float = 0.02, gate: threading.Event | None = None):
+        self.name, self.delay, self.gate, self.asked = name, delay, gate, []
+
+    def create_chat_completion(self, messages, max_tokens, stream, **_):
+        self.asked.append(messages[-1]["content"])
+
+        def chunks():
+            for word in WORDS[:max_tokens]:
+                if self.gate is not None:
+                    self.gate.wait(5)
+                time.sleep(self.delay)
+                yield {"choices": [{"delta": {"content": word}, "finish_reason": None}]}
+            yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+
+        return chunks()
+
+
+@pytest.fixture(scope="session")
+def two_models(tmp_path_factory, default_gguf) -> Path:
+    home = tmp_path_factory.mktemp("two-models") / "home"
+    store.import_file(home, default_gguf, name="model-a", sha256=default.GGUF_SHA256)
+    store.import_file(home, default_gguf, name="model-b", sha256=default.GGUF_SHA256)
+    store.activate(home, "model-a")
+    return home
+
+
+@pytest.fixture
+def home(tmp_path, two_models) -> Path:
+    """A store with model-a active and model-b beside it. Files are hard links: the store
+    never writes a model file in place, and active.json is replaced, not edited."""
+    home = tmp_path / "home"
+    shutil.copytree(two_models, home, copy_function=os.link)
+    return home
+
+
+def fake_runtime(home, settings=None, gate=None):
+    loaded = []
+
+    def loader(path, settings):
+        model = FakeModel(path.parent.name, gate=gate)
+        loaded.append(model)
+        return model
+
+    runtime = TutorRuntime(home, settings or Settings(queue_size=8), loader=loader).start()
+    return runtime, loaded
+
+
+def ask(runtime, learner, text="hi", **kw):
+    return runtime.submit([{"role": "user", "content": text}], learner, **kw)
+
+
+def answer_of(job) -> tuple[str, dict]:
+    events = list(job.stream(timeout=10))
+    return "".join(e["text"] for e in events if e["event"] == "token"), events[-1]
+
+
+def test_questions_are_served_round_robin_by_learner(home):
+    gate = threading.Event()
+    runtime, loaded = fake_runtime(home, Settings(queue_size=8, per_learner=3), gate)
+    try:
+        first = ask(runtime, "busy-learner", "a0")  # holds the model until the gate opens
+        time.sleep(0.1)
+        jobs = [ask(runtime, "busy-learner", f"a{n}") for n in (1, 2)]
+        jobs += [ask(runtime, "other", "b1")]
+        gate.set()
+        for job in [first, *jobs]:
+            answer_of(job)
+        # b1 came after a1 and a2, but is answered before a2: one learner cannot starve another.
+        assert loaded[0].asked == ["a0", "a1", "b1", "a2"]
+    finally:
+        runtime.stop()
+
+
+def test_a_full_queue_and_a_second_question_are_refused_at_once(home):
+    gate = threading.Event()
+    runtime, _ = fake_runtime(home, Settings(queue_size=2, per_learner=1), gate)
+    try:
+        running = ask(runtime, "a")
+        time.sleep(0.1)
+        with pytest.raises(Busy) as already:
+            ask(runtime, "a")
+        assert already.value.reason == "already_asking"
+        waiting = [ask(runtime, "b"), ask(runtime, "c")]
+        with pytest.raises(Busy) as full:
+            ask(runtime, "d")
+        assert full.value.reason == "queue_full" and full.value.retry_after >= 2
+        gate.set()
+        for job in [running, *waiting]:
+            assert answer_of(job)[0] == "".join(WORDS)
+        assert answer_of(ask(runtime, "d"))[1]["reason"] == "stop"  # room again
+    finally:
+        runtime.stop()
+
+
+def test_token_and_time_limits_end_an_answer(home):
+    runtime, _ = fake_runtime(home, Settings(queue_size=4, max_tokens=2, max_seconds=30))
+    try:
+        text, end = answer_of(ask(runtime, "a", max_tokens=50))  # capped by the settings
+        assert text == "one two " and end["tokens"] == 2
+        text, end = answer_of(ask(runtime, "a", max_seconds=0.001))
+        assert end["reason"] == "time" and end["tokens"] == 1
+    finally:
+        runtime.stop()
+
+
+def test_a_cancelled_question_is_skipped(home):
+    gate = threading.Event()
+    runtime, loaded = fake_runtime(home, Settings(queue_size=4), gate)
+    try:
+        running = ask(runtime, "a", "first")
+        time.sleep(0.1)
+        gone = ask(runtime, "b", "left the page")
+        gone.cancel()
+        gate.set()
+        answer_of(running)
+        answer_of(ask(runtime, "c", "third"))
+        assert loaded[0].asked == ["first", "third"]
+    finally:
+        runtime.stop()
+
+
+def test_an_activated_model_is_swapped_in_between_answers(home):
+    runtime, loaded = fake_runtime(home)
+    try:
+        assert answer_of(ask(runtime, "a"))[1]["model"] == "model-a"
+        store.activate(home, "model-b")
+        assert answer_of(ask(runtime, "a"))[1]["model"] == "model-b"
+        assert [m.name for m in loaded] == ["model-a", "model-b"]
+    finally:
+        runtime.stop()
+
+
+def test_a_model_that_fails_to_load_leaves_the_old_one_serving(home):
+    def loader(path, settings):
+        if path.parent.name == "model-b":
+            raise ValueError("llama.cpp could not load it")
+        return FakeModel(path.parent.name)
+
+    runtime = TutorRuntime(home, Settings(), loader=loader).start()
+    try:
+        store.activate(home, "model-b")
+        assert answer_of(ask(runtime, "a"))[1]["model"] == "model-a"
+        assert "model-b failed to load" in runtime.status()["load_error"]
+    finally:
+        runtime.stop()
+
+
+def test_the_real_model_streams_an_answer_through_the_service(tutor_socket):
+    messages = [
+        {"role": "system", "content": "You are a tutor. A fraction has a top and a bottom."},
+        {"role": "user", "content": "What is the bottom number of a fraction called?"},
+    ]
+    events = list(tutor.ask(tutor_socket, messages, learner="t1", max_tokens=40))
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "queued" and kinds[1] == "start" and kinds[-1] == "end"
+    tokens = [e["text"] for e in events if e["event"] == "token"]
+    assert len(tokens) >= 5 and events[-1]["tokens"] == len(tokens) <= 40
+    assert events[-1]["model"] == default.NAME
+    status = tutor.status(tutor_socket)
+    assert status["model"] == default.NAME and status["queued"] == 0
+
+
+def test_closing_the_stream_cancels_the_answer_in_the_real_service(tutor_socket):
+    messages = [{"role": "user", "content": "Write a long story about fractions."}]
+    stream = tutor.ask(tutor_socket, messages, learner="t2", max_tokens=200)
+    assert next(stream)["event"] == "queued"
+    stream.close()
+    # The service stops generating for a learner who left, so the next learner is served.
+    started = time.monotonic()
+    events = list(tutor.ask(tutor_socket, messages, learner="t3", max_tokens=5))
+    assert events[-1]["event"] == "end" and time.monotonic() - started < 20
