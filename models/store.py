@@ -4,10 +4,10 @@ On disk, under the box's data directory:
 
     models/<name>/<file>           the model, exactly as verified
     models/<name>/manifest.json    what it is (kind, format, sha256, licence, source, ...)
-    models/active.json             the active model per kind, and the ones before it
+    models/.active.json            the active model per kind, and the ones before it
 
 A file is checked (header, size, sha256) before it is copied in, and the copy is hashed
-again before it is registered. active.json is replaced atomically (write, fsync,
+again before it is registered. .active.json is replaced atomically (write, fsync,
 rename), so a reader such as the tutor service sees the old choice or the new, never
 half of one; it notices the change and swaps models between requests.
 """
@@ -31,6 +31,7 @@ from .formats import ModelFileError, inspect, sha256_of
 KINDS = ("tutor-llm", "knowledge-tracing")
 DEFAULT_KIND = {"gguf": "tutor-llm", "onnx": "knowledge-tracing"}
 HISTORY = 5  # how many earlier choices `rollback` can go back through
+ACTIVE_FILE = ".active.json"  # a dot name: no model can be called that
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 
 
@@ -124,12 +125,15 @@ def import_file(
         )
     with _locked(home):
         existing = get(home, name)
-        if existing:
-            if existing.sha256 == digest:
-                return existing  # the same file again: nothing to do
+        if existing and existing.sha256 != digest:
             raise ModelStoreError(
                 f"A different model is already called {name!r}; choose another --name."
             )
+        if existing and _is_intact(home, existing):
+            return existing  # the same file again: nothing to do
+        # A damaged copy of this very file, or a folder an interrupted import left behind:
+        # replace it with the verified file.
+        shutil.rmtree(root(home) / name, ignore_errors=True)
         return _copy_in(home, source_file, facts, kind, name, digest, licence, source)
 
 
@@ -170,7 +174,7 @@ def rollback(home: Path, kind: str) -> Manifest:
 def active_stamp(home: Path) -> int:
     """Changes whenever the active choice changes: cheap enough to check per request."""
     try:
-        return (root(home) / "active.json").stat().st_mtime_ns
+        return (root(home) / ACTIVE_FILE).stat().st_mtime_ns
     except FileNotFoundError:
         return 0
 
@@ -190,7 +194,9 @@ def _sidecar_sha256(path: Path) -> str | None:
     if not sidecar.is_file():
         return None
     words = sidecar.read_text().split()
-    return words[0] if words else None
+    if not words:
+        raise ModelStoreError(f"{sidecar.name} is empty, so the model cannot be checked.")
+    return words[0]
 
 
 def _default_name(title: str, path: Path, digest: str) -> str:
@@ -234,13 +240,17 @@ def _copy_in(home, source_file, facts, kind, name, digest, licence, source) -> M
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _verify_intact(home: Path, manifest: Manifest) -> None:
+def _is_intact(home: Path, manifest: Manifest) -> bool:
     path = file_path(home, manifest)
-    if (
-        not path.is_file()
-        or path.stat().st_size != manifest.size
-        or sha256_of(path) != manifest.sha256
-    ):
+    return (
+        path.is_file()
+        and path.stat().st_size == manifest.size
+        and sha256_of(path) == manifest.sha256
+    )
+
+
+def _verify_intact(home: Path, manifest: Manifest) -> None:
+    if not _is_intact(home, manifest):
         raise ModelStoreError(
             f"The stored file of {manifest.name!r} is damaged or missing; the active model "
             "was not changed. Import the model again."
@@ -248,12 +258,12 @@ def _verify_intact(home: Path, manifest: Manifest) -> None:
 
 
 def _read_active(home: Path) -> dict:
-    path = root(home) / "active.json"
+    path = root(home) / ACTIVE_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _write_active(home: Path, state: dict) -> None:
-    _write_json(root(home) / "active.json", state)
+    _write_json(root(home) / ACTIVE_FILE, state)
 
 
 def _write_json(path: Path, value: dict) -> None:

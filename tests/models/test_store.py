@@ -48,7 +48,7 @@ def assert_no_leftovers(home: Path) -> None:
 
 def active_state(home: Path) -> dict:
     """active.json, parsed: it must be whole, valid JSON whenever it exists."""
-    return json.loads((store.root(home) / "active.json").read_text())
+    return json.loads((store.root(home) / store.ACTIVE_FILE).read_text())
 
 
 def active_name(home: Path) -> str | None:
@@ -163,10 +163,10 @@ def test_a_truncated_copy_is_refused_as_truncated_and_adds_nothing(tmp_path, bro
 
 def test_a_truncated_copy_leaves_an_existing_store_exactly_as_it_was(home, broken):
     store.activate(home, "tutor-a")
-    before = (entries(home), (store.root(home) / "active.json").read_bytes())
+    before = (entries(home), (store.root(home) / store.ACTIVE_FILE).read_bytes())
     with pytest.raises(ModelStoreError, match="truncated"):
         store.import_file(home, broken["truncated"])
-    assert (entries(home), (store.root(home) / "active.json").read_bytes()) == before
+    assert (entries(home), (store.root(home) / store.ACTIVE_FILE).read_bytes()) == before
     assert_no_leftovers(home)
 
 
@@ -305,10 +305,10 @@ def test_activate_then_rollback_goes_back_one_model_at_a_time_until_none_is_left
     assert back.name == "tutor-a" and active_name(home) == "tutor-a"
     assert active_state(home) == {KIND: {"name": "tutor-a", "history": []}}
 
-    before = (store.root(home) / "active.json").read_bytes()
+    before = (store.root(home) / store.ACTIVE_FILE).read_bytes()
     with pytest.raises(ModelStoreError, match="no earlier tutor-llm model"):
         store.rollback(home, KIND)
-    assert (store.root(home) / "active.json").read_bytes() == before
+    assert (store.root(home) / store.ACTIVE_FILE).read_bytes() == before
     assert active_name(home) == "tutor-a"
     assert_no_leftovers(home)
 
@@ -335,7 +335,7 @@ def test_activation_refuses_a_model_whose_stored_file_was_damaged_and_keeps_the_
     home, damage
 ):
     store.activate(home, "tutor-a")
-    before = (store.root(home) / "active.json").read_bytes()
+    before = (store.root(home) / store.ACTIVE_FILE).read_bytes()
     stored = store.file_path(home, store.get(home, "tutor-b"))
     if damage == "truncated":
         os.truncate(stored, stored.stat().st_size // 2)
@@ -350,19 +350,19 @@ def test_activation_refuses_a_model_whose_stored_file_was_damaged_and_keeps_the_
     assert "'tutor-b'" in message and "damaged or missing" in message
     assert "not changed" in message and "Import the model again" in message
     assert active_name(home) == "tutor-a"
-    assert (store.root(home) / "active.json").read_bytes() == before
+    assert (store.root(home) / store.ACTIVE_FILE).read_bytes() == before
 
 
 def test_rollback_refuses_to_go_back_to_a_model_damaged_since(home):
     store.activate(home, "tutor-a")
     store.activate(home, "tutor-b")
-    before = (store.root(home) / "active.json").read_bytes()
+    before = (store.root(home) / store.ACTIVE_FILE).read_bytes()
     stored = store.file_path(home, store.get(home, "tutor-a"))
     os.truncate(stored, stored.stat().st_size - 1)
     with pytest.raises(ModelStoreError, match="'tutor-a' is damaged or missing"):
         store.rollback(home, KIND)
     assert active_name(home) == "tutor-b"
-    assert (store.root(home) / "active.json").read_bytes() == before
+    assert (store.root(home) / store.ACTIVE_FILE).read_bytes() == before
 
 
 # --- 7. names --------------------------------------------------------------------------
@@ -468,35 +468,18 @@ def test_the_models_commands_import_list_activate_rollback_and_refuse_a_bad_file
     assert active_state(home)[KIND]["name"] == "tutor-a"
 
 
-# --- bugs found while writing these tests (xfail, strict: they pass once fixed) ---------
+# --- bugs found while writing these tests, now fixed --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG models/store.py: _NAME accepts 'active.json', the store's own state file. "
-    "Importing under that name either fails with a raw NotADirectoryError (CLI traceback) "
-    "or, in a store with no active.json yet, succeeds and makes every later activate() "
-    "fail with IsADirectoryError.",
-)
 def test_a_model_cannot_be_named_after_the_stores_own_active_json(tmp_path, default_gguf):
     home = tmp_path / "home"
-    try:
-        store.import_file(home, default_gguf, name="active.json")
-    except ModelStoreError:
-        pass  # the fixed behaviour: refused with a message
-    # Whatever happened, the store must still be able to activate a model.
+    store.import_file(home, default_gguf, name="active.json")  # a model name like any other
+    # The store's own state lives under a dot name no model can take.
     store.import_file(home, default_gguf, name="tutor-a")
     store.activate(home, "tutor-a")
     assert active_name(home) == "tutor-a"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG models/store.py: activate() on a damaged stored file says 'Import the model "
-    "again', but import_file() of the same (genuine) file under the same name returns the "
-    "existing manifest without checking or replacing the damaged stored copy, so following "
-    "the advice changes nothing and activation keeps failing.",
-)
 def test_importing_the_model_again_as_advised_repairs_a_damaged_stored_file(home, default_gguf):
     stored = store.file_path(home, store.get(home, "tutor-b"))
     os.truncate(stored, stored.stat().st_size // 2)
