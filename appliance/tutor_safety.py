@@ -111,7 +111,8 @@ class AnswerGuard:
         if item:
             self._learn_key(item)
         longest = max((len(w) for w in self._words), default=0)
-        self._holdback = max(longest, 24) + 1
+        # Nothing to hide (no item open): release every word as soon as it comes.
+        self._holdback = max(longest, 24) + 1 if self._words or self._numbers else 0
         self._text = ""
         self._sent = 0  # characters of _text already released
         self.hidden = 0  # how many times a key was hidden
@@ -135,8 +136,9 @@ class AnswerGuard:
         """Take the next piece of the answer; return what is safe to show now."""
         room = MAX_ANSWER - len(self._text)
         self._text += chunk[: max(room, 0)]
-        cut = self._safe_cut(len(self._text) - self._holdback)
-        return self._release(cut)
+        if not self._holdback:
+            return self._release(len(self._text))
+        return self._release(self._safe_cut(len(self._text) - self._holdback))
 
     def finish(self) -> str:
         """The rest of the answer, once the model has stopped."""

@@ -111,11 +111,13 @@ def answer(
 
 def _streamed(stream, guard: AnswerGuard, record, fallback: str) -> Iterator[dict]:
     model, outcome, parts, started = None, "answered", [], time.monotonic()
-    first_token_s = None
+    first_token_s, tokens = None, None
     try:
         for event in stream:
             if event["event"] == "start":
                 model = event.get("model")
+            elif event["event"] == "end":
+                tokens = event.get("tokens")
             elif event["event"] == "token":
                 first_token_s = first_token_s or time.monotonic() - started
                 shown = guard.feed(event["text"])
@@ -139,7 +141,14 @@ def _streamed(stream, guard: AnswerGuard, record, fallback: str) -> Iterator[dic
     if guard.hidden:
         outcome = "answered_key_hidden"
     record(text, outcome, model)
-    yield {"done": {"outcome": outcome, "model": model, "first_token_s": first_token_s}}
+    yield {
+        "done": {
+            "outcome": outcome,
+            "model": model,
+            "tokens": tokens,
+            "first_token_s": first_token_s,
+        }
+    }
 
 
 def _canned(text: str, outcome: str, record) -> Iterator[dict]:
