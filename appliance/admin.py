@@ -53,6 +53,18 @@ def box_status() -> dict:
         "users": counts,
         "attempts": attempts.count(db),
         "http": current_app.extensions["schoolbox_metrics"].summary(),
+        "tutor": _tutor_status(config),
+    }
+
+
+def _tutor_status(config) -> dict:
+    """The active tutor model and whether the tutor service is up, for the admin."""
+    from models import store, tutor
+
+    active = store.active(config.home, "tutor-llm")
+    return {
+        "model": active.to_json() if active else None,
+        "service": tutor.status(config.tutor_socket_path),  # None when it is not running
     }
 
 

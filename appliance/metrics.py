@@ -43,6 +43,18 @@ class Metrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self.tutor_answers = Counter(
+            "schoolbox_tutor_answers",
+            "Tutor answers by outcome (answered, from_lessons, refused, busy, ...)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.tutor_first_word = Histogram(
+            "schoolbox_tutor_first_word_seconds",
+            "From a question to the first word of the model's answer, queue included",
+            buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
+            registry=self.registry,
+        )
         self.started = time.time()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             self.exposition = CollectorRegistry()

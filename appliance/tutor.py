@@ -69,26 +69,36 @@ def _start(question: str, lesson_id: str | None, item_id: str | None) -> _Answer
     except tutoring.AskError as error:
         fail(400, str(error))
     slots: tutoring.StreamSlots = current_app.extensions["tutor_slots"]
+    metrics = current_app.extensions["schoolbox_metrics"]
     if not slots.take():
+        metrics.tutor_answers.labels("busy").inc()
         fail(503, _busy_message(), retry_after=5)
     try:
         events = tutoring.answer(prepared, config, _recorder(config, prepared))
     except tutoring.TutorBusy as busy:
         slots.give_back()
+        metrics.tutor_answers.labels("busy").inc()
         event(log, "tutor_busy", logging.WARNING, reason=busy.reason)
         fail(503, _busy_message(busy.reason), retry_after=busy.retry_after)
-    return _Answer(events, prepared.sources, slots.give_back)
+    return _Answer(events, prepared.sources, slots.give_back, metrics)
 
 
 class _Answer:
     """The answer's events, giving the stream slot back when the response is closed,
     even if the learner left before the first word (a generator could not promise that)."""
 
-    def __init__(self, events, sources: list[dict], release):
+    def __init__(self, events, sources: list[dict], release, metrics):
         self.events, self.sources, self._release = events, sources, release
+        self._metrics = metrics
 
     def __iter__(self):
-        return iter(self.events)
+        for item in self.events:
+            if "done" in item:
+                done = item["done"]
+                self._metrics.tutor_answers.labels(done["outcome"]).inc()
+                if done.get("model") and done.get("first_token_s") is not None:
+                    self._metrics.tutor_first_word.observe(done["first_token_s"])
+            yield item
 
     def close(self) -> None:
         if self._release:

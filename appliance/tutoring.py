@@ -95,6 +95,7 @@ def answer(
     """
     if prepared.refusal is not None:
         return _canned(prepared.refusal, "refused", record)
+    asked_at = time.monotonic()
     try:
         stream = tutor.ask(
             config.tutor_socket_path,
@@ -106,20 +107,23 @@ def answer(
         next(stream)  # "queued": the service took the question (or raised TutorBusy)
     except TutorUnavailable:
         return _canned(_from_lessons(prepared), "from_lessons", record)
-    return _streamed(stream, AnswerGuard(prepared.item), record, _from_lessons(prepared))
+    guard = AnswerGuard(prepared.item)
+    return _streamed(stream, guard, record, _from_lessons(prepared), asked_at)
 
 
-def _streamed(stream, guard: AnswerGuard, record, fallback: str) -> Iterator[dict]:
-    model, outcome, parts, started = None, "answered", [], time.monotonic()
-    first_token_s, tokens = None, None
+def _streamed(stream, guard: AnswerGuard, record, fallback: str, asked_at: float):
+    model, outcome, parts = None, "answered", []
+    first_token_s, tokens, service_s = None, None, None
     try:
         for event in stream:
             if event["event"] == "start":
-                model = event.get("model")
+                model, waited_s = event.get("model"), event.get("waited_s", 0.0)
             elif event["event"] == "end":
                 tokens = event.get("tokens")
+                # Inside the service: queue wait plus the model's own time to a first token.
+                service_s = waited_s + event.get("ttft_s", 0.0)
             elif event["event"] == "token":
-                first_token_s = first_token_s or time.monotonic() - started
+                first_token_s = first_token_s or time.monotonic() - asked_at
                 shown = guard.feed(event["text"])
                 if shown:
                     parts.append(shown)
@@ -146,7 +150,8 @@ def _streamed(stream, guard: AnswerGuard, record, fallback: str) -> Iterator[dic
             "outcome": outcome,
             "model": model,
             "tokens": tokens,
-            "first_token_s": first_token_s,
+            "first_token_s": first_token_s,  # in the web worker, from the question
+            "service_first_token_s": service_s,
         }
     }
 

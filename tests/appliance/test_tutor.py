@@ -319,3 +319,14 @@ def _own_service(tmp_path: Path, gguf: Path):
     store.activate(home, default.NAME)
     socket_path = Path(tempfile.mkdtemp(prefix="sbx-")) / "own.sock"
     return home, socket_path, start_tutor_service(home, socket_path)
+
+
+def test_admins_see_the_active_model_and_the_service_and_metrics_count_answers(tutor_app, ids):
+    learner = as_role(tutor_app, "learner", ids)
+    assert learner.api("POST", "/api/v1/tutor/answers", {"question": "what is a half?"}).ok
+    admin = as_role(tutor_app, "admin", ids)
+    page = admin.get("/admin/").data.decode()
+    assert f"running {default.NAME}; 0 of 16 places in the queue taken" in page
+    metrics = admin.get("/metrics").data.decode()
+    assert re.search(r'schoolbox_tutor_answers_total\{outcome="answered\w*"\} 1\.0', metrics)
+    assert "schoolbox_tutor_first_word_seconds_count 1.0" in metrics
