@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from appliance.demo.seed import LEARNER_PIN
-from models import default
+from models import default, tutor
 from tests.conftest import SCHOOLBOX, free_port, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -48,12 +48,13 @@ def test_serve_starts_the_tutor_and_answers_stream_over_real_http(tmp_path, tuto
         assert signed_in.ok, signed_in.text
         headers = {"X-CSRFToken": signed_in.json()["csrf_token"]}
         ask = {"question": "What are equal parts?", "stream": True}
-        for _ in range(100):  # the service loads the model while the web workers start
-            reply = learner.post(f"{base}/api/v1/tutor/answers", json=ask, headers=headers,
-                                 stream=True, timeout=120)  # fmt: skip
-            if reply.status_code == 200:
+        for _ in range(300):  # the service loads the model while the web workers start
+            if (tutor.status(tmp_path / "t.sock") or {}).get("model"):
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
+        reply = learner.post(f"{base}/api/v1/tutor/answers", json=ask, headers=headers,
+                             stream=True, timeout=120)  # fmt: skip
+        assert reply.status_code == 200
         arrivals, events, data = [], [], []
         for line in reply.iter_lines(decode_unicode=True):
             if line.startswith("event: "):
