@@ -109,13 +109,11 @@ def _locale() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import admin, api, auth, learner, ops, teacher, tutor, tutoring
+    from . import admin, api, auth, learner, ops, teacher, tutor_http
 
-    for module in (ops, auth, learner, teacher, admin, api, tutor):
+    for module in (ops, auth, learner, teacher, admin, api):
         app.register_blueprint(module.bp)
-    # Half a worker's threads may stream tutor answers; the rest always serve pages.
-    config = app.config["SCHOOLBOX"]
-    app.extensions["tutor_slots"] = tutoring.StreamSlots(config.threads // 2)
+    app.extensions["tutor_slots"] = tutor_http.StreamSlots(app.config["SCHOOLBOX"].threads)
 
 
 def _install_request_log(app: Flask) -> None:

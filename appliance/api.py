@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, jsonify, request, session
 from flask_wtf.csrf import generate_csrf
 
-from . import access, auth, practice
+from . import access, auth, practice, tutor_http
 from .access import current_user, learner_required, signed_in_required, teacher_required
 from .db import get_db
 from .errors import fail
@@ -118,6 +118,7 @@ def next_item(lesson_id: str):
     avoid = request.args.get("after")  # the item just answered, if the client knows it
     item_id = practice.next_item_id(db, current_user()["id"], lesson_id, avoid=avoid)
     item = content.item(db, item_id) if item_id else None
+    tutor_http.open_item(item["id"] if item else None)
     return jsonify(
         item=content.public_item(item) if item else None, session=_practice_state(lesson_id)
     )
@@ -160,6 +161,7 @@ def submit_attempt():
     item = result.pop("item")
     next_id = result.pop("next_item_id")
     next_found = content.item(get_db(), next_id) if next_id else None
+    tutor_http.open_item(next_found["id"] if next_found else None)  # the reply opens it
     return jsonify(
         **result,
         session=_practice_state(item["lesson_id"]),
@@ -210,6 +212,21 @@ def class_progress(class_id: int):
         grid={str(k): v for k, v in attempts.class_grid(db, class_id).items()},
         assignments=content.class_assignments(db, class_id),
     )
+
+
+@bp.post("/tutor/answers")
+@learner_required
+def ask_tutor():
+    data = _body()
+    question, lesson_id, item_id = (data.get(k) for k in ("question", "lesson_id", "item_id"))
+    if not isinstance(question, str):
+        fail(400, "Send a 'question' string.")
+    if not all(v is None or isinstance(v, str) for v in (lesson_id, item_id)):
+        fail(400, "'lesson_id' and 'item_id' must be strings.")
+    answer = tutor_http.start(question, lesson_id, item_id)
+    if data.get("stream") is True:
+        return tutor_http.sse(answer)
+    return jsonify(tutor_http.collect(answer))
 
 
 @bp.get("/search")

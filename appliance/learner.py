@@ -6,7 +6,7 @@ import secrets
 
 from flask import Blueprint, abort, render_template, request, session
 
-from . import practice
+from . import practice, tutor_http
 from .access import current_user, learner_required, signed_in_required
 from .db import get_db
 from .errors import fail
@@ -65,6 +65,7 @@ def practise(lesson_id: str):
 
 def _practice_page(lesson: dict, item: dict, hints_shown: int, done: dict, error: str = ""):
     hints_shown = max(0, min(hints_shown, len(item["hints"] or [])))
+    tutor_http.open_item(item["id"])  # the tutor hides this item's answer until it is answered
     return render_template(
         "learner/practice.html",
         lesson=lesson,
@@ -113,6 +114,7 @@ def answer(lesson_id: str):
         done = practice.session_progress(db, session, learner["id"], lesson_id)
         hints = form.get("hints_used", 0, type=int)
         return _practice_page(found, item, hints, done, str(error)), 400
+    tutor_http.open_item(None)
     done = practice.session_progress(db, session, learner["id"], lesson_id)
     return render_template(
         "learner/feedback.html",
@@ -120,6 +122,24 @@ def answer(lesson_id: str):
         result=result,
         item=content.public_item(result["item"]),
         done=done,
+    )
+
+
+@bp.post("/tutor")
+@learner_required
+def ask_tutor():
+    """A question for the tutor from a lesson or practice page: streamed when the page's
+    script asks for events, a whole page back when there is no JavaScript."""
+    form = request.form
+    answer = tutor_http.start(form.get("question", ""), form.get("lesson_id"), form.get("item_id"))
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return tutor_http.sse(answer)
+    return render_template(
+        "learner/tutor.html",
+        question=form.get("question", "")[:500],
+        lesson_id=form.get("lesson_id") or None,
+        item_id=form.get("item_id") or None,
+        **tutor_http.collect(answer),
     )
 
 

@@ -143,11 +143,16 @@ def run(config: Config) -> None:
                     break
                 workers[index] = _start(context, config)
         if tutor is not None and not tutor.is_alive() and not stopping:
-            # Pages never depend on the tutor: if it keeps dying, stop restarting it and
-            # let the web workers answer from the lessons instead.
-            tutor_deaths += 1
+            # Pages never depend on the tutor: if it keeps dying at start (a model too big
+            # for memory, say), stop restarting it and let the lessons answer instead.
+            lived = time.monotonic() - tutor.started_at
+            tutor_deaths = tutor_deaths + 1 if lived < QUICK_DEATH_S * 6 else 1
             event(log, "tutor_restart", logging.WARNING, exit_code=tutor.exitcode)
-            tutor = _start(context, config, _tutor) if tutor_deaths < MAX_QUICK_DEATHS else None
+            if tutor_deaths >= MAX_QUICK_DEATHS:
+                event(log, "tutor_gave_up", logging.ERROR, deaths=tutor_deaths)
+                tutor = None
+            else:
+                tutor = _start(context, config, _tutor)
         time.sleep(0.5)
     scheduler.shutdown(wait=False)
     children = workers + ([tutor] if tutor is not None else [])

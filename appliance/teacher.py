@@ -11,6 +11,7 @@ from .store import attempts, classes, content, conversations, transaction, users
 
 bp = Blueprint("teacher", __name__, url_prefix="/teach")
 MAX_ROSTER = 60  # names in one paste
+PAGE = 100  # tutor conversations per page
 
 
 def _managed_class(class_id: int) -> dict:
@@ -171,10 +172,13 @@ def tutor_conversations(class_id: int):
     """What the class's learners asked the tutor and what it said (human oversight)."""
     found = _managed_class(class_id)
     config = current_app.config["SCHOOLBOX"]
+    before = request.args.get("before", "")[:40] or None
+    messages = conversations.for_class(get_db(), class_id, before, limit=PAGE)
     return render_template(
         "teacher/tutor.html",
         cls=found,
-        messages=conversations.for_class(get_db(), class_id),
+        messages=messages,
+        older=messages[-1]["id"] if len(messages) == PAGE else None,
         retention_days=config.tutor_retention_days,
     )
 

@@ -13,6 +13,7 @@ Three layers, because a 135M-parameter model follows whatever it is told:
 from __future__ import annotations
 
 import re
+import unicodedata
 from fractions import Fraction
 from html import unescape
 
@@ -26,25 +27,42 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # Seven or more digits, possibly split by spaces, dots, dashes or brackets, with an
 # optional +country code: phone numbers, but not "3/4", "1 000" or "2026".
 _PHONE = re.compile(r"(?<![\w/])\+?\(?\d(?:[\s().-]{0,2}\d){6,}(?![\w/])")
+# "my name is Anna Smith": the name, and a surname after it when capitalised.
 _INTRODUCTION = re.compile(
-    r"\b(my name is|my name's|i am called|i'm called|call me|this is)\s+([A-Za-z][\w'-]*)",
-    re.IGNORECASE,
+    r"\b((?i:my name is|my name's|i am called|i'm called))\s+[A-Za-z][\w'-]*(?:\s+[A-Z][\w'-]*)?"
 )
 _CONTROL = re.compile(
     r"<\|[^|>]{0,40}\|>|<\/?s>|\[/?INST\]|<</?SYS>>|<start_of_turn>|<end_of_turn>", re.IGNORECASE
 )
+# Overrides aimed at the tutor itself ("your rules", "previous instructions"), not a
+# learner's "I forget the rules for comparing fractions" or "the hidden message in the poem".
 _INJECTION = re.compile(
-    r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|rules?|prompts?|"
-    r"directions?|guidelines?|everything)\b"
-    r"|\b(system|hidden|secret|original)\s+(prompt|instructions?|message)"
-    r"|\b(you are now|from now on you|pretend (to be|you are)|act as|roleplay as|"
-    r"developer mode|jailbreak|\bDAN\b)"
-    r"|\b(reveal|print|repeat|show)\b.{0,20}\b(your|the)\s+(prompt|instructions|rules)"
+    r"\b(ignore|disregard|forget|override|bypass)\b.{0,30}"
+    r"\b(previous|prior|above|earlier|your|these|those|all)\b.{0,15}"
+    r"\b(instructions?|rules|prompts?|directions|guidelines)\b"
+    r"|\b(system|original|hidden|secret)\s+(prompt|instructions)\b"
+    r"|\b(you are now|from now on,? you|pretend (to be|you are|you're)|roleplay as|"
+    r"developer mode|jailbreak)\b"
+    r"|\b(reveal|print|repeat|show|tell)\b.{0,20}\byour\s+(prompt|instructions|rules)\b"
     r"|\b(tell|give|show|say)\s+me\s+(just\s+)?the\s+(correct\s+|right\s+|final\s+)?answers?\b"
     r"|\banswer\s+key\b",
     re.IGNORECASE,
 )
-_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?(?:\s*/\s*\d+(?:[.,]\d+)?)?")
+# A number as a learner or a model writes it: 3, 0.375, .375, 0,375, 3/8, 1 1/2, 37.5%.
+_NUMBER = re.compile(
+    r"(?<![\w.])(?:(\d+)\s+(?=\d+\s*/\s*\d))?(\d*[.,]?\d+)(?:\s*/\s*(\d+(?:[.,]\d+)?))?(\s*%)?"
+)
+_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+_UNITS += " fifteen sixteen seventeen eighteen nineteen twenty"
+_WORD_VALUES = {word: n for n, word in enumerate(_UNITS.split())} | {"a": 1, "an": 1}
+_PARTS = {"half": 2, "halves": 2, "third": 3, "quarter": 4, "fourth": 4, "fifth": 5,
+          "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10, "twelfth": 12,
+          "hundredth": 100}  # fmt: skip
+# "three eighths", "one-half", "a quarter", or a number word alone ("seven").
+_NUMBER_WORDS = re.compile(
+    r"\b(" + "|".join(_WORD_VALUES) + r")\b(?:[\s-]+(" + "|".join(_PARTS) + r")s?\b)?",
+    re.IGNORECASE,
+)
 
 
 def mask_personal(text: str, names: list[str]) -> str:
@@ -61,6 +79,8 @@ def _phone(match: re.Match) -> str:
     """Mask a run of digits that looks like a phone number, not a big number in a sum."""
     found = match.group(0)
     if re.fullmatch(r"\d{1,3}(?:[ .]\d{3})+", found):  # 1 000 000: thousands, not a phone
+        return found
+    if re.fullmatch(r"\d*\.\d+", found):  # 0.3333333: a decimal, not a phone
         return found
     digits = sum(c.isdigit() for c in found)
     if digits >= 9 or re.search(r"[\s().+-]", found):
@@ -90,7 +110,7 @@ def _name_patterns(names: list[str]) -> list[re.Pattern]:
 
 def neutralise(text: str) -> str:
     """The question without chat-template control tokens, trimmed to a sane length."""
-    return _CONTROL.sub(" ", text)[:MAX_QUESTION].strip()
+    return _CONTROL.sub(" ", text[: MAX_QUESTION * 4])[:MAX_QUESTION].strip()
 
 
 def looks_like_injection(text: str) -> bool:
@@ -135,6 +155,8 @@ class AnswerGuard:
     def feed(self, chunk: str) -> str:
         """Take the next piece of the answer; return what is safe to show now."""
         room = MAX_ANSWER - len(self._text)
+        # NFKC turns "⅜" into "3⁄8" and "²" into "2"; the fraction slash then reads as "/".
+        chunk = unicodedata.normalize("NFKC", chunk).replace("\u2044", "/")
         self._text += chunk[: max(room, 0)]
         if not self._holdback:
             return self._release(len(self._text))
@@ -167,6 +189,7 @@ class AnswerGuard:
 
     def _spans(self, text: str) -> list[tuple[int, int]]:
         spans = [m.span() for m in _NUMBER.finditer(text)]
+        spans += [m.span() for m in _NUMBER_WORDS.finditer(text)]
         for word in self._words:
             spans += [m.span() for m in _word_pattern(word).finditer(text)]
         return spans
@@ -175,14 +198,33 @@ class AnswerGuard:
         for word in self._words:
             text, count = _word_pattern(word).subn(HIDDEN, text)
             self.hidden += count
-        return _NUMBER.sub(self._redact_number, text)
+        text = _NUMBER.sub(lambda m: self._hide_if_key(m, _digits_value(m)), text)
+        return _NUMBER_WORDS.sub(lambda m: self._hide_if_key(m, _words_value(m)), text)
 
-    def _redact_number(self, match: re.Match) -> str:
-        value = parse_number(match.group(0).replace(" ", ""))
+    def _hide_if_key(self, match: re.Match, value: Fraction | None) -> str:
         if value is not None and any(abs(value - v) <= tol for v, tol in self._numbers):
             self.hidden += 1
             return HIDDEN
         return match.group(0)
+
+
+def _digits_value(match: re.Match) -> Fraction | None:
+    whole, number, below, percent = match.groups()
+    try:
+        value = Fraction(number.replace(",", "."))
+        if below is not None:
+            value /= Fraction(below.replace(",", "."))
+    except (ValueError, ZeroDivisionError):
+        return None
+    value += int(whole) if whole else 0
+    return value / 100 if percent else value
+
+
+def _words_value(match: re.Match) -> Fraction | None:
+    count, part = match.group(1).lower(), (match.group(2) or "").lower()
+    if not part:
+        return None if count in ("a", "an") else Fraction(_WORD_VALUES[count])
+    return Fraction(_WORD_VALUES[count], _PARTS.get(part) or _PARTS[part.removesuffix("s")])
 
 
 def _plain(text: str) -> str:

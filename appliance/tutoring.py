@@ -10,10 +10,9 @@ answer 503 with Retry-After.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sqlite_utils
 from flask_babel import gettext as _
@@ -47,7 +46,6 @@ class Prepared:
     passages: list[dict]
     sources: list[dict]
     refusal: str | None = None  # a reply given without the model
-    events: list[dict] = field(default_factory=list)
 
 
 def prepare(
@@ -112,17 +110,33 @@ def answer(
 
 
 def _streamed(stream, guard: AnswerGuard, record, fallback: str, asked_at: float):
-    model, outcome, parts = None, "answered", []
-    first_token_s, tokens, service_s = None, None, None
+    state = {"model": None, "outcome": "left", "parts": []}  # "left" until it ends well
+    try:
+        done = yield from _relay(stream, guard, fallback, asked_at, state)
+        yield {"done": done}
+    finally:
+        stream.close()  # stops generation if the learner went away
+        # Kept whatever happened: a learner who left mid-answer saw part of it.
+        record("".join(state["parts"]).strip(), state["outcome"], state["model"])
+
+
+def _relay(stream, guard: AnswerGuard, fallback: str, asked_at: float, state: dict):
+    """Pass the service's events on as the learner should see them; return the summary."""
+    outcome, parts = "answered", state["parts"]
+    first_token_s = tokens = service_s = None
+    waited_s = 0.0
     try:
         for event in stream:
-            if event["event"] == "start":
-                model, waited_s = event.get("model"), event.get("waited_s", 0.0)
-            elif event["event"] == "end":
+            kind = event["event"]
+            if kind == "waiting":  # still queued: tell the learner their place in line
+                yield {"waiting": {"position": event.get("position")}}
+            elif kind == "start":
+                state["model"], waited_s = event.get("model"), event.get("waited_s", 0.0)
+            elif kind == "end":
                 tokens = event.get("tokens")
                 # Inside the service: queue wait plus the model's own time to a first token.
                 service_s = waited_s + event.get("ttft_s", 0.0)
-            elif event["event"] == "token":
+            elif kind == "token":
                 first_token_s = first_token_s or time.monotonic() - asked_at
                 shown = guard.feed(event["text"])
                 if shown:
@@ -132,35 +146,27 @@ def _streamed(stream, guard: AnswerGuard, record, fallback: str, asked_at: float
                     break
     except TutorUnavailable:  # no model after all, or the service stopped
         outcome = "interrupted" if parts else "from_lessons"
-    except GeneratorExit:  # the learner left mid-answer: keep what they saw
-        record("".join(parts).strip(), "left", model)
-        raise
-    finally:
-        stream.close()  # stops generation if the learner went away
     rest = guard.finish() if outcome != "from_lessons" else fallback
     if rest:
         parts.append(rest)
         yield {"token": rest}
-    text = "".join(parts).strip()
-    if guard.hidden:
-        outcome = "answered_key_hidden"
-    record(text, outcome, model)
-    yield {
-        "done": {
-            "outcome": outcome,
-            "model": model,
-            "tokens": tokens,
-            "first_token_s": first_token_s,  # in the web worker, from the question
-            "service_first_token_s": service_s,
-        }
+    state["outcome"] = "answered_key_hidden" if guard.hidden else outcome
+    return {
+        "outcome": state["outcome"],
+        "model": state["model"],
+        "tokens": tokens,
+        "first_token_s": first_token_s,  # in the web worker, from the question
+        "service_first_token_s": service_s,
     }
 
 
 def _canned(text: str, outcome: str, record) -> Iterator[dict]:
     def events():
-        yield {"token": text}
-        record(text, outcome, None)
-        yield {"done": {"outcome": outcome, "model": None, "first_token_s": 0.0}}
+        try:
+            yield {"token": text}
+            yield {"done": {"outcome": outcome, "model": None, "first_token_s": 0.0}}
+        finally:
+            record(text, outcome, None)
 
     return events()
 
@@ -195,17 +201,3 @@ def _people(db: sqlite_utils.Database) -> list[str]:
     """Everyone's name on this box: masked wherever a question mentions them."""
     found = rows(db, "SELECT display_name FROM users WHERE erased_at IS NULL")
     return [r["display_name"] for r in found]
-
-
-class StreamSlots:
-    """How many tutor answers one worker streams at once, so waiting answers cannot take
-    every thread and leave no one to serve pages."""
-
-    def __init__(self, slots: int):
-        self._semaphore = threading.BoundedSemaphore(max(1, slots))
-
-    def take(self) -> bool:
-        return self._semaphore.acquire(blocking=False)
-
-    def give_back(self) -> None:
-        self._semaphore.release()

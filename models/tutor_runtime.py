@@ -17,13 +17,15 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import store
 
 log = logging.getLogger("schoolbox.tutor")
+HEARTBEAT_S = 3.0  # how often a waiting question hears its place in the queue
+IDLE_CHECK_S = 2.0  # how often an idle runtime looks for a newly activated model
 
 
 class Busy(Exception):
@@ -56,14 +58,21 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     queued_at: float = field(default_factory=time.monotonic)
 
-    def cancel(self) -> None:
-        """The asker went away: skip or stop this answer."""
-        self.cancelled.set()
+    def stream(self, timeout: float, heartbeat: Callable[[], dict] | None = None):
+        """Events until the answer ends: start, token..., end (or no_model / error).
 
-    def stream(self, timeout: float) -> Iterator[dict]:
-        """Events until the answer ends: start, token..., end (or no_model / error)."""
+        While the question waits, `heartbeat()` is yielded every few seconds (its place in
+        the queue), so a learner who left is noticed by the first write that fails.
+        """
+        deadline = time.monotonic() + timeout
         while True:
-            event = self.events.get(timeout=timeout)
+            try:
+                event = self.events.get(timeout=HEARTBEAT_S if heartbeat else timeout)
+            except queue.Empty:
+                if heartbeat is None or time.monotonic() > deadline:
+                    raise
+                yield heartbeat()
+                continue
             yield event
             if event["event"] in ("end", "no_model", "error"):
                 return
@@ -147,6 +156,24 @@ class TutorRuntime:
         job.events.put({"event": "queued", "position": position})
         return job
 
+    def cancel(self, job: Job) -> None:
+        """The asker went away: drop the question if it is still waiting, else stop it."""
+        job.cancelled.set()
+        with self._lock:
+            waiting = self._waiting.get(job.learner)
+            if waiting and job in waiting:
+                waiting.remove(job)
+                if not waiting:
+                    del self._waiting[job.learner]
+                self._queued -= 1
+                self._release_learner_locked(job.learner)
+
+    def position(self, job: Job) -> int:
+        """1 for the next question to be answered; 0 once it is being answered."""
+        with self._lock:
+            order = self._round_robin_order_locked()
+            return order.index(job) + 1 if job in order else 0
+
     def status(self) -> dict:
         with self._lock:
             return {
@@ -163,10 +190,23 @@ class TutorRuntime:
         per_answer = sorted(self._recent_seconds)[len(self._recent_seconds) // 2]
         return max(2, min(120, math.ceil(per_answer * (self._queued + 1))))
 
+    def _round_robin_order_locked(self) -> list[Job]:
+        """Waiting questions in the order they will be answered."""
+        queues = [list(jobs) for jobs in self._waiting.values()]
+        order, depth = [], max((len(q) for q in queues), default=0)
+        for level in range(depth):
+            order.extend(q[level] for q in queues if level < len(q))
+        return order
+
     def _next_job(self) -> Job | None:
         with self._lock:
             while not self._waiting and not self._stopping:
-                self._lock.wait()
+                if not self._lock.wait(timeout=IDLE_CHECK_S):
+                    self._lock.release()  # load outside the lock: submit() stays quick
+                    try:
+                        self._refresh_model()
+                    finally:
+                        self._lock.acquire()
             if self._stopping:
                 return None
             learner, jobs = next(iter(self._waiting.items()))
@@ -179,17 +219,20 @@ class TutorRuntime:
 
     def _finished(self, job: Job) -> None:
         with self._lock:
-            left = self._active_count.get(job.learner, 1) - 1
-            if left:
-                self._active_count[job.learner] = left
-            else:
-                self._active_count.pop(job.learner, None)
+            self._release_learner_locked(job.learner)
+
+    def _release_learner_locked(self, learner: str) -> None:
+        left = self._active_count.get(learner, 1) - 1
+        if left:
+            self._active_count[learner] = left
+        else:
+            self._active_count.pop(learner, None)
 
     def _run(self) -> None:
         while (job := self._next_job()) is not None:
             try:
                 self._refresh_model()
-                if job.cancelled.is_set():
+                if job.cancelled.is_set():  # left after it was taken off the queue
                     continue
                 if self._model is None:
                     job.events.put({"event": "no_model", "reason": self._load_error or "none"})
@@ -251,12 +294,18 @@ class TutorRuntime:
         if stamp == self._model_stamp:
             return
         self._model_stamp = stamp
-        manifest = store.active(self.home, "tutor-llm")
+        try:
+            manifest = store.active(self.home, "tutor-llm")
+        except (ValueError, TypeError, OSError) as error:  # an unreadable store: keep going
+            self._load_error = f"the model store could not be read ({type(error).__name__})"
+            log.error("tutor model store unreadable; keeping %s", self._model_name)
+            return
         if manifest is None:
             self._model, self._model_name = None, None
             self._load_error = "no tutor model is active"
             return
         if manifest.name == self._model_name:
+            self._load_error = None  # e.g. rolled back to the model that kept serving
             return
         try:
             model = self._loader(store.file_path(self.home, manifest), self.settings)

@@ -48,12 +48,13 @@ class _Handler(socketserver.StreamRequestHandler):
         except (KeyError, TypeError):
             self._send({"event": "error", "error": "bad_request"})
             return
+        wait = runtime.settings.max_seconds * (runtime.settings.queue_size + 2)
+        heartbeat = lambda: {"event": "waiting", "position": runtime.position(job)}  # noqa: E731
         try:
-            wait = runtime.settings.max_seconds * (runtime.settings.queue_size + 2)
-            for event in job.stream(timeout=wait):
+            for event in job.stream(timeout=wait, heartbeat=heartbeat):
                 self._send(event)
         except (OSError, queue.Empty):
-            job.cancel()  # the web worker (and so the learner) went away
+            runtime.cancel(job)  # the web worker (and so the learner) went away
 
     def _send(self, event: dict) -> None:
         self.wfile.write(json.dumps(event).encode() + b"\n")
@@ -66,8 +67,12 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 def serve(home: Path, socket_path: Path, settings: Settings | None = None) -> None:
     """Load the active tutor model and answer on `socket_path` until SIGTERM."""
+    from .tutor import status
+
     socket_path.parent.mkdir(parents=True, exist_ok=True)
-    socket_path.unlink(missing_ok=True)
+    if status(socket_path) is not None:
+        raise SystemExit(f"A tutor service already answers on {socket_path}; not starting another.")
+    socket_path.unlink(missing_ok=True)  # left by a service that died
     _yield_to_pages()
     runtime = TutorRuntime(home, settings).start()
     old_umask = os.umask(0o077)  # the socket is for the service user alone
@@ -76,13 +81,15 @@ def serve(home: Path, socket_path: Path, settings: Settings | None = None) -> No
     finally:
         os.umask(old_umask)
     server.runtime = runtime
+    ours = socket_path.stat().st_ino
     signal.signal(signal.SIGTERM, lambda *_: _stop(server))
     log.info("tutor service ready (model: %s)", runtime.status()["model"])
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
         runtime.stop()
-        socket_path.unlink(missing_ok=True)
+        if socket_path.exists() and socket_path.stat().st_ino == ours:  # not a successor's
+            socket_path.unlink()
 
 
 def _stop(server: socketserver.BaseServer) -> None:

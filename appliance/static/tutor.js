@@ -58,13 +58,19 @@
         var name = (/^event: (.*)$/m.exec(blocks[i]) || [])[1];
         var data = JSON.parse((/^data: (.*)$/m.exec(blocks[i]) || [null, "null"])[1]);
         if (name === "token") { text += data.text; answer.textContent = text; }
+        else if (name === "waiting" && !text) {
+          answer.textContent = panel.getAttribute("data-waiting").replace("{n}", data.position);
+        }
         else if (name === "sources") { sources = data; }
         else if (name === "done") { showSources(sources); }
       }
     }
-    xhr.onprogress = read;
+    function readSafely() {
+      try { read(); } catch (e) { answer.textContent = panel.getAttribute("data-failed"); }
+    }
+    xhr.onprogress = readSafely;
     xhr.onload = function () {
-      if (xhr.status === 200) { read(); }
+      if (xhr.status === 200) { readSafely(); }
       else {
         var message = panel.getAttribute("data-failed");
         try { message = JSON.parse(xhr.responseText).error.message; } catch (e) { /* a page */ }

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
 
-from . import now, one, rows
+from . import now, one, rows, site
 from .ids import uuid7
 
 
@@ -33,15 +33,18 @@ def record(
     return message_id
 
 
-def for_class(db: sqlite_utils.Database, class_id: int, limit: int = 200) -> list[dict]:
-    """The class's learners' conversations, newest first, for the teacher to read."""
+def for_class(
+    db: sqlite_utils.Database, class_id: int, before: str | None = None, limit: int = 100
+) -> list[dict]:
+    """Conversations of the class's current learners (from any lesson), newest first;
+    `before` (a message id) pages back through older ones."""
     found = rows(
         db,
         "SELECT m.*, u.display_name AS learner_name, l.title AS lesson_title"
         " FROM tutor_messages m JOIN enrolments e ON e.learner_id = m.learner_id"
         " JOIN users u ON u.id = m.learner_id LEFT JOIN lessons l ON l.id = m.lesson_id"
-        " WHERE e.class_id = ? ORDER BY m.id DESC LIMIT ?",
-        (class_id, limit),
+        " WHERE e.class_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
+        (class_id, before or "~", limit),  # "~" sorts after every UUID
     )
     return [dict(r, sources=json.loads(r["sources"])) for r in found]
 
@@ -65,11 +68,12 @@ def prune(db: sqlite_utils.Database, days: int) -> int:
 
 def tutor_allowed(db: sqlite_utils.Database, learner_id: int) -> bool:
     """The school consented to the tutor, and none of the learner's classes switched it off."""
-    row = one(
+    if not site.is_consented(db, "tutor"):
+        return False
+    switched_off = one(
         db,
-        "SELECT (SELECT granted FROM consents WHERE feature = 'tutor') AS consented,"
-        " (SELECT count(*) FROM enrolments e JOIN classes c ON c.id = e.class_id"
-        "  WHERE e.learner_id = ? AND c.tutor_enabled = 0 AND c.archived = 0) AS off",
+        "SELECT 1 FROM enrolments e JOIN classes c ON c.id = e.class_id"
+        " WHERE e.learner_id = ? AND c.tutor_enabled = 0 AND c.archived = 0",
         (learner_id,),
     )
-    return bool(row["consented"]) and not row["off"]
+    return switched_off is None

@@ -29,7 +29,7 @@ POLICY = {
     "teacher.add_learners": STAFF, "teacher.reset_pin": STAFF, "teacher.assign": STAFF,
     "teacher.unassign": STAFF, "teacher.set_tutor": STAFF, "teacher.class_progress": STAFF,
     "teacher.learner_history": STAFF, "teacher.tutor_conversations": STAFF,
-    "tutor.ask_page": LEARNER, "tutor.ask_api": LEARNER,
+    "learner.ask_tutor": LEARNER, "api.ask_tutor": LEARNER,
     "admin.status": ADMIN, "admin.staff": ADMIN, "admin.create_staff": ADMIN,
     "admin.update_staff": ADMIN, "admin.all_classes": ADMIN, "admin.create_class": ADMIN, "admin.add_class_teacher": ADMIN,
     "admin.learners": ADMIN, "admin.export_learner": ADMIN, "admin.erase_learner": ADMIN,

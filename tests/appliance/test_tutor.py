@@ -331,3 +331,36 @@ def test_admins_see_the_active_model_and_the_service_and_metrics_count_answers(t
     metrics = admin.get("/metrics").data.decode()
     assert re.search(r'schoolbox_tutor_answers_total\{outcome="answered\w*"\} 1\.0', metrics)
     assert "schoolbox_tutor_first_word_seconds_count 1.0" in metrics
+
+
+def test_the_guarded_item_is_the_one_the_session_has_open_whatever_the_request_says(
+    tutor_app, ids, db
+):
+    learner = as_role(tutor_app, "learner", ids)
+    page = learner.get(f"/learn/practice/{LESSON}?item={ITEM}")
+    assert page.status_code == 200
+    # Asked from the lesson page in another tab, naming no item: still guarded.
+    reply = learner.api(
+        "POST", "/api/v1/tutor/answers", {"question": "how many pieces?", "lesson_id": LESSON}
+    )
+    assert reply.status_code == 200
+    kept = conversations.for_learner(db, ids["learners"]["Class 4A"][0])[0]
+    assert kept["item_id"] == ITEM
+    # Once answered, nothing is open any more.
+    learner.post(f"/learn/practice/{LESSON}", {"item_id": ITEM, "response": "3/8"})
+    learner.api("POST", "/api/v1/tutor/answers", {"question": "what is a half?"})
+    assert conversations.for_learner(db, ids["learners"]["Class 4A"][0])[0]["item_id"] is None
+
+
+def test_teachers_page_back_through_many_conversations(app, ids, db):
+    learner_id = ids["learners"]["Class 4A"][0]
+    with transaction(db):
+        for n in range(105):
+            conversations.record(db, learner_id, LESSON, None, f"q{n}", "a", [], "answered", None)
+    teacher = as_role(app, "teacher", ids)
+    url = f"/teach/classes/{ids['classes']['Class 4A']}/tutor"
+    first = teacher.get(url).data.decode()
+    assert ">q104<" in first and ">q4<" not in first
+    older = re.search(r'href="([^"]+before=[^"]+)"', first).group(1).replace("&amp;", "&")
+    rest = teacher.get(older).data.decode()
+    assert ">q4<" in rest and ">q0<" in rest and ">q104<" not in rest and "before=" not in rest

@@ -135,7 +135,7 @@ def test_a_cancelled_question_is_skipped(home):
         running = ask(runtime, "a", "first")
         time.sleep(0.1)
         gone = ask(runtime, "b", "left the page")
-        gone.cancel()
+        runtime.cancel(gone)
         gate.set()
         answer_of(running)
         answer_of(ask(runtime, "c", "third"))
@@ -194,3 +194,55 @@ def test_closing_the_stream_cancels_the_answer_in_the_real_service(tutor_socket)
     started = time.monotonic()
     events = list(tutor.ask(tutor_socket, messages, learner="t3", max_tokens=5))
     assert events[-1]["event"] == "end" and time.monotonic() - started < 20
+
+
+def test_a_learner_who_leaves_while_waiting_frees_the_place_at_once(home):
+    gate = threading.Event()
+    runtime, _ = fake_runtime(home, Settings(queue_size=1, per_learner=1), gate)
+    try:
+        running = ask(runtime, "a")
+        time.sleep(0.1)
+        waiting = ask(runtime, "b")
+        assert runtime.position(waiting) == 1
+        with pytest.raises(Busy):
+            ask(runtime, "c")
+        runtime.cancel(waiting)  # b closed the page
+        assert runtime.status()["queued"] == 0
+        again = ask(runtime, "b")  # neither the place nor b's turn is held any more
+        gate.set()
+        assert answer_of(running)[1]["reason"] == "stop"
+        assert answer_of(again)[1]["reason"] == "stop"
+    finally:
+        runtime.stop()
+
+
+def test_a_waiting_question_hears_its_place_in_line(home, monkeypatch):
+    monkeypatch.setattr("models.tutor_runtime.HEARTBEAT_S", 0.05)
+    gate = threading.Event()
+    runtime, _ = fake_runtime(home, Settings(queue_size=4), gate)
+    try:
+        ask(runtime, "a")
+        time.sleep(0.1)
+        waiting = ask(runtime, "b")
+        heartbeat = lambda: {"event": "waiting", "position": runtime.position(waiting)}  # noqa: E731
+        events = waiting.stream(timeout=10, heartbeat=heartbeat)
+        assert next(events)["event"] == "queued"
+        assert next(events) == {"event": "waiting", "position": 1}
+        gate.set()
+        assert [e["event"] for e in events if e["event"] != "waiting"][-1] == "end"
+    finally:
+        runtime.stop()
+
+
+def test_a_second_service_will_not_take_over_a_live_socket(tutor_home, tutor_socket):
+    import subprocess
+
+    from tests.conftest import SCHOOLBOX
+
+    second = subprocess.run(
+        [SCHOOLBOX, "--home", str(tutor_home), "tutor", "serve"],
+        env={**os.environ, "SCHOOLBOX_TUTOR_SOCKET": str(tutor_socket)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode != 0 and "already answers" in second.stderr
+    assert tutor.status(tutor_socket)["model"] == default.NAME  # the first one still serves
