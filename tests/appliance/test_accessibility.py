@@ -88,10 +88,14 @@ def _pages(app, ids, db) -> dict[str, str]:
     pages["feedback"] = learner.post(f"/learn/practice/{lesson}", {
         "item_id": form_value(practice, "item_id"), "response": "0"}).data  # fmt: skip
     pages["my-progress"] = learner.get("/learn/progress").data
+    pages["tutor-answer"] = learner.post(  # no tutor service here: answered from the lessons
+        "/learn/tutor", {"question": "what are equal parts?", "lesson_id": lesson}
+    ).data
     pages["teacher-home"] = teacher.get("/teach/").data
     pages["class"] = teacher.get(f"/teach/classes/{class_id}").data
     pages["grid"] = teacher.get(f"/teach/classes/{class_id}/progress").data
     pages["history"] = teacher.get(f"/teach/learners/{learner_id}").data
+    pages["tutor-conversations"] = teacher.get(f"/teach/classes/{class_id}/tutor").data
     admin = as_role(app, "admin", ids)
     for path in ("", "users", "classes", "learners", "content", "audit", "consent"):
         pages[f"admin-{path or 'status'}"] = admin.get(f"/admin/{path}").data
