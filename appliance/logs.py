@@ -33,6 +33,7 @@ def setup(level: str = "INFO") -> None:
     # waitress warns "Task queue depth" on every queued request during a class's burst;
     # the queue is visible in /metrics latency instead of thousands of log lines.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not every job's run
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields) -> None:

@@ -241,7 +241,8 @@ class TutorRuntime:
                 self._generate(job)
                 self._recent_seconds.append(time.monotonic() - started)
             except Exception as error:  # one bad answer must not stop the tutor
-                log.exception("tutor generation failed")
+                # The type only: a traceback's messages could quote the learner's question.
+                log.error("tutor generation failed: %s", type(error).__name__)
                 job.events.put({"event": "error", "error": type(error).__name__})
             finally:
                 self._finished(job)
