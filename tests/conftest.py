@@ -100,10 +100,17 @@ def tutor_home(tmp_path_factory, default_gguf) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tutor_socket(tutor_home) -> Path:
+def sockets() -> Path:
+    """A short folder for Unix sockets (their paths are limited to about 100 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="sbx-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tutor_socket(tutor_home, sockets) -> Path:
     """The real tutor service with the real model, loaded once for the whole session."""
-    # A short path of its own: Unix socket paths are limited to about 100 bytes.
-    socket_path = Path(tempfile.mkdtemp(prefix="sbx-")) / "tutor.sock"
+    socket_path = sockets / "tutor.sock"
     process = start_tutor_service(tutor_home, socket_path)
     yield socket_path
     stop(process)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -161,8 +160,8 @@ def test_names_phones_and_emails_are_masked_before_the_model_and_the_log(
     assert "[name]" in kept and "[phone]" in kept and "[email]" in kept
 
 
-def test_a_full_queue_answers_503_with_retry_after(config, tutor_home, ids):
-    socket_path = Path(tempfile.mkdtemp(prefix="sbx-")) / "small.sock"
+def test_a_full_queue_answers_503_with_retry_after(config, tutor_home, ids, sockets):
+    socket_path = sockets / "small.sock"
     service = start_tutor_service(tutor_home, socket_path, queue_size=1, max_tokens=200)
     try:
         app = create_app(config.with_(tutor_socket=str(socket_path)))
@@ -200,9 +199,11 @@ def test_without_a_model_the_tutor_answers_with_lesson_passages(app, ids, tmp_pa
     assert "Equal parts" in body["answer"] and body["sources"][0]["lesson_id"] == LESSON
 
 
-def test_a_service_with_no_active_model_also_answers_from_the_lessons(config, ids, tmp_path):
+def test_a_service_with_no_active_model_also_answers_from_the_lessons(
+    config, ids, tmp_path, sockets
+):
     empty_home = tmp_path / "no-model"
-    socket_path = Path(tempfile.mkdtemp(prefix="sbx-")) / "empty.sock"
+    socket_path = sockets / "empty.sock"
     service = start_tutor_service(empty_home, socket_path)
     try:
         app = create_app(config.with_(tutor_socket=str(socket_path)))
@@ -215,9 +216,9 @@ def test_a_service_with_no_active_model_also_answers_from_the_lessons(config, id
 
 
 def test_a_corrupt_import_is_refused_and_the_running_model_keeps_serving(
-    config, ids, tmp_path, default_gguf
+    config, ids, tmp_path, default_gguf, sockets
 ):
-    home, socket_path, service = _own_service(tmp_path, default_gguf)
+    home, socket_path, service = _own_service(tmp_path, default_gguf, sockets)
     try:
         app = create_app(config.with_(tutor_socket=str(socket_path)))
         learner = as_role(app, "learner", ids)
@@ -233,9 +234,9 @@ def test_a_corrupt_import_is_refused_and_the_running_model_keeps_serving(
 
 
 def test_activating_a_model_swaps_it_in_without_a_restart_or_a_dropped_answer(
-    config, ids, tmp_path, default_gguf
+    config, ids, tmp_path, default_gguf, sockets
 ):
-    home, socket_path, service = _own_service(tmp_path, default_gguf)
+    home, socket_path, service = _own_service(tmp_path, default_gguf, sockets)
     try:
         app = create_app(config.with_(tutor_socket=str(socket_path)))
         learner = as_role(app, "learner", ids)
@@ -312,12 +313,12 @@ def _a_learner(db) -> int:
     return db.conn.execute("SELECT id FROM users WHERE role = 'learner' LIMIT 1").fetchone()[0]
 
 
-def _own_service(tmp_path: Path, gguf: Path):
+def _own_service(tmp_path: Path, gguf: Path, sockets: Path):
     """A tutor service over a store of its own, for tests that change the active model."""
     home = tmp_path / "models-home"
     store.import_file(home, gguf, name=default.NAME, sha256=default.GGUF_SHA256)
     store.activate(home, default.NAME)
-    socket_path = Path(tempfile.mkdtemp(prefix="sbx-")) / "own.sock"
+    socket_path = sockets / f"own-{tmp_path.name[-12:]}.sock"
     return home, socket_path, start_tutor_service(home, socket_path)
 
 
