@@ -8,7 +8,7 @@ from pathlib import Path
 
 GGUF_MAGIC = b"GGUF"
 # A real model is at least this big; anything smaller is an empty or cut-off download.
-MIN_BYTES = {"gguf": 1 << 20, "onnx": 512}
+MIN_BYTES = {"gguf": 1 << 20, "onnx": 100}
 MAX_BYTES = 32 << 30
 
 
@@ -106,14 +106,19 @@ def _inspect_gguf(path: Path) -> Inspected:
 
 
 def _inspect_onnx(path: Path) -> Inspected:
-    # The knowledge-tracing models are checked in depth (inputs, outputs, opset) where
-    # they are loaded; here only what every ONNX file must have.
+    """Only knowledge-tracing step graphs are ONNX on the box: check the contract."""
+    from .kt_runtime import KTModelError, check
+
+    try:
+        metadata = check(path)
+    except KTModelError as error:
+        raise ModelFileError(str(error)) from error
     return Inspected(
         format="onnx",
-        quantisation="unknown",
+        quantisation=metadata.get("quantisation", "unknown"),
         context_length=None,
-        architecture="onnx",
-        parameters="",
-        licence="",
-        title=path.stem,
+        architecture=metadata.get("architecture", "onnx"),
+        parameters=metadata.get("parameters", ""),
+        licence=metadata.get("licence", ""),
+        title=metadata.get("title", path.stem),
     )

@@ -1,0 +1,123 @@
+"""Knowledge tracing on the box: the exported step graph through onnxruntime, no torch.
+
+A learner's state is one vector per skill they have practised plus one for the learner;
+an answer is one step (`update`), and predicting candidate items is one batched call
+(`predict`). A model that gives NaN or values outside 0..1 raises KTModelError, so the
+caller falls back to its rule instead of trusting it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+INPUTS = ["skill_state", "learner_state", "item", "skill", "correct"]
+OUTPUTS = ["p_correct", "next_skill_state", "next_learner_state"]
+MAX_OPSET = 21
+
+
+class KTModelError(ValueError):
+    """The model file is not one the box can use, or it gave values it cannot trust."""
+
+
+@dataclass
+class Step:
+    p_correct: float  # the chance of a right answer predicted before it (mean of skills)
+    per_skill: np.ndarray  # [k]
+    skill_states: np.ndarray  # [k, H] after the answer
+    learner_state: np.ndarray  # [G] after the answer
+
+
+class KTRuntime:
+    def __init__(self, path: Path, threads: int = 1):
+        import onnxruntime as ort
+
+        check(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # one answer is tiny: threads only add waits
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        shapes = {i.name: i.shape for i in self._session.get_inputs()}
+        self.skill_hidden = int(shapes["skill_state"][1])
+        self.learner_hidden = int(shapes["learner_state"][1])
+
+    def new_skill_state(self) -> np.ndarray:
+        return np.zeros(self.skill_hidden, dtype=np.float32)
+
+    def new_learner_state(self) -> np.ndarray:
+        return np.zeros(self.learner_hidden, dtype=np.float32)
+
+    def update(
+        self,
+        skill_states: np.ndarray,
+        learner_state: np.ndarray,
+        item: float,
+        skills: list[float],
+        correct: int,
+    ) -> Step:
+        """One answer to an item with k skills: the prediction it had, and the new states."""
+        k = len(skills)
+        p, next_skill, next_learner = self._run(
+            skill_states.reshape(k, self.skill_hidden),
+            np.repeat(learner_state.reshape(1, -1), k, axis=0),
+            np.full((k, 1), item, dtype=np.float32),
+            np.array(skills, dtype=np.float32).reshape(k, 1),
+            np.full((k, 1), float(correct), dtype=np.float32),
+        )
+        per_skill = p[:, 0]
+        # Every row steps the learner state with the same input: they agree; take one.
+        return Step(float(per_skill.mean()), per_skill, next_skill, next_learner[0])
+
+    def predict(
+        self, skill_states: np.ndarray, learner_states: np.ndarray, items: np.ndarray,
+        skills: np.ndarray,
+    ) -> np.ndarray:  # fmt: skip
+        """Chances of a right answer for n (state, item, skill) rows, in one call."""
+        n = len(items)
+        p, _, _ = self._run(
+            skill_states.reshape(n, self.skill_hidden).astype(np.float32),
+            learner_states.reshape(n, self.learner_hidden).astype(np.float32),
+            np.asarray(items, dtype=np.float32).reshape(n, 1),
+            np.asarray(skills, dtype=np.float32).reshape(n, 1),
+            np.zeros((n, 1), dtype=np.float32),
+        )
+        return p[:, 0]
+
+    def _run(self, *arrays: np.ndarray):
+        p, next_skill, next_learner = self._session.run(
+            OUTPUTS, dict(zip(INPUTS, [a.astype(np.float32) for a in arrays], strict=True))
+        )
+        if not (np.isfinite(p).all() and np.isfinite(next_skill).all()):
+            raise KTModelError("the knowledge-tracing model gave a value that is not a number")
+        if (p < 0).any() or (p > 1).any():
+            raise KTModelError("the knowledge-tracing model gave a chance outside 0..1")
+        return p, next_skill, next_learner
+
+
+def check(path: Path) -> dict:
+    """Refuse an ONNX file that is not a knowledge-tracing step graph; name what is wrong."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx raises several kinds for a damaged file
+        raise KTModelError(f"{path.name} is not a valid ONNX model: {error}") from error
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset > MAX_OPSET:
+        raise KTModelError(
+            f"{path.name} needs ONNX opset {opset}; this box runs up to {MAX_OPSET}."
+        )
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    if inputs != INPUTS:
+        raise KTModelError(
+            f"{path.name} has inputs {inputs}; a knowledge-tracing model needs {INPUTS}."
+        )
+    if outputs != OUTPUTS:
+        raise KTModelError(
+            f"{path.name} has outputs {outputs}; a knowledge-tracing model needs {OUTPUTS}."
+        )
+    return {p.key: p.value for p in model.metadata_props}

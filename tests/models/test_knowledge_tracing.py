@@ -1,0 +1,145 @@
+"""Knowledge tracing: training on a slice, ONNX export and int8, the incremental path, bad
+models. Trains on the public assist2009 data in ../shared/data (skipped where absent)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from models import kt_data, kt_export, kt_runtime, kt_train, store
+from models.kt_runtime import KTModelError, KTRuntime
+
+pytestmark = pytest.mark.skipif(
+    not kt_data.ASSIST2009.is_dir(),
+    reason=f"the public data set {kt_data.ASSIST2009} is not here (see shared/data/README.md)",
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    fold = kt_data.fold(1)
+    train = fold["train"][:500]
+    return train, fold["valid"][:150], fold["test"][:60], kt_data.difficulty(train)
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    train, valid, _, diff = data
+    return kt_train.train(train, valid, diff, epochs=3, log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kt")
+    float_path = kt_export.export(trained.model, folder / "kt.onnx", {"title": "test model"})
+    return float_path, kt_export.quantise(float_path, folder / "kt.int8.onnx")
+
+
+def incremental(runtime: KTRuntime, learners, diff) -> np.ndarray:
+    """Each answer's prediction as the box makes it: one step per answer, states kept."""
+    predicted = []
+    for answers in sorted(learners, key=len):  # the order kt_train.predict reports in
+        skill_states, learner_state = {}, runtime.new_learner_state()
+        for a in answers:
+            states = np.stack([skill_states.get(s, runtime.new_skill_state()) for s in a.skills])
+            step = runtime.update(
+                states, learner_state, diff.of_item(a.problem, a.skills),
+                [diff.of_skill(s) for s in a.skills], a.correct,
+            )  # fmt: skip
+            predicted.append(step.p_correct)
+            skill_states.update(zip(a.skills, step.skill_states, strict=True))
+            learner_state = step.learner_state
+    return np.array(predicted)
+
+
+def test_twin_rows_of_a_multi_skill_problem_are_one_answer():
+    answers = kt_data.fold_twins([5, 5, 5, 7, 7], [1, 2, 2, 3, 3], [1, 1, 1, 0, 1])
+    assert answers == [
+        kt_data.Answer(5, (1, 2), 1),
+        kt_data.Answer(5, (2,), 1),  # the same skill again: a second answer
+        kt_data.Answer(7, (3,), 0),
+        kt_data.Answer(7, (3,), 1),
+    ]
+
+
+def test_a_short_training_run_learns_from_a_slice(trained, data):
+    _, _, test, diff = data
+    assert trained.valid_auc > 0.65
+    assert kt_train.evaluate(trained.model, test, diff)["auc"] > 0.65
+
+
+def test_the_box_step_by_step_gives_the_full_history_predictions(trained, exported, data):
+    _, _, test, diff = data
+    full_history, _ = kt_train.predict(trained.model, test, diff)
+    step_by_step = incremental(KTRuntime(exported[0]), test, diff)
+    assert len(step_by_step) == len(full_history) > 1000
+    assert np.abs(step_by_step - full_history).max() < 1e-5
+
+
+def test_the_int8_model_stays_close_to_float(trained, exported, data):
+    _, _, test, diff = data
+    _, labels = kt_train.predict(trained.model, test, diff)
+    as_float = incremental(KTRuntime(exported[0]), test, diff)
+    as_int8 = incremental(KTRuntime(exported[1]), test, diff)
+    assert np.abs(as_int8 - as_float).mean() < 0.01
+    auc_float = kt_train.metrics(as_float, labels)["auc"]
+    assert abs(kt_train.metrics(as_int8, labels)["auc"] - auc_float) < 0.005
+    assert exported[1].stat().st_size < exported[0].stat().st_size
+
+
+def test_an_exported_model_imports_into_the_store(exported, tmp_path):
+    manifest = store.import_file(tmp_path / "home", exported[1], name="kt-test")
+    assert manifest.kind == "knowledge-tracing" and manifest.format == "onnx"
+    assert manifest.title == "test model"
+
+
+def _graph(path, inputs=kt_runtime.INPUTS, outputs=kt_runtime.OUTPUTS, opset=17, nan=False):
+    """A small hand-made ONNX graph with the given names (p = sigmoid(item), or NaN)."""
+    sizes = {"skill_state": 4, "learner_state": 4}
+    value_in = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["rows", sizes.get(n, 1)])
+                for n in inputs]  # fmt: skip
+    first = inputs[2] if len(inputs) > 2 else inputs[0]
+    nodes = [helper.make_node("Sigmoid", [first], ["sig"])]
+    if nan:
+        nodes += [helper.make_node("Sub", ["sig", "sig"], ["zero"]),
+                  helper.make_node("Div", ["zero", "zero"], [outputs[0]])]  # fmt: skip
+    else:
+        nodes += [helper.make_node("Identity", ["sig"], [outputs[0]])]
+    nodes += [helper.make_node("Identity", [inputs[0]], [outputs[1]]),
+              helper.make_node("Identity", [inputs[1]], [outputs[2]])]  # fmt: skip
+    value_out = [
+        helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, ["rows", 1]),
+        helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, ["rows", 4]),
+        helper.make_tensor_value_info(outputs[2], TensorProto.FLOAT, ["rows", 4]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "kt", value_in, value_out),
+        opset_imports=[helper.make_opsetid("", opset)],
+    )
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_wrong_inputs_outputs_or_opset_are_refused_naming_what_is_wrong(tmp_path):
+    wrong_inputs = _graph(tmp_path / "a.onnx", inputs=["x", "h", "item", "skill", "correct"])
+    with pytest.raises(KTModelError, match="inputs"):
+        kt_runtime.check(wrong_inputs)
+    wrong_outputs = _graph(
+        tmp_path / "b.onnx", outputs=["p", "next_skill_state", "next_learner_state"]
+    )
+    with pytest.raises(KTModelError, match="outputs"):
+        kt_runtime.check(wrong_outputs)
+    with pytest.raises(store.ModelStoreError, match="opset"):
+        store.import_file(tmp_path / "home", _graph(tmp_path / "c.onnx", opset=99))
+    assert store.models(tmp_path / "home") == []
+
+
+def test_a_model_that_gives_nan_is_caught(tmp_path):
+    runtime = KTRuntime(_graph(tmp_path / "nan.onnx", nan=True))
+    with pytest.raises(KTModelError, match="not a number"):
+        runtime.update(np.zeros((1, 4)), np.zeros(4), 0.0, [0.0], 1)
+    fine = KTRuntime(_graph(tmp_path / "fine.onnx"))
+    assert fine.update(np.zeros((1, 4)), np.zeros(4), 0.0, [0.0], 1).p_correct == 0.5
