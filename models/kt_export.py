@@ -76,23 +76,23 @@ def export(model: KTModel, path: Path, metadata: dict) -> Path:
         dynamo=True,
         external_data=False,  # one self-contained file for the model store
     )
-    _set_metadata(path, metadata)
+    set_metadata(path, metadata)
     return path
 
 
 def quantise(float_path: Path, int8_path: Path) -> Path:
     """int8 weights for the matrix products (onnxruntime's dynamic quantisation)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(float_path), str(int8_path), weight_type=QuantType.QInt8)
-    import onnx
-
     metadata = {p.key: p.value for p in onnx.load(str(float_path)).metadata_props}
-    _set_metadata(int8_path, metadata)
+    set_metadata(int8_path, {**metadata, "quantisation": "int8 (dynamic, weights)"})
     return int8_path
 
 
-def _set_metadata(path: Path, metadata: dict) -> None:
+def set_metadata(path: Path, metadata: dict) -> None:
+    """Key-value metadata inside the ONNX file (title, licence, quantisation...)."""
     import onnx
 
     graph = onnx.load(str(path))

@@ -175,24 +175,26 @@ def train(
 
 @torch.no_grad()
 def predict(model: KTModel, learners: list[list[Answer]], diff: Difficulty) -> tuple:
-    """Each answer's predicted chance of being right (mean over its skills) and its label."""
+    """Each answer's predicted chance of being right (mean over its skills) and its label,
+    learner by learner in the order given, each learner's answers in order."""
     model.eval()
-    predicted, labels = [], []
-    order = sorted(range(len(learners)), key=lambda i: len(learners[i]))
-    for start in range(0, len(order), 32):
-        group = [learners[i] for i in order[start : start + 32] if learners[i]]
-        if not group:
-            continue
-        batch = batch_of(group, diff)
+    per_learner: dict[int, tuple[list[float], list[float]]] = {}
+    order = sorted((i for i in range(len(learners)) if learners[i]), key=lambda i: len(learners[i]))
+    for start in range(0, len(order), 32):  # similar lengths together: less padding
+        group = order[start : start + 32]
+        batch = batch_of([learners[i] for i in group], diff)
         chance = torch.sigmoid(model(batch)).numpy()
         by_answer: dict[tuple, list[float]] = {}
         label: dict[tuple, float] = {}
         for key, p, y in zip(batch["row_key"], chance, batch["row_label"].numpy(), strict=True):
             by_answer.setdefault(key, []).append(float(p))
             label[key] = float(y)
-        for key, ps in by_answer.items():
+        for (b, _), ps in by_answer.items():
+            predicted, labels = per_learner.setdefault(group[b], ([], []))
             predicted.append(sum(ps) / len(ps))
-            labels.append(label[key])
+            labels.append(label[(b, _)])
+    predicted = [p for i in sorted(per_learner) for p in per_learner[i][0]]
+    labels = [y for i in sorted(per_learner) for y in per_learner[i][1]]
     return np.array(predicted), np.array(labels)
 
 

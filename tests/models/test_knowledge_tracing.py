@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from models import kt_data, kt_export, kt_runtime, kt_train, store
+from models import kt_build, kt_data, kt_export, kt_runtime, kt_train, store
 from models.kt_runtime import KTModelError, KTRuntime
 
 pytestmark = pytest.mark.skipif(
@@ -39,19 +39,7 @@ def exported(trained, tmp_path_factory):
 
 def incremental(runtime: KTRuntime, learners, diff) -> np.ndarray:
     """Each answer's prediction as the box makes it: one step per answer, states kept."""
-    predicted = []
-    for answers in sorted(learners, key=len):  # the order kt_train.predict reports in
-        skill_states, learner_state = {}, runtime.new_learner_state()
-        for a in answers:
-            states = np.stack([skill_states.get(s, runtime.new_skill_state()) for s in a.skills])
-            step = runtime.update(
-                states, learner_state, diff.of_item(a.problem, a.skills),
-                [diff.of_skill(s) for s in a.skills], a.correct,
-            )  # fmt: skip
-            predicted.append(step.p_correct)
-            skill_states.update(zip(a.skills, step.skill_states, strict=True))
-            learner_state = step.learner_state
-    return np.array(predicted)
+    return kt_build.step_by_step(runtime, learners, diff)[0]
 
 
 def test_twin_rows_of_a_multi_skill_problem_are_one_answer():
