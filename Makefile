@@ -8,7 +8,7 @@ PORT ?= 8080
 AXE_VERSION := 4.14.1
 AXE := .cache/axe-core/axe.min.js
 
-.PHONY: run test lint format bench clean messages chromium
+.PHONY: run test lint format bench clean messages chromium kt-baselines
 
 # llama-cpp-python compiles llama.cpp from source (minutes). The wheel is built once into
 # a wheelhouse outside the checkout, so fresh clones and rebuilt venvs reuse it. It is
@@ -67,9 +67,20 @@ format: $(BIN)/schoolbox
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(BIN)/schoolbox $(DEFAULT_GGUF)
+bench: $(BIN)/schoolbox $(DEFAULT_GGUF) $(BKT_VENV)/bin/python
 	$(BIN)/python bench/classroom_burst.py
 	$(BIN)/python bench/tutor.py
+	$(BIN)/python bench/knowledge_tracing.py --bkt-python $(BKT_VENV)/bin/python
+
+# pyBKT (the BKT baseline in bench/knowledge_tracing.py) needs numpy 1.x, pandas 2.2 and
+# scikit-learn 1.5, so it gets a venv of its own; its C++ core builds only from source.
+BKT_VENV := .venv-bkt
+$(BKT_VENV)/bin/python:
+	$(PY) -m venv $(BKT_VENV)
+	$(BKT_VENV)/bin/pip install --quiet 'numpy==1.26.4' 'pandas>=2.2,<2.3' 'scikit-learn>=1.5,<1.6' wheel setuptools
+	$(BKT_VENV)/bin/pip install --quiet --no-build-isolation --no-binary pyBKT 'pyBKT==1.4.3'
+
+kt-baselines: $(BKT_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) $(HOME_DIR)
+	rm -rf $(VENV) $(BKT_VENV) $(HOME_DIR)
