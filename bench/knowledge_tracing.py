@@ -53,7 +53,7 @@ PUBLISHED = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--bkt-python", type=Path, default=REPO / ".venv-bkt" / "bin" / "python")
     parser.add_argument("--json", type=Path, default=RESULTS)
     return parser.parse_args()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .kt_data import Answer, Difficulty
+from .kt_data import Answer, Difficulty, difficulty
 
 WINDOW = 200  # answers per training sequence; states carry on past it on the box
 
@@ -73,11 +73,13 @@ def _run(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], dim=1)
 
 
-def batch_of(sequences: list[list[Answer]], diff: Difficulty) -> dict:
-    """Tensors for a batch of answer sequences, with one row per (answer, skill)."""
+def batch_of(sequences: list[list[Answer]], diff: Difficulty | list[Difficulty]) -> dict:
+    """Tensors for a batch of answer sequences, with one row per (answer, skill).
+    `diff` is one Difficulty for all, or one per sequence."""
     learner_x, pairs, rows = [], {}, []
     skill_x: list[list[list[float]]] = []
-    for b, answers in enumerate(sequences):
+    diffs = diff if isinstance(diff, list) else [diff] * len(sequences)
+    for b, (answers, diff) in enumerate(zip(sequences, diffs, strict=True)):
         steps = []
         for t, a in enumerate(answers):
             item = diff.of_item(a.problem, a.skills)
@@ -133,11 +135,12 @@ def train(
     diff: Difficulty,
     *,
     shape: Shape = Shape(),
-    epochs: int = 8,
+    epochs: int = 10,
     batch_size: int = 64,
     lr: float = 3e-3,
     seed: int = 0,
     patience: int = 2,
+    held_out: bool = True,
     log=print,
 ) -> Trained:
     """Train with Adam on windows of the training learners; keep the best epoch on valid."""
@@ -146,14 +149,17 @@ def train(
     model = KTModel(shape)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.BCEWithLogitsLoss()
-    chunks = windows(train_set)
+    chunks = _with_held_out_difficulty(train_set) if held_out else [
+        (chunk, diff) for chunk in windows(train_set)
+    ]
     best, best_state, since_best, started = -1.0, None, 0, time.perf_counter()
     epoch = 0
     for epoch in range(1, epochs + 1):
         model.train()
         random.shuffle(chunks)
         for start in range(0, len(chunks), batch_size):
-            batch = batch_of(chunks[start : start + batch_size], diff)
+            group = chunks[start : start + batch_size]
+            batch = batch_of([c for c, _ in group], [d for _, d in group])
             optimiser.zero_grad()
             loss = loss_fn(model(batch), batch["row_label"])
             loss.backward()
@@ -171,6 +177,15 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     return Trained(model, diff, epoch, time.perf_counter() - started, best)
+
+
+def _with_held_out_difficulty(learners: list[list[Answer]]) -> list[tuple]:
+    """Training windows, each with difficulties learned from the *other* half of the
+    learners: as on a box or a test set, an answer never counts in its own item's
+    difficulty, so the model learns how far to trust those figures."""
+    halves = (learners[0::2], learners[1::2])
+    other = (difficulty(halves[1]), difficulty(halves[0]))
+    return [(chunk, other[h]) for h in (0, 1) for chunk in windows(halves[h])]
 
 
 @torch.no_grad()

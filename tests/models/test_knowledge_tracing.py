@@ -3,6 +3,8 @@ models. Trains on the public assist2009 data in ../shared/data (skipped where ab
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -131,3 +133,14 @@ def test_a_model_that_gives_nan_is_caught(tmp_path):
         runtime.update(np.zeros((1, 4)), np.zeros(4), 0.0, [0.0], 1)
     fine = KTRuntime(_graph(tmp_path / "fine.onnx"))
     assert fine.update(np.zeros((1, 4)), np.zeros(4), 0.0, [0.0], 1).p_correct == 0.5
+
+
+def test_the_shipped_default_model_loads_and_carries_its_card():
+    shipped = kt_build.SHIPPED / "kt.int8.onnx"
+    card = json.loads(shipped.with_suffix(".card.json").read_text())
+    assert card["metrics_test_int8"]["auc"] >= 0.76 and "fold 1" in card["split"]
+    assert shipped.stat().st_size < 2 * 1024 * 1024
+    runtime = KTRuntime(shipped)
+    fresh = runtime.update(np.zeros((1, runtime.skill_hidden)), runtime.new_learner_state(),
+                           0.0, [0.0], 1)  # fmt: skip
+    assert 0.0 < fresh.p_correct < 1.0
