@@ -13,14 +13,11 @@ from onnx import TensorProto, helper
 from models import kt_build, kt_data, kt_export, kt_runtime, kt_train, store
 from models.kt_runtime import KTModelError, KTRuntime
 
-pytestmark = pytest.mark.skipif(
-    not kt_data.ASSIST2009.is_dir(),
-    reason=f"the public data set {kt_data.ASSIST2009} is not here (see shared/data/README.md)",
-)
-
 
 @pytest.fixture(scope="module")
 def data():
+    if not kt_data.ASSIST2009.is_dir():
+        pytest.skip(f"the public data set {kt_data.ASSIST2009} is not here (shared/data/README.md)")
     fold = kt_data.fold(1)
     train = fold["train"][:500]
     return train, fold["valid"][:150], fold["test"][:60], kt_data.difficulty(train)
