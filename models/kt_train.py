@@ -149,9 +149,11 @@ def train(
     model = KTModel(shape)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.BCEWithLogitsLoss()
-    chunks = _with_held_out_difficulty(train_set) if held_out else [
-        (chunk, diff) for chunk in windows(train_set)
-    ]
+    chunks = (
+        _with_held_out_difficulty(train_set)
+        if held_out
+        else [(chunk, diff) for chunk in windows(train_set)]
+    )
     best, best_state, since_best, started = -1.0, None, 0, time.perf_counter()
     epoch = 0
     for epoch in range(1, epochs + 1):

@@ -141,3 +141,11 @@ def test_the_shipped_default_model_loads_and_carries_its_card():
     fresh = runtime.update(np.zeros((1, runtime.skill_hidden)), runtime.new_learner_state(),
                            0.0, [0.0], 1)  # fmt: skip
     assert 0.0 < fresh.p_correct < 1.0
+
+
+def test_the_shipped_model_installs_into_the_store_and_becomes_active(tmp_path):
+    from models import default
+
+    manifest = default.install_knowledge_tracing(tmp_path / "home")
+    assert manifest.kind == "knowledge-tracing" and manifest.quantisation.startswith("int8")
+    assert store.active(tmp_path / "home", "knowledge-tracing").name == default.KT_NAME
