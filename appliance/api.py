@@ -6,7 +6,7 @@ the session cookie and the X-CSRFToken header from GET or POST /api/v1/session.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, request, session
+from flask import Blueprint, abort, jsonify, request, session
 from flask_wtf.csrf import generate_csrf
 
 from . import access, auth, practice, tutor_http
@@ -155,7 +155,6 @@ def submit_attempt():
             data.get("hints_used") or 0,
             data.get("duration_ms"),
             data.get("client_key"),
-            home=current_app.config["SCHOOLBOX"].home,
         )
     except practice.AnswerError as error:
         fail(error.status, str(error))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, abort, current_app, render_template, request, session
+from flask import Blueprint, abort, render_template, request, session
 
 from . import practice, tutor_http
 from .access import current_user, learner_required, signed_in_required
@@ -106,7 +106,6 @@ def answer(lesson_id: str):
             None,
             form.get("client_key") or None,
             lesson_id=lesson_id,
-            home=current_app.config["SCHOOLBOX"].home,
         )
     except practice.AnswerError as error:
         item = content.item(db, form.get("item_id", ""))

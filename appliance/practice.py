@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import MutableMapping
 from fractions import Fraction
-from pathlib import Path
 
 import sqlite_utils
 from flask_babel import lazy_gettext as _l
 
-from . import knowledge
 from .store import attempts, content, one
 from .store.ids import uuid7
 
@@ -137,7 +135,6 @@ def submit(
     duration_ms: int | None = None,
     client_key: str | None = None,
     lesson_id: str | None = None,
-    home: Path | None = None,
 ) -> dict:
     """Grade and durably record one answer; the feedback and the next item to show.
 
@@ -159,13 +156,9 @@ def submit(
     if duration_ms is not None:
         duration_ms = max(0, min(int(duration_ms), 3_600_000))
     correct = grade(item, response)
-    # With the box's home, knowledge tracing steps the learner's mastery in the same
-    # transaction as the answer (appliance/knowledge.py).
-    trace = knowledge.tracer(home, db, learner_id, item, correct) if home else None
     attempt, created = attempts.record(
-        db, learner_id, item, response.strip(), correct, hints_used, duration_ms, client_key,
-        before_insert=trace,
-    )  # fmt: skip
+        db, learner_id, item, response.strip(), correct, hints_used, duration_ms, client_key
+    )
     return {
         "attempt_id": attempt["id"],
         "recorded": created,

@@ -71,7 +71,6 @@ from appliance import config as config_module
 from appliance.demo.seed import seed
 from appliance.store import audit, classes, content, open_db, transaction, users
 from appliance.store.migrations import migrate
-from models import default
 
 HOST = "127.0.0.1"
 PIN = "2468"
@@ -111,7 +110,6 @@ def build_school(home: Path, count: int) -> list[Learner]:
         migrate(db)
         config_module.ensure_secret(config)
         seed(db, config)
-        default.install_knowledge_tracing(home)  # every answer steps mastery, as on a box
         key = config_module.pin_key(config)
         lessons = lessons_with_items(db)
         learners: list[Learner] = []

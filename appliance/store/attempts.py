@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import sqlite_utils
 from markupsafe import escape
@@ -21,14 +20,8 @@ def record(
     hints_used: int,
     duration_ms: int | None,
     client_key: str | None,
-    before_insert: Callable[[], float | None] | None = None,
 ) -> tuple[dict, bool]:
-    """Store one answer durably; return (attempt, created). A resend is not stored twice.
-
-    `before_insert` runs in the same transaction, just before the answer is stored (once,
-    never for a resend): knowledge tracing steps the learner's states there and returns
-    the prediction it had for this answer, kept beside it as `p_before`.
-    """
+    """Store one answer durably; return (attempt, created). A resend is not stored twice."""
     if client_key:
         earlier = _by_client_key(db, learner_id, client_key)
         if earlier:
@@ -46,18 +39,14 @@ def record(
         "client_key": client_key,
     }
     with transaction(db):
-        if client_key and _by_client_key(db, learner_id, client_key):
-            cursor = None  # a concurrent resend got here first
-        else:
-            attempt["p_before"] = before_insert() if before_insert else None
-            cursor = db.conn.execute(
-                "INSERT INTO attempts (id, learner_id, item_id, lesson_id, response, correct,"
-                " hints_used, duration_ms, created_at, client_key, p_before) VALUES"
-                " (:id, :learner_id, :item_id, :lesson_id, :response, :correct, :hints_used,"
-                " :duration_ms, :created_at, :client_key, :p_before)",
-                attempt,
-            )
-    if cursor is None:  # a concurrent resend won the race
+        cursor = db.conn.execute(
+            "INSERT OR IGNORE INTO attempts (id, learner_id, item_id, lesson_id, response,"
+            " correct, hints_used, duration_ms, created_at, client_key) VALUES"
+            " (:id, :learner_id, :item_id, :lesson_id, :response, :correct, :hints_used,"
+            " :duration_ms, :created_at, :client_key)",
+            attempt,
+        )
+    if not cursor.rowcount:  # a concurrent resend won the race
         return _by_client_key(db, learner_id, client_key), False
     return attempt, True
 

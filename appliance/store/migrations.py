@@ -278,41 +278,10 @@ def _v3_tutor_conversations(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tutor_messages_created ON tutor_messages(created_at)")
 
 
-def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
-    """Mastery per learner x skill, the model's states behind it, and each answer's
-    prediction made before it (issue 5)."""
-    # Set when the answer is inserted (attempts stay append-only): what the model
-    # predicted for this answer from the history before it; NULL with no model.
-    db.execute("ALTER TABLE attempts ADD COLUMN p_before REAL")
-    db.create_table(
-        "mastery",
-        {
-            "learner_id": int,
-            "skill_id": str,
-            "p": float,  # chance of a right answer on an average item of the skill
-            "attempts": int,
-            "state": bytes,  # the model's skill state (float32 vector)
-            "model": str,  # the model the state belongs to
-            "updated_at": str,
-        },
-        pk=("learner_id", "skill_id"),
-        foreign_keys=[("learner_id", "users", "id"), ("skill_id", "skills", "id")],
-        not_null={"p", "attempts", "state", "model", "updated_at"},
-    )
-    db.create_table(
-        "learner_states",
-        {"learner_id": int, "state": bytes, "model": str, "updated_at": str},
-        pk="learner_id",
-        foreign_keys=[("learner_id", "users", "id")],
-        not_null={"state", "model", "updated_at"},
-    )
-
-
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
     _v3_tutor_conversations,
-    _v4_knowledge_tracing,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 
