@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from html import unescape
 
 import nh3
 from markdown_it import MarkdownIt
@@ -91,6 +92,11 @@ def render_inline(markdown: str, media_url: str) -> Rendered:
     media, missing_alt = _inspect(tokens)
     html = _sanitise(_md.renderer.render(tokens, _md.options, {}), media_url)
     return Rendered(html, media, missing_alt)
+
+
+def text_of(html: str) -> str:
+    """The words of a piece of our own rendered (already sanitised) HTML, as plain text."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html or "")).split())
 
 
 def passages(markdown: str) -> list[tuple[str, str]]:

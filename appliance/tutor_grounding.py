@@ -9,11 +9,10 @@ An open practice item's question goes in, its answer key never does.
 from __future__ import annotations
 
 import re
-from html import unescape
 
 import sqlite_utils
 
-from .richtext import anchor
+from .richtext import anchor, text_of
 from .store import content
 
 TOP_K = 3
@@ -80,13 +79,8 @@ def messages(question: str, passages: list[dict], item: dict | None) -> list[dic
     ]
 
 
-def _quoted(markdown: str) -> str:
-    return '"' + plain(markdown).replace('"', "'") + '"'
-
-
-def text_of(html: str) -> str:
-    """The words of a piece of our own rendered (already sanitised) HTML."""
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html or "")).split())
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', "'") + '"'
 
 
 def plain(markdown: str) -> str:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from fractions import Fraction
-from html import unescape
 
 from .practice import parse_number
+from .richtext import text_of
 
 HIDDEN = "[answer hidden]"
 MAX_QUESTION = 500  # characters a learner may ask at once
@@ -143,9 +143,9 @@ class AnswerGuard:
             tolerance = Fraction(str(key.get("tolerance") or 0))
             self._numbers.append((Fraction(str(key["value"])), tolerance))
         elif item["type"] == "multiple_choice":
-            self._words.append(_plain(item["choices"][key["index"]]))
+            self._words.append(text_of(item["choices"][key["index"]]))
         else:
-            self._words.extend(_plain(a) for a in key["accepted"])
+            self._words.extend(text_of(str(a)) for a in key["accepted"])
         for word in list(self._words):  # a numeric-looking text key is a number too
             value = parse_number(word)
             if value is not None:
@@ -225,12 +225,6 @@ def _words_value(match: re.Match) -> Fraction | None:
     if not part:
         return None if count in ("a", "an") else Fraction(_WORD_VALUES[count])
     return Fraction(_WORD_VALUES[count], _PARTS.get(part) or _PARTS[part.removesuffix("s")])
-
-
-def _plain(text: str) -> str:
-    """A choice (rendered HTML) or accepted answer as words, for matching in prose."""
-    text = unescape(re.sub(r"<[^>]+>", " ", str(text)))
-    return " ".join(re.sub(r"[*_`]", "", text).split())
 
 
 def _word_pattern(word: str) -> re.Pattern:

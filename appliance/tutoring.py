@@ -22,6 +22,7 @@ from models.tutor import TutorBusy, TutorUnavailable
 
 from . import tutor_grounding as grounding
 from .config import Config
+from .richtext import text_of
 from .store import content, conversations, rows
 from .tutor_safety import AnswerGuard, looks_like_injection, mask_personal, neutralise
 
@@ -189,7 +190,7 @@ def _refusal(item: dict | None) -> str:
         hint = (item.get("hints") or [None])[0]
         text = _("I can't give you the answer, but I can help you find it.")
         if hint:
-            text += " " + _("Here is a hint: %(hint)s", hint=grounding.text_of(hint))
+            text += " " + _("Here is a hint: %(hint)s", hint=text_of(hint))
         return text
     return _(
         "I'm your lesson tutor, and my rules stay the same. "

@@ -72,17 +72,21 @@ def build(fold: int, out: Path, epochs: int = 10, log=print) -> dict:
     return card
 
 
-def step_by_step(runtime: KTRuntime, learners, diff: kt_data.Difficulty) -> tuple:
-    """Each answer's prediction made as the box makes it (one step per answer), and labels."""
+def step_by_step(
+    runtime: KTRuntime, learners, diff: kt_data.Difficulty, timings: list | None = None
+) -> tuple:
+    """Each answer's prediction made as the box makes it (one step per answer), and labels.
+    With `timings`, each step's onnxruntime call time (ms) is appended to it."""
     predicted, labels = [], []
     for answers in learners:
         skill_states, learner_state = {}, runtime.new_learner_state()
         for a in answers:
             states = np.stack([skill_states.get(s, runtime.new_skill_state()) for s in a.skills])
-            step = runtime.update(
-                states, learner_state, diff.of_item(a.problem, a.skills),
-                [diff.of_skill(s) for s in a.skills], a.correct,
-            )  # fmt: skip
+            item, skills = diff.of_item(a.problem, a.skills), [diff.of_skill(s) for s in a.skills]
+            started = time.perf_counter()
+            step = runtime.update(states, learner_state, item, skills, a.correct)
+            if timings is not None:
+                timings.append((time.perf_counter() - started) * 1000)
             predicted.append(step.p_correct)
             labels.append(a.correct)
             skill_states.update(zip(a.skills, step.skill_states, strict=True))
