@@ -20,7 +20,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from . import __version__
+from . import __version__, model_monitor
 from .access import actor, admin_required
 from .db import get_db
 from .metrics import database_bytes
@@ -54,6 +54,7 @@ def box_status() -> dict:
         "attempts": attempts.count(db),
         "http": current_app.extensions["schoolbox_metrics"].summary(),
         "tutor": _tutor_status(config),
+        "knowledge": model_monitor.report(db, config.home),
     }
 
 

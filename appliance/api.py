@@ -6,15 +6,15 @@ the session cookie and the X-CSRFToken header from GET or POST /api/v1/session.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, request, session
+from flask import Blueprint, abort, current_app, jsonify, request, session
 from flask_wtf.csrf import generate_csrf
 
-from . import access, auth, practice, tutor_http
+from . import access, auth, insight, practice, recommend, tutor_http
 from .access import current_user, learner_required, signed_in_required, teacher_required
 from .db import get_db
 from .errors import fail
 from .openapi import document
-from .store import attempts, classes, content, users
+from .store import attempts, classes, content, mastery, users
 from .validate import is_id
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -116,12 +116,33 @@ def next_item(lesson_id: str):
     if not content.lesson(db, lesson_id):
         abort(404)
     avoid = request.args.get("after")  # the item just answered, if the client knows it
-    item_id = practice.next_item_id(db, current_user()["id"], lesson_id, avoid=avoid)
-    item = content.item(db, item_id) if item_id else None
+    choice = recommend.choose_and_log(db, _home(), current_user()["id"], [lesson_id], avoid)
+    return _chosen(choice, session=_practice_state(lesson_id))
+
+
+@bp.get("/practice/next")
+@learner_required
+def practise_next():
+    """What to practise next across the learner's assigned lessons (none: item is null)."""
+    db = get_db()
+    learner_id = current_user()["id"]
+    lessons = recommend.assigned_lessons(db, learner_id)
+    return _chosen(recommend.choose_and_log(db, _home(), learner_id, lessons))
+
+
+def _chosen(choice, **extra):
+    """A chosen item as JSON, opened for the tutor's answer guard."""
+    item = content.item(get_db(), choice.item_id) if choice else None
     tutor_http.open_item(item["id"] if item else None)
     return jsonify(
-        item=content.public_item(item) if item else None, session=_practice_state(lesson_id)
+        item=content.public_item(item) if item else None,
+        reason=choice.reason if choice else None,
+        **extra,
     )
+
+
+def _home():
+    return current_app.config["SCHOOLBOX"].home
 
 
 @bp.get("/items/<item_id>/hints/<int:number>")
@@ -155,6 +176,7 @@ def submit_attempt():
             data.get("hints_used") or 0,
             data.get("duration_ms"),
             data.get("client_key"),
+            home=_home(),
         )
     except practice.AnswerError as error:
         fail(error.status, str(error))
@@ -188,6 +210,7 @@ def _progress(learner_id: int):
     return jsonify(
         learner=_user_json(users.get(db, learner_id)),
         skills=attempts.skill_progress(db, learner_id),
+        mastery=mastery.of_learner(db, learner_id),  # the model's estimates, when it has one
         assigned=content.learner_assignments(db, learner_id),
         recent=attempts.recent(db, learner_id, limit=20),
     )
@@ -206,10 +229,15 @@ def class_progress(class_id: int):
     if not classes.can_manage(db, current_user(), class_id):
         abort(404)
     roster = [{"id": r["id"], "name": r["display_name"]} for r in classes.roster(db, class_id)]
+    skills = [{"id": s["id"], "name": s["name"]} for s in content.skills(db)]
+    grid = attempts.class_grid(db, class_id)
     return jsonify(
         learners=roster,
-        skills=[{"id": s["id"], "name": s["name"]} for s in content.skills(db)],
-        grid={str(k): v for k, v in attempts.class_grid(db, class_id).items()},
+        skills=skills,
+        grid={str(k): v for k, v in grid.items()},
+        # Estimated mastery (or the share right, where "estimated" is false) per cell.
+        mastery={str(k): v for k, v in insight.cells(db, class_id, grid).items()},
+        flags=[vars(f) for f in insight.flags(db, class_id, {s["id"]: s["name"] for s in skills})],
         assignments=content.class_assignments(db, class_id),
     )
 

@@ -66,6 +66,11 @@ def init(
     except users.UserError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Set up {site_name!r} in {config.home}.")
+    from models import default
+
+    # The knowledge-tracing model ships inside Schoolbox (42 KiB): every box starts with one.
+    shipped = _store_call(default.install_knowledge_tracing, config.home)
+    click.echo(f"Knowledge-tracing model: {shipped.name}")
     click.echo(f"Admin username: {admin_username}")
     if shown:
         click.echo(f"Admin password (shown once, write it down): {password}")

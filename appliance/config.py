@@ -37,6 +37,9 @@ class Config:
     tutor_max_seconds: int = 45
     tutor_threads: int = 0  # llama.cpp threads; 0 = every core
     tutor_retention_days: int = 30  # conversations are deleted after this many days
+    # Knowledge tracing (issue 5): a follower job traces new answers this often.
+    knowledge_trace_seconds: int = 1
+    recommendation_retention_days: int = 180  # why-this-item log, for teachers and audit
     model_cache: str = ""  # where fetched default models are kept; default: user cache dir
     testing: bool = False
 

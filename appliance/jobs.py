@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import Config
 from .logs import event
-from .store import conversations, open_db, transaction
+from .store import conversations, open_db, recommendations, transaction
 
 log = logging.getLogger("schoolbox.jobs")
+NICE = 5
 
 
 def prune_conversations(config: Config) -> int:
@@ -26,6 +30,43 @@ def prune_conversations(config: Config) -> int:
     return deleted
 
 
+def prune_recommendations(config: Config) -> int:
+    """Delete recommendation reasons older than their retention period."""
+    db = open_db(config.db_path)
+    try:
+        with transaction(db):
+            deleted = recommendations.prune(db, config.recommendation_retention_days)
+    finally:
+        db.conn.close()
+    event(log, "recommendations_pruned", deleted=deleted)
+    return deleted
+
+
+class KnowledgeFollower:
+    """The knowledge-tracing follower as a job: one connection kept open between runs."""
+
+    def __init__(self, config: Config):
+        self.config, self.db = config, None
+
+    def __call__(self) -> int:
+        from . import knowledge
+
+        # Pages first: on Linux a thread has its own nice value, so only this job yields.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        if self.db is None:
+            self.db = open_db(self.config.db_path)
+        # Stop before the next run is due, so the scheduler never has to skip one.
+        budget = 0.8 * max(1, self.config.knowledge_trace_seconds)
+        try:
+            return knowledge.follow(self.db, self.config.home, until=time.monotonic() + budget)
+        except Exception:
+            # A locked or damaged database: log, reopen next time, never kill the scheduler.
+            log.exception("knowledge-tracing follower failed; it will try again")
+            self.db.conn.close()
+            self.db = None
+            return 0
+
+
 def start(config: Config) -> BackgroundScheduler:
     """Start every job: once soon after start-up, then on its interval."""
     scheduler = BackgroundScheduler(timezone="UTC")
@@ -36,6 +77,25 @@ def start(config: Config) -> BackgroundScheduler:
         args=[config],
         id="prune_conversations",
         next_run_time=datetime.now(UTC) + timedelta(seconds=30),
+        coalesce=True,
+        max_instances=1,
+    )
+    scheduler.add_job(
+        prune_recommendations,
+        "interval",
+        hours=6,
+        args=[config],
+        id="prune_recommendations",
+        next_run_time=datetime.now(UTC) + timedelta(seconds=40),
+        coalesce=True,
+        max_instances=1,
+    )
+    scheduler.add_job(
+        KnowledgeFollower(config),
+        "interval",
+        seconds=max(1, config.knowledge_trace_seconds),
+        id="trace_answers",
+        next_run_time=datetime.now(UTC) + timedelta(seconds=2),
         coalesce=True,
         max_instances=1,
     )

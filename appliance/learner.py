@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, abort, render_template, request, session
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
-from . import practice, tutor_http
+from . import practice, recommend, tutor_http
 from .access import current_user, learner_required, signed_in_required
 from .db import get_db
 from .errors import fail
@@ -54,13 +63,32 @@ def practise(lesson_id: str):
     done = practice.session_progress(db, session, learner["id"], lesson_id, restart)
     if done["answered"] >= done["total"]:
         return render_template("learner/practice_done.html", lesson=found, done=done)
-    item_id = request.args.get("item") or practice.next_item_id(
-        db, learner["id"], lesson_id, avoid=request.args.get("after")
-    )
+    item_id = request.args.get("item")
+    if not item_id:
+        avoid = request.args.get("after")
+        choice = recommend.choose_and_log(db, _home(), learner["id"], [lesson_id], avoid)
+        item_id = choice.item_id if choice else None
     item = content.item(db, item_id) if item_id else None
     if item is None or item["lesson_id"] != lesson_id:
         return render_template("learner/practice_empty.html", lesson=found)
     return _practice_page(found, item, request.args.get("hints", 0, type=int), done)
+
+
+@bp.get("/practice/next")
+@learner_required
+def practise_next():
+    """Start on what to practise next across the learner's assigned lessons."""
+    db = get_db()
+    learner_id = current_user()["id"]
+    lessons = recommend.assigned_lessons(db, learner_id)
+    choice = recommend.choose_and_log(db, _home(), learner_id, lessons)
+    if choice is None:
+        return redirect(url_for("learner.library"))
+    return redirect(url_for("learner.practise", lesson_id=choice.lesson_id, item=choice.item_id))
+
+
+def _home():
+    return current_app.config["SCHOOLBOX"].home
 
 
 def _practice_page(lesson: dict, item: dict, hints_shown: int, done: dict, error: str = ""):
@@ -106,6 +134,7 @@ def answer(lesson_id: str):
             None,
             form.get("client_key") or None,
             lesson_id=lesson_id,
+            home=_home(),
         )
     except practice.AnswerError as error:
         item = content.item(db, form.get("item_id", ""))

@@ -93,7 +93,20 @@ ROUTES = [
     ("delete", "/session", "Sign out", "anyone", None),
     ("get", "/lessons", "Lessons (and a learner's assigned lessons)", "signed in", None),
     ("get", "/lessons/{lesson_id}", "One lesson's rendered text", "signed in", None),
-    ("get", "/lessons/{lesson_id}/next-item", "The next item to practise", "learner", None),
+    (
+        "get",
+        "/lessons/{lesson_id}/next-item",
+        "The next item to practise in a lesson, and why it was chosen",
+        "learner",
+        None,
+    ),
+    (
+        "get",
+        "/practice/next",
+        "What to practise next across the learner's assigned lessons, and why",
+        "learner",
+        None,
+    ),
     ("get", "/items/{item_id}/hints/{number}", "Hint number N of an item", "learner", None),
     (
         "post",

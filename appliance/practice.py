@@ -1,15 +1,17 @@
-"""Practice: grading an answer against an item's key, and choosing the next item."""
+"""Practice: grading an answer against an item's key and recording it, and session progress."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import MutableMapping
 from fractions import Fraction
+from pathlib import Path
 
 import sqlite_utils
 from flask_babel import lazy_gettext as _l
 
-from .store import attempts, content, one
+from . import recommend
+from .store import attempts, content, recommendations
 from .store.ids import uuid7
 
 MAX_RESPONSE = 500
@@ -93,31 +95,6 @@ def is_well_formed(item: dict, response: str) -> str | None:
     return None
 
 
-def next_item_id(
-    db: sqlite_utils.Database, learner_id: int, lesson_id: str, avoid: str | None = None
-) -> str | None:
-    """The next item to practise in a lesson: unseen, then last answered wrong, then oldest.
-
-    Never the item just answered (`avoid`) while another is left. The rule the box
-    uses until a knowledge-tracing model is active.
-    """
-    row = one(
-        db,
-        "SELECT i.id FROM items i LEFT JOIN ("
-        "  SELECT item_id, max(id) AS last_id, count(*) AS tries FROM attempts"
-        "  WHERE learner_id = ? AND item_id IN (SELECT id FROM items WHERE lesson_id = ?)"
-        "  GROUP BY item_id"
-        ") seen ON seen.item_id = i.id"
-        " LEFT JOIN attempts last ON last.id = seen.last_id"
-        " WHERE i.lesson_id = ? AND i.retired = 0"
-        " ORDER BY i.id = ?, seen.last_id IS NOT NULL, coalesce(last.correct, 0),"
-        " seen.last_id, i.position"
-        " LIMIT 1",
-        (learner_id, lesson_id, lesson_id, avoid or ""),
-    )
-    return row["id"] if row else None
-
-
 class AnswerError(ValueError):
     """An answer that cannot be recorded, with a message for the learner."""
 
@@ -135,10 +112,13 @@ def submit(
     duration_ms: int | None = None,
     client_key: str | None = None,
     lesson_id: str | None = None,
+    home: Path | None = None,
 ) -> dict:
     """Grade and durably record one answer; the feedback and the next item to show.
 
-    With `lesson_id`, an item from another lesson is refused (404) before anything is written.
+    With `lesson_id`, an item from another lesson is refused (404) before anything is
+    written. The next item is chosen by appliance/recommend (with the model in `home`'s
+    store, if any) and its reason is logged in the answer's transaction.
     """
     if client_key is not None and not (
         isinstance(client_key, str) and _CLIENT_KEY_RE.match(client_key)
@@ -156,14 +136,19 @@ def submit(
     if duration_ms is not None:
         duration_ms = max(0, min(int(duration_ms), 3_600_000))
     correct = grade(item, response)
+    # Chosen before the answer is stored, outside the write lock; the answered item is
+    # the one avoided, so the answer itself could not change the choice.
+    choice = recommend.choose(db, home, learner_id, [item["lesson_id"]], avoid=item["id"])
     attempt, created = attempts.record(
-        db, learner_id, item, response.strip(), correct, hints_used, duration_ms, client_key
-    )
+        db, learner_id, item, response.strip(), correct, hints_used, duration_ms, client_key,
+        also=(lambda: recommendations.record(db, learner_id, choice)) if choice else None,
+    )  # fmt: skip
     return {
         "attempt_id": attempt["id"],
         "recorded": created,
         "correct": bool(attempt["correct"]),
         "explanation_html": item["explanation_html"] or "",
         "item": item,
-        "next_item_id": next_item_id(db, learner_id, item["lesson_id"], avoid=item["id"]),
+        "next_item_id": choice.item_id if choice else None,
+        "next_reason": choice.reason if choice else None,
     }

@@ -5,9 +5,19 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from . import insight
 from .access import actor, current_user, teacher_required
 from .db import get_db
-from .store import attempts, classes, content, conversations, transaction, users
+from .store import (
+    attempts,
+    classes,
+    content,
+    conversations,
+    mastery,
+    recommendations,
+    transaction,
+    users,
+)
 
 bp = Blueprint("teacher", __name__, url_prefix="/teach")
 MAX_ROSTER = 60  # names in one paste
@@ -190,12 +200,19 @@ def class_progress(class_id: int):
     db = get_db()
     grid = attempts.class_grid(db, class_id)
     practised = {skill for row in grid.values() for skill in row}
+    skills = content.class_skills(db, class_id, also=practised)
+    roster = classes.roster(db, class_id)
+    names = {learner["id"]: learner["display_name"] for learner in roster}
+    flags = insight.flags(db, class_id, {s["id"]: s["name"] for s in skills})
     return render_template(
         "teacher/progress.html",
         cls=found,
-        roster=classes.roster(db, class_id),
-        skills=content.class_skills(db, class_id, also=practised),
-        grid=grid,
+        roster=roster,
+        skills=skills,
+        cells=insight.cells(db, class_id, grid),
+        flags=[f for f in flags if f.learner_id in names],
+        flagged={(f.learner_id, f.skill_id): f for f in flags},
+        names=names,
     )
 
 
@@ -209,5 +226,7 @@ def learner_history(learner_id: int):
         "teacher/learner.html",
         learner=users.get(db, learner_id),
         skills=attempts.skill_progress(db, learner_id),
+        estimates=mastery.of_learner(db, learner_id),
+        recommended=recommendations.of_learner(db, learner_id, limit=20),
         recent=attempts.recent(db, learner_id, limit=100),
     )

@@ -99,22 +99,27 @@ def difficulty(learners: list[list[Answer]]) -> Difficulty:
                 skill_right[s] += a.correct
     total = sum(item_n.values()) or 1
     overall_rate = (sum(item_right.values()) + 1) / (total + 2)
-    skill_rate = {
-        s: (skill_right[s] + PRIOR_WEIGHT * overall_rate) / (skill_n[s] + PRIOR_WEIGHT)
-        for s in skill_n
-    }
+    skill_rate = {s: smoothed(skill_right[s], skill_n[s], overall_rate) for s in skill_n}
     item_logit = {}
     for problem, n in item_n.items():
         prior = sum(skill_rate[s] for s in item_skills[problem]) / len(item_skills[problem])
-        rate = (item_right[problem] + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT)
-        item_logit[problem] = _logit(rate)
+        item_logit[problem] = logit(smoothed(item_right[problem], n, prior))
     return Difficulty(
         item=item_logit,
-        skill={s: _logit(r) for s, r in skill_rate.items()},
-        overall=_logit(overall_rate),
+        skill={s: logit(r) for s, r in skill_rate.items()},
+        overall=logit(overall_rate),
     )
 
 
-def _logit(rate: float) -> float:
+def smoothed(right: int, answers: int, prior: float) -> float:
+    """The share of right answers, pulled towards `prior` while there are few answers."""
+    return (right + PRIOR_WEIGHT * prior) / (answers + PRIOR_WEIGHT)
+
+
+def logit(rate: float) -> float:
     rate = min(max(rate, 1e-3), 1 - 1e-3)
     return math.log(rate / (1 - rate))
+
+
+def rate_of(log_odds: float) -> float:
+    return 1 / (1 + math.exp(-log_odds))

@@ -8,6 +8,8 @@ caller falls back to its rule instead of trusting it.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +33,15 @@ class Step:
 
 
 class KTRuntime:
-    def __init__(self, path: Path, threads: int = 1):
+    def __init__(self, path: Path, threads: int = 1, name: str = ""):
         import onnxruntime as ort
 
-        check(path)
+        self.name = name or path.stem
+        self.failed = False  # it gave values the box cannot trust: use the rule instead
+        self.metadata = check(path)
+        # The training data's overall log-odds of a right answer: the prior for a box
+        # whose items have no answers yet.
+        self.overall_logit = float(self.metadata.get("overall_logit", "0.0"))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # one answer is tiny: threads only add waits
         options.inter_op_num_threads = 1
@@ -121,3 +128,45 @@ def check(path: Path) -> dict:
             f"{path.name} has outputs {outputs}; a knowledge-tracing model needs {OUTPUTS}."
         )
     return {p.key: p.value for p in model.metadata_props}
+
+
+_loaded: dict[str, tuple[int, KTRuntime | None]] = {}
+_lock = threading.Lock()
+log = logging.getLogger("schoolbox.knowledge")
+
+
+def active(home: Path) -> KTRuntime | None:
+    """The store's active knowledge-tracing model, loaded once per change; None when there
+    is none or it cannot be loaded (logged once, and the box uses its rule instead)."""
+    from . import store
+
+    stamp = store.active_stamp(home)
+    with _lock:
+        cached = _loaded.get(str(home))
+        if cached and cached[0] == stamp:
+            runtime = cached[1]
+            return None if runtime is None or runtime.failed else runtime
+        runtime = None
+        try:
+            manifest = store.active(home, "knowledge-tracing")
+            if manifest is not None:
+                runtime = KTRuntime(store.file_path(home, manifest), name=manifest.name)
+        except (KTModelError, OSError, ValueError) as error:
+            log.error("knowledge-tracing model unusable (%s); using the rule", type(error).__name__)
+        _loaded[str(home)] = (stamp, runtime)
+        return runtime
+
+
+def unusable(runtime: KTRuntime, error: Exception) -> None:
+    """Stop using a model that gave unusable values, until another model is activated;
+    logged once, not once per answer."""
+    with _lock:
+        if runtime.failed:
+            return
+        runtime.failed = True
+    log.error(
+        "knowledge-tracing model %s gave unusable values (%s); using the rule until "
+        "another model is activated",
+        runtime.name,
+        error,
+    )

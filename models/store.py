@@ -4,6 +4,7 @@ On disk, under the box's data directory:
 
     models/<name>/<file>           the model, exactly as verified
     models/<name>/manifest.json    what it is (kind, format, sha256, licence, source, ...)
+    models/<name>/card.json        its model card, when one came beside the file
     models/.active.json            the active model per kind, and the ones before it
 
 A file is checked (header, size, sha256) before it is copied in, and the copy is hashed
@@ -32,6 +33,8 @@ KINDS = ("tutor-llm", "knowledge-tracing")
 DEFAULT_KIND = {"gguf": "tutor-llm", "onnx": "knowledge-tracing"}
 HISTORY = 5  # how many earlier choices `rollback` can go back through
 ACTIVE_FILE = ".active.json"  # a dot name: no model can be called that
+CARD_FILE = "card.json"
+MAX_CARD_BYTES = 256 * 1024
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 
 
@@ -84,6 +87,12 @@ def file_path(home: Path, manifest: Manifest) -> Path:
     return root(home) / manifest.name / manifest.file
 
 
+def card(home: Path, manifest: Manifest) -> dict | None:
+    """The model card imported with the model (data, split, metrics), or None."""
+    path = root(home) / manifest.name / CARD_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def active(home: Path, kind: str) -> Manifest | None:
     """The model of `kind` the box uses now, or None."""
     name = _read_active(home).get(kind, {}).get("name")
@@ -103,10 +112,12 @@ def import_file(
     """Verify a model file and copy it into the store. It is not activated.
 
     `sha256` is what the file must hash to; without it, a `FILE.sha256` beside the file
-    is used when present. A file that fails any check changes nothing.
+    is used when present. A model card `FILE-STEM.card.json` beside it is kept with it.
+    A file that fails any check changes nothing.
     """
     source_file = Path(source_file)
     facts = _inspect(source_file)
+    model_card = _sidecar_card(source_file)
     kind = kind or DEFAULT_KIND[facts.format]
     if kind not in KINDS:
         raise ModelStoreError(f"Unknown model kind {kind!r}; use one of {', '.join(KINDS)}.")
@@ -137,7 +148,7 @@ def import_file(
         # A damaged copy of this very file, or a folder an interrupted import left behind:
         # replace it with the verified file.
         shutil.rmtree(root(home) / name, ignore_errors=True)
-        return _copy_in(home, source_file, facts, kind, name, digest, licence, source)
+        return _copy_in(home, source_file, facts, kind, name, digest, licence, source, model_card)
 
 
 def activate(home: Path, name: str) -> Manifest:
@@ -204,12 +215,30 @@ def _sidecar_sha256(path: Path) -> str | None:
     return words[0]
 
 
+def _sidecar_card(path: Path) -> dict | None:
+    sidecar = path.with_suffix(".card.json")
+    if not sidecar.is_file():
+        return None
+    try:
+        if sidecar.stat().st_size > MAX_CARD_BYTES:
+            raise ValueError(f"larger than {MAX_CARD_BYTES // 1024} KiB")
+        found = json.loads(sidecar.read_text())
+        if not isinstance(found, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelStoreError(
+            f"The model card {sidecar.name} cannot be read ({error}); fix or remove it. "
+            "The model was not imported."
+        ) from error
+    return found
+
+
 def _default_name(title: str, path: Path, digest: str) -> str:
     stem = re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-._") or "model"
     return f"{stem[:60]}-{digest[:8]}"
 
 
-def _copy_in(home, source_file, facts, kind, name, digest, licence, source) -> Manifest:
+def _copy_in(home, source_file, facts, kind, name, digest, licence, source, model_card):
     store = root(home)
     store.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".importing-", dir=store))
@@ -238,6 +267,8 @@ def _copy_in(home, source_file, facts, kind, name, digest, licence, source) -> M
             added_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         _write_json(staging / "manifest.json", manifest.to_json())
+        if model_card is not None:
+            _write_json(staging / CARD_FILE, model_card)
         os.rename(staging, store / name)
         _fsync_dir(store)
         return manifest

@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -67,6 +67,15 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
 def now() -> str:
     """The current time as the ISO-8601 UTC text every table stores."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def days_ago(days: int) -> str:
+    """The time `days` ago, in the same text form as now(), for "older than" queries."""
+    return (
+        (datetime.now(UTC) - timedelta(days=days))
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def one(db: sqlite_utils.Database, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import sqlite_utils
 from markupsafe import escape
@@ -20,8 +21,12 @@ def record(
     hints_used: int,
     duration_ms: int | None,
     client_key: str | None,
+    also: Callable[[], None] | None = None,
 ) -> tuple[dict, bool]:
-    """Store one answer durably; return (attempt, created). A resend is not stored twice."""
+    """Store one answer durably; return (attempt, created). A resend is not stored twice.
+
+    `also` runs in the answer's transaction, only when the answer is new (the practice
+    session logs the next item's recommendation there)."""
     if client_key:
         earlier = _by_client_key(db, learner_id, client_key)
         if earlier:
@@ -46,6 +51,8 @@ def record(
             " :duration_ms, :created_at, :client_key)",
             attempt,
         )
+        if cursor.rowcount and also is not None:
+            also()
     if not cursor.rowcount:  # a concurrent resend won the race
         return _by_client_key(db, learner_id, client_key), False
     return attempt, True

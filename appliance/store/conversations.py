@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
 
-from . import now, one, rows, site
+from . import days_ago, now, one, rows, site
 from .ids import uuid7
 
 
@@ -61,8 +60,7 @@ def for_learner(db: sqlite_utils.Database, learner_id: int, limit: int = 20) -> 
 
 def prune(db: sqlite_utils.Database, days: int) -> int:
     """Delete conversations older than `days`; return how many went."""
-    cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="milliseconds")
-    cutoff = cutoff.replace("+00:00", "Z")  # the same text form as now()
+    cutoff = days_ago(days)
     return db.conn.execute("DELETE FROM tutor_messages WHERE created_at < ?", (cutoff,)).rowcount
 
 

@@ -278,10 +278,82 @@ def _v3_tutor_conversations(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tutor_messages_created ON tutor_messages(created_at)")
 
 
+def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
+    """Mastery per learner x skill, the model states behind it, the model's prediction
+    for each answer, and why each practice item was chosen (issue 5).
+
+    A follower job fills these from the append-only attempts, in attempt order, so an
+    answer's request never waits for the model (appliance/knowledge.py).
+    """
+    db.create_table(
+        "mastery",
+        {
+            "learner_id": int,
+            "skill_id": str,
+            "p": float,  # chance of a right answer on an average item of the skill
+            "attempts": int,  # answers on the skill traced under `model`
+            "history": str,  # JSON: p after each of the last answers, oldest first
+            "state": bytes,  # the model's skill state (float32 vector)
+            "model": str,  # the model the state belongs to
+            "updated_at": str,
+        },
+        pk=("learner_id", "skill_id"),
+        foreign_keys=[("learner_id", "users", "id"), ("skill_id", "skills", "id")],
+        not_null={"p", "attempts", "history", "state", "model", "updated_at"},
+    )
+    db.create_table(
+        "learner_states",
+        {"learner_id": int, "state": bytes, "model": str, "updated_at": str},
+        pk="learner_id",
+        foreign_keys=[("learner_id", "users", "id")],
+        not_null={"state", "model", "updated_at"},
+    )
+    # What the model predicted for each answer from the history before it: the box's
+    # live AUC and calibration are read from here.
+    db.create_table(
+        "predictions",
+        {"attempt_id": str, "model": str, "p": float, "made_at": str},
+        pk=("attempt_id", "model"),
+        foreign_keys=[("attempt_id", "attempts", "id")],
+        not_null={"p", "made_at"},
+    )
+    # Answers and right answers per item and per skill that the follower has traced:
+    # an item's difficulty on this box is one lookup.
+    db.execute(
+        "CREATE TABLE answer_counts (kind TEXT NOT NULL, id TEXT NOT NULL,"
+        " answers INTEGER NOT NULL, right_answers INTEGER NOT NULL,"
+        " PRIMARY KEY (kind, id)) WITHOUT ROWID"
+    )
+    # One row: how far the follower has got, and under which model.
+    db.execute(
+        "CREATE TABLE knowledge_cursor (id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " last_attempt_id TEXT NOT NULL, model TEXT NOT NULL, updated_at TEXT NOT NULL)"
+    )
+    db.create_table(
+        "recommendations",
+        {
+            "id": str,  # UUIDv7
+            "learner_id": int,
+            "item_id": str,
+            "lesson_id": str,
+            "p": float,  # the predicted chance of success, NULL under the rule
+            "rule": str,  # "model" or "rule"
+            "reason": str,  # in words, for a teacher or auditor
+            "model": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("learner_id", "users", "id")],
+        not_null={"learner_id", "item_id", "lesson_id", "rule", "reason", "created_at"},
+    )
+    db.execute("CREATE INDEX recommendations_learner ON recommendations(learner_id, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
     _v3_tutor_conversations,
+    _v4_knowledge_tracing,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 

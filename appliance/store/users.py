@@ -12,7 +12,7 @@ import sqlite_utils
 from flask_babel import lazy_gettext as _l
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import audit, now, one, rows
+from . import audit, mastery, now, one, recommendations, rows
 from .ids import uuid7
 
 ROLES = ("learner", "teacher", "admin")
@@ -349,6 +349,12 @@ def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: in
         "classes": [dict(r) for r in classes],
         "attempts": [dict(r) for r in attempts],
         "tutor_conversations": [dict(r) for r in tutor],
+        # What the box estimates about the learner, and why it chose what it offered.
+        "mastery": {
+            skill: {"p": level["p"], "answers": level["attempts"]}
+            for skill, level in mastery.of_learner(db, learner_id).items()
+        },
+        "recommendations": recommendations.of_learner(db, learner_id, limit=1000),
         "audit_log": [dict(r) for r in history],  # sign-ins, PIN resets, enrolments...
     }
 
@@ -359,6 +365,7 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
     if not learner or learner["role"] != "learner":
         return False
     at = now()
+    mastery.forget_learner(db, learner_id)  # before the attempts its predictions point at
     deleted = db.conn.execute("DELETE FROM attempts WHERE learner_id = ?", (learner_id,)).rowcount
     db.conn.execute("DELETE FROM enrolments WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM tutor_messages WHERE learner_id = ?", (learner_id,))

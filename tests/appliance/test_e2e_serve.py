@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import subprocess
+import time
 import zipfile
 
 import pytest
@@ -107,7 +108,15 @@ def test_a_whole_school_day_over_http(server):
     # The teacher sees the attempts.
     learner_id = learner_link.rsplit("/", 1)[1]
     history = teacher.get(f"{base}/teach/learners/{learner_id}").text
-    assert history.count("<time datetime=") == 3
+    assert history.split("Latest answers")[1].count("<time datetime=") == 3
+    assert "chance of success" in history  # why each item was offered: the model's estimate
+    # The follower job traces the answers: mastery per skill appears within seconds.
+    for _ in range(100):
+        estimates = learner.get(f"{base}/api/v1/progress").json()["mastery"]
+        if sum(e["attempts"] for e in estimates.values()) >= 3:
+            break
+        time.sleep(0.1)
+    assert estimates and all(0 < e["p"] < 1 for e in estimates.values())
     class_id = class_path.rsplit("/", 1)[1]
     grid = teacher.get(f"{base}/api/v1/classes/{class_id}/progress").json()["grid"]
     assert sum(c["attempts"] for c in grid[learner_id].values()) >= 3

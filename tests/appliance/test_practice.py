@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from appliance import practice
+from appliance import practice, recommend
 from appliance.store import attempts, content
 
 
@@ -49,22 +49,29 @@ def test_a_malformed_answer_is_explained_not_graded():
     assert practice.is_well_formed(num, "x" * 501) == "That answer is too long."
 
 
+def _rule(db, learner: int, lesson_id: str, avoid: str | None = None) -> str:
+    """The item the rule (no model) offers next."""
+    choice = recommend.choose(db, None, learner, [lesson_id], avoid=avoid)
+    assert choice.rule == "rule"
+    return choice.item_id
+
+
 def test_next_item_prefers_unseen_then_wrong_and_never_repeats_the_last_one(db, ids):
     learner = ids["learners"]["Class 4A"][0]
     db.conn.execute("DELETE FROM attempts WHERE learner_id = ?", (learner,))
     lesson_id = content.lessons(db)[0]["id"]
     order = [r[0] for r in db.conn.execute(
         "SELECT id FROM items WHERE lesson_id = ? ORDER BY position", (lesson_id,))]  # fmt: skip
-    assert practice.next_item_id(db, learner, lesson_id) == order[0]
+    assert _rule(db, learner, lesson_id) == order[0]
     first = content.item(db, order[0])
     attempts.record(db, learner, first, "nonsense", False, 0, None, None)
     # unseen items come before the one answered wrong
-    assert practice.next_item_id(db, learner, lesson_id, avoid=order[0]) == order[1]
+    assert _rule(db, learner, lesson_id, avoid=order[0]) == order[1]
     for item_id in order[1:]:
         attempts.record(db, learner, content.item(db, item_id), "x", True, 0, None, None)
     # all seen: the wrong one comes back first, unless it was just answered
-    assert practice.next_item_id(db, learner, lesson_id) == order[0]
-    assert practice.next_item_id(db, learner, lesson_id, avoid=order[0]) != order[0]
+    assert _rule(db, learner, lesson_id) == order[0]
+    assert _rule(db, learner, lesson_id, avoid=order[0]) != order[0]
 
 
 def test_submit_records_once_per_client_key_and_never_for_bad_input(db, ids):

@@ -1,0 +1,148 @@
+"""Knowledge tracing on the box: a follower that steps the active model over new answers.
+
+An answer's request only stores the answer: running the model inside it cost a class
+a third of its answers per second (the model's step held the database's write lock).
+Instead this follower reads the append-only attempts log in order, from where it last
+stopped, and for each answer:
+
+- predicts the chance of a right answer from the history before it (kept in
+  `predictions`, which is how the box knows its model's live AUC and calibration);
+- steps the learner's states and stores mastery per skill: the chance of a right
+  answer on an average item of that skill.
+
+It runs every second in the supervisor (appliance/jobs.py) and in batches, each batch
+one transaction, so a crash repeats a batch instead of losing or doubling one. When
+the active model changes it starts again from the first answer under the new model.
+Without a usable model nothing is traced and practice uses its rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from models import kt_runtime
+from models.kt_data import logit, rate_of, smoothed
+from models.kt_runtime import KTModelError, KTRuntime
+
+from .store import mastery, one, transaction
+from .store.mastery import HISTORY, Answer, LearnerStates
+
+log = logging.getLogger("schoolbox.knowledge")
+BATCH = 200  # answers per transaction: short enough not to hold up a class's writes
+
+
+def follow(
+    db: sqlite_utils.Database, home: Path, batch: int = BATCH, until: float | None = None
+) -> int:
+    """Trace every answer not traced yet (or until time.monotonic() reaches `until`);
+    return how many were traced."""
+    done = 0
+    while until is None or time.monotonic() < until:
+        runtime = kt_runtime.active(home)
+        if runtime is None:
+            return done
+        traced = _trace_batch(db, runtime, batch)
+        if traced is None:
+            return done
+        done += traced
+    return done
+
+
+def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> int | None:
+    """Trace the next batch; None when there is nothing (more) to do."""
+    position = mastery.cursor(db)
+    if position is None or position.model != runtime.name:
+        with transaction(db):
+            mastery.start_over(db, runtime.name)
+        position = mastery.cursor(db)
+    answers = mastery.pending(db, position.last_attempt_id, batch)
+    if not answers:
+        return None
+    tracer = _Tracer(db, runtime)
+    try:
+        for answer in answers:
+            tracer.step(answer)
+    except KTModelError as error:
+        kt_runtime.unusable(runtime, error)  # logged once; the box uses its rule
+        return None
+    with transaction(db):
+        # Another follower (the CLI beside the server), or an erasure, got in between:
+        # drop this batch; the next one starts from what is stored now.
+        still = one(
+            db, "SELECT count(*) FROM attempts WHERE id > ? AND id <= ?",
+            (position.last_attempt_id, answers[-1].id),
+        )[0]  # fmt: skip
+        if mastery.cursor(db) != position or still != len(answers):
+            return 0
+        mastery.save(
+            db, runtime.name, tracer.learners, tracer.predictions, tracer.counts, answers[-1].id
+        )
+    return len(answers)
+
+
+class _Tracer:
+    """One batch's steps, held in memory until the batch is stored."""
+
+    def __init__(self, db: sqlite_utils.Database, runtime: KTRuntime):
+        self.db, self.runtime = db, runtime
+        self.learners: dict[int, LearnerStates] = {}
+        self.predictions: list[tuple[str, float]] = []
+        self.counts = mastery.counts(db)
+
+    def step(self, answer: Answer) -> None:
+        if not answer.skills:  # an item tagged with no skill tells the model nothing
+            return
+        runtime = self.runtime
+        states = self._learner(answer.learner_id)
+        item_logit, skill_logits = self._difficulty(answer)
+        before = np.stack([states.skills.get(s, runtime.new_skill_state()) for s in answer.skills])
+        learner_state = runtime.new_learner_state() if states.learner is None else states.learner
+        step = runtime.update(before, learner_state, item_logit, skill_logits, answer.correct)
+        levels = runtime.predict(
+            step.skill_states,
+            np.repeat(step.learner_state[None, :], len(answer.skills), axis=0),
+            np.array(skill_logits),
+            np.array(skill_logits),
+        )
+        self.predictions.append((answer.id, step.p_correct))
+        states.learner = step.learner_state
+        for skill, state, level in zip(answer.skills, step.skill_states, levels, strict=True):
+            states.skills[skill] = state
+            known = states.mastery.setdefault(skill, {"p": 0.0, "attempts": 0, "history": []})
+            known["p"] = round(float(level), 4)
+            known["attempts"] += 1
+            known["history"] = (known["history"] + [known["p"]])[-HISTORY:]
+        self._count(answer)
+
+    def _learner(self, learner_id: int) -> LearnerStates:
+        if learner_id not in self.learners:
+            self.learners[learner_id] = mastery.states(self.db, learner_id, self.runtime.name)
+        return self.learners[learner_id]
+
+    def _difficulty(self, answer: Answer) -> tuple[float, list[float]]:
+        return difficulty(self.counts, answer.item_id, answer.skills, self.runtime.overall_logit)
+
+    def _count(self, answer: Answer) -> None:
+        for key in [("item", answer.item_id)] + [("skill", s) for s in answer.skills]:
+            found = self.counts.setdefault(key, [0, 0])
+            found[0] += 1
+            found[1] += answer.correct
+
+
+def difficulty(
+    counts: dict, item_id: str, skills: list[str], prior_logit: float
+) -> tuple[float, list[float]]:
+    """The item's and its skills' log-odds of a right answer on this box, each pulled
+    towards the level above it (all answers -> skill -> item) while answers are few."""
+    skill_logits = []
+    for skill in skills:
+        answers, right = counts.get(("skill", skill), (0, 0))
+        skill_logits.append(logit(smoothed(right, answers, rate_of(prior_logit))))
+    answers, right = counts.get(("item", item_id), (0, 0))
+    prior = rate_of(sum(skill_logits) / len(skill_logits)) if skills else rate_of(prior_logit)
+    return logit(smoothed(right, answers, prior)), skill_logits

@@ -1,0 +1,183 @@
+"""Choosing what a learner practises next, and saying why.
+
+With an active knowledge-tracing model, every candidate item gets the model's chance
+that this learner answers it right now. Items whose chance lies in the target band
+(hard enough to learn from, easy enough not to discourage) come first, untried ones
+before tried ones; when no item is in the band, the nearest one. Without a usable model
+the rule decides: untried first, then the ones last answered wrong, then the ones
+practised longest ago. Candidates come only from the lessons the caller names (one
+lesson, or the learner's assigned lessons), and every choice is logged with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from models import kt_runtime
+from models.kt_runtime import KTModelError, KTRuntime
+
+from . import knowledge
+from .store import content, mastery, recommendations, rows, transaction
+
+BAND = (0.5, 0.85)  # the target band of predicted success
+TARGET = 0.7  # inside the band, nearer this comes first
+
+
+@dataclass(frozen=True)
+class Choice:
+    item_id: str
+    lesson_id: str
+    rule: str  # "model" or "rule"
+    reason: str  # in words, for a teacher or auditor
+    p: float | None = None
+    model: str | None = None
+
+
+def choose(
+    db: sqlite_utils.Database,
+    home: Path | None,
+    learner_id: int,
+    lesson_ids: list[str],
+    avoid: str | None = None,
+) -> Choice | None:
+    """The next item from `lesson_ids` for a learner, never `avoid` while another is left."""
+    candidates = _candidates(db, learner_id, lesson_ids)
+    if not candidates:
+        return None
+    runtime = kt_runtime.active(home) if home else None
+    if runtime is not None:
+        try:
+            return _by_model(db, runtime, learner_id, candidates, avoid)
+        except KTModelError as error:
+            kt_runtime.unusable(runtime, error)
+    return _by_rule(candidates, avoid)
+
+
+def choose_and_log(
+    db: sqlite_utils.Database,
+    home: Path | None,
+    learner_id: int,
+    lesson_ids: list[str],
+    avoid: str | None = None,
+) -> Choice | None:
+    """choose(), with the choice and its reason kept in the recommendation log."""
+    choice = choose(db, home, learner_id, lesson_ids, avoid)
+    if choice is not None:
+        with transaction(db):
+            recommendations.record(db, learner_id, choice)
+    return choice
+
+
+def assigned_lessons(db: sqlite_utils.Database, learner_id: int) -> list[str]:
+    """The lessons a learner's classes were given, oldest assignment first."""
+    return [lesson["id"] for lesson in content.learner_assignments(db, learner_id)]
+
+
+def _candidates(db: sqlite_utils.Database, learner_id: int, lesson_ids: list[str]) -> list[dict]:
+    if not lesson_ids:
+        return []
+    marks = ",".join("?" * len(lesson_ids))  # only "?"s go into the text
+    query = (
+        "SELECT i.id, i.lesson_id, i.position, seen.tries, seen.last_id,"  # noqa: S608
+        " coalesce(last.correct, 0) AS last_correct FROM items i LEFT JOIN ("
+        "  SELECT item_id, max(id) AS last_id, count(*) AS tries FROM attempts"
+        f"  WHERE learner_id = ? AND lesson_id IN ({marks}) GROUP BY item_id"
+        " ) seen ON seen.item_id = i.id LEFT JOIN attempts last ON last.id = seen.last_id"
+        f" WHERE i.lesson_id IN ({marks}) AND i.retired = 0"
+    )
+    found = [dict(r) for r in rows(db, query, (learner_id, *lesson_ids, *lesson_ids))]
+    order = {lesson: n for n, lesson in enumerate(lesson_ids)}
+    for item in found:
+        item["lesson_rank"] = order[item["lesson_id"]]
+    return found
+
+
+def _by_rule(candidates: list[dict], avoid: str | None) -> Choice:
+    best = min(
+        candidates,
+        key=lambda c: (
+            c["id"] == avoid, c["tries"] is not None, c["last_correct"], c["last_id"] or "",
+            c["lesson_rank"], c["position"],
+        ),
+    )  # fmt: skip
+    if best["tries"] is None:
+        why = "not tried yet"
+    elif not best["last_correct"]:
+        why = "answered wrong last time"
+    else:
+        why = "practised longest ago"
+    reason = f"rule (no knowledge-tracing model in use): {why}"
+    return Choice(best["id"], best["lesson_id"], "rule", reason)
+
+
+def _by_model(
+    db: sqlite_utils.Database,
+    runtime: KTRuntime,
+    learner_id: int,
+    candidates: list[dict],
+    avoid: str | None,
+) -> Choice:
+    chances = predicted(db, runtime, learner_id, [c["id"] for c in candidates])
+    low, high = BAND
+
+    def distance(p: float) -> float:
+        return 0.0 if low <= p <= high else min(abs(p - low), abs(p - high))
+
+    best = min(
+        candidates,
+        key=lambda c: (
+            c["id"] == avoid, distance(chances[c["id"]]) > 0, c["tries"] is not None,
+            c["last_correct"], distance(chances[c["id"]]), abs(chances[c["id"]] - TARGET),
+            c["lesson_rank"], c["position"],
+        ),
+    )  # fmt: skip
+    p = chances[best["id"]]
+    tried = "not tried yet" if best["tries"] is None else f"tried {best['tries']} times before"
+    if distance(p) == 0:
+        reason = f"predicted {p:.0%} chance of success, inside the target {low:.0%}-{high:.0%}"
+    else:
+        reason = (
+            f"predicted {p:.0%} chance of success; no item left was inside the target "
+            f"{low:.0%}-{high:.0%}, this one is nearest"
+        )
+    return Choice(best["id"], best["lesson_id"], "model", f"{reason}; {tried}", p, runtime.name)
+
+
+def predicted(
+    db: sqlite_utils.Database, runtime: KTRuntime, learner_id: int, item_ids: list[str]
+) -> dict[str, float]:
+    """Item id -> the model's chance that the learner answers it right now (mean over the
+    item's skills; an item with no skill gets the box's overall rate)."""
+    skills = mastery.skills_of(db, set(item_ids))
+    states = mastery.states(db, learner_id, runtime.name)
+    learner = runtime.new_learner_state() if states.learner is None else states.learner
+    counts = mastery.counts(db)
+    rows_of, skill_rows, learner_rows, item_logits, skill_logits = {}, [], [], [], []
+    for item_id in item_ids:
+        item_skills = skills.get(item_id, [])
+        item_logit, logits = knowledge.difficulty(
+            counts, item_id, item_skills, runtime.overall_logit
+        )
+        rows_of[item_id] = range(len(skill_rows), len(skill_rows) + len(item_skills))
+        for skill, skill_logit in zip(item_skills, logits, strict=True):
+            skill_rows.append(states.skills.get(skill, runtime.new_skill_state()))
+            learner_rows.append(learner)
+            item_logits.append(item_logit)
+            skill_logits.append(skill_logit)
+    chances = (
+        runtime.predict(
+            np.stack(skill_rows), np.stack(learner_rows), np.array(item_logits),
+            np.array(skill_logits),
+        )
+        if skill_rows
+        else np.array([])
+    )  # fmt: skip
+    overall = float(1 / (1 + np.exp(-runtime.overall_logit)))
+    return {
+        item_id: float(chances[list(span)].mean()) if len(span) else overall
+        for item_id, span in rows_of.items()
+    }

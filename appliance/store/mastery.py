@@ -1,0 +1,224 @@
+"""Mastery per learner x skill, the knowledge-tracing states behind it, the model's
+prediction for each answer, and the follower's cursor over the attempts log."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import sqlite_utils
+
+from . import now, one, rows
+
+HISTORY = 10  # mastery values kept per learner x skill, to see a fall
+
+
+@dataclass(frozen=True)
+class Cursor:
+    last_attempt_id: str  # "" before the first answer
+    model: str
+
+
+@dataclass
+class Answer:
+    id: str
+    learner_id: int
+    item_id: str
+    correct: int
+    skills: list[str] = field(default_factory=list)
+
+
+def cursor(db: sqlite_utils.Database) -> Cursor | None:
+    found = one(db, "SELECT last_attempt_id, model FROM knowledge_cursor WHERE id = 1")
+    return Cursor(found[0], found[1]) if found else None
+
+
+def start_over(db: sqlite_utils.Database, model: str) -> None:
+    """Forget every state (they belong to another model) and trace from the first answer.
+    Predictions stay: each is labelled with the model that made it."""
+    for table in ("mastery", "learner_states", "answer_counts"):
+        db.conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant names
+    db.conn.execute(
+        "INSERT INTO knowledge_cursor (id, last_attempt_id, model, updated_at)"
+        " VALUES (1, '', ?, ?) ON CONFLICT(id) DO UPDATE SET last_attempt_id = '',"
+        " model = excluded.model, updated_at = excluded.updated_at",
+        (model, now()),
+    )
+
+
+def pending(db: sqlite_utils.Database, after_id: str, limit: int) -> list[Answer]:
+    """The next answers not yet traced, oldest first, with their items' skills."""
+    found = [
+        Answer(r["id"], r["learner_id"], r["item_id"], r["correct"])
+        for r in rows(
+            db,
+            "SELECT id, learner_id, item_id, correct FROM attempts WHERE id > ?"
+            " ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+    ]
+    skills = skills_of(db, {a.item_id for a in found})
+    for answer in found:
+        answer.skills = skills.get(answer.item_id, [])
+    return found
+
+
+def backlog(db: sqlite_utils.Database) -> int:
+    """Answers the follower has not traced yet."""
+    position = cursor(db)
+    after = position.last_attempt_id if position else ""
+    return one(db, "SELECT count(*) FROM attempts WHERE id > ?", (after,))[0]
+
+
+def skills_of(db: sqlite_utils.Database, item_ids: set[str]) -> dict[str, list[str]]:
+    """Item id -> its skills, in a stable order."""
+    found: dict[str, list[str]] = {}
+    ids = sorted(item_ids)
+    for start in range(0, len(ids), 500):  # SQLite's limit on parameters
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in rows(
+            db,
+            f"SELECT item_id, skill_id FROM item_skills WHERE item_id IN ({marks})"  # noqa: S608
+            " ORDER BY item_id, skill_id",
+            tuple(chunk),
+        ):
+            found.setdefault(r["item_id"], []).append(r["skill_id"])
+    return found
+
+
+def counts(db: sqlite_utils.Database) -> dict[tuple[str, str], list[int]]:
+    """(kind, id) -> [answers, right answers] traced so far, for items and skills."""
+    return {
+        (r[0], r[1]): [r[2], r[3]]
+        for r in rows(db, "SELECT kind, id, answers, right_answers FROM answer_counts")
+    }
+
+
+@dataclass
+class LearnerStates:
+    learner: np.ndarray | None
+    skills: dict[str, np.ndarray]
+    mastery: dict[str, dict]  # skill -> {"p", "attempts", "history"}
+
+
+def states(db: sqlite_utils.Database, learner_id: int, model: str) -> LearnerStates:
+    """One learner's states under `model` (states of another model do not carry over)."""
+    learner = one(
+        db, "SELECT state FROM learner_states WHERE learner_id = ? AND model = ?",
+        (learner_id, model),
+    )  # fmt: skip
+    skills, levels = {}, {}
+    for r in rows(
+        db,
+        "SELECT skill_id, p, attempts, history, state FROM mastery"
+        " WHERE learner_id = ? AND model = ?",
+        (learner_id, model),
+    ):
+        skills[r["skill_id"]] = np.frombuffer(r["state"], dtype=np.float32)
+        levels[r["skill_id"]] = {
+            "p": r["p"], "attempts": r["attempts"], "history": json.loads(r["history"])
+        }  # fmt: skip
+    found = np.frombuffer(learner["state"], dtype=np.float32) if learner else None
+    return LearnerStates(found, skills, levels)
+
+
+def save(
+    db: sqlite_utils.Database,
+    model: str,
+    learners: dict[int, LearnerStates],
+    predictions: list[tuple[str, float]],
+    answer_counts: dict[tuple[str, str], list[int]],
+    traced_to: str,
+) -> None:
+    """Keep a traced batch (inside one transaction): states, mastery, predictions, counts,
+    and how far the trace has got."""
+    at = now()
+    for learner_id, found in learners.items():
+        db.conn.execute(
+            "INSERT INTO learner_states (learner_id, state, model, updated_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT(learner_id) DO UPDATE SET"
+            " state = excluded.state, model = excluded.model, updated_at = excluded.updated_at",
+            (learner_id, found.learner.astype(np.float32).tobytes(), model, at),
+        )
+        db.conn.executemany(
+            "INSERT INTO mastery (learner_id, skill_id, p, attempts, history, state, model,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(learner_id, skill_id)"
+            " DO UPDATE SET p = excluded.p, attempts = excluded.attempts,"
+            " history = excluded.history, state = excluded.state, model = excluded.model,"
+            " updated_at = excluded.updated_at",
+            [
+                (learner_id, skill, level["p"], level["attempts"],
+                 json.dumps(level["history"][-HISTORY:]),
+                 found.skills[skill].astype(np.float32).tobytes(), model, at)
+                for skill, level in found.mastery.items()
+            ],
+        )  # fmt: skip
+    db.conn.executemany(
+        "INSERT OR REPLACE INTO predictions (attempt_id, model, p, made_at) VALUES (?, ?, ?, ?)",
+        [(attempt_id, model, p, at) for attempt_id, p in predictions],
+    )
+    db.conn.executemany(
+        "INSERT INTO answer_counts (kind, id, answers, right_answers) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(kind, id) DO UPDATE SET answers = excluded.answers,"
+        " right_answers = excluded.right_answers",
+        [(kind, key, n, right) for (kind, key), (n, right) in answer_counts.items()],
+    )
+    db.conn.execute(
+        "UPDATE knowledge_cursor SET last_attempt_id = ?, updated_at = ? WHERE id = 1",
+        (traced_to, at),
+    )
+
+
+def of_learner(db: sqlite_utils.Database, learner_id: int) -> dict[str, dict]:
+    """Skill id -> {p, attempts, history} for one learner."""
+    return {
+        r["skill_id"]: {"p": r["p"], "attempts": r["attempts"], "history": json.loads(r["history"])}
+        for r in rows(
+            db,
+            "SELECT skill_id, p, attempts, history FROM mastery WHERE learner_id = ?",
+            (learner_id,),
+        )
+    }
+
+
+def of_class(db: sqlite_utils.Database, class_id: int) -> dict[int, dict[str, dict]]:
+    """Learner id -> skill id -> {p, attempts, history} for a class."""
+    grid: dict[int, dict[str, dict]] = {}
+    for r in rows(
+        db,
+        "SELECT m.learner_id, m.skill_id, m.p, m.attempts, m.history FROM mastery m"
+        " JOIN enrolments e ON e.learner_id = m.learner_id WHERE e.class_id = ?",
+        (class_id,),
+    ):
+        grid.setdefault(r["learner_id"], {})[r["skill_id"]] = {
+            "p": r["p"], "attempts": r["attempts"], "history": json.loads(r["history"])
+        }  # fmt: skip
+    return grid
+
+
+def recent_predictions(db: sqlite_utils.Database, model: str, limit: int) -> tuple:
+    """The model's predictions for the latest `limit` answers it saw, and their outcomes."""
+    found = rows(
+        db,
+        "SELECT p.p, a.correct FROM predictions p JOIN attempts a ON a.id = p.attempt_id"
+        " WHERE p.model = ? ORDER BY p.attempt_id DESC LIMIT ?",
+        (model, limit),
+    )
+    return (
+        np.array([r[0] for r in found], dtype=np.float64),
+        np.array([r[1] for r in found], dtype=np.int8),
+    )
+
+
+def forget_learner(db: sqlite_utils.Database, learner_id: int) -> None:
+    """Remove what knowledge tracing holds on one learner (erasure, inside its transaction).
+    Item and skill answer counts stay: they are totals over everyone, not about anyone."""
+    db.conn.execute(
+        "DELETE FROM predictions WHERE attempt_id IN"
+        " (SELECT id FROM attempts WHERE learner_id = ?)",
+        (learner_id,),
+    )
+    for table in ("mastery", "learner_states", "recommendations"):
+        db.conn.execute(f"DELETE FROM {table} WHERE learner_id = ?", (learner_id,))  # noqa: S608
