@@ -12,8 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import onnx
 import pytest
 import requests
+from onnx import TensorProto, helper
 
 from appliance import create_app
 from appliance.config import Config, ensure_secret
@@ -21,6 +23,7 @@ from appliance.config import load as load_config
 from appliance.demo.seed import ADMIN, LEARNER_PIN, TEACHERS, seed
 from appliance.store import open_db
 from appliance.store.migrations import migrate
+from models import kt_runtime
 
 DEMO_PACK = Path(__file__).parents[1] / "appliance" / "demo" / "pack"
 SCHOOLBOX = str(Path(sys.executable).parent / "schoolbox")  # the installed console script
@@ -231,3 +234,31 @@ def form_value(html: bytes, name: str) -> str:
     match = re.search(rf'name="{name}" value="([^"]*)"'.encode(), html)
     assert match, f"no field {name}"
     return match.group(1).decode()
+
+
+def kt_graph(path, inputs=kt_runtime.INPUTS, outputs=kt_runtime.OUTPUTS, opset=17, nan=False):
+    """A small hand-made ONNX graph with the given names (p = sigmoid(item), or NaN)."""
+    sizes = {"skill_state": 4, "learner_state": 4}
+    value_in = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["rows", sizes.get(n, 1)])
+                for n in inputs]  # fmt: skip
+    first = inputs[2] if len(inputs) > 2 else inputs[0]
+    nodes = [helper.make_node("Sigmoid", [first], ["sig"])]
+    if nan:
+        nodes += [helper.make_node("Sub", ["sig", "sig"], ["zero"]),
+                  helper.make_node("Div", ["zero", "zero"], [outputs[0]])]  # fmt: skip
+    else:
+        nodes += [helper.make_node("Identity", ["sig"], [outputs[0]])]
+    nodes += [helper.make_node("Identity", [inputs[0]], [outputs[1]]),
+              helper.make_node("Identity", [inputs[1]], [outputs[2]])]  # fmt: skip
+    value_out = [
+        helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, ["rows", 1]),
+        helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, ["rows", 4]),
+        helper.make_tensor_value_info(outputs[2], TensorProto.FLOAT, ["rows", 4]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "kt", value_in, value_out),
+        opset_imports=[helper.make_opsetid("", opset)],
+    )
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

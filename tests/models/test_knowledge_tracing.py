@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from models import kt_build, kt_data, kt_export, kt_runtime, kt_train, store
 from models.kt_runtime import KTModelError, KTRuntime
+from tests.conftest import kt_graph
 
 
 @pytest.fixture(scope="module")
@@ -82,53 +81,25 @@ def test_an_exported_model_imports_into_the_store(exported, tmp_path):
     assert manifest.title == "test model"
 
 
-def _graph(path, inputs=kt_runtime.INPUTS, outputs=kt_runtime.OUTPUTS, opset=17, nan=False):
-    """A small hand-made ONNX graph with the given names (p = sigmoid(item), or NaN)."""
-    sizes = {"skill_state": 4, "learner_state": 4}
-    value_in = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["rows", sizes.get(n, 1)])
-                for n in inputs]  # fmt: skip
-    first = inputs[2] if len(inputs) > 2 else inputs[0]
-    nodes = [helper.make_node("Sigmoid", [first], ["sig"])]
-    if nan:
-        nodes += [helper.make_node("Sub", ["sig", "sig"], ["zero"]),
-                  helper.make_node("Div", ["zero", "zero"], [outputs[0]])]  # fmt: skip
-    else:
-        nodes += [helper.make_node("Identity", ["sig"], [outputs[0]])]
-    nodes += [helper.make_node("Identity", [inputs[0]], [outputs[1]]),
-              helper.make_node("Identity", [inputs[1]], [outputs[2]])]  # fmt: skip
-    value_out = [
-        helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, ["rows", 1]),
-        helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, ["rows", 4]),
-        helper.make_tensor_value_info(outputs[2], TensorProto.FLOAT, ["rows", 4]),
-    ]
-    model = helper.make_model(
-        helper.make_graph(nodes, "kt", value_in, value_out),
-        opset_imports=[helper.make_opsetid("", opset)],
-    )
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
 def test_wrong_inputs_outputs_or_opset_are_refused_naming_what_is_wrong(tmp_path):
-    wrong_inputs = _graph(tmp_path / "a.onnx", inputs=["x", "h", "item", "skill", "correct"])
+    wrong_inputs = kt_graph(tmp_path / "a.onnx", inputs=["x", "h", "item", "skill", "correct"])
     with pytest.raises(KTModelError, match="inputs"):
         kt_runtime.check(wrong_inputs)
-    wrong_outputs = _graph(
+    wrong_outputs = kt_graph(
         tmp_path / "b.onnx", outputs=["p", "next_skill_state", "next_learner_state"]
     )
     with pytest.raises(KTModelError, match="outputs"):
         kt_runtime.check(wrong_outputs)
     with pytest.raises(store.ModelStoreError, match="opset"):
-        store.import_file(tmp_path / "home", _graph(tmp_path / "c.onnx", opset=99))
+        store.import_file(tmp_path / "home", kt_graph(tmp_path / "c.onnx", opset=99))
     assert store.models(tmp_path / "home") == []
 
 
 def test_a_model_that_gives_nan_is_caught(tmp_path):
-    runtime = KTRuntime(_graph(tmp_path / "nan.onnx", nan=True))
+    runtime = KTRuntime(kt_graph(tmp_path / "nan.onnx", nan=True))
     with pytest.raises(KTModelError, match="not a number"):
         runtime.update(np.zeros((1, 4)), np.zeros(4), 0.0, [0.0], 1)
-    fine = KTRuntime(_graph(tmp_path / "fine.onnx"))
+    fine = KTRuntime(kt_graph(tmp_path / "fine.onnx"))
     assert fine.update(np.zeros((1, 4)), np.zeros(4), 0.0, [0.0], 1).p_correct == 0.5
 
 
