@@ -71,6 +71,7 @@ from appliance import config as config_module
 from appliance.demo.seed import seed
 from appliance.store import audit, classes, content, open_db, transaction, users
 from appliance.store.migrations import migrate
+from models import default
 
 HOST = "127.0.0.1"
 PIN = "2468"
@@ -110,6 +111,7 @@ def build_school(home: Path, count: int) -> list[Learner]:
         migrate(db)
         config_module.ensure_secret(config)
         seed(db, config)
+        default.install_knowledge_tracing(home)  # as `schoolbox init` leaves every box
         key = config_module.pin_key(config)
         lessons = lessons_with_items(db)
         learners: list[Learner] = []
@@ -515,6 +517,7 @@ class Run:
     server_time: dict[str, tuple[float, float]]
     cpu: dict
     database: dict
+    trace_catch_up_s: float | None = None
 
 
 def scenario_report(run: Run, unloaded: dict) -> dict:
@@ -536,6 +539,9 @@ def scenario_report(run: Run, unloaded: dict) -> dict:
         "failures": {f"{kind}: {what}": n for (kind, what), n in run.rec.failures.items()},
         "cpu_s": run.cpu,
         "database": run.database,
+        # The knowledge-tracing follower runs beside the requests (in the supervisor):
+        # how long after the last answer it had traced every one.
+        "trace_catch_up_s": run.trace_catch_up_s,
     }
     scenario["targets"] = targets(scenario)
     return scenario
@@ -621,6 +627,11 @@ def print_scenario(report: dict, scenario: dict) -> None:
         f"database           {database['stored']} stored / {database['acknowledged']} "
         f"acknowledged: lost {database['lost']}, extra {database['extra']}"
     )
+    catch_up = scenario.get("trace_catch_up_s")
+    traced = "no model, or NOT caught up within 120 s of the last answer"
+    if catch_up is not None:
+        traced = f"every answer traced {catch_up:.2f} s after the last one"
+    print(f"knowledge tracing  {traced}")
     for what, count in sorted(scenario["failures"].items()):
         print(f"failure            {what} x{count}")
     if report.get("worker_restarts"):
@@ -735,7 +746,28 @@ def run_scenario(
     rec, wall_s = asyncio.run(run_burst(plan, learners))
     cpu = cpu_used(cpu_before, cpu_snapshot(server.pid))
     server_time = diff_timings(before, server_timings(port))
-    return Run(plan.think_s * 1000, plan.ramp_s, rec, wall_s, server_time, cpu, {})
+    catch_up = wait_traced(home)
+    return Run(plan.think_s * 1000, plan.ramp_s, rec, wall_s, server_time, cpu, {}, catch_up)
+
+
+def wait_traced(home: Path, limit_s: float = 120.0) -> float | None:
+    """Seconds until the knowledge-tracing follower has traced every stored answer
+    (None with no active model, or when it has not caught up within `limit_s`)."""
+    from appliance.store import mastery
+    from models import store
+
+    if store.active(home, "knowledge-tracing") is None:
+        return None
+    db = open_db(config_module.load(home=home).db_path)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < limit_s:
+            if mastery.backlog(db) == 0:
+                return round(time.monotonic() - started, 2)
+            time.sleep(0.1)
+    finally:
+        db.conn.close()
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
