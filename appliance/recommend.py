@@ -153,31 +153,32 @@ def predicted(
     """Item id -> the model's chance that the learner answers it right now (mean over the
     item's skills; an item with no skill gets the box's overall rate)."""
     skills = mastery.skills_of(db, set(item_ids))
-    states = mastery.states(db, learner_id, runtime.name)
-    learner = runtime.new_learner_state() if states.learner is None else states.learner
-    counts = mastery.counts(db)
-    rows_of, skill_rows, learner_rows, item_logits, skill_logits = {}, [], [], [], []
-    for item_id in item_ids:
+    needed = {skill for found in skills.values() for skill in found}
+    learner, known = mastery.skill_states(db, learner_id, runtime.name, needed)
+    learner = runtime.new_learner_state() if learner is None else learner
+    counts = mastery.counts(db, set(item_ids), needed)
+    owners, skill_rows, item_logits, skill_logits = [], [], [], []
+    for index, item_id in enumerate(item_ids):
         item_skills = skills.get(item_id, [])
         item_logit, logits = knowledge.difficulty(
             counts, item_id, item_skills, runtime.overall_logit
         )
-        rows_of[item_id] = range(len(skill_rows), len(skill_rows) + len(item_skills))
         for skill, skill_logit in zip(item_skills, logits, strict=True):
-            skill_rows.append(states.skills.get(skill, runtime.new_skill_state()))
-            learner_rows.append(learner)
+            owners.append(index)
+            skill_rows.append(known.get(skill, runtime.new_skill_state()))
             item_logits.append(item_logit)
             skill_logits.append(skill_logit)
-    chances = (
-        runtime.predict(
-            np.stack(skill_rows), np.stack(learner_rows), np.array(item_logits),
-            np.array(skill_logits),
-        )
-        if skill_rows
-        else np.array([])
-    )  # fmt: skip
     overall = float(1 / (1 + np.exp(-runtime.overall_logit)))
+    if not skill_rows:
+        return dict.fromkeys(item_ids, overall)
+    chances = runtime.predict(
+        np.stack(skill_rows), np.repeat(learner[None, :], len(skill_rows), axis=0),
+        np.array(item_logits), np.array(skill_logits),
+    )  # fmt: skip
+    # The mean over each item's skills; an item with none gets the overall rate.
+    sums = np.bincount(owners, weights=chances, minlength=len(item_ids))
+    sizes = np.bincount(owners, minlength=len(item_ids))
     return {
-        item_id: float(chances[list(span)].mean()) if len(span) else overall
-        for item_id, span in rows_of.items()
+        item_id: float(sums[i] / sizes[i]) if sizes[i] else overall
+        for i, item_id in enumerate(item_ids)
     }

@@ -77,6 +77,22 @@ class KTRuntime:
         # Every row steps the learner state with the same input: they agree; take one.
         return Step(float(per_skill.mean()), per_skill, next_skill, next_learner[0])
 
+    def step_rows(
+        self, skill_states: np.ndarray, learner_states: np.ndarray, items: np.ndarray,
+        skills: np.ndarray, correct: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Many answers' rows in one call (one row per answer x skill; rows never read each
+        other): the chance each row had, and each row's next skill and learner states."""
+        n = len(items)
+        p, next_skill, next_learner = self._run(
+            skill_states.reshape(n, self.skill_hidden),
+            learner_states.reshape(n, self.learner_hidden),
+            np.asarray(items, dtype=np.float32).reshape(n, 1),
+            np.asarray(skills, dtype=np.float32).reshape(n, 1),
+            np.asarray(correct, dtype=np.float32).reshape(n, 1),
+        )
+        return p[:, 0], next_skill, next_learner
+
     def predict(
         self, skill_states: np.ndarray, learner_states: np.ndarray, items: np.ndarray,
         skills: np.ndarray,

@@ -88,12 +88,40 @@ def skills_of(db: sqlite_utils.Database, item_ids: set[str]) -> dict[str, list[s
     return found
 
 
-def counts(db: sqlite_utils.Database) -> dict[tuple[str, str], list[int]]:
-    """(kind, id) -> [answers, right answers] traced so far, for items and skills."""
-    return {
-        (r[0], r[1]): [r[2], r[3]]
-        for r in rows(db, "SELECT kind, id, answers, right_answers FROM answer_counts")
+def counts(
+    db: sqlite_utils.Database, items: set[str] | None = None, skills: set[str] | None = None
+) -> dict[tuple[str, str], list[int]]:
+    """(kind, id) -> [answers, right answers] traced so far: for every item and skill, or
+    only for the `items` and `skills` named."""
+    if items is None and skills is None:
+        query, params = "SELECT kind, id, answers, right_answers FROM answer_counts", ()
+    else:
+        keys = [("item", i) for i in sorted(items or ())] + [
+            ("skill", s) for s in sorted(skills or ())
+        ]
+        marks = ",".join("(?, ?)" for _ in keys) or "(NULL, NULL)"  # only "?"s go into the text
+        query = f"SELECT kind, id, answers, right_answers FROM answer_counts WHERE (kind, id) IN (VALUES {marks})"  # noqa: E501, S608
+        params = tuple(part for key in keys for part in key)
+    return {(r[0], r[1]): [r[2], r[3]] for r in rows(db, query, params)}
+
+
+def skill_states(
+    db: sqlite_utils.Database, learner_id: int, model: str, skills: set[str]
+) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """The learner state and the states of some skills, under `model`: what a prediction
+    needs, without the mastery figures."""
+    learner = one(
+        db, "SELECT state FROM learner_states WHERE learner_id = ? AND model = ?",
+        (learner_id, model),
+    )  # fmt: skip
+    names = sorted(skills)
+    marks = ",".join("?" * len(names))
+    query = f"SELECT skill_id, state FROM mastery WHERE learner_id = ? AND model = ? AND skill_id IN ({marks})"  # noqa: E501, S608
+    found = {
+        r[0]: np.frombuffer(r[1], dtype=np.float32)
+        for r in rows(db, query, (learner_id, model, *names))
     }
+    return (np.frombuffer(learner[0], dtype=np.float32) if learner else None), found
 
 
 @dataclass
