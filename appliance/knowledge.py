@@ -66,6 +66,7 @@ def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> i
     tracer = _Tracer(db, runtime)
     try:
         tracer.trace(answers)
+        fresh = tracer.chances_on_practised_lessons(answers)
     except KTModelError as error:
         kt_runtime.unusable(runtime, error)  # logged once; the box uses its rule
         return None
@@ -79,8 +80,9 @@ def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> i
         if mastery.cursor(db) != position or still != len(answers):
             return 0
         mastery.save(
-            db, runtime.name, tracer.learners, tracer.predictions, tracer.counts, answers[-1].id
-        )
+            db, runtime.name, tracer.learners, tracer.predictions, tracer.counts,
+            answers[-1].id, fresh,
+        )  # fmt: skip
     return len(answers)
 
 
@@ -142,6 +144,25 @@ class _Tracer:
             self.predictions.append((answer.id, float(p[rows].mean())))
             self._keep(answer, next_skill[rows], next_learner[rows.start], levels[rows])
 
+    def chances_on_practised_lessons(self, answers: list[Answer]) -> dict[tuple[int, str], float]:
+        """Each learner's chance now on every item of the lessons they just practised, in
+        one onnxruntime call: what choosing their next item will look up."""
+        answered: dict[int, set[str]] = {}
+        for answer in answers:
+            if answer.learner_id in self.learners:
+                answered.setdefault(answer.learner_id, set()).add(answer.item_id)
+        if not answered:
+            return {}
+        lessons = mastery.lesson_items(self.db, set().union(*answered.values()))
+        lesson_of = {item: lesson for lesson, items in lessons.items() for item in items}
+        wanted = []
+        for learner_id, items in answered.items():
+            for lesson in sorted({lesson_of[i] for i in items if i in lesson_of}):
+                wanted += [(learner_id, item) for item in lessons[lesson]]
+        skills = mastery.skills_of(self.db, {item for _, item in wanted})
+        states = {k: (v.learner, v.skills) for k, v in self.learners.items()}
+        return chances(self.runtime, self.counts, states, wanted, skills)
+
     def _keep(self, answer: Answer, skill_states, learner_state, levels) -> None:
         states = self._learner(answer.learner_id)
         states.learner = learner_state
@@ -162,6 +183,43 @@ class _Tracer:
             found = self.counts.setdefault(key, [0, 0])
             found[0] += 1
             found[1] += answer.correct
+
+
+def chances(
+    runtime: KTRuntime,
+    counts: dict,
+    states: dict[int, tuple[np.ndarray | None, dict[str, np.ndarray]]],
+    wanted: list[tuple[int, str]],
+    skills: dict[str, list[str]],
+) -> dict[tuple[int, str], float]:
+    """(learner, item) -> the model's chance of a right answer now, for every pair in
+    `wanted`, in one call: the mean over the item's skills (the box's overall rate for an
+    item with none). `states` holds each learner's state and skill states."""
+    owners, skill_rows, learner_rows, item_logits, skill_logits = [], [], [], [], []
+    for index, (learner_id, item_id) in enumerate(wanted):
+        learner, known = states.get(learner_id, (None, {}))
+        learner = runtime.new_learner_state() if learner is None else learner
+        item_skills = skills.get(item_id, [])
+        item_logit, logits = difficulty(counts, item_id, item_skills, runtime.overall_logit)
+        for skill, skill_logit in zip(item_skills, logits, strict=True):
+            owners.append(index)
+            skill_rows.append(known.get(skill, runtime.new_skill_state()))
+            learner_rows.append(learner)
+            item_logits.append(item_logit)
+            skill_logits.append(skill_logit)
+    overall = rate_of(runtime.overall_logit)
+    if not skill_rows:
+        return dict.fromkeys(wanted, overall)
+    predicted = runtime.predict(
+        np.stack(skill_rows), np.stack(learner_rows), np.array(item_logits),
+        np.array(skill_logits),
+    )  # fmt: skip
+    sums = np.bincount(owners, weights=predicted, minlength=len(wanted))
+    sizes = np.bincount(owners, minlength=len(wanted))
+    return {
+        pair: round(float(sums[i] / sizes[i]), 4) if sizes[i] else overall
+        for i, pair in enumerate(wanted)
+    }
 
 
 def difficulty(

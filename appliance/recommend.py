@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import sqlite_utils
 
 from models import kt_runtime
@@ -150,35 +149,18 @@ def _by_model(
 def predicted(
     db: sqlite_utils.Database, runtime: KTRuntime, learner_id: int, item_ids: list[str]
 ) -> dict[str, float]:
-    """Item id -> the model's chance that the learner answers it right now (mean over the
-    item's skills; an item with no skill gets the box's overall rate)."""
-    skills = mastery.skills_of(db, set(item_ids))
-    needed = {skill for found in skills.values() for skill in found}
-    learner, known = mastery.skill_states(db, learner_id, runtime.name, needed)
-    learner = runtime.new_learner_state() if learner is None else learner
-    counts = mastery.counts(db, set(item_ids), needed)
-    owners, skill_rows, item_logits, skill_logits = [], [], [], []
-    for index, item_id in enumerate(item_ids):
-        item_skills = skills.get(item_id, [])
-        item_logit, logits = knowledge.difficulty(
-            counts, item_id, item_skills, runtime.overall_logit
+    """Item id -> the model's chance that the learner answers it right now. The follower
+    keeps these for the lessons a learner practises; the rest (a lesson not practised
+    since the last answer was traced) are worked out here, in one call."""
+    found = mastery.stored_chances(db, learner_id, runtime.name, item_ids)
+    missing = [item_id for item_id in item_ids if item_id not in found]
+    if missing:
+        skills = mastery.skills_of(db, set(missing))
+        needed = {skill for item_skills in skills.values() for skill in item_skills}
+        states = {learner_id: mastery.skill_states(db, learner_id, runtime.name, needed)}
+        counts = mastery.counts(db, set(missing), needed)
+        worked_out = knowledge.chances(
+            runtime, counts, states, [(learner_id, item) for item in missing], skills
         )
-        for skill, skill_logit in zip(item_skills, logits, strict=True):
-            owners.append(index)
-            skill_rows.append(known.get(skill, runtime.new_skill_state()))
-            item_logits.append(item_logit)
-            skill_logits.append(skill_logit)
-    overall = float(1 / (1 + np.exp(-runtime.overall_logit)))
-    if not skill_rows:
-        return dict.fromkeys(item_ids, overall)
-    chances = runtime.predict(
-        np.stack(skill_rows), np.repeat(learner[None, :], len(skill_rows), axis=0),
-        np.array(item_logits), np.array(skill_logits),
-    )  # fmt: skip
-    # The mean over each item's skills; an item with none gets the overall rate.
-    sums = np.bincount(owners, weights=chances, minlength=len(item_ids))
-    sizes = np.bincount(owners, minlength=len(item_ids))
-    return {
-        item_id: float(sums[i] / sizes[i]) if sizes[i] else overall
-        for i, item_id in enumerate(item_ids)
-    }
+        found.update({item: p for (_, item), p in worked_out.items()})
+    return found

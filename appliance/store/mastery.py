@@ -37,7 +37,7 @@ def cursor(db: sqlite_utils.Database) -> Cursor | None:
 def start_over(db: sqlite_utils.Database, model: str) -> None:
     """Forget every state (they belong to another model) and trace from the first answer.
     Predictions stay: each is labelled with the model that made it."""
-    for table in ("mastery", "learner_states", "answer_counts"):
+    for table in ("mastery", "learner_states", "answer_counts", "chances"):
         db.conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant names
     db.conn.execute(
         "INSERT INTO knowledge_cursor (id, last_attempt_id, model, updated_at)"
@@ -159,10 +159,17 @@ def save(
     predictions: list[tuple[str, float]],
     answer_counts: dict[tuple[str, str], list[int]],
     traced_to: str,
+    chances: dict[tuple[int, str], float],
 ) -> None:
     """Keep a traced batch (inside one transaction): states, mastery, predictions, counts,
-    and how far the trace has got."""
+    the learners' chances on the items they practise, and how far the trace has got."""
     at = now()
+    db.conn.executemany(
+        "INSERT INTO chances (learner_id, item_id, p, model, updated_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(learner_id, item_id) DO UPDATE SET p = excluded.p,"
+        " model = excluded.model, updated_at = excluded.updated_at",
+        [(learner_id, item_id, p, model, at) for (learner_id, item_id), p in chances.items()],
+    )
     for learner_id, found in learners.items():
         db.conn.execute(
             "INSERT INTO learner_states (learner_id, state, model, updated_at)"
@@ -197,6 +204,29 @@ def save(
         "UPDATE knowledge_cursor SET last_attempt_id = ?, updated_at = ? WHERE id = 1",
         (traced_to, at),
     )
+
+
+def stored_chances(
+    db: sqlite_utils.Database, learner_id: int, model: str, item_ids: list[str]
+) -> dict[str, float]:
+    """Item id -> the chance the follower last worked out, for those it has."""
+    marks = ",".join("?" * len(item_ids))  # only "?"s go into the text
+    query = f"SELECT item_id, p FROM chances WHERE learner_id = ? AND model = ? AND item_id IN ({marks})"  # noqa: E501, S608
+    return {r[0]: r[1] for r in rows(db, query, (learner_id, model, *item_ids))}
+
+
+def lesson_items(db: sqlite_utils.Database, item_ids: set[str]) -> dict[str, list[str]]:
+    """For the lessons of some items: lesson id -> its current items."""
+    ids = sorted(item_ids)
+    marks = ",".join("?" * len(ids))
+    query = (
+        "SELECT lesson_id, id FROM items WHERE retired = 0 AND lesson_id IN"  # noqa: S608
+        f" (SELECT lesson_id FROM items WHERE id IN ({marks})) ORDER BY lesson_id, position"
+    )
+    found: dict[str, list[str]] = {}
+    for r in rows(db, query, tuple(ids)):
+        found.setdefault(r[0], []).append(r[1])
+    return found
 
 
 def of_learner(db: sqlite_utils.Database, learner_id: int) -> dict[str, dict]:
@@ -248,5 +278,5 @@ def forget_learner(db: sqlite_utils.Database, learner_id: int) -> None:
         " (SELECT id FROM attempts WHERE learner_id = ?)",
         (learner_id,),
     )
-    for table in ("mastery", "learner_states", "recommendations"):
+    for table in ("mastery", "learner_states", "recommendations", "chances"):
         db.conn.execute(f"DELETE FROM {table} WHERE learner_id = ?", (learner_id,))  # noqa: S608

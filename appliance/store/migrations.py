@@ -324,6 +324,16 @@ def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
         " answers INTEGER NOT NULL, right_answers INTEGER NOT NULL,"
         " PRIMARY KEY (kind, id)) WITHOUT ROWID"
     )
+    # The model's chance that a learner answers an item right now, for the items of the
+    # lessons they practise: refreshed by the follower, so choosing the next item is a
+    # lookup, not a model run inside the learner's request.
+    db.create_table(
+        "chances",
+        {"learner_id": int, "item_id": str, "p": float, "model": str, "updated_at": str},
+        pk=("learner_id", "item_id"),
+        foreign_keys=[("learner_id", "users", "id")],
+        not_null={"p", "model", "updated_at"},
+    )
     # One row: how far the follower has got, and under which model.
     db.execute(
         "CREATE TABLE knowledge_cursor (id INTEGER PRIMARY KEY CHECK (id = 1),"

@@ -85,6 +85,29 @@ def test_mastery_updates_after_a_real_attempt_through_the_http_api(app, config, 
     assert 0 < newest[0] < 1  # the chance it gave before the answer, kept beside it
 
 
+def test_the_follower_keeps_chances_for_the_lessons_practised(app, config, ids, db, model):
+    """Choosing the next item looks the chances up instead of running the model."""
+    learner_id = ids["learners"]["Class 4B"][0]
+    learner = as_role(app, "learner", ids)
+    learner.signin_learner(learner_id)
+    item = learner.get(f"/api/v1/lessons/{LESSON}/next-item").get_json()["item"]
+    _answer(learner, item["id"], "0")
+    knowledge.follow(db, config.home)
+    lesson_items = [r[0] for r in db.conn.execute(
+        "SELECT id FROM items WHERE lesson_id = ? AND retired = 0", (LESSON,))]  # fmt: skip
+    stored = mastery.stored_chances(db, learner_id, model, lesson_items)
+    assert set(stored) == set(lesson_items)
+    runtime = kt_runtime.active(config.home)
+    skills = mastery.skills_of(db, set(lesson_items))
+    needed = {s for found in skills.values() for s in found}
+    states = {learner_id: mastery.skill_states(db, learner_id, model, needed)}
+    fresh = knowledge.chances(
+        runtime, mastery.counts(db), states, [(learner_id, i) for i in lesson_items], skills
+    )
+    assert max(abs(stored[i] - fresh[(learner_id, i)]) for i in lesson_items) < 0.02
+    assert recommend.predicted(db, runtime, learner_id, lesson_items) == stored
+
+
 def test_right_answers_raise_mastery_and_wrong_ones_lower_it(app, config, ids, db, model):
     learner = as_role(app, "learner", ids)
     knowledge.follow(db, config.home)
