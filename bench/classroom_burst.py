@@ -102,7 +102,7 @@ class Learner:
     lesson_id: str
 
 
-def build_school(home: Path, count: int) -> list[Learner]:
+def build_school(home: Path, count: int, knowledge_model: bool = True) -> list[Learner]:
     """The demo school plus `count` learners in classes of 30, each class with a lesson."""
     config = config_module.load(home=home)
     home.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,8 @@ def build_school(home: Path, count: int) -> list[Learner]:
         migrate(db)
         config_module.ensure_secret(config)
         seed(db, config)
-        default.install_knowledge_tracing(home)  # as `schoolbox init` leaves every box
+        if knowledge_model:  # as `schoolbox init` leaves every box
+            default.install_knowledge_tracing(home)
         key = config_module.pin_key(config)
         lessons = lessons_with_items(db)
         learners: list[Learner] = []
@@ -685,6 +686,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="second scenario, at classroom pace: mean pause before each answer, chosen so"
         " 300 learners offer about 400 answers/s (0: skip it)",
     )
+    parser.add_argument(
+        "--no-knowledge-model",
+        action="store_true",
+        help="no knowledge-tracing model (practice by the rule): its cost, by difference",
+    )
     parser.add_argument("--threads", type=int, default=8, help="waitress threads per worker")
     parser.add_argument(
         "--workers", type=int, help="server worker processes (default: the server's own)"
@@ -703,7 +709,9 @@ def measure(args: argparse.Namespace, home: Path) -> dict:
     if args.paced_think_ms > 0:
         scenarios["paced"] = (args.paced_think_ms, 0.0)
     print(f"Setting up {len(scenarios)} x {args.learners} learners in {home} ...", flush=True)
-    everyone = build_school(home, BASELINE_LEARNERS + len(scenarios) * args.learners)
+    everyone = build_school(
+        home, BASELINE_LEARNERS + len(scenarios) * args.learners, not args.no_knowledge_model
+    )
     unloaded = everyone[:BASELINE_LEARNERS]
     if not args.workers:  # report what the server will choose (SCHOOLBOX_WORKERS or per core)
         args.workers = getattr(config_module.load(home=home), "workers", 1)
