@@ -19,7 +19,7 @@ from . import practice, recommend, tutor_http
 from .access import current_user, learner_required, signed_in_required
 from .db import get_db
 from .errors import fail
-from .store import attempts, content, conversations
+from .store import attempts, content, conversations, mastery
 
 bp = Blueprint("learner", __name__, url_prefix="/learn")
 
@@ -66,7 +66,7 @@ def practise(lesson_id: str):
     item_id = request.args.get("item")
     if not item_id:
         avoid = request.args.get("after")
-        choice = recommend.choose_and_log(db, _home(), learner["id"], [lesson_id], avoid)
+        choice = recommend.offer(session, db, _home(), learner["id"], [lesson_id], avoid)
         item_id = choice.item_id if choice else None
     item = content.item(db, item_id) if item_id else None
     if item is None or item["lesson_id"] != lesson_id:
@@ -81,7 +81,7 @@ def practise_next():
     db = get_db()
     learner_id = current_user()["id"]
     lessons = recommend.assigned_lessons(db, learner_id)
-    choice = recommend.choose_and_log(db, _home(), learner_id, lessons)
+    choice = recommend.offer(session, db, _home(), learner_id, lessons)
     if choice is None:
         return redirect(url_for("learner.library"))
     return redirect(url_for("learner.practise", lesson_id=choice.lesson_id, item=choice.item_id))
@@ -135,6 +135,7 @@ def answer(lesson_id: str):
             form.get("client_key") or None,
             lesson_id=lesson_id,
             home=_home(),
+            state=session,
         )
     except practice.AnswerError as error:
         item = content.item(db, form.get("item_id", ""))
@@ -180,5 +181,6 @@ def progress():
     return render_template(
         "learner/progress.html",
         skills=attempts.skill_progress(db, learner["id"]),
+        estimates=mastery.of_learner(db, learner["id"]),
         assigned=content.learner_assignments(db, learner["id"]),
     )

@@ -11,7 +11,8 @@ lesson, or the learner's assigned lessons), and every choice is logged with its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import MutableMapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import sqlite_utils
@@ -20,10 +21,11 @@ from models import kt_runtime
 from models.kt_runtime import KTModelError, KTRuntime
 
 from . import knowledge
-from .store import content, mastery, recommendations, rows, transaction
+from .store import content, mastery, now, rows
 
 BAND = (0.5, 0.85)  # the target band of predicted success
 TARGET = 0.7  # inside the band, nearer this comes first
+OFFERED = "offered"  # the session key of a choice shown but not yet logged
 
 
 @dataclass(frozen=True)
@@ -56,19 +58,34 @@ def choose(
     return _by_rule(candidates, avoid)
 
 
-def choose_and_log(
+def offer(
+    state: MutableMapping,
     db: sqlite_utils.Database,
     home: Path | None,
     learner_id: int,
     lesson_ids: list[str],
     avoid: str | None = None,
 ) -> Choice | None:
-    """choose(), with the choice and its reason kept in the recommendation log."""
+    """choose(), for a page or API call that only shows the item: the choice waits in the
+    learner's session (`state`) and goes into the log in the transaction of the answer to
+    it, so showing a question costs no write of its own (a class's writes queue on one
+    lock). The next item chosen after an answer is logged in that answer's transaction."""
     choice = choose(db, home, learner_id, lesson_ids, avoid)
-    if choice is not None:
-        with transaction(db):
-            recommendations.record(db, learner_id, choice)
+    if choice is None:
+        state.pop(OFFERED, None)
+    else:
+        state[OFFERED] = {**asdict(choice), "at": now()}
     return choice
+
+
+def offered(state: MutableMapping, item_id: str) -> tuple[Choice, str] | None:
+    """The choice waiting in the session for `item_id`, and when it was made; taken out."""
+    found = state.get(OFFERED)
+    if not found or found.get("item_id") != item_id:
+        return None
+    state.pop(OFFERED)
+    at = found.pop("at")
+    return Choice(**found), at
 
 
 def assigned_lessons(db: sqlite_utils.Database, learner_id: int) -> list[str]:
