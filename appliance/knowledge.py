@@ -60,7 +60,7 @@ def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> i
         with transaction(db):
             mastery.start_over(db, runtime.name)
         position = mastery.cursor(db)
-    answers = mastery.pending(db, position.last_attempt_id, batch)
+    answers = mastery.pending(db, position.last_rowid, batch)
     if not answers:
         return None
     tracer = _Tracer(db, runtime)
@@ -74,14 +74,14 @@ def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> i
         # Another follower (the CLI beside the server), or an erasure, got in between:
         # drop this batch; the next one starts from what is stored now.
         still = one(
-            db, "SELECT count(*) FROM attempts WHERE id > ? AND id <= ?",
-            (position.last_attempt_id, answers[-1].id),
+            db, "SELECT count(*) FROM attempts WHERE rowid > ? AND rowid <= ?",
+            (position.last_rowid, answers[-1].rowid),
         )[0]  # fmt: skip
         if mastery.cursor(db) != position or still != len(answers):
             return 0
         mastery.save(
             db, runtime.name, tracer.learners, tracer.predictions, tracer.counts,
-            answers[-1].id, fresh,
+            answers[-1].rowid, fresh,
         )  # fmt: skip
     return len(answers)
 

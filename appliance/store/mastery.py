@@ -16,12 +16,13 @@ HISTORY = 10  # mastery values kept per learner x skill, to see a fall
 
 @dataclass(frozen=True)
 class Cursor:
-    last_attempt_id: str  # "" before the first answer
+    last_rowid: int  # the attempts' rowid traced up to; 0 before the first answer
     model: str
 
 
 @dataclass
 class Answer:
+    rowid: int
     id: str
     learner_id: int
     item_id: str
@@ -30,7 +31,7 @@ class Answer:
 
 
 def cursor(db: sqlite_utils.Database) -> Cursor | None:
-    found = one(db, "SELECT last_attempt_id, model FROM knowledge_cursor WHERE id = 1")
+    found = one(db, "SELECT last_rowid, model FROM knowledge_cursor WHERE id = 1")
     return Cursor(found[0], found[1]) if found else None
 
 
@@ -40,22 +41,23 @@ def start_over(db: sqlite_utils.Database, model: str) -> None:
     for table in ("mastery", "learner_states", "answer_counts", "chances"):
         db.conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant names
     db.conn.execute(
-        "INSERT INTO knowledge_cursor (id, last_attempt_id, model, updated_at)"
-        " VALUES (1, '', ?, ?) ON CONFLICT(id) DO UPDATE SET last_attempt_id = '',"
+        "INSERT INTO knowledge_cursor (id, last_rowid, model, updated_at)"
+        " VALUES (1, 0, ?, ?) ON CONFLICT(id) DO UPDATE SET last_rowid = 0,"
         " model = excluded.model, updated_at = excluded.updated_at",
         (model, now()),
     )
 
 
-def pending(db: sqlite_utils.Database, after_id: str, limit: int) -> list[Answer]:
-    """The next answers not yet traced, oldest first, with their items' skills."""
+def pending(db: sqlite_utils.Database, after_rowid: int, limit: int) -> list[Answer]:
+    """The next answers not yet traced, in the order they were stored, with their items'
+    skills."""
     found = [
-        Answer(r["id"], r["learner_id"], r["item_id"], r["correct"])
+        Answer(r[0], r[1], r[2], r[3], r[4])
         for r in rows(
             db,
-            "SELECT id, learner_id, item_id, correct FROM attempts WHERE id > ?"
-            " ORDER BY id LIMIT ?",
-            (after_id, limit),
+            "SELECT rowid, id, learner_id, item_id, correct FROM attempts WHERE rowid > ?"
+            " ORDER BY rowid LIMIT ?",
+            (after_rowid, limit),
         )
     ]
     skills = skills_of(db, {a.item_id for a in found})
@@ -67,8 +69,8 @@ def pending(db: sqlite_utils.Database, after_id: str, limit: int) -> list[Answer
 def backlog(db: sqlite_utils.Database) -> int:
     """Answers the follower has not traced yet."""
     position = cursor(db)
-    after = position.last_attempt_id if position else ""
-    return one(db, "SELECT count(*) FROM attempts WHERE id > ?", (after,))[0]
+    after = position.last_rowid if position else 0
+    return one(db, "SELECT count(*) FROM attempts WHERE rowid > ?", (after,))[0]
 
 
 def skills_of(db: sqlite_utils.Database, item_ids: set[str]) -> dict[str, list[str]]:
@@ -158,7 +160,7 @@ def save(
     learners: dict[int, LearnerStates],
     predictions: list[tuple[str, float]],
     answer_counts: dict[tuple[str, str], list[int]],
-    traced_to: str,
+    traced_to: int,
     chances: dict[tuple[int, str], float],
 ) -> None:
     """Keep a traced batch (inside one transaction): states, mastery, predictions, counts,
@@ -201,7 +203,7 @@ def save(
         [(kind, key, n, right) for (kind, key), (n, right) in answer_counts.items()],
     )
     db.conn.execute(
-        "UPDATE knowledge_cursor SET last_attempt_id = ?, updated_at = ? WHERE id = 1",
+        "UPDATE knowledge_cursor SET last_rowid = ?, updated_at = ? WHERE id = 1",
         (traced_to, at),
     )
 
@@ -280,3 +282,15 @@ def forget_learner(db: sqlite_utils.Database, learner_id: int) -> None:
     )
     for table in ("mastery", "learner_states", "recommendations", "chances"):
         db.conn.execute(f"DELETE FROM {table} WHERE learner_id = ?", (learner_id,))  # noqa: S608
+
+
+def after_attempts_deleted(db: sqlite_utils.Database) -> None:
+    """Keep the cursor at or below the last stored answer after answers were deleted
+    (inside the same transaction). SQLite gives a new row the largest rowid plus one, so
+    once the latest answers are gone a new answer can get a rowid the follower has
+    already passed; lowering the cursor skips nothing, since every answer still stored
+    below it was traced."""
+    db.conn.execute(
+        "UPDATE knowledge_cursor SET last_rowid ="
+        " min(last_rowid, (SELECT coalesce(max(rowid), 0) FROM attempts)) WHERE id = 1"
+    )

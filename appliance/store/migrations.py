@@ -334,10 +334,12 @@ def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
         foreign_keys=[("learner_id", "users", "id")],
         not_null={"p", "model", "updated_at"},
     )
-    # One row: how far the follower has got, and under which model.
+    # One row: how far the follower has got, and under which model. It follows the
+    # attempts' rowid, not their UUIDv7 id: rowids are handed out under the write lock, so
+    # they rise in commit order (an answer whose id was made earlier can commit later).
     db.execute(
         "CREATE TABLE knowledge_cursor (id INTEGER PRIMARY KEY CHECK (id = 1),"
-        " last_attempt_id TEXT NOT NULL, model TEXT NOT NULL, updated_at TEXT NOT NULL)"
+        " last_rowid INTEGER NOT NULL, model TEXT NOT NULL, updated_at TEXT NOT NULL)"
     )
     db.create_table(
         "recommendations",

@@ -367,6 +367,7 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
     at = now()
     mastery.forget_learner(db, learner_id)  # before the attempts its predictions point at
     deleted = db.conn.execute("DELETE FROM attempts WHERE learner_id = ?", (learner_id,)).rowcount
+    mastery.after_attempts_deleted(db)
     db.conn.execute("DELETE FROM enrolments WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM tutor_messages WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM login_failures WHERE subject = ?", (f"learner:{learner_id}",))

@@ -399,3 +399,27 @@ def test_a_runtime_stays_loaded_until_the_active_model_changes(config, model):
     first = kt_runtime.active(config.home)
     assert first is kt_runtime.active(config.home)
     assert first.name == model and first.overall_logit != 0.0
+
+
+def test_answers_are_traced_in_the_order_they_were_stored_not_by_their_ids(config, ids, db, model):
+    from appliance.store import attempts, content
+
+    knowledge.follow(db, config.home)
+    first, second = ids["learners"]["Class 4A"][:2]
+    item = content.item(db, "fr01-02")
+    attempts.record(db, first, item, "0", False, 0, None, None)
+    assert knowledge.follow(db, config.home) == 1
+    # An answer whose id was made earlier but which committed later (another worker).
+    with transaction(db):
+        db.conn.execute(
+            "INSERT INTO attempts (id, learner_id, item_id, lesson_id, response, correct,"
+            " hints_used, created_at) VALUES ('00000000-0000-7000-8000-000000000001', ?, ?,"
+            " ?, '1', 1, 0, '2026-01-01T00:00:00.000Z')",
+            (second, item["id"], item["lesson_id"]),
+        )
+    assert knowledge.follow(db, config.home) == 1
+    # The latest answer's learner is erased; the next answer may reuse its rowid.
+    with transaction(db):
+        users.erase_learner(db, audit.SYSTEM, second)
+    attempts.record(db, first, item, "1", True, 0, None, None)
+    assert knowledge.follow(db, config.home) == 1 and mastery.backlog(db) == 0
