@@ -143,11 +143,11 @@ def submit(
     choice = recommend.choose(db, home, learner_id, [item["lesson_id"]], avoid=item["id"])
     shown = recommend.offered(state, item["id"]) if state is not None else None
 
-    def log_choices() -> None:
+    def log_choices(writer: sqlite_utils.Database) -> None:
         if shown:
-            recommendations.record(db, learner_id, shown[0], at=shown[1])
+            recommendations.record(writer, learner_id, shown[0], at=shown[1])
         if choice:
-            recommendations.record(db, learner_id, choice)
+            recommendations.record(writer, learner_id, choice)
 
     attempt, created = attempts.record(
         db, learner_id, item, response.strip(), correct, hints_used, duration_ms, client_key,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import sqlite_utils
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
 # Writers in one process queue on a lock instead of on SQLite's busy handler, which polls
@@ -62,6 +65,77 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
                 db.conn.execute("ROLLBACK")
             raise
         db.conn.execute("COMMIT")
+
+
+class _Job:
+    """One thread's part of a group commit."""
+
+    def __init__(self, work: Callable[[sqlite_utils.Database], T]):
+        self.work, self.done = work, False
+        self.result: object = None
+        self.error: BaseException | None = None
+
+
+_queues: dict[str, list[_Job]] = {}
+_queues_guard = threading.Lock()
+
+
+def grouped(db: sqlite_utils.Database, work: Callable[[sqlite_utils.Database], T]) -> T:
+    """Run `work(db)` in a write transaction it may share with other threads of this
+    process (group commit), and return its result once that transaction is committed.
+
+    Every write pays one fsync (synchronous=FULL); a class answering at once would queue
+    for them one by one. Instead, the thread that gets the writer lock runs every piece
+    of work waiting at that moment, each in its own savepoint (one that fails is undone
+    alone and raises in its own thread), and commits them together. `work` must use the
+    database it is given: it may run on another thread's connection.
+    """
+    if db.conn.in_transaction:  # nested: part of the caller's transaction
+        return work(db)
+    job = _Job(work)
+    queue = _queue(db)
+    with _queues_guard:
+        queue.append(job)
+    with _writer_lock(db):
+        if not job.done:  # nobody took it while we waited: lead, with all that waits now
+            with _queues_guard:
+                jobs = queue[:]
+                queue.clear()
+            _commit_together(db, jobs)
+    if job.error is not None:
+        raise job.error
+    return job.result  # type: ignore[return-value]
+
+
+def _queue(db: sqlite_utils.Database) -> list[_Job]:
+    path = db.conn.execute("PRAGMA database_list").fetchone()[2]
+    with _queues_guard:
+        return _queues.setdefault(path, [])
+
+
+def _commit_together(db: sqlite_utils.Database, jobs: list[_Job]) -> None:
+    try:
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for job in jobs:
+                db.conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.work(db)
+                except Exception as error:  # this job's own failure: undo only its writes
+                    db.conn.execute("ROLLBACK TO job")
+                    job.error = error
+                db.conn.execute("RELEASE job")
+            db.conn.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+    except BaseException as error:  # nothing was committed: every job fails with it
+        for job in jobs:
+            job.result, job.error = None, error
+    finally:
+        for job in jobs:
+            job.done = True
 
 
 def now() -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import sqlite_utils
 from markupsafe import escape
 
-from . import now, one, rows, transaction
+from . import grouped, now, one, rows
 from .ids import uuid7
 
 
@@ -21,12 +21,13 @@ def record(
     hints_used: int,
     duration_ms: int | None,
     client_key: str | None,
-    also: Callable[[], None] | None = None,
+    also: Callable[[sqlite_utils.Database], None] | None = None,
 ) -> tuple[dict, bool]:
     """Store one answer durably; return (attempt, created). A resend is not stored twice.
 
-    `also` runs in the answer's transaction, only when the answer is new (the practice
-    session logs the next item's recommendation there)."""
+    The answer is committed together with other threads' answers waiting at the same
+    moment (store.grouped: one fsync for all). `also(db)` runs in the answer's
+    transaction, only when the answer is new (practice logs its recommendations there)."""
     if client_key:
         earlier = _by_client_key(db, learner_id, client_key)
         if earlier:
@@ -43,17 +44,20 @@ def record(
         "created_at": now(),
         "client_key": client_key,
     }
-    with transaction(db):
-        cursor = db.conn.execute(
+
+    def insert(writer: sqlite_utils.Database) -> int:
+        inserted = writer.conn.execute(
             "INSERT OR IGNORE INTO attempts (id, learner_id, item_id, lesson_id, response,"
             " correct, hints_used, duration_ms, created_at, client_key) VALUES"
             " (:id, :learner_id, :item_id, :lesson_id, :response, :correct, :hints_used,"
             " :duration_ms, :created_at, :client_key)",
             attempt,
-        )
-        if cursor.rowcount and also is not None:
-            also()
-    if not cursor.rowcount:  # a concurrent resend won the race
+        ).rowcount
+        if inserted and also is not None:
+            also(writer)
+        return inserted
+
+    if not grouped(db, insert):  # a concurrent resend won the race
         return _by_client_key(db, learner_id, client_key), False
     return attempt, True
 

@@ -133,3 +133,61 @@ def test_the_audit_log_never_holds_names_or_pins(db):
     for name in names:
         assert name not in text
     assert "1234" not in details  # the demo learners' PIN
+
+
+def test_group_commit_stores_every_answer_once_and_shares_commits(db, config, ids, monkeypatch):
+    import threading
+
+    import appliance.store as store_module
+    from appliance.store import attempts, content, open_db
+
+    sizes = []
+    commit = store_module._commit_together
+
+    def counted(database, jobs):
+        sizes.append(len(jobs))
+        return commit(database, jobs)
+
+    monkeypatch.setattr(store_module, "_commit_together", counted)
+    item = content.item(db, "fr01-02")
+    learners = ids["learners"]["Class 4A"]
+    before = db.conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
+
+    def answer(n: int) -> None:
+        own = open_db(config.db_path)  # one connection per thread, as in the server
+        for k in range(10):
+            key = f"group-{n}-{k:04d}"
+            attempts.record(own, learners[n % len(learners)], item, "1", True, 0, None, key)
+            attempts.record(own, learners[n % len(learners)], item, "1", True, 0, None, key)
+        own.conn.close()
+
+    threads = [threading.Thread(target=answer, args=(n,)) for n in range(12)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    after = db.conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
+    assert after - before == 120  # every answer once, resends not again
+    assert sum(sizes) == 120 and max(sizes) > 1  # resends stop early; commits are shared
+
+
+def test_one_failing_write_in_a_group_is_undone_alone(db):
+    import sqlite3
+
+    from appliance.store import _commit_together, _Job
+
+    def insert(name):
+        return lambda writer: (
+            writer.conn.execute(
+                "INSERT INTO login_failures (subject, at) VALUES (?, 0)", (name,)
+            ).rowcount
+        )
+
+    def half_then_fail(writer):
+        insert("half")(writer)
+        raise sqlite3.IntegrityError("this job's own failure")
+
+    jobs = [_Job(insert("first")), _Job(half_then_fail), _Job(insert("last"))]
+    _commit_together(db, jobs)
+    subjects = {r[0] for r in db.conn.execute("SELECT subject FROM login_failures")}
+    assert {"first", "last"} <= subjects and "half" not in subjects
+    assert [j.result for j in jobs] == [1, None, 1]
+    assert isinstance(jobs[1].error, sqlite3.IntegrityError) and all(j.done for j in jobs)
