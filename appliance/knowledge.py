@@ -48,9 +48,34 @@ def follow(
             return done
         traced = _trace_batch(db, runtime, batch)
         if traced is None:
+            _prepare_chances(db, runtime)
             return done
         done += traced
     return done
+
+
+def _prepare_chances(db: sqlite_utils.Database, runtime: KTRuntime, limit: int = 300) -> int:
+    """Work out chances for learners' assigned lessons that have none yet (a new model,
+    a new assignment, a new learner), so even a first question is a lookup."""
+    missing = mastery.without_chances(db, runtime.name, limit)
+    if not missing:
+        return 0
+    lessons = mastery.lesson_items(db, lesson_ids={lesson for _, lesson in missing})
+    wanted = [(learner, item) for learner, lesson in missing for item in lessons.get(lesson, [])]
+    learners = {learner for learner, _ in missing}
+    states = {}
+    for learner in learners:
+        found = mastery.states(db, learner, runtime.name)
+        states[learner] = (found.learner, found.skills)
+    skills = mastery.skills_of(db, {item for _, item in wanted})
+    try:
+        fresh = chances(runtime, mastery.counts(db), states, wanted, skills)
+    except KTModelError as error:
+        kt_runtime.unusable(runtime, error)
+        return 0
+    with transaction(db):
+        mastery.save_chances(db, runtime.name, fresh)
+    return len(missing)
 
 
 def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> int | None:

@@ -166,12 +166,7 @@ def save(
     """Keep a traced batch (inside one transaction): states, mastery, predictions, counts,
     the learners' chances on the items they practise, and how far the trace has got."""
     at = now()
-    db.conn.executemany(
-        "INSERT INTO chances (learner_id, item_id, p, model, updated_at) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT(learner_id, item_id) DO UPDATE SET p = excluded.p,"
-        " model = excluded.model, updated_at = excluded.updated_at",
-        [(learner_id, item_id, p, model, at) for (learner_id, item_id), p in chances.items()],
-    )
+    save_chances(db, model, chances)
     for learner_id, found in learners.items():
         db.conn.execute(
             "INSERT INTO learner_states (learner_id, state, model, updated_at)"
@@ -217,16 +212,50 @@ def stored_chances(
     return {r[0]: r[1] for r in rows(db, query, (learner_id, model, *item_ids))}
 
 
-def lesson_items(db: sqlite_utils.Database, item_ids: set[str]) -> dict[str, list[str]]:
-    """For the lessons of some items: lesson id -> its current items."""
-    ids = sorted(item_ids)
-    marks = ",".join("?" * len(ids))
+def without_chances(db: sqlite_utils.Database, model: str, limit: int) -> list[tuple[int, str]]:
+    """(learner, lesson) pairs of assigned lessons for which no chance under `model` is
+    kept yet: a learner's first question in such a lesson would run the model."""
+    return [
+        (r[0], r[1])
+        for r in rows(
+            db,
+            "SELECT DISTINCT e.learner_id, a.lesson_id FROM assignments a"
+            " JOIN enrolments e ON e.class_id = a.class_id"
+            " JOIN users u ON u.id = e.learner_id AND u.erased_at IS NULL"
+            " WHERE NOT EXISTS (SELECT 1 FROM chances c JOIN items i ON i.id = c.item_id"
+            "  WHERE c.learner_id = e.learner_id AND i.lesson_id = a.lesson_id"
+            "  AND c.model = ?)"
+            " AND EXISTS (SELECT 1 FROM items i WHERE i.lesson_id = a.lesson_id"
+            "  AND i.retired = 0) LIMIT ?",
+            (model, limit),
+        )
+    ]
+
+
+def save_chances(
+    db: sqlite_utils.Database, model: str, chances: dict[tuple[int, str], float]
+) -> None:
+    """Keep (learner, item) chances under `model` (inside the caller's transaction)."""
+    db.conn.executemany(
+        "INSERT INTO chances (learner_id, item_id, p, model, updated_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(learner_id, item_id) DO UPDATE SET p = excluded.p,"
+        " model = excluded.model, updated_at = excluded.updated_at",
+        [(learner_id, item_id, p, model, now()) for (learner_id, item_id), p in chances.items()],
+    )
+
+
+def lesson_items(
+    db: sqlite_utils.Database, item_ids: set[str] = frozenset(), lesson_ids: set[str] = frozenset()
+) -> dict[str, list[str]]:
+    """Lesson id -> its current items, for the lessons of `item_ids` and `lesson_ids`."""
+    items, lessons = sorted(item_ids), sorted(lesson_ids)
     query = (
-        "SELECT lesson_id, id FROM items WHERE retired = 0 AND lesson_id IN"  # noqa: S608
-        f" (SELECT lesson_id FROM items WHERE id IN ({marks})) ORDER BY lesson_id, position"
+        "SELECT lesson_id, id FROM items WHERE retired = 0 AND (lesson_id IN"  # noqa: S608
+        f" (SELECT lesson_id FROM items WHERE id IN ({','.join('?' * len(items))}))"
+        f" OR lesson_id IN ({','.join('?' * len(lessons))})) ORDER BY lesson_id, position"
     )
     found: dict[str, list[str]] = {}
-    for r in rows(db, query, tuple(ids)):
+    for r in rows(db, query, (*items, *lessons)):
         found.setdefault(r[0], []).append(r[1])
     return found
 

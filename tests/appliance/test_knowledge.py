@@ -108,6 +108,20 @@ def test_the_follower_keeps_chances_for_the_lessons_practised(app, config, ids, 
     assert recommend.predicted(db, runtime, learner_id, lesson_items) == stored
 
 
+def test_chances_are_ready_for_assigned_lessons_before_a_first_answer(config, ids, db, model):
+    from appliance.config import pin_key
+    from appliance.store import classes
+
+    with transaction(db):
+        newcomer = users.create_learner(db, audit.SYSTEM, "New Learner", "2468", pin_key(config))
+        classes.enrol(db, audit.SYSTEM, ids["classes"]["Class 4A"], newcomer)
+    knowledge.follow(db, config.home)
+    for lesson in recommend.assigned_lessons(db, newcomer):
+        items = [r[0] for r in db.conn.execute(
+            "SELECT id FROM items WHERE lesson_id = ? AND retired = 0", (lesson,))]  # fmt: skip
+        assert set(mastery.stored_chances(db, newcomer, model, items)) == set(items)
+
+
 def test_right_answers_raise_mastery_and_wrong_ones_lower_it(app, config, ids, db, model):
     learner = as_role(app, "learner", ids)
     knowledge.follow(db, config.home)
