@@ -43,7 +43,7 @@ def follow(
     return how many were traced."""
     done = 0
     while until is None or time.monotonic() < until:
-        runtime = kt_runtime.active(home)
+        runtime = kt_runtime.active(home, fresh=True)
         if runtime is None:
             return done
         traced = _trace_batch(db, runtime, batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,18 +148,28 @@ def check(path: Path) -> dict:
 
 
 _loaded: dict[str, tuple[int, KTRuntime | None]] = {}
+_checked: dict[str, float] = {}  # when each home's store was last looked at
+RECHECK_S = 1.0
 _lock = threading.Lock()
 log = logging.getLogger("schoolbox.knowledge")
 
 
-def active(home: Path) -> KTRuntime | None:
+def active(home: Path, fresh: bool = False) -> KTRuntime | None:
     """The store's active knowledge-tracing model, loaded once per change; None when there
-    is none or it cannot be loaded (logged once, and the box uses its rule instead)."""
+    is none or it cannot be loaded (logged once, and the box uses its rule instead).
+    Without `fresh`, a change is noticed within RECHECK_S."""
     from . import store
 
+    key = str(home)
+    cached = _loaded.get(key)
+    # A web request asks every time: look at the store at most once a second.
+    if cached and not fresh and time.monotonic() - _checked.get(key, 0.0) < RECHECK_S:
+        runtime = cached[1]
+        return None if runtime is None or runtime.failed else runtime
     stamp = store.active_stamp(home)
     with _lock:
-        cached = _loaded.get(str(home))
+        _checked[key] = time.monotonic()
+        cached = _loaded.get(key)
         if cached and cached[0] == stamp:
             runtime = cached[1]
             return None if runtime is None or runtime.failed else runtime

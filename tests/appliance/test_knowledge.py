@@ -409,10 +409,16 @@ def test_a_model_card_beside_the_file_is_kept_and_a_broken_one_refused(tmp_path)
     assert store.get(home, "kt-bad-card") is None
 
 
-def test_a_runtime_stays_loaded_until_the_active_model_changes(config, model):
+def test_a_runtime_stays_loaded_until_the_active_model_changes(config, model, tmp_path):
     first = kt_runtime.active(config.home)
     assert first is kt_runtime.active(config.home)
     assert first.name == model and first.overall_logit != 0.0
+    renamed = tmp_path / "kt-copy.onnx"
+    shutil.copy(default.KT_FILE, renamed)
+    store.import_file(config.home, renamed, name="kt-next")
+    store.activate(config.home, "kt-next")
+    assert kt_runtime.active(config.home) is first  # requests notice within a second...
+    assert kt_runtime.active(config.home, fresh=True).name == "kt-next"  # ...the follower now
 
 
 def test_answers_are_traced_in_the_order_they_were_stored_not_by_their_ids(config, ids, db, model):
