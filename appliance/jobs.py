@@ -20,25 +20,24 @@ NICE = 5
 
 def prune_conversations(config: Config) -> int:
     """Delete tutor conversations older than the retention period."""
-    db = open_db(config.db_path)
-    try:
-        with transaction(db):
-            deleted = conversations.prune(db, config.tutor_retention_days)
-    finally:
-        db.conn.close()
-    event(log, "tutor_conversations_pruned", deleted=deleted)
-    return deleted
+    return _prune(config, "tutor_conversations_pruned", conversations.prune,
+                  config.tutor_retention_days)  # fmt: skip
 
 
 def prune_recommendations(config: Config) -> int:
-    """Delete recommendation reasons older than their retention period."""
+    """Delete the reasons practice items were chosen, after their retention period."""
+    return _prune(config, "recommendations_pruned", recommendations.prune,
+                  config.recommendation_retention_days)  # fmt: skip
+
+
+def _prune(config: Config, name: str, prune, days: int) -> int:
     db = open_db(config.db_path)
     try:
         with transaction(db):
-            deleted = recommendations.prune(db, config.recommendation_retention_days)
+            deleted = prune(db, days)
     finally:
         db.conn.close()
-    event(log, "recommendations_pruned", deleted=deleted)
+    event(log, name, deleted=deleted)
     return deleted
 
 

@@ -2,13 +2,15 @@
 
 An answer's request only stores the answer: running the model inside it cost a class
 a third of its answers per second (the model's step held the database's write lock).
-Instead this follower reads the append-only attempts log in order, from where it last
-stopped, and for each answer:
+Instead this follower reads the append-only attempts log in the order the answers were
+stored (their rowid), from where it last stopped, and for each answer:
 
 - predicts the chance of a right answer from the history before it (kept in
   `predictions`, which is how the box knows its model's live AUC and calibration);
 - steps the learner's states and stores mastery per skill: the chance of a right
-  answer on an average item of that skill.
+  answer on an average item of that skill;
+- works out the learner's chance on each item of the lesson just practised (`chances`),
+  which choosing their next item looks up (appliance/recommend.py).
 
 It runs every second in the supervisor (appliance/jobs.py) and in batches, each batch
 one transaction, so a crash repeats a batch instead of losing or doubling one. When
@@ -96,8 +98,8 @@ def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> i
         kt_runtime.unusable(runtime, error)  # logged once; the box uses its rule
         return None
     with transaction(db):
-        # Another follower (the CLI beside the server), or an erasure, got in between:
-        # drop this batch; the next one starts from what is stored now.
+        # Another follower (a second process on the same box), or an erasure, got in
+        # between: drop this batch; the next one starts from what is stored now.
         still = one(
             db, "SELECT count(*) FROM attempts WHERE rowid > ? AND rowid <= ?",
             (position.last_rowid, answers[-1].rowid),

@@ -443,3 +443,19 @@ def test_answers_are_traced_in_the_order_they_were_stored_not_by_their_ids(confi
         users.erase_learner(db, audit.SYSTEM, second)
     attempts.record(db, first, item, "1", True, 0, None, None)
     assert knowledge.follow(db, config.home) == 1 and mastery.backlog(db) == 0
+
+
+def test_old_recommendation_reasons_are_pruned(app, config, ids, db, model):
+    from appliance import jobs
+
+    learner = as_role(app, "learner", ids)
+    item = learner.get(f"/api/v1/lessons/{LESSON}/next-item").get_json()["item"]
+    _answer(learner, item["id"], "0")
+    assert _count(db, "recommendations") == 2
+    with transaction(db):
+        db.conn.execute(
+            "UPDATE recommendations SET created_at = '2020-01-01T00:00:00.000Z'"
+            " WHERE id = (SELECT min(id) FROM recommendations)"
+        )
+    assert jobs.prune_recommendations(config) == 1
+    assert _count(db, "recommendations") == 1
