@@ -116,7 +116,7 @@ def next_item(lesson_id: str):
     if not content.lesson(db, lesson_id):
         abort(404)
     avoid = request.args.get("after")  # the item just answered, if the client knows it
-    choice = recommend.offer(session, db, _home(), current_user()["id"], [lesson_id], avoid)
+    choice = recommend.choose_and_log(db, _home(), current_user()["id"], [lesson_id], avoid)
     return _chosen(choice, session=_practice_state(lesson_id))
 
 
@@ -127,7 +127,7 @@ def practise_next():
     db = get_db()
     learner_id = current_user()["id"]
     lessons = recommend.assigned_lessons(db, learner_id)
-    return _chosen(recommend.offer(session, db, _home(), learner_id, lessons))
+    return _chosen(recommend.choose_and_log(db, _home(), learner_id, lessons))
 
 
 def _chosen(choice, **extra):
@@ -177,7 +177,6 @@ def submit_attempt():
             data.get("duration_ms"),
             data.get("client_key"),
             home=_home(),
-            state=session,
         )
     except practice.AnswerError as error:
         fail(error.status, str(error))

@@ -66,7 +66,7 @@ def practise(lesson_id: str):
     item_id = request.args.get("item")
     if not item_id:
         avoid = request.args.get("after")
-        choice = recommend.offer(session, db, _home(), learner["id"], [lesson_id], avoid)
+        choice = recommend.choose_and_log(db, _home(), learner["id"], [lesson_id], avoid)
         item_id = choice.item_id if choice else None
     item = content.item(db, item_id) if item_id else None
     if item is None or item["lesson_id"] != lesson_id:
@@ -81,7 +81,7 @@ def practise_next():
     db = get_db()
     learner_id = current_user()["id"]
     lessons = recommend.assigned_lessons(db, learner_id)
-    choice = recommend.offer(session, db, _home(), learner_id, lessons)
+    choice = recommend.choose_and_log(db, _home(), learner_id, lessons)
     if choice is None:
         return redirect(url_for("learner.library"))
     return redirect(url_for("learner.practise", lesson_id=choice.lesson_id, item=choice.item_id))
@@ -135,7 +135,6 @@ def answer(lesson_id: str):
             form.get("client_key") or None,
             lesson_id=lesson_id,
             home=_home(),
-            state=session,
         )
     except practice.AnswerError as error:
         item = content.item(db, form.get("item_id", ""))

@@ -113,14 +113,12 @@ def submit(
     client_key: str | None = None,
     lesson_id: str | None = None,
     home: Path | None = None,
-    state: MutableMapping | None = None,
 ) -> dict:
     """Grade and durably record one answer; the feedback and the next item to show.
 
     With `lesson_id`, an item from another lesson is refused (404) before anything is
     written. The next item is chosen by appliance/recommend (with the model in `home`'s
-    store, if any) and its reason is logged in the answer's transaction, with the choice
-    that offered this item if it waits in the learner's session (`state`).
+    store, if any) and its reason is logged in the answer's transaction.
     """
     if client_key is not None and not (
         isinstance(client_key, str) and _CLIENT_KEY_RE.match(client_key)
@@ -141,17 +139,14 @@ def submit(
     # Chosen before the answer is stored, outside the write lock; the answered item is
     # the one avoided, so the answer itself could not change the choice.
     choice = recommend.choose(db, home, learner_id, [item["lesson_id"]], avoid=item["id"])
-    shown = recommend.offered(state, item["id"]) if state is not None else None
 
-    def log_choices(writer: sqlite_utils.Database) -> None:
-        if shown:
-            recommendations.record(writer, learner_id, shown[0], at=shown[1])
+    def log_choice(writer: sqlite_utils.Database) -> None:
         if choice:
             recommendations.record(writer, learner_id, choice)
 
     attempt, created = attempts.record(
         db, learner_id, item, response.strip(), correct, hints_used, duration_ms, client_key,
-        also=log_choices,
+        also=log_choice,
     )  # fmt: skip
     return {
         "attempt_id": attempt["id"],

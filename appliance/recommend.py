@@ -11,8 +11,7 @@ lesson, or the learner's assigned lessons), and every choice is logged with its 
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
@@ -21,11 +20,10 @@ from models import kt_runtime
 from models.kt_runtime import KTModelError, KTRuntime
 
 from . import knowledge
-from .store import content, mastery, now, rows
+from .store import content, grouped, mastery, recommendations, rows
 
 BAND = (0.5, 0.85)  # the target band of predicted success
 TARGET = 0.7  # inside the band, nearer this comes first
-OFFERED = "offered"  # the session key of a choice shown but not yet logged
 
 
 @dataclass(frozen=True)
@@ -58,34 +56,20 @@ def choose(
     return _by_rule(candidates, avoid)
 
 
-def offer(
-    state: MutableMapping,
+def choose_and_log(
     db: sqlite_utils.Database,
     home: Path | None,
     learner_id: int,
     lesson_ids: list[str],
     avoid: str | None = None,
 ) -> Choice | None:
-    """choose(), for a page or API call that only shows the item: the choice waits in the
-    learner's session (`state`) and goes into the log in the transaction of the answer to
-    it, so showing a question costs no write of its own (a class's writes queue on one
-    lock). The next item chosen after an answer is logged in that answer's transaction."""
+    """choose(), with the choice and its reason kept in the recommendation log before it
+    is shown. The write joins other threads' writes in one commit (store.grouped), so a
+    class opening questions at once shares fsyncs with the class's answers."""
     choice = choose(db, home, learner_id, lesson_ids, avoid)
-    if choice is None:
-        state.pop(OFFERED, None)
-    else:
-        state[OFFERED] = {**asdict(choice), "at": now()}
+    if choice is not None:
+        grouped(db, lambda writer: recommendations.record(writer, learner_id, choice))
     return choice
-
-
-def offered(state: MutableMapping, item_id: str) -> tuple[Choice, str] | None:
-    """The choice waiting in the session for `item_id`, and when it was made; taken out."""
-    found = state.get(OFFERED)
-    if not found or found.get("item_id") != item_id:
-        return None
-    state.pop(OFFERED)
-    at = found.pop("at")
-    return Choice(**found), at
 
 
 def assigned_lessons(db: sqlite_utils.Database, learner_id: int) -> list[str]:

@@ -8,14 +8,13 @@ from . import days_ago, now, rows
 from .ids import uuid7
 
 
-def record(db: sqlite_utils.Database, learner_id: int, choice, at: str | None = None) -> None:
-    """Log one choice (an appliance.recommend.Choice, made `at`, default now) inside the
-    caller's transaction."""
+def record(db: sqlite_utils.Database, learner_id: int, choice) -> None:
+    """Log one choice (an appliance.recommend.Choice) inside the caller's transaction."""
     db.conn.execute(
         "INSERT INTO recommendations (id, learner_id, item_id, lesson_id, p, rule, reason,"
         " model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (uuid7(), learner_id, choice.item_id, choice.lesson_id, choice.p, choice.rule,
-         choice.reason, choice.model, at or now()),
+         choice.reason, choice.model, now()),
     )  # fmt: skip
 
 

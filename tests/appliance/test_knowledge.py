@@ -246,12 +246,12 @@ def test_every_recommendation_is_logged_with_its_reason(app, config, ids, db, mo
     knowledge.follow(db, config.home)
     learner = as_role(app, "learner", ids)
     item = learner.get(f"/api/v1/lessons/{LESSON}/next-item").get_json()["item"]
-    assert _count(db, "recommendations") == 0  # showing a question writes nothing yet...
+    assert _count(db, "recommendations") == 1  # logged before the question is shown
     reply = _answer(learner, item["id"], _right_answer(db, item["id"])).get_json()
     logged = db.conn.execute(
         "SELECT item_id, rule, reason, p, model FROM recommendations ORDER BY id"
     ).fetchall()
-    # ...its choice is logged in the answer's transaction, with the next one's
+    # and the next one in the answer's transaction
     assert [r["item_id"] for r in logged] == [item["id"], reply["next_item"]["id"]]
     assert all(r["rule"] == "model" and r["model"] == model and 0 < r["p"] < 1 for r in logged)
     assert reply["next_reason"] == logged[-1]["reason"]
