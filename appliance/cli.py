@@ -71,6 +71,10 @@ def init(
     # The knowledge-tracing model ships inside Schoolbox (42 KiB): every box starts with one.
     shipped = _store_call(default.install_knowledge_tracing, config.home)
     click.echo(f"Knowledge-tracing model: {shipped.name}")
+    from sync import enrolment
+
+    box_keys = enrolment.ensure_box_keys(config.home, site.get(db)["box_id"])
+    click.echo(f"Box keys made; fingerprint {box_keys.public().fingerprint()}")
     click.echo(f"Admin username: {admin_username}")
     if shown:
         click.echo(f"Admin password (shown once, write it down): {password}")
@@ -342,6 +346,15 @@ def tutor_serve(ctx) -> None:
     setup_logs(config.log_level)
     tutor_service.serve(config.home, config.tutor_socket_path, tutor_settings(config))
 
+
+def _register_sync_commands() -> None:
+    from .cli_sync import hub, sync
+
+    main.add_command(sync)
+    main.add_command(hub)
+
+
+_register_sync_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,150 @@
+"""The district hub's own store: its key, the boxes enrolled, and its audit log.
+
+<hub home>/district.key   the district's private keys (0600, `schoolbox hub init`)
+<hub home>/district.json  its public keys, to pin on every box
+<hub home>/hub.db         boxes, audit log (and, later, the records bundles bring)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import enrolment
+from .enrolment import EnrolmentError
+from .keys import PrivateKeys, PublicKeys, generate, read_private, write_private
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS boxes (
+    box_id TEXT PRIMARY KEY,
+    site_name TEXT NOT NULL,
+    keys TEXT NOT NULL,            -- the box's public keys (JSON)
+    enrolled_at TEXT NOT NULL,
+    keys_changed_at TEXT NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    last_digest TEXT NOT NULL DEFAULT '',
+    last_contact TEXT
+);
+CREATE TABLE IF NOT EXISTS hub_audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    action TEXT NOT NULL,
+    box_id TEXT,
+    detail TEXT NOT NULL
+);
+"""
+
+
+def key_path(hub_home: Path) -> Path:
+    return hub_home / "district.key"
+
+
+def init(hub_home: Path) -> PrivateKeys:
+    """Make the district's keys and the hub's database; refuse if the keys exist."""
+    path = key_path(hub_home)
+    if path.exists():
+        raise EnrolmentError(f"The district already has keys at {path}.")
+    write_private(generate("district"), path)
+    keys = read_private(path)
+    enrolment.write_json(hub_home / "district.json", keys.public().to_json())
+    open_hub(hub_home).close()
+    return keys
+
+
+def district_keys(hub_home: Path) -> PrivateKeys:
+    return read_private(key_path(hub_home))
+
+
+def rotate(hub_home: Path) -> PrivateKeys:
+    """New district keys. The old ones are kept (district.key.retired-<time>): bundles
+    sealed before a box received the rotation still open with `every_district_key`."""
+    path = key_path(hub_home)
+    read_private(path)  # refuse to retire a damaged or missing key
+    os.rename(path, path.with_name(f"district.key.retired-{time.time_ns()}"))
+    write_private(generate("district"), path)
+    keys = read_private(path)
+    enrolment.write_json(hub_home / "district.json", keys.public().to_json())
+    return keys
+
+
+def every_district_key(hub_home: Path) -> list[PrivateKeys]:
+    """The current district keys first, then the retired ones, newest first."""
+    retired = sorted(hub_home.glob("district.key.retired-*"), reverse=True)
+    return [district_keys(hub_home)] + [read_private(path) for path in retired]
+
+
+def open_hub(hub_home: Path) -> sqlite3.Connection:
+    hub_home.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(hub_home / "hub.db", isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(SCHEMA)
+    return db
+
+
+def enrol(db: sqlite3.Connection, document: dict, replace: bool = False) -> str:
+    """Register a box from its enrolment request: "enrolled", "unchanged" or "rotated".
+
+    A box already enrolled with other keys moves to the new ones only if the request is
+    endorsed by its enrolled key, or with `replace` (an operator who checked the new
+    fingerprint with the school)."""
+    keys, _ = enrolment.check_request(document)
+    at = _now()
+    found = db.execute("SELECT keys FROM boxes WHERE box_id = ?", (keys.owner,)).fetchone()
+    new_keys = json.dumps(keys.to_json(), sort_keys=True)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if found is None:
+            db.execute(
+                "INSERT INTO boxes (box_id, site_name, keys, enrolled_at, keys_changed_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (keys.owner, document["site_name"].strip(), new_keys, at, at),
+            )
+            outcome = "enrolled"
+        elif found["keys"] == new_keys:
+            outcome = "unchanged"
+        else:
+            previous = PublicKeys.from_json(json.loads(found["keys"]))
+            if not (replace or enrolment.endorsement_is_valid(previous, document)):
+                raise EnrolmentError(
+                    f"Box {keys.owner} is enrolled with other keys ({previous.fingerprint()}). "
+                    "A rotated box's request must be signed by its old key; otherwise check "
+                    f"the new fingerprint {keys.fingerprint()} with the school and use --replace."
+                )
+            db.execute(
+                "UPDATE boxes SET keys = ?, keys_changed_at = ?, site_name = ? WHERE box_id = ?",
+                (new_keys, at, document["site_name"].strip(), keys.owner),
+            )
+            outcome = "rotated"
+        audit(db, f"box.{outcome}", keys.owner, fingerprint=keys.fingerprint(), replace=replace)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return outcome
+
+
+def keys_of(db: sqlite3.Connection, box_id: str) -> PublicKeys | None:
+    found = db.execute("SELECT keys FROM boxes WHERE box_id = ?", (box_id,)).fetchone()
+    return PublicKeys.from_json(json.loads(found["keys"])) if found else None
+
+
+def boxes(db: sqlite3.Connection) -> list[dict]:
+    return [dict(r) for r in db.execute("SELECT * FROM boxes ORDER BY site_name, box_id")]
+
+
+def audit(db: sqlite3.Connection, action: str, box_id: str | None, **detail) -> None:
+    """One line in the hub's audit log (inside the caller's transaction)."""
+    db.execute(
+        "INSERT INTO hub_audit (at, action, box_id, detail) VALUES (?, ?, ?, ?)",
+        (_now(), action, box_id, json.dumps(detail, sort_keys=True)),
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
