@@ -65,18 +65,24 @@ class Header:
         return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
+def counts_of(records: dict[str, dict]) -> dict[str, int]:
+    """Record type -> number of rows, as the header states them."""
+    return {kind: len(table["rows"]) for kind, table in records.items()}
+
+
 def seal(
     header: Header,
-    records: dict[str, list],
+    records: dict[str, dict],
     district: PublicKeys,
     box: PrivateKeys,
     max_bytes: int = MAX_BYTES,
 ) -> bytes:
-    """The bundle for `records` (record type -> list of JSON values), or BundleError (413)
-    if it would be larger than `max_bytes` (the caller then puts fewer records in)."""
+    """The bundle for `records` (record type -> {"fields": [names], "rows": [[values]]}),
+    or BundleError (413) if it would be larger than `max_bytes` (the caller then puts fewer
+    records in)."""
     if header.suite not in SUITES:
         raise BundleError(f"Unknown suite {header.suite!r}; use one of {', '.join(SUITES)}.")
-    if header.counts != {kind: len(rows) for kind, rows in records.items()}:
+    if header.counts != counts_of(records):
         raise BundleError("The header's record counts do not match the records.")
     head = header.to_bytes()
     payload = zlib.compress(json.dumps(records, separators=(",", ":")).encode(), 9)
@@ -100,7 +106,7 @@ def open_bundle(
     district: PrivateKeys,
     max_bytes: int = MAX_BYTES,
     suites: tuple[str, ...] = tuple(SUITES),
-) -> tuple[Header, dict[str, list]]:
+) -> tuple[Header, dict[str, dict]]:
     """Check and open a bundle: its shape, its box (`keys_of(box_id)`: the enrolled keys,
     or None), its signature, its suite, its ciphertext and its payload."""
     header, head, body, ciphertext, signature = _parse(bundle, max_bytes)
@@ -119,7 +125,7 @@ def open_bundle(
     except (InvalidTag, ValueError) as error:
         raise BundleError("The bundle was not sealed to this district's key.", 403) from error
     records = _payload(payload)
-    if header.counts != {kind: len(rows) for kind, rows in records.items()}:
+    if header.counts != counts_of(records):
         raise BundleError("The bundle's records do not match its header's counts.")
     return header, records
 
@@ -186,7 +192,7 @@ def _check_header(header: Header) -> None:
         raise ValueError("suite")
 
 
-def _payload(payload: bytes) -> dict[str, list]:
+def _payload(payload: bytes) -> dict[str, dict]:
     try:
         inflater = zlib.decompressobj()
         text = inflater.decompress(payload, MAX_PAYLOAD_BYTES)
@@ -194,12 +200,23 @@ def _payload(payload: bytes) -> dict[str, list]:
             raise ValueError("too large or cut off")
         records = json.loads(text)
         if not isinstance(records, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) for k, v in records.items()
+            isinstance(kind, str) and _is_table(table) for kind, table in records.items()
         ):
-            raise ValueError("not record lists")
+            raise ValueError("not tables of records")
     except (zlib.error, ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BundleError(f"The bundle's payload is malformed ({error}).") from error
     return records
+
+
+def _is_table(table) -> bool:
+    if not isinstance(table, dict) or set(table) != {"fields", "rows"}:
+        return False
+    fields, rows = table["fields"], table["rows"]
+    return (
+        isinstance(fields, list) and all(isinstance(f, str) for f in fields)
+        and isinstance(rows, list)
+        and all(isinstance(r, list) and len(r) == len(fields) for r in rows)
+    )  # fmt: skip
 
 
 def _suite(name: str) -> hpke.Suite:

@@ -14,13 +14,16 @@ from sync.bundle import BundleError, Header
 
 BOX, DISTRICT, STRANGER = keys.generate("box-1"), keys.generate("district"), keys.generate("x")
 RECORDS = {
-    "attempts": [["01890a5d-ac96-7000-8000-000000000001", "p-3f2a", "fr01-02", 1, 0]] * 50,
-    "erasures": [["p-9c1b"]],
+    "attempts": {
+        "fields": ["id", "learner", "item", "correct", "hints"],
+        "rows": [["01890a5d-ac96-7000-8000-000000000001", "p-3f2a", "fr01-02", 1, 0]] * 50,
+    },
+    "erasures": {"fields": ["learner"], "rows": [["p-9c1b"]]},
 }
 
 
 def _header(seq: int = 1, suite: str = "x25519", records=RECORDS) -> Header:
-    counts = {kind: len(rows) for kind, rows in records.items()}
+    counts = bundle.counts_of(records)
     return Header("box-1", seq, "", "2026-11-25T10:00:00Z", counts, suite)
 
 
@@ -89,8 +92,8 @@ def test_a_suite_the_hub_does_not_accept_is_refused():
 
 def test_counts_must_match_and_a_payload_bomb_is_refused(monkeypatch):
     with pytest.raises(BundleError, match="counts"):
-        bundle.seal(_header(records={"attempts": []}), RECORDS, DISTRICT.public(), BOX)
-    big = {"attempts": [[0] * 1000] * 1000}  # compresses to little, expands to ~2 MB
+        bundle.seal(_header(records={}), RECORDS, DISTRICT.public(), BOX)
+    big = {"attempts": {"fields": ["n"] * 1000, "rows": [[0] * 1000] * 1000}}  # ~2 MB
     sealed = bundle.seal(_header(records=big), big, DISTRICT.public(), BOX)
     monkeypatch.setattr(bundle, "MAX_PAYLOAD_BYTES", 100_000)
     with pytest.raises(BundleError, match="payload is malformed"):
