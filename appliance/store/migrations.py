@@ -361,11 +361,25 @@ def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX recommendations_learner ON recommendations(learner_id, id)")
 
 
+def _v5_sync_outbox(db: sqlite_utils.Database) -> None:
+    """Bundles sealed for the district and how far each record type has been sealed
+    (issue 6). A bundle's file and its row appear together or not at all
+    (sync/outbox.py)."""
+    db.execute(
+        "CREATE TABLE sync_outbox (seq INTEGER PRIMARY KEY, file TEXT NOT NULL,"
+        " digest TEXT NOT NULL, bytes INTEGER NOT NULL, counts TEXT NOT NULL,"
+        " created_at TEXT NOT NULL, sent_at TEXT, acked_at TEXT)"
+    )
+    # Record type -> the mark after the last record sealed (a rowid, a time or a day).
+    db.execute("CREATE TABLE sync_marks (kind TEXT PRIMARY KEY, mark TEXT NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
     _v3_tutor_conversations,
     _v4_knowledge_tracing,
+    _v5_sync_outbox,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 
