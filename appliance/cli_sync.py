@@ -88,6 +88,66 @@ def sync_rotate(ctx, out: Path | None) -> None:
     _write_or_print(document, out)
 
 
+def _sync_errors(function, *args, **kwargs):
+    from sync.bundle import BundleError
+    from sync.outbox import OutboxFull
+    from sync.policy import PolicyError
+    from sync.transport import SendStopped
+
+    try:
+        return function(*args, **kwargs)
+    except (EnrolmentError, KeyFileError, BundleError, OutboxFull, PolicyError, SendStopped,
+            ConnectionError) as error:  # fmt: skip
+        raise click.ClickException(str(error)) from error
+
+
+@sync.command("now")
+@click.option("--url", help="The hub to send to (default: the sync_url setting).")
+@click.pass_context
+def sync_now(ctx, url: str | None) -> None:
+    """Seal what is waiting into bundles, and send them if the hub can be reached."""
+    from sync import outbox, transport
+
+    config, found = _box(ctx)
+    db = open_db(config.db_path)
+    if not site.is_consented(db, "sync"):
+        raise click.ClickException("The school has not switched sync on (admin, consent page).")
+    sealed = _sync_errors(outbox.seal_pending, db, config.home, config.sync_settings())
+    click.echo(f"Sealed {len(sealed)} bundle(s); {len(outbox.pending(db))} waiting.")
+    target = url or config.sync_url
+    if target:
+        sent = _sync_errors(transport.send_pending, db, config.home, target)
+        click.echo(f"The hub acknowledged {sent} bundle(s)." if sent or transport.reachable(target)
+                   else f"The hub at {target} cannot be reached; bundles wait.")  # fmt: skip
+
+
+@sync.command("export")
+@click.argument("stick", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_context
+def sync_export(ctx, stick: Path) -> None:
+    """Seal what is waiting and copy every pending bundle onto a USB stick."""
+    from sync import outbox, transport
+
+    config, found = _box(ctx)
+    db = open_db(config.db_path)
+    _sync_errors(outbox.seal_pending, db, config.home, config.sync_settings())
+    copied = transport.export_to(db, config.home, stick, found["box_id"])
+    click.echo(f"Copied {copied} bundle(s) to {stick}. Take the stick to the district.")
+
+
+@sync.command("import")
+@click.argument("stick", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_context
+def sync_import(ctx, stick: Path) -> None:
+    """Read the district's acknowledgements from a USB stick and prune what it holds."""
+    from sync import transport
+
+    config, found = _box(ctx)
+    db = open_db(config.db_path)
+    pruned = _sync_errors(transport.import_acks, db, config.home, stick, found["box_id"])
+    click.echo(f"The district holds {pruned} more bundle(s); they were removed here.")
+
+
 @click.group()
 @click.option("--hub-home", type=click.Path(file_okay=False, path_type=Path),
               envvar="SCHOOLBOX_HUB_HOME", required=True,
@@ -125,6 +185,35 @@ def hub_enrol(ctx, file: Path, replace: bool) -> None:
     keys, _ = enrolment.check_request(document)
     click.echo(f"Box {keys.owner} ({document['site_name']}): {outcome}; "
                f"fingerprint {keys.fingerprint()}.")  # fmt: skip
+
+
+@hub.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8090, show_default=True)
+@click.pass_context
+def hub_serve(ctx, host: str, port: int) -> None:
+    """Receive bundles over HTTP (waitress) and show the district dashboard."""
+    import waitress
+
+    from sync.hub_app import make_app
+
+    home = ctx.obj["hub_home"]
+    _guarded(hub_store.district_keys, home)  # refuse to start without the district's keys
+    click.echo(f"District hub on http://{host}:{port}/ (data in {home})")
+    waitress.serve(make_app(home), host=host, port=port, threads=4, ident="schoolbox-hub")
+
+
+@hub.command("import")
+@click.argument("stick", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_context
+def hub_import(ctx, stick: Path) -> None:
+    """Apply every box's bundles on a USB stick and write acknowledgements onto it."""
+    from sync import transport
+
+    results = transport.hub_import_from(ctx.obj["hub_home"], stick)
+    for name, outcome in results.items():
+        click.echo(f"{name}: {outcome}")
+    click.echo(f"{len(results)} bundle(s) read; acknowledgements written to the stick.")
 
 
 @hub.command("rotate-keys")

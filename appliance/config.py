@@ -40,6 +40,12 @@ class Config:
     # Knowledge tracing (issue 5): a follower job traces new answers this often.
     knowledge_trace_seconds: int = 1
     recommendation_retention_days: int = 180  # why-this-item log, for teachers and audit
+    # Sync with the district (issue 6): only once the school consents (admin, consent page).
+    sync_url: str = ""  # the district hub, e.g. https://hub.district.example; "" = USB only
+    sync_interval_minutes: int = 15  # how often bundles are sealed and, if the hub answers, sent
+    sync_suite: str = "x25519"  # or "mlkem768-x25519": post-quantum protection, +1.1 KB a bundle
+    sync_max_bundle_kb: int = 1024
+    sync_outbox_quota_mb: int = 200
     model_cache: str = ""  # where fetched default models are kept; default: user cache dir
     testing: bool = False
 
@@ -64,6 +70,16 @@ class Config:
         if self.model_cache:
             return Path(self.model_cache).expanduser()
         return Path(platformdirs.user_cache_dir("schoolbox")) / "models"
+
+    def sync_settings(self):
+        """The outbox's settings from this configuration."""
+        from sync.outbox import Settings
+
+        return Settings(
+            max_bundle_bytes=self.sync_max_bundle_kb * 1024,
+            quota_bytes=self.sync_outbox_quota_mb << 20,
+            suite=self.sync_suite,
+        )
 
     def with_(self, **changes) -> Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

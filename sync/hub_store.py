@@ -29,6 +29,40 @@ CREATE TABLE IF NOT EXISTS boxes (
     last_digest TEXT NOT NULL DEFAULT '',
     last_contact TEXT
 );
+CREATE TABLE IF NOT EXISTS received (
+    box_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    counts TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (box_id, seq)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id TEXT NOT NULL, box_id TEXT NOT NULL, learner TEXT NOT NULL, item TEXT NOT NULL,
+    lesson TEXT, correct INTEGER NOT NULL, hints INTEGER, duration_ms INTEGER, response TEXT,
+    PRIMARY KEY (box_id, id)
+);
+CREATE INDEX IF NOT EXISTS attempts_learner ON attempts(box_id, learner);
+CREATE TABLE IF NOT EXISTS mastery (
+    box_id TEXT NOT NULL, learner TEXT NOT NULL, skill TEXT NOT NULL, p REAL NOT NULL,
+    answers INTEGER NOT NULL, model TEXT, PRIMARY KEY (box_id, learner, skill)
+);
+CREATE TABLE IF NOT EXISTS class_skills (
+    box_id TEXT NOT NULL, class TEXT NOT NULL, skill TEXT NOT NULL, learners INTEGER NOT NULL,
+    mean_p REAL NOT NULL, answers INTEGER NOT NULL, PRIMARY KEY (box_id, class, skill)
+);
+CREATE TABLE IF NOT EXISTS usage (
+    box_id TEXT NOT NULL, day TEXT NOT NULL, answers INTEGER NOT NULL,
+    learners INTEGER NOT NULL, tutor_questions INTEGER NOT NULL, PRIMARY KEY (box_id, day)
+);
+CREATE TABLE IF NOT EXISTS health (
+    box_id TEXT PRIMARY KEY, version TEXT, disk_free_mb INTEGER, database_mb INTEGER,
+    backlog INTEGER, at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    box_id TEXT NOT NULL, learner TEXT NOT NULL, erased_at TEXT, applied_at TEXT NOT NULL,
+    PRIMARY KEY (box_id, learner)
+);
 CREATE TABLE IF NOT EXISTS hub_audit (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -94,7 +128,7 @@ def enrol(db: sqlite3.Connection, document: dict, replace: bool = False) -> str:
     endorsed by its enrolled key, or with `replace` (an operator who checked the new
     fingerprint with the school)."""
     keys, _ = enrolment.check_request(document)
-    at = _now()
+    at = now()
     found = db.execute("SELECT keys FROM boxes WHERE box_id = ?", (keys.owner,)).fetchone()
     new_keys = json.dumps(keys.to_json(), sort_keys=True)
     db.execute("BEGIN IMMEDIATE")
@@ -142,9 +176,9 @@ def audit(db: sqlite3.Connection, action: str, box_id: str | None, **detail) -> 
     """One line in the hub's audit log (inside the caller's transaction)."""
     db.execute(
         "INSERT INTO hub_audit (at, action, box_id, detail) VALUES (?, ?, ?, ?)",
-        (_now(), action, box_id, json.dumps(detail, sort_keys=True)),
+        (now(), action, box_id, json.dumps(detail, sort_keys=True)),
     )
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

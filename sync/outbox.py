@@ -104,7 +104,7 @@ def _seal_one(db: sqlite_utils.Database, home: Path, settings: Settings) -> int 
                   used_bytes(home), settings.quota_bytes)  # fmt: skip
         raise OutboxFull("The sync outbox is full: send or export bundles to make room.")
     name = f"{header.seq:08d}{SUFFIX}"
-    _write_durably(folder(home) / name, data)
+    write_durably(folder(home) / name, data)
     with transaction(db):
         db.conn.execute(
             "INSERT INTO sync_outbox (seq, file, digest, bytes, counts, created_at)"
@@ -130,7 +130,7 @@ def _sweep(db: sqlite_utils.Database, home: Path) -> None:
         path.unlink()
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:

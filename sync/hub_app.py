@@ -1,0 +1,103 @@
+"""The district hub as a WSGI app (served by waitress: `schoolbox hub serve`).
+
+    POST /v1/bundles   one bundle (application/octet-stream) -> its signed acknowledgement
+    GET  /healthz      the connectivity check boxes make before sending
+    GET  /             the district dashboard: boxes, last contact, backlog, mastery
+
+Built on werkzeug (Flask's own request layer) without Flask: sync/ stays free of the
+web app's framework. Every refusal is JSON with the bundle module's message and status.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from . import bundle, hub_store, receive
+from .bundle import BundleError
+
+ROUTES = Map([
+    Rule("/v1/bundles", endpoint="bundles", methods=["POST"]),
+    Rule("/healthz", endpoint="healthz", methods=["GET"]),
+    Rule("/", endpoint="dashboard", methods=["GET"]),
+])  # fmt: skip
+
+
+def make_app(hub_home: Path, max_bytes: int = bundle.MAX_BYTES):
+    """The hub's WSGI application over the hub's data directory."""
+
+    def app(environ, start_response):
+        request = Request(environ, populate_request=False)
+        try:
+            endpoint, _ = ROUTES.bind_to_environ(environ).match()
+            response = HANDLERS[endpoint](request, hub_home, max_bytes)
+        except (NotFound, MethodNotAllowed) as error:
+            response = _json({"error": error.description}, error.code)
+        except HTTPException as error:
+            response = error.get_response()
+        return response(environ, start_response)
+
+    return app
+
+
+def _bundles(request: Request, hub_home: Path, max_bytes: int) -> Response:
+    if (request.content_length or 0) > max_bytes:
+        return _json({"error": f"A bundle may be at most {max_bytes} bytes."}, 413)
+    data = request.get_data(cache=False)
+    db = hub_store.open_hub(hub_home)
+    try:
+        ack = receive.receive(db, hub_home, data)
+    except BundleError as error:
+        return _json({"error": str(error)}, error.status)
+    finally:
+        db.close()
+    return _json(ack, 200)
+
+
+def _healthz(request: Request, hub_home: Path, max_bytes: int) -> Response:
+    return _json({"status": "ok"}, 200)
+
+
+def _dashboard(request: Request, hub_home: Path, max_bytes: int) -> Response:
+    db = hub_store.open_hub(hub_home)
+    try:
+        boxes = hub_store.boxes(db)
+        health = {r["box_id"]: dict(r) for r in db.execute("SELECT * FROM health")}
+        mastery = {
+            r[0]: (r[1], r[2])
+            for r in db.execute(
+                "SELECT box_id, avg(p), count(DISTINCT learner) FROM mastery GROUP BY box_id"
+            )
+        }
+    finally:
+        db.close()
+    rows = "".join(
+        f"<tr><td>{escape(b['site_name'])}</td><td><code>{escape(b['box_id'])}</code></td>"
+        f"<td>{escape(b['last_contact'] or 'never')}</td><td>{b['last_seq']}</td>"
+        f"<td>{health.get(b['box_id'], {}).get('backlog', '-')}</td>"
+        f"<td>{_mean(mastery.get(b['box_id']))}</td></tr>"
+        for b in boxes
+    )
+    page = (
+        "<!doctype html><html lang='en'><meta charset='utf-8'><title>District hub</title>"
+        "<h1>District hub</h1><table><thead><tr><th>School</th><th>Box</th>"
+        "<th>Last contact</th><th>Bundles</th><th>Answers waiting on the box</th>"
+        "<th>Mean mastery (learners)</th></tr></thead><tbody>" + rows + "</tbody></table>"
+    )
+    return Response(page, 200, content_type="text/html; charset=utf-8")
+
+
+def _mean(found) -> str:
+    return "-" if not found or found[0] is None else f"{100 * found[0]:.0f}% ({found[1]})"
+
+
+def _json(body: dict, status: int) -> Response:
+    return Response(json.dumps(body), status, content_type="application/json")
+
+
+HANDLERS = {"bundles": _bundles, "healthz": _healthz, "dashboard": _dashboard}

@@ -1,0 +1,184 @@
+"""Getting bundles to the hub and acknowledgements back: over HTTP, or on a USB stick.
+
+HTTP: a connectivity check first (GET /healthz), then the pending bundles in order, each
+POSTed until it is acknowledged; a dropped connection or a 5xx is retried with
+exponential backoff and full jitter, and a bundle sent twice is harmless (the hub
+applies a bundle once per box and sequence number and acknowledges it again).
+
+USB ("sneakernet"): `export_to` copies pending bundles to <stick>/schoolbox/<box id>/;
+the hub's `import_from` applies every box's bundles on the stick and writes signed
+acknowledgements beside them; `import_acks` back on the box reads its own.
+
+A bundle is pruned (its file deleted, its row kept as history) only after an
+acknowledgement signed by the pinned district key names its exact digest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from appliance.store import now, transaction
+
+from . import enrolment, outbox, receive
+
+log = logging.getLogger("schoolbox.sync")
+USB_FOLDER = "schoolbox"
+
+
+class SendStopped(RuntimeError):
+    """The hub refused a bundle for a reason retrying cannot fix; the message says which."""
+
+
+def send_pending(
+    db: sqlite_utils.Database,
+    home: Path,
+    url: str,
+    tries: int = 6,
+    timeout: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Send pending bundles to the hub at `url`; return how many were acknowledged.
+    Returns 0 at once when the hub cannot be reached (the job tries again later)."""
+    if not reachable(url, timeout):
+        return 0
+    acknowledged = 0
+    for row in outbox.pending(db):
+        data = (outbox.folder(home) / row["file"]).read_bytes()
+        ack = _post(hub_url(url, "/v1/bundles"), data, tries, timeout, sleep)
+        _accept(db, home, row, ack)
+        acknowledged += 1
+    return acknowledged
+
+
+def hub_url(url: str, path: str) -> str:
+    """`url` + `path`, for an http(s) hub only (never file: or anything else)."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"The hub's address must start with http:// or https://, not {url!r}.")
+    return f"{url.rstrip('/')}{path}"
+
+
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    try:
+        target = hub_url(url, "/healthz")
+        with urllib.request.urlopen(target, timeout=timeout) as reply:  # noqa: S310 - http(s) only
+            return reply.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def backoff(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Seconds to wait before retry `attempt` (0, 1, ...): full jitter, exponential."""
+    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - not for secrets
+
+
+def _post(url: str, data: bytes, tries: int, timeout: float, sleep) -> dict:
+    for attempt in range(tries):
+        request = urllib.request.Request(  # noqa: S310 - hub_url allows http(s) only
+            url, data=data, method="POST", headers={"Content-Type": "application/octet-stream"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310
+                return json.loads(reply.read())
+        except urllib.error.HTTPError as error:
+            body = _message(error)
+            if error.code < 500:  # the hub looked at it and said no: retrying will not help
+                raise SendStopped(f"The hub refused the bundle ({error.code}): {body}") from error
+            log.warning("hub answered %d; retrying", error.code)
+        except (OSError, ValueError) as error:  # dropped link, timeout, garbled reply
+            log.warning("sending a bundle failed (%s); retrying", type(error).__name__)
+        if attempt + 1 < tries:
+            sleep(backoff(attempt))
+    raise ConnectionError(f"The hub did not acknowledge the bundle after {tries} tries.")
+
+
+def _message(error: urllib.error.HTTPError) -> str:
+    try:
+        return json.loads(error.read()).get("error", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def _accept(db: sqlite_utils.Database, home: Path, row: dict, ack: dict) -> None:
+    """Mark a bundle acknowledged and prune its file, once the ack checks out."""
+    district = enrolment.district_keys(home)
+    receive.check_acknowledgement(
+        ack, district, lambda seq: row["digest"] if seq == row["seq"] else None
+    )
+    at = now()
+    with transaction(db):
+        db.conn.execute(
+            "UPDATE sync_outbox SET sent_at = coalesce(sent_at, ?), acked_at = ? WHERE seq = ?",
+            (at, at, row["seq"]),
+        )
+    (outbox.folder(home) / row["file"]).unlink(missing_ok=True)
+
+
+# --- USB -------------------------------------------------------------------------------
+
+
+def export_to(db: sqlite_utils.Database, home: Path, stick: Path, box_id: str) -> int:
+    """Copy pending bundles onto a stick; return how many."""
+    target = stick / USB_FOLDER / box_id
+    target.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    for row in outbox.pending(db):
+        outbox.write_durably(target / row["file"], (outbox.folder(home) / row["file"]).read_bytes())
+        copied += 1
+    if copied:
+        at = now()
+        with transaction(db):
+            db.conn.execute(
+                "UPDATE sync_outbox SET sent_at = coalesce(sent_at, ?) WHERE acked_at IS NULL",
+                (at,),
+            )
+    return copied
+
+
+def import_acks(db: sqlite_utils.Database, home: Path, stick: Path, box_id: str) -> int:
+    """Read this box's acknowledgements from a stick; return how many bundles they prune."""
+    folder = stick / USB_FOLDER / box_id / "acks"
+    pending = {row["seq"]: row for row in outbox.pending(db)}
+    pruned = 0
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        ack = json.loads(path.read_text())
+        row = pending.get(ack.get("seq"))
+        if row is not None:
+            _accept(db, home, row, ack)
+            pruned += 1
+    return pruned
+
+
+def hub_import_from(hub_home: Path, stick: Path) -> dict[str, str]:
+    """At the hub: apply every box's bundles on a stick, in order, and write signed
+    acknowledgements beside them. Returns "<box>/<file>" -> outcome or refusal."""
+    from . import hub_store
+    from .bundle import BundleError
+
+    results = {}
+    db = hub_store.open_hub(hub_home)
+    try:
+        for box_folder in sorted((stick / USB_FOLDER).glob("*")):
+            for path in sorted(box_folder.glob(f"*{outbox.SUFFIX}")):
+                key = f"{box_folder.name}/{path.name}"
+                try:
+                    ack = receive.receive(db, hub_home, path.read_bytes())
+                except BundleError as error:
+                    results[key] = f"refused ({error.status}): {error}"
+                    continue
+                acks = box_folder / "acks"
+                acks.mkdir(exist_ok=True)
+                (acks / f"{path.stem}.json").write_text(json.dumps(ack))
+                results[key] = ack["outcome"]
+    finally:
+        db.close()
+    return results
