@@ -55,6 +55,19 @@ def box_status() -> dict:
         "http": current_app.extensions["schoolbox_metrics"].summary(),
         "tutor": _tutor_status(config),
         "knowledge": model_monitor.report(db, config.home),
+        "sync": _sync_status(db, config),
+    }
+
+
+def _sync_status(db, config) -> dict:
+    """The sync queue and whether the box can sync at all, for the admin."""
+    from sync import enrolment, outbox
+
+    return {
+        "consented": site.is_consented(db, "sync"),
+        "district": bool(enrolment.district_keys(config.home)),
+        "hub": config.sync_url or None,
+        **outbox.status(db, config.home, config.sync_settings()),
     }
 
 

@@ -72,6 +72,26 @@ def pending(db: sqlite_utils.Database) -> list[dict]:
     ]
 
 
+def status(db: sqlite_utils.Database, home: Path, settings: Settings = Settings()) -> dict:
+    """The queue for the admin page: bundles pending, sent, acknowledged, last contact."""
+    found = one(
+        db,
+        "SELECT count(*) FILTER (WHERE acked_at IS NULL AND sent_at IS NULL),"
+        " count(*) FILTER (WHERE acked_at IS NULL AND sent_at IS NOT NULL),"
+        " count(*) FILTER (WHERE acked_at IS NOT NULL), max(acked_at) FROM sync_outbox",
+    )
+    used = used_bytes(home)
+    return {
+        "pending": found[0],
+        "sent": found[1],  # sent or carried away, not yet acknowledged
+        "acknowledged": found[2],
+        "last_contact": found[3],
+        "outbox_bytes": used,
+        "quota_bytes": settings.quota_bytes,
+        "nearly_full": used > 0.8 * settings.quota_bytes,
+    }
+
+
 def used_bytes(home: Path) -> int:
     return sum(p.stat().st_size for p in folder(home).glob(f"*{SUFFIX}"))
 

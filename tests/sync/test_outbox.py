@@ -136,3 +136,17 @@ def test_a_district_may_add_the_typed_response_but_never_a_name(box, db):
     (box / policy.POLICY_FILE).write_text(json.dumps({"allow": {"attempts": ["display_name"]}}))
     with pytest.raises(policy.PolicyError, match="never sends"):
         policy.fields(box)
+
+
+def test_the_admin_sees_the_queue_and_a_loud_warning_when_it_fills(box, db, config, ids):
+    from appliance import create_app
+    from tests.conftest import as_role
+
+    outbox.seal_pending(db, box, Settings(max_bundle_bytes=8_000))
+    waiting = len(outbox.pending(db))
+    admin = as_role(create_app(config), "admin", ids)
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert f"<dt>Bundles waiting</dt><dd>{waiting}</dd>" in page and "outbox holds" not in page
+    tight = create_app(config.with_(sync_outbox_quota_mb=0))
+    page = as_role(tight, "admin", ids).get("/admin/").get_data(as_text=True)
+    assert "the sync outbox holds" in page
