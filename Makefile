@@ -71,6 +71,7 @@ bench: $(BIN)/schoolbox $(DEFAULT_GGUF) $(BKT_VENV)/bin/python
 	$(BIN)/python bench/classroom_burst.py
 	$(BIN)/python bench/tutor.py
 	$(BIN)/python bench/knowledge_tracing.py --bkt-python $(BKT_VENV)/bin/python
+	$(BIN)/python bench/sync.py
 
 # pyBKT (the BKT baseline in bench/knowledge_tracing.py) needs numpy 1.x, pandas 2.2 and
 # scikit-learn 1.5, so it gets a venv of its own; its C++ core builds only from source.
