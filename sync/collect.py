@@ -42,10 +42,12 @@ def collect(db: sqlite_utils.Database, home: Path, marks: dict[str, str], limit:
     found["mastery"], new_marks["mastery"] = _mastery(db, marks, pseudonym)
     found["usage"], new_marks["usage"] = _usage(db, marks)
     events = sum(len(found[kind]) for kind in (*EVENTS, "mastery", "usage"))
-    found["class_skills"] = _class_skills(db, pseudonym) if attempts else []
     remaining = rows(db, "SELECT count(*) FROM attempts WHERE rowid > ?",
                      (int(new_marks["attempts"] or 0),))[0][0]  # fmt: skip
-    found["health"] = [_health(db, home, remaining)] if events else []
+    # Snapshots go with the bundle that catches up, not with every bundle of a backlog.
+    last = events and not remaining
+    found["class_skills"] = _class_skills(db, pseudonym) if last else []
+    found["health"] = [_health(db, home, remaining)] if last else []
     records = {
         kind: {"fields": names[kind], "rows": table} for kind, table in found.items() if table
     }
