@@ -48,24 +48,28 @@ def test_kill_9_while_sealing_and_uploading_loses_and_doubles_nothing(config, db
     send = [*seal_only, "--url", f"http://127.0.0.1:{port}"]
     killed_with, stages = [], []
 
-    def kill_after(command, delay: float) -> None:
+    def kill_when(command, moment) -> None:
+        """Start a box run and kill -9 it as soon as `moment()` holds (or it ends)."""
         box = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        time.sleep(delay)
+        while box.poll() is None and not moment():
+            time.sleep(0.005)
         box.send_signal(signal.SIGKILL)
         box.wait()
         killed_with.append(box.returncode)
         _outbox_is_consistent(db, config.home)
         stages.append(_stage(db))
 
+    def count(sql: str) -> int:
+        return db.conn.execute(sql).fetchone()[0]
+
     try:
-        delay = 1.0
-        while _stage(db) == "sealing" and len(stages) < 30:  # kill -9 while sealing
-            kill_after(seal_only, delay)
-            delay += 0.3
-        delay = 1.0
-        while _stage(db) in ("sealing", "sealed", "uploading") and len(stages) < 60:
-            kill_after(send, delay)  # kill -9 while uploading (it seals what is left first)
-            delay += 0.2
+        for _ in range(3):  # kill -9 while sealing: once some bundles are recorded
+            before = count("SELECT count(*) FROM sync_outbox")
+            kill_when(seal_only, lambda b=before: count("SELECT count(*) FROM sync_outbox") > b)
+        for _ in range(3):  # kill -9 while uploading: once some bundles are acknowledged
+            before = count("SELECT count(*) FROM sync_outbox WHERE acked_at IS NOT NULL")
+            kill_when(send, lambda b=before: count(
+                "SELECT count(*) FROM sync_outbox WHERE acked_at IS NOT NULL") > b)  # fmt: skip
         finished = subprocess.run(send, env=env, capture_output=True, text=True, timeout=300)
         assert finished.returncode == 0, finished.stdout + finished.stderr
     finally:
