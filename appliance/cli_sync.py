@@ -115,10 +115,21 @@ def sync_now(ctx, url: str | None) -> None:
     sealed = _sync_errors(outbox.seal_pending, db, config.home, config.sync_settings())
     click.echo(f"Sealed {len(sealed)} bundle(s); {len(outbox.pending(db))} waiting.")
     target = url or config.sync_url
-    if target:
-        sent = _sync_errors(transport.send_pending, db, config.home, target)
-        click.echo(f"The hub acknowledged {sent} bundle(s)." if sent or transport.reachable(target)
-                   else f"The hub at {target} cannot be reached; bundles wait.")  # fmt: skip
+    if not target:
+        return
+    if not transport.reachable(target):
+        click.echo(f"The hub at {target} cannot be reached; bundles wait.")
+        return
+    sent = _sync_errors(transport.send_pending, db, config.home, target)
+    click.echo(f"The hub acknowledged {sent} bundle(s).")
+    from sync import updates
+
+    incoming = config.home / "updates-incoming"
+    _sync_errors(transport.fetch_updates, target, incoming)
+    for name, outcome in updates.apply_all(
+        db, config.home, incoming, config.sync_require_signed_updates
+    ).items():
+        click.echo(f"Update {name}: {outcome}")
 
 
 @sync.command("export")
@@ -140,12 +151,16 @@ def sync_export(ctx, stick: Path) -> None:
 @click.pass_context
 def sync_import(ctx, stick: Path) -> None:
     """Read the district's acknowledgements from a USB stick and prune what it holds."""
-    from sync import transport
+    from sync import transport, updates
 
     config, found = _box(ctx)
     db = open_db(config.db_path)
     pruned = _sync_errors(transport.import_acks, db, config.home, stick, found["box_id"])
     click.echo(f"The district holds {pruned} more bundle(s); they were removed here.")
+    results = updates.apply_all(db, config.home, stick / transport.USB_FOLDER / transport.UPDATES,
+                                config.sync_require_signed_updates)  # fmt: skip
+    for name, outcome in results.items():
+        click.echo(f"Update {name}: {outcome}")
 
 
 @click.group()
@@ -214,6 +229,35 @@ def hub_import(ctx, stick: Path) -> None:
     for name, outcome in results.items():
         click.echo(f"{name}: {outcome}")
     click.echo(f"{len(results)} bundle(s) read; acknowledgements written to the stick.")
+
+
+@hub.command("sign")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(["content-pack", "model"]), required=True)
+@click.option("--name", help="Model name in the boxes' store (content packs: from the pack).")
+@click.option("--version", "version_", help="Model version (content packs: from the pack).")
+@click.option("--model-kind", type=click.Choice(["tutor-llm", "knowledge-tracing"]))
+@click.pass_context
+def hub_sign(ctx, file: Path, kind: str, name, version_, model_kind) -> None:
+    """Sign a content pack (zip) or a model file for the boxes; it goes out with the next
+    USB import and to boxes that fetch updates."""
+    from sync import updates
+
+    home = ctx.obj["hub_home"]
+    if kind == "content-pack":
+        from .packs.loader import PackError, load
+
+        try:
+            pack = load(file)  # a pack that would not import is not signed
+        except PackError as error:
+            raise click.ClickException(str(error)) from error
+        name, version_ = pack.id, pack.version
+    elif not (name and version_):
+        raise click.ClickException("A model update needs --name and --version.")
+    district = _guarded(hub_store.district_keys, home)
+    folder = updates.hub_folder(home) / f"{kind}-{name}-{version_}"
+    updates.sign(district, file, kind, name, version_, folder, model_kind)
+    click.echo(f"Signed {kind} {name} {version_} into {folder}.")
 
 
 @hub.command("rotate-keys")

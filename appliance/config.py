@@ -46,6 +46,7 @@ class Config:
     sync_suite: str = "x25519"  # or "mlkem768-x25519": post-quantum protection, +1.1 KB a bundle
     sync_max_bundle_kb: int = 1024
     sync_outbox_quota_mb: int = 200
+    sync_require_signed_updates: bool = True  # refuse packs and models the district did not sign
     model_cache: str = ""  # where fetched default models are kept; default: user cache dir
     testing: bool = False
 

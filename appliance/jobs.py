@@ -81,6 +81,12 @@ def sync_with_district(config: Config) -> int:
         if not config.sync_url:
             return 0
         sent = transport.send_pending(db, config.home, config.sync_url)
+        if transport.reachable(config.sync_url):
+            from sync import updates
+
+            incoming = config.home / "updates-incoming"
+            transport.fetch_updates(config.sync_url, incoming)
+            updates.apply_all(db, config.home, incoming, config.sync_require_signed_updates)
     except Exception:  # a refused bundle, a damaged key: say so, never kill the scheduler
         log.exception("sync with the district failed; it will try again")
         return 0

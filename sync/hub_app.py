@@ -2,6 +2,7 @@
 
     POST /v1/bundles   one bundle (application/octet-stream) -> its signed acknowledgement
     GET  /healthz      the connectivity check boxes make before sending
+    GET  /v1/updates   the district's signed updates (envelopes); files under /v1/updates/...
     GET  /             the district dashboard: boxes, last contact, backlog, mastery
 
 Built on werkzeug (Flask's own request layer) without Flask: sync/ stays free of the
@@ -18,12 +19,14 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import bundle, hub_store, receive
+from . import bundle, hub_store, receive, updates
 from .bundle import BundleError
 
 ROUTES = Map([
     Rule("/v1/bundles", endpoint="bundles", methods=["POST"]),
     Rule("/healthz", endpoint="healthz", methods=["GET"]),
+    Rule("/v1/updates", endpoint="updates", methods=["GET"]),
+    Rule("/v1/updates/<folder>/<file>", endpoint="update_file", methods=["GET"]),
     Rule("/", endpoint="dashboard", methods=["GET"]),
 ])  # fmt: skip
 
@@ -34,8 +37,8 @@ def make_app(hub_home: Path, max_bytes: int = bundle.MAX_BYTES):
     def app(environ, start_response):
         request = Request(environ, populate_request=False)
         try:
-            endpoint, _ = ROUTES.bind_to_environ(environ).match()
-            response = HANDLERS[endpoint](request, hub_home, max_bytes)
+            endpoint, arguments = ROUTES.bind_to_environ(environ).match()
+            response = HANDLERS[endpoint](request, hub_home, max_bytes, **arguments)
         except (NotFound, MethodNotAllowed) as error:
             response = _json({"error": error.description}, error.code)
         except HTTPException as error:
@@ -57,6 +60,23 @@ def _bundles(request: Request, hub_home: Path, max_bytes: int) -> Response:
     finally:
         db.close()
     return _json(ack, 200)
+
+
+def _updates(request: Request, hub_home: Path, max_bytes: int) -> Response:
+    root = updates.hub_folder(hub_home)
+    found = {
+        path.parent.name: json.loads(path.read_text())
+        for path in sorted(root.glob(f"*/{updates.ENVELOPE}"))
+    }
+    return _json({"updates": found}, 200)
+
+
+def _update_file(request: Request, hub_home: Path, max_bytes: int, folder: str, file: str):
+    root = updates.hub_folder(hub_home).resolve()
+    path = (root / folder / file).resolve()
+    if root not in path.parents or not path.is_file():  # no path escapes the update folder
+        return _json({"error": "No such update file."}, 404)
+    return Response(path.read_bytes(), 200, content_type="application/octet-stream")
 
 
 def _healthz(request: Request, hub_home: Path, max_bytes: int) -> Response:
@@ -100,4 +120,7 @@ def _json(body: dict, status: int) -> Response:
     return Response(json.dumps(body), status, content_type="application/json")
 
 
-HANDLERS = {"bundles": _bundles, "healthz": _healthz, "dashboard": _dashboard}
+HANDLERS = {
+    "bundles": _bundles, "healthz": _healthz, "dashboard": _dashboard, "updates": _updates,
+    "update_file": _update_file,
+}  # fmt: skip

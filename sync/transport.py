@@ -33,6 +33,7 @@ from . import enrolment, outbox, receive
 
 log = logging.getLogger("schoolbox.sync")
 USB_FOLDER = "schoolbox"
+UPDATES = "updates"  # on a stick: <stick>/schoolbox/updates/<update>/
 
 
 class SendStopped(RuntimeError):
@@ -123,6 +124,25 @@ def _accept(db: sqlite_utils.Database, home: Path, row: dict, ack: dict) -> None
     (outbox.folder(home) / row["file"]).unlink(missing_ok=True)
 
 
+def fetch_updates(url: str, into: Path, timeout: float = 60.0) -> int:
+    """Download the hub's signed updates not yet here into `into`; return how many.
+    Nothing is trusted yet: sync/updates.py checks each before applying it."""
+    with urllib.request.urlopen(hub_url(url, "/v1/updates"), timeout=timeout) as reply:  # noqa: S310
+        listed = json.loads(reply.read()).get("updates", {})
+    fetched = 0
+    for folder, envelope in listed.items():
+        target = into / Path(folder).name
+        if (target / "update.json").exists():
+            continue
+        name = Path(envelope["file"]).name
+        path = f"/v1/updates/{urllib.parse.quote(target.name)}/{urllib.parse.quote(name)}"
+        with urllib.request.urlopen(hub_url(url, path), timeout=timeout) as reply:  # noqa: S310
+            outbox.write_durably(target / name, reply.read())
+        outbox.write_durably(target / "update.json", json.dumps(envelope).encode())
+        fetched += 1
+    return fetched
+
+
 # --- USB -------------------------------------------------------------------------------
 
 
@@ -160,14 +180,18 @@ def import_acks(db: sqlite_utils.Database, home: Path, stick: Path, box_id: str)
 
 def hub_import_from(hub_home: Path, stick: Path) -> dict[str, str]:
     """At the hub: apply every box's bundles on a stick, in order, and write signed
-    acknowledgements beside them. Returns "<box>/<file>" -> outcome or refusal."""
-    from . import hub_store
+    acknowledgements beside them; put the district's signed updates on the stick too.
+    Returns "<box>/<file>" -> outcome or refusal."""
+    from . import hub_store, updates
     from .bundle import BundleError
 
+    updates.copy_to(updates.hub_folder(hub_home), stick / USB_FOLDER / UPDATES)
     results = {}
     db = hub_store.open_hub(hub_home)
     try:
         for box_folder in sorted((stick / USB_FOLDER).glob("*")):
+            if box_folder.name == UPDATES:
+                continue
             for path in sorted(box_folder.glob(f"*{outbox.SUFFIX}")):
                 key = f"{box_folder.name}/{path.name}"
                 try:

@@ -372,6 +372,12 @@ def _v5_sync_outbox(db: sqlite_utils.Database) -> None:
     )
     # Record type -> the mark after the last record sealed (a rowid, a time or a day).
     db.execute("CREATE TABLE sync_marks (kind TEXT PRIMARY KEY, mark TEXT NOT NULL)")
+    # District updates (content packs, models) this box has applied: none twice.
+    db.execute(
+        "CREATE TABLE sync_updates (sha256 TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+        " name TEXT NOT NULL, version TEXT NOT NULL, outcome TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL)"
+    )
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

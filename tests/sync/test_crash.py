@@ -14,7 +14,7 @@ from appliance.store import site, transaction
 from appliance.store.ids import uuid7
 from sync import hub_store, outbox
 from tests.conftest import SCHOOLBOX, free_port, stop
-from tests.sync.test_hub import _make_box, wait_ready_hub
+from tests.sync.conftest import make_box, wait_ready_hub
 
 
 def _more_answers(db, count: int) -> None:
@@ -34,7 +34,7 @@ def _more_answers(db, count: int) -> None:
 def test_kill_9_while_sealing_and_uploading_loses_and_doubles_nothing(config, db, tmp_path):
     hub_home = tmp_path / "hub"
     hub_store.init(hub_home)
-    _make_box(config.home, hub_home, db)
+    make_box(config.home, hub_home, db)
     _more_answers(db, 30_000)
     port = free_port()
     hub_log = open(tmp_path / "hub.log", "w")  # noqa: SIM115

@@ -6,50 +6,20 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
 import threading
 
 import pytest
 import requests
 
-from appliance import knowledge
 from appliance.config import Config
 from appliance.store import audit, open_db, site, transaction, users
 from appliance.store.ids import uuid7
-from models import default
 from sync import bundle, enrolment, hub_store, keys, outbox, policy, receive, transport
 from sync.bundle import BundleError
 from sync.outbox import Settings
-from tests.conftest import SCHOOLBOX, free_port, stop
+from tests.sync.conftest import make_box
 
 SMALL = Settings(max_bundle_bytes=8_000)  # many bundles from the demo school
-
-
-def _make_box(home, hub_home, db) -> None:
-    """Consent, keys, enrolment at the hub, the district's keys pinned, mastery traced."""
-    with transaction(db):
-        site.set_consent(db, audit.SYSTEM, "sync", True)
-    found = site.get(db)
-    box_keys = enrolment.ensure_box_keys(home, found["box_id"])
-    hub_db = hub_store.open_hub(hub_home)
-    hub_store.enrol(hub_db, enrolment.request(box_keys, found["name"]))
-    hub_db.close()
-    enrolment.pin_district(home, json.loads((hub_home / "district.json").read_text()))
-    default.install_knowledge_tracing(home)
-    knowledge.follow(db, home)
-
-
-@pytest.fixture
-def hub_home(tmp_path):
-    home = tmp_path / "hub"
-    hub_store.init(home)
-    return home
-
-
-@pytest.fixture
-def box(config, db, hub_home):
-    _make_box(config.home, hub_home, db)
-    return config.home
 
 
 def _hub_count(hub_home, table: str, box_id: str | None = None) -> int:
@@ -111,31 +81,6 @@ def _read_until_closed(sock) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-@pytest.fixture
-def hub_server(hub_home, tmp_path):
-    port = free_port()
-    log = open(tmp_path / "hub.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [SCHOOLBOX, "hub", "--hub-home", str(hub_home), "serve", "--port", str(port)],
-        stdout=log, stderr=log,
-    )  # fmt: skip
-    wait_ready_hub(port, tmp_path / "hub.log")
-    yield port
-    stop(process)
-
-
-def wait_ready_hub(port: int, log) -> None:
-    import time
-
-    for _ in range(100):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError(log.read_text())
 
 
 def test_answers_reach_a_real_hub_exactly_once_through_a_link_that_drops(
@@ -246,7 +191,7 @@ def test_two_boxes_round_trip_on_one_usb_stick(config, db, hub_home, tmp_path):
         other.conn.execute("UPDATE site SET box_id = ?, name = 'Riverside'", (uuid7(),))
     homes = [(config.home, db), (second.home, other)]
     for home, database in homes:
-        _make_box(home, hub_home, database)
+        make_box(home, hub_home, database)
     stick = tmp_path / "stick"
     stick.mkdir()
     for home, database in homes:

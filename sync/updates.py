@@ -1,0 +1,207 @@
+"""Updates from the district: content packs and model files, signed, checked, applied whole.
+
+An update is a folder holding the payload file and `update.json`, an envelope the
+district signs with its Ed25519 key (`schoolbox hub sign`):
+
+    {"format": "schoolbox-update/1", "kind": "content-pack" | "model", "name", "version",
+     "model_kind" (models only), "file", "sha256", "size", "signed_at", "signature"}
+
+The box checks the signature against the district key it pinned, then the payload's size
+and SHA-256, before anything is written. A content pack is imported all-or-nothing (the
+pack importer's own guarantee); a model goes into the model store, is activated, and is
+rolled back to the previous model if it cannot be loaded. An update applied once is not
+applied again. Unsigned or wrongly signed updates are refused while the box requires
+signatures (`sync_require_signed_updates`, the default).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+from cryptography.exceptions import InvalidSignature
+
+from appliance.store import audit, now, one, transaction
+
+from . import enrolment
+from .keys import PrivateKeys
+
+FORMAT = "schoolbox-update/1"
+ENVELOPE = "update.json"
+KINDS = ("content-pack", "model")
+
+
+class UpdateError(ValueError):
+    """An update that is refused; nothing was changed. The message says why."""
+
+
+def sign(district: PrivateKeys, payload: Path, kind: str, name: str, version: str,
+         into: Path, model_kind: str | None = None) -> Path:  # fmt: skip
+    """Put a signed update for `payload` in the folder `into`; return the folder."""
+    if kind not in KINDS:
+        raise UpdateError(f"Unknown update kind {kind!r}; use one of {', '.join(KINDS)}.")
+    into.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(payload, into / payload.name)
+    body = {
+        "format": FORMAT, "kind": kind, "name": name, "version": version,
+        "model_kind": model_kind, "file": payload.name, "sha256": _sha256(into / payload.name),
+        "size": payload.stat().st_size,
+        "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    signature = base64.b64encode(district.signing.sign(_canonical(body))).decode()
+    (into / ENVELOPE).write_text(json.dumps({**body, "signature": signature}, indent=2))
+    return into
+
+
+def apply(
+    db: sqlite_utils.Database, home: Path, folder: Path, require_signature: bool = True
+) -> str:
+    """Check and apply the update in `folder`: "applied", "unchanged", or UpdateError."""
+    envelope = _envelope(folder)
+    _check_signature(home, envelope, require_signature)
+    payload = folder / Path(envelope["file"]).name
+    if not payload.is_file() or payload.stat().st_size != envelope["size"]:
+        raise UpdateError(f"The update's file {envelope['file']} is missing or cut short.")
+    if _sha256(payload) != envelope["sha256"]:
+        raise UpdateError(f"The update's file {envelope['file']} does not match its signature.")
+    if one(db, "SELECT 1 FROM sync_updates WHERE sha256 = ?", (envelope["sha256"],)):
+        return "unchanged"
+    if envelope["kind"] == "content-pack":
+        outcome = _apply_pack(db, home, payload)
+    else:
+        outcome = _apply_model(home, payload, envelope)
+    with transaction(db):
+        db.conn.execute(
+            "INSERT INTO sync_updates (sha256, kind, name, version, outcome, applied_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (envelope["sha256"], envelope["kind"], envelope["name"], envelope["version"],
+             outcome, now()),
+        )  # fmt: skip
+        audit.record(db, audit.SYSTEM, "sync.update", envelope["kind"], envelope["name"],
+                     version=envelope["version"], outcome=outcome)  # fmt: skip
+    return "applied"
+
+
+def apply_all(db: sqlite_utils.Database, home: Path, root: Path,
+              require_signature: bool = True) -> dict[str, str]:  # fmt: skip
+    """Apply every update folder under `root` (a stick's or a download's), in name order."""
+    results = {}
+    for folder in sorted(p.parent for p in root.glob(f"*/{ENVELOPE}")):
+        try:
+            results[folder.name] = apply(db, home, folder, require_signature)
+        except UpdateError as error:
+            results[folder.name] = f"refused: {error}"
+    return results
+
+
+def hub_folder(hub_home: Path) -> Path:
+    """Where the hub keeps the updates it signed, one folder each."""
+    return hub_home / "updates"
+
+
+def copy_to(source: Path, target: Path) -> int:
+    """Copy every update folder under `source` into `target` (a USB stick); return how many."""
+    copied = 0
+    for folder in sorted(p.parent for p in source.glob(f"*/{ENVELOPE}")):
+        shutil.copytree(folder, target / folder.name, dirs_exist_ok=True)
+        copied += 1
+    return copied
+
+
+def _envelope(folder: Path) -> dict:
+    try:
+        envelope = json.loads((folder / ENVELOPE).read_text())
+        if envelope.get("format") != FORMAT or envelope.get("kind") not in KINDS:
+            raise ValueError("not a Schoolbox update")
+        for key in ("name", "version", "file", "sha256"):
+            if not isinstance(envelope.get(key), str):
+                raise ValueError(f"no {key}")
+        if not isinstance(envelope.get("size"), int):
+            raise ValueError("no size")
+    except (OSError, ValueError, AttributeError) as error:
+        raise UpdateError(f"{folder.name} is not a readable update ({error}).") from error
+    return envelope
+
+
+def _check_signature(home: Path, envelope: dict, required: bool) -> None:
+    if "signature" not in envelope:
+        if required:
+            raise UpdateError("The update is not signed, and this box requires signed updates.")
+        return
+    district = enrolment.district_keys(home)
+    if district is None:
+        raise UpdateError("No district key is pinned, so the update's signature cannot be checked.")
+    body = {k: v for k, v in envelope.items() if k != "signature"}
+    try:
+        signature = base64.b64decode(envelope["signature"], validate=True)
+        district.signing.verify(signature, _canonical(body))
+    except (InvalidSignature, ValueError, TypeError) as error:
+        raise UpdateError("The update's signature is not the district's.") from error
+
+
+def _apply_pack(db: sqlite_utils.Database, home: Path, payload: Path) -> str:
+    from appliance.packs.importer import import_pack
+    from appliance.packs.loader import PackError
+
+    try:
+        return import_pack(db, home / "media", payload, audit.SYSTEM).status
+    except PackError as error:  # the importer changed nothing
+        raise UpdateError(f"The content pack was refused: {error}") from error
+
+
+def _apply_model(home: Path, payload: Path, envelope: dict) -> str:
+    from models import store
+
+    try:
+        manifest = store.import_file(
+            home, payload, name=envelope["name"], kind=envelope.get("model_kind"),
+            source=f"district update {envelope['version']} signed {envelope['signed_at']}",
+        )  # fmt: skip
+    except store.ModelStoreError as error:
+        raise UpdateError(f"The model was refused: {error}") from error
+    previous = store.active(home, manifest.kind)
+    try:
+        store.activate(home, manifest.name)
+    except store.ModelStoreError as error:
+        raise UpdateError(f"The model could not be activated: {error}") from error
+    if not _loads(home, manifest):
+        if previous is not None:
+            store.rollback(home, manifest.kind)
+        raise UpdateError(f"The model {manifest.name} could not be loaded; the previous one stays.")
+    return "activated"
+
+
+def _loads(home: Path, manifest) -> bool:
+    """Can the box use the model? (A knowledge-tracing model is run once.)"""
+    from models import store
+
+    if manifest.kind != "knowledge-tracing":
+        return True  # a GGUF's header and tensor table were checked on import
+    import numpy as np
+
+    from models.kt_runtime import KTModelError, KTRuntime
+
+    try:
+        runtime = KTRuntime(store.file_path(home, manifest))
+        runtime.update(np.zeros((1, runtime.skill_hidden)), runtime.new_learner_state(), 0.0,
+                       [0.0], 1)  # fmt: skip
+        return True
+    except (KTModelError, ValueError, OSError):
+        return False
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _canonical(document: dict) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
