@@ -8,7 +8,7 @@ PORT ?= 8080
 AXE_VERSION := 4.14.1
 AXE := .cache/axe-core/axe.min.js
 
-.PHONY: run test lint format bench clean messages chromium kt-baselines
+.PHONY: run test lint format bench clean messages chromium postgresql kt-baselines
 
 # llama-cpp-python compiles llama.cpp from source (minutes). The wheel is built once into
 # a wheelhouse outside the checkout, so fresh clones and rebuilt venvs reuse it. It is
@@ -32,7 +32,7 @@ $(LLAMA_WHEEL):
 $(BIN)/schoolbox: pyproject.toml $(LLAMA_WHEEL)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --find-links $(WHEELHOUSE) -e '.[dev,train]'
+	$(BIN)/pip install --quiet --find-links $(WHEELHOUSE) -e '.[dev,train,hub]'
 	touch $@
 
 $(DEFAULT_GGUF): | $(BIN)/schoolbox
@@ -41,7 +41,7 @@ $(DEFAULT_GGUF): | $(BIN)/schoolbox
 run: $(BIN)/schoolbox $(DEFAULT_GGUF)
 	SCHOOLBOX_HOME=$(HOME_DIR) $(BIN)/schoolbox demo --port $(PORT)
 
-test: $(BIN)/schoolbox $(AXE) $(DEFAULT_GGUF) chromium
+test: $(BIN)/schoolbox $(AXE) $(DEFAULT_GGUF) chromium postgresql
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -85,3 +85,10 @@ kt-baselines: $(BKT_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) $(BKT_VENV) $(HOME_DIR)
+
+# PostgreSQL for the hub's tests (the fixture starts its own server with initdb and
+# pg_ctl in a temporary directory), from Debian's packages.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q postgresql >/dev/null || { apt-get update -q && apt-get install -y -q postgresql; }; \
+	  else echo "PostgreSQL is needed for the hub's tests: sudo apt-get install postgresql"; exit 1; fi; }

@@ -174,11 +174,14 @@ def hub(ctx, hub_home: Path) -> None:
 
 
 @hub.command("init")
+@click.option(
+    "--database", default="", help="A postgresql:// URL (default: SQLite in the hub home)."
+)
 @click.pass_context
-def hub_init(ctx) -> None:
+def hub_init(ctx, database: str) -> None:
     """Make the district's keys; give district.json to every box (`schoolbox sync trust`)."""
     home = ctx.obj["hub_home"]
-    keys = _guarded(hub_store.init, home)
+    keys = _guarded(hub_store.init, home, database)
     click.echo(f"District keys made in {home}; fingerprint {keys.public().fingerprint()}.")
     click.echo(f"Give {home / 'district.json'} to every box.")
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import enrolment
 from .enrolment import EnrolmentError
+from .hub_db import HubDB
 from .keys import PrivateKeys, PublicKeys, generate, read_private, write_private
 
+SETTINGS = "hub.json"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS boxes (
     box_id TEXT PRIMARY KEY,
@@ -44,12 +45,12 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_learner ON attempts(box_id, learner);
 CREATE TABLE IF NOT EXISTS mastery (
-    box_id TEXT NOT NULL, learner TEXT NOT NULL, skill TEXT NOT NULL, p REAL NOT NULL,
+    box_id TEXT NOT NULL, learner TEXT NOT NULL, skill TEXT NOT NULL, p DOUBLE PRECISION NOT NULL,
     answers INTEGER NOT NULL, model TEXT, PRIMARY KEY (box_id, learner, skill)
 );
 CREATE TABLE IF NOT EXISTS class_skills (
     box_id TEXT NOT NULL, class TEXT NOT NULL, skill TEXT NOT NULL, learners INTEGER NOT NULL,
-    mean_p REAL NOT NULL, answers INTEGER NOT NULL, PRIMARY KEY (box_id, class, skill)
+    mean_p DOUBLE PRECISION NOT NULL, answers INTEGER NOT NULL, PRIMARY KEY (box_id, class, skill)
 );
 CREATE TABLE IF NOT EXISTS usage (
     box_id TEXT NOT NULL, day TEXT NOT NULL, answers INTEGER NOT NULL,
@@ -64,7 +65,7 @@ CREATE TABLE IF NOT EXISTS erasures (
     PRIMARY KEY (box_id, learner)
 );
 CREATE TABLE IF NOT EXISTS hub_audit (
-    id INTEGER PRIMARY KEY,
+    id {serial},
     at TEXT NOT NULL,
     action TEXT NOT NULL,
     box_id TEXT,
@@ -77,11 +78,14 @@ def key_path(hub_home: Path) -> Path:
     return hub_home / "district.key"
 
 
-def init(hub_home: Path) -> PrivateKeys:
-    """Make the district's keys and the hub's database; refuse if the keys exist."""
+def init(hub_home: Path, database: str = "") -> PrivateKeys:
+    """Make the district's keys and the hub's database (SQLite in the hub home, or the
+    PostgreSQL server at `database`, a postgresql:// URL); refuse if the keys exist."""
     path = key_path(hub_home)
     if path.exists():
         raise EnrolmentError(f"The district already has keys at {path}.")
+    if database:
+        enrolment.write_json(hub_home / SETTINGS, {"database": database})
     write_private(generate("district"), path)
     keys = read_private(path)
     enrolment.write_json(hub_home / "district.json", keys.public().to_json())
@@ -111,17 +115,17 @@ def every_district_key(hub_home: Path) -> list[PrivateKeys]:
     return [district_keys(hub_home)] + [read_private(path) for path in retired]
 
 
-def open_hub(hub_home: Path) -> sqlite3.Connection:
+def open_hub(hub_home: Path) -> HubDB:
+    """The hub's database: <hub home>/hub.db, or the PostgreSQL URL `hub init` recorded."""
     hub_home.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(hub_home / "hub.db", isolation_level=None)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.executescript(SCHEMA)
+    settings = hub_home / SETTINGS
+    url = json.loads(settings.read_text()).get("database", "") if settings.exists() else ""
+    db = HubDB(url, hub_home / "hub.db")
+    db.create(SCHEMA)
     return db
 
 
-def enrol(db: sqlite3.Connection, document: dict, replace: bool = False) -> str:
+def enrol(db: HubDB, document: dict, replace: bool = False) -> str:
     """Register a box from its enrolment request: "enrolled", "unchanged" or "rotated".
 
     A box already enrolled with other keys moves to the new ones only if the request is
@@ -131,7 +135,7 @@ def enrol(db: sqlite3.Connection, document: dict, replace: bool = False) -> str:
     at = now()
     found = db.execute("SELECT keys FROM boxes WHERE box_id = ?", (keys.owner,)).fetchone()
     new_keys = json.dumps(keys.to_json(), sort_keys=True)
-    db.execute("BEGIN IMMEDIATE")
+    db.begin()
     try:
         if found is None:
             db.execute(
@@ -156,23 +160,23 @@ def enrol(db: sqlite3.Connection, document: dict, replace: bool = False) -> str:
             )
             outcome = "rotated"
         audit(db, f"box.{outcome}", keys.owner, fingerprint=keys.fingerprint(), replace=replace)
-        db.execute("COMMIT")
+        db.commit()
     except BaseException:
-        db.execute("ROLLBACK")
+        db.rollback()
         raise
     return outcome
 
 
-def keys_of(db: sqlite3.Connection, box_id: str) -> PublicKeys | None:
+def keys_of(db: HubDB, box_id: str) -> PublicKeys | None:
     found = db.execute("SELECT keys FROM boxes WHERE box_id = ?", (box_id,)).fetchone()
     return PublicKeys.from_json(json.loads(found["keys"])) if found else None
 
 
-def boxes(db: sqlite3.Connection) -> list[dict]:
+def boxes(db: HubDB) -> list[dict]:
     return [dict(r) for r in db.execute("SELECT * FROM boxes ORDER BY site_name, box_id")]
 
 
-def audit(db: sqlite3.Connection, action: str, box_id: str | None, **detail) -> None:
+def audit(db: HubDB, action: str, box_id: str | None, **detail) -> None:
     """One line in the hub's audit log (inside the caller's transaction)."""
     db.execute(
         "INSERT INTO hub_audit (at, action, box_id, detail) VALUES (?, ?, ?, ?)",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,22 +20,23 @@ from cryptography.exceptions import InvalidSignature
 
 from . import bundle, hub_store
 from .bundle import BundleError
+from .hub_db import HubDB
 from .keys import PrivateKeys, PublicKeys
 
 ACK_FORMAT = "schoolbox-ack/1"
 
 
-def receive(db: sqlite3.Connection, hub_home: Path, data: bytes) -> dict:
+def receive(db: HubDB, hub_home: Path, data: bytes) -> dict:
     """Check and apply one bundle; its signed acknowledgement, or BundleError."""
     district_keys = hub_store.every_district_key(hub_home)
     header, records = _open(db, data, district_keys)
     digest = bundle.digest(data)
-    db.execute("BEGIN IMMEDIATE")
+    db.begin()
     try:
         outcome = _apply_in_order(db, header, records, digest)
-        db.execute("COMMIT")
+        db.commit()
     except BaseException:
-        db.execute("ROLLBACK")
+        db.rollback()
         raise
     return acknowledgement(district_keys[0], header.box_id, header.seq, digest, outcome)
 
@@ -55,7 +55,8 @@ def _open(db, data: bytes, district_keys: list[PrivateKeys]):
 
 def _apply_in_order(db, header: bundle.Header, records: dict, digest: str) -> str:
     box = db.execute(
-        "SELECT last_seq, last_digest FROM boxes WHERE box_id = ?", (header.box_id,)
+        "SELECT last_seq, last_digest FROM boxes WHERE box_id = ?" + db.for_update,  # noqa: S608
+        (header.box_id,),
     ).fetchone()
     seen = db.execute(
         "SELECT digest FROM received WHERE box_id = ? AND seq = ?", (header.box_id, header.seq)
@@ -101,33 +102,40 @@ def _rows(records: dict, kind: str) -> list[dict]:
 def _apply(db, box_id: str, records: dict) -> None:
     for r in _rows(records, "attempts"):
         db.execute(
-            "INSERT OR IGNORE INTO attempts (id, box_id, learner, item, lesson, correct, hints,"
-            " duration_ms, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO attempts (id, box_id, learner, item, lesson, correct, hints,"
+            " duration_ms, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (r["id"], box_id, r["learner"], r["item"], r.get("lesson"), r["correct"],
              r.get("hints"), r.get("duration_ms"), r.get("response")),
         )  # fmt: skip
     for r in _rows(records, "mastery"):
         db.execute(
-            "INSERT OR REPLACE INTO mastery (box_id, learner, skill, p, answers, model)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO mastery (box_id, learner, skill, p, answers, model)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (box_id, learner, skill) DO UPDATE SET"
+            " p = excluded.p, answers = excluded.answers, model = excluded.model",
             (box_id, r["learner"], r["skill"], r["p"], r["answers"], r.get("model")),
         )
     for r in _rows(records, "class_skills"):
         db.execute(
-            "INSERT OR REPLACE INTO class_skills (box_id, class, skill, learners, mean_p,"
-            " answers) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO class_skills (box_id, class, skill, learners, mean_p, answers)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (box_id, class, skill) DO UPDATE SET"
+            " learners = excluded.learners, mean_p = excluded.mean_p,"
+            " answers = excluded.answers",
             (box_id, r["class"], r["skill"], r["learners"], r["mean_p"], r["answers"]),
         )
     for r in _rows(records, "usage"):
         db.execute(
-            "INSERT OR REPLACE INTO usage (box_id, day, answers, learners, tutor_questions)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO usage (box_id, day, answers, learners, tutor_questions)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (box_id, day) DO UPDATE SET"
+            " answers = excluded.answers, learners = excluded.learners,"
+            " tutor_questions = excluded.tutor_questions",
             (box_id, r["day"], r["answers"], r["learners"], r["tutor_questions"]),
         )
     for r in _rows(records, "health"):
         db.execute(
-            "INSERT OR REPLACE INTO health (box_id, version, disk_free_mb, database_mb, backlog,"
-            " at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO health (box_id, version, disk_free_mb, database_mb, backlog, at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (box_id) DO UPDATE SET"
+            " version = excluded.version, disk_free_mb = excluded.disk_free_mb,"
+            " database_mb = excluded.database_mb, backlog = excluded.backlog, at = excluded.at",
             (box_id, r["version"], r["disk_free_mb"], r["database_mb"], r["backlog"],
              hub_store.now()),
         )  # fmt: skip
@@ -144,8 +152,9 @@ def erase(db, box_id: str, learner: str, erased_at: str | None) -> None:
             (box_id, learner),
         ).rowcount
     db.execute(
-        "INSERT OR REPLACE INTO erasures (box_id, learner, erased_at, applied_at)"
-        " VALUES (?, ?, ?, ?)",
+        "INSERT INTO erasures (box_id, learner, erased_at, applied_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (box_id, learner) DO UPDATE SET erased_at = excluded.erased_at,"
+        " applied_at = excluded.applied_at",
         (box_id, learner, erased_at, hub_store.now()),
     )
     hub_store.audit(db, "learner.erase", box_id, learner=learner, records=deleted)

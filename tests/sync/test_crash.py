@@ -31,9 +31,9 @@ def _more_answers(db, count: int) -> None:
         )
 
 
-def test_kill_9_while_sealing_and_uploading_loses_and_doubles_nothing(config, db, tmp_path):
-    hub_home = tmp_path / "hub"
-    hub_store.init(hub_home)
+def test_kill_9_while_sealing_and_uploading_loses_and_doubles_nothing(
+    config, db, hub_home, tmp_path
+):
     make_box(config.home, hub_home, db)
     _more_answers(db, 30_000)
     port = free_port()
