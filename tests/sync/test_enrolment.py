@@ -106,3 +106,19 @@ def test_a_damaged_request_is_refused_with_a_clear_message(cli):
     assert refused.exit_code != 0 and "not usable public keys" in refused.output
     bad.write_text("not json")
     assert "not a readable JSON file" in hub("enrol", str(bad)).output
+
+
+def test_a_box_does_not_rotate_its_keys_while_bundles_signed_with_them_wait(cli):
+    from appliance.store import audit, open_db, site, transaction
+    from sync import outbox
+
+    box, hub = cli
+    box("sync", "trust", str(hub.home / "district.json"))
+    db = open_db(box.home / "schoolbox.db")
+    with transaction(db):
+        site.set_consent(db, audit.SYSTEM, "sync", True)
+        db.conn.execute("INSERT INTO tombstones (public_id, erased_at) VALUES ('p', 'now')")
+    assert outbox.seal_pending(db, box.home) == [1]
+    refused = box("sync", "rotate-keys", "--out", str(box.tmp / "r.json"))
+    assert refused.exit_code != 0 and "still wait for the district" in refused.output
+    assert not list(box.home.glob("keys/box.key.retired-*"))
