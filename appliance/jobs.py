@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -99,44 +100,19 @@ def sync_with_district(config: Config) -> int:
 def start(config: Config) -> BackgroundScheduler:
     """Start every job: once soon after start-up, then on its interval."""
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(
-        prune_conversations,
-        "interval",
-        hours=6,
-        args=[config],
-        id="prune_conversations",
-        next_run_time=datetime.now(UTC) + timedelta(seconds=30),
-        coalesce=True,
-        max_instances=1,
-    )
-    scheduler.add_job(
-        prune_recommendations,
-        "interval",
-        hours=6,
-        args=[config],
-        id="prune_recommendations",
-        next_run_time=datetime.now(UTC) + timedelta(seconds=40),
-        coalesce=True,
-        max_instances=1,
-    )
-    scheduler.add_job(
-        sync_with_district,
-        "interval",
-        minutes=max(1, config.sync_interval_minutes),
-        args=[config],
-        id="sync_with_district",
-        next_run_time=datetime.now(UTC) + timedelta(seconds=60),
-        coalesce=True,
-        max_instances=1,
-    )
-    scheduler.add_job(
-        KnowledgeFollower(config),
-        "interval",
-        seconds=max(1, config.knowledge_trace_seconds),
-        id="trace_answers",
-        next_run_time=datetime.now(UTC) + timedelta(seconds=2),
-        coalesce=True,
-        max_instances=1,
-    )
+    # (job, its id, first run after this many seconds, the interval)
+    plan = [
+        (KnowledgeFollower(config), "trace_answers", 2,
+         {"seconds": max(1, config.knowledge_trace_seconds)}),
+        (partial(prune_conversations, config), "prune_conversations", 30, {"hours": 6}),
+        (partial(prune_recommendations, config), "prune_recommendations", 40, {"hours": 6}),
+        (partial(sync_with_district, config), "sync_with_district", 60,
+         {"minutes": max(1, config.sync_interval_minutes)}),
+    ]  # fmt: skip
+    for job, name, first_s, interval in plan:
+        scheduler.add_job(
+            job, "interval", id=name, coalesce=True, max_instances=1,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=first_s), **interval,
+        )  # fmt: skip
     scheduler.start()
     return scheduler

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hpke
 
+from .files import canonical
 from .keys import PrivateKeys, PublicKeys
 
 MAGIC = b"SBXB"
@@ -62,7 +63,7 @@ class Header:
 
     def to_bytes(self) -> bytes:
         document = {"format": VERSION, **self.__dict__}
-        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+        return canonical(document)
 
 
 def counts_of(records: dict[str, dict]) -> dict[str, int]:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 
+from .files import canonical, write_json
 from .keys import KeyFileError, PrivateKeys, PublicKeys, generate, read_private, write_private
 
 REQUEST_FORMAT = "schoolbox-enrolment/1"
@@ -96,7 +96,7 @@ def endorsement_is_valid(previous: PublicKeys, document: dict) -> bool:
     """True if the request's new keys were signed by the box's previous signing key."""
     try:
         signature = base64.b64decode(document.get("endorsement") or "", validate=True)
-        previous.signing.verify(signature, _canonical(document["keys"]))
+        previous.signing.verify(signature, canonical(document["keys"]))
         return True
     except (InvalidSignature, ValueError, KeyError):
         return False
@@ -137,7 +137,7 @@ def accept_district_rotation(home: Path, document: dict) -> PublicKeys:
         if document.get("format") != ROTATION_FORMAT:
             raise ValueError("format")
         signature = base64.b64decode(document["signature"], validate=True)
-        current.signing.verify(signature, _canonical(document["keys"]))
+        current.signing.verify(signature, canonical(document["keys"]))
     except (InvalidSignature, ValueError, KeyError, TypeError, AttributeError) as error:
         raise EnrolmentError(
             "The new district keys are not signed by the district key this box trusts."
@@ -146,19 +146,4 @@ def accept_district_rotation(home: Path, document: dict) -> PublicKeys:
 
 
 def _sign(keys: PrivateKeys, document: dict) -> str:
-    return base64.b64encode(keys.signing.sign(_canonical(document))).decode()
-
-
-def _canonical(document: dict) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-
-
-def write_json(path: Path, document: dict) -> None:
-    """Replace `path` atomically and durably."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as out:
-        json.dump(document, out, indent=2, sort_keys=True)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
+    return base64.b64encode(keys.signing.sign(canonical(document))).decode()

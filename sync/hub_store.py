@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import enrolment
 from .enrolment import EnrolmentError
+from .files import write_json
 from .hub_db import HubDB
 from .keys import PrivateKeys, PublicKeys, generate, read_private, write_private
 
@@ -85,10 +86,10 @@ def init(hub_home: Path, database: str = "") -> PrivateKeys:
     if path.exists():
         raise EnrolmentError(f"The district already has keys at {path}.")
     if database:
-        enrolment.write_json(hub_home / SETTINGS, {"database": database})
+        write_json(hub_home / SETTINGS, {"database": database})
     write_private(generate("district"), path)
     keys = read_private(path)
-    enrolment.write_json(hub_home / "district.json", keys.public().to_json())
+    write_json(hub_home / "district.json", keys.public().to_json())
     open_hub(hub_home).close()
     return keys
 
@@ -105,7 +106,7 @@ def rotate(hub_home: Path) -> PrivateKeys:
     os.rename(path, path.with_name(f"district.key.retired-{time.time_ns()}"))
     write_private(generate("district"), path)
     keys = read_private(path)
-    enrolment.write_json(hub_home / "district.json", keys.public().to_json())
+    write_json(hub_home / "district.json", keys.public().to_json())
     return keys
 
 

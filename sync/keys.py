@@ -20,6 +20,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.hpke import MLKEM768X25519PrivateKey, MLKEM768X25519PublicKey
 
+from .files import canonical
+
 PRIVATE_FORMAT = "schoolbox-private-keys/1"
 PUBLIC_FORMAT = "schoolbox-public-keys/1"
 
@@ -51,7 +53,7 @@ class PublicKeys:
 
     def fingerprint(self) -> str:
         """A short code to compare by eye or over the phone (SHA-256 of the keys)."""
-        digest = hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).digest()
+        digest = hashlib.sha256(canonical(self.to_json())).digest()
         code = base64.b32encode(digest[:10]).decode()
         return "-".join(code[i : i + 4] for i in range(0, 16, 4))
 

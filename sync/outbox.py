@@ -17,8 +17,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import sqlite_utils
 from appliance.store import now, one, rows, site, transaction
 
 from . import bundle, collect, enrolment
+from .files import write_durably
 
 log = logging.getLogger("schoolbox.sync")
 SUFFIX = ".sbxb"
@@ -148,25 +147,6 @@ def _sweep(db: sqlite_utils.Database, home: Path) -> None:
             path.unlink()
     for path in folder(home).glob(".tmp-*"):
         path.unlink()
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 
 from . import bundle, hub_store
 from .bundle import BundleError
+from .files import canonical
 from .hub_db import HubDB
 from .keys import PrivateKeys, PublicKeys
 
@@ -165,7 +166,7 @@ def acknowledgement(
 ) -> dict:
     body = {"format": ACK_FORMAT, "box_id": box_id, "seq": seq, "digest": digest,
             "outcome": outcome}  # fmt: skip
-    signature = district.signing.sign(_canonical(body))
+    signature = district.signing.sign(canonical(body))
     return {**body, "signature": base64.b64encode(signature).decode()}
 
 
@@ -176,13 +177,9 @@ def check_acknowledgement(
     names a bundle this box sent (`expected(seq)`: that bundle's digest); else ValueError."""
     try:
         body = {k: ack[k] for k in ("format", "box_id", "seq", "digest", "outcome")}
-        district.signing.verify(base64.b64decode(ack["signature"], validate=True), _canonical(body))
+        district.signing.verify(base64.b64decode(ack["signature"], validate=True), canonical(body))
     except (KeyError, TypeError, ValueError, InvalidSignature) as error:
         raise ValueError("The acknowledgement is not signed by the district.") from error
     if body["format"] != ACK_FORMAT or expected(body["seq"]) != body["digest"]:
         raise ValueError("The acknowledgement is for a bundle this box did not send.")
     return body["seq"]
-
-
-def _canonical(document: dict) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()

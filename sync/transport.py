@@ -30,6 +30,7 @@ import sqlite_utils
 from appliance.store import now, transaction
 
 from . import enrolment, outbox, receive
+from .files import write_durably
 
 log = logging.getLogger("schoolbox.sync")
 USB_FOLDER = "schoolbox"
@@ -137,8 +138,8 @@ def fetch_updates(url: str, into: Path, timeout: float = 60.0) -> int:
         name = Path(envelope["file"]).name
         path = f"/v1/updates/{urllib.parse.quote(target.name)}/{urllib.parse.quote(name)}"
         with urllib.request.urlopen(hub_url(url, path), timeout=timeout) as reply:  # noqa: S310
-            outbox.write_durably(target / name, reply.read())
-        outbox.write_durably(target / "update.json", json.dumps(envelope).encode())
+            write_durably(target / name, reply.read())
+        write_durably(target / "update.json", json.dumps(envelope).encode())
         fetched += 1
     return fetched
 
@@ -152,7 +153,7 @@ def export_to(db: sqlite_utils.Database, home: Path, stick: Path, box_id: str) -
     target.mkdir(parents=True, exist_ok=True)
     copied = 0
     for row in outbox.pending(db):
-        outbox.write_durably(target / row["file"], (outbox.folder(home) / row["file"]).read_bytes())
+        write_durably(target / row["file"], (outbox.folder(home) / row["file"]).read_bytes())
         copied += 1
     if copied:
         at = now()

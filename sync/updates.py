@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from appliance.store import audit, now, one, transaction
 
 from . import enrolment
+from .files import canonical
 from .keys import PrivateKeys
 
 FORMAT = "schoolbox-update/1"
@@ -53,7 +54,7 @@ def sign(district: PrivateKeys, payload: Path, kind: str, name: str, version: st
         "size": payload.stat().st_size,
         "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
-    signature = base64.b64encode(district.signing.sign(_canonical(body))).decode()
+    signature = base64.b64encode(district.signing.sign(canonical(body))).decode()
     (into / ENVELOPE).write_text(json.dumps({**body, "signature": signature}, indent=2))
     return into
 
@@ -139,7 +140,7 @@ def _check_signature(home: Path, envelope: dict, required: bool) -> None:
     body = {k: v for k, v in envelope.items() if k != "signature"}
     try:
         signature = base64.b64decode(envelope["signature"], validate=True)
-        district.signing.verify(signature, _canonical(body))
+        district.signing.verify(signature, canonical(body))
     except (InvalidSignature, ValueError, TypeError) as error:
         raise UpdateError("The update's signature is not the district's.") from error
 
@@ -201,7 +202,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _canonical(document: dict) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()

@@ -1,0 +1,37 @@
+"""Writing sync's files so that a crash leaves the old file or the new one, never half."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`: temporary file, fsync, rename, fsync of the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_json(path: Path, document: dict) -> None:
+    write_durably(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+
+
+def canonical(document: dict) -> bytes:
+    """The one byte form of a JSON document that signatures cover: sorted, no spaces."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
