@@ -94,8 +94,18 @@ def _dashboard(request: Request, hub_home: Path, max_bytes: int) -> Response:
                 "SELECT box_id, avg(p), count(DISTINCT learner) FROM mastery GROUP BY box_id"
             )
         }
+        skills = db.execute(
+            "SELECT b.site_name, c.skill, sum(c.learners), sum(c.mean_p * c.learners)"
+            " / sum(c.learners) FROM class_skills c JOIN boxes b ON b.box_id = c.box_id"
+            " GROUP BY b.site_name, c.skill ORDER BY b.site_name, c.skill"
+        ).fetchall()
     finally:
         db.close()
+    per_skill = "".join(
+        f"<tr><td>{escape(r[0])}</td><td>{escape(r[1])}</td><td>{r[2]}</td>"
+        f"<td>{100 * r[3]:.0f}%</td></tr>"
+        for r in skills
+    )
     rows = "".join(
         f"<tr><td>{escape(b['site_name'])}</td><td><code>{escape(b['box_id'])}</code></td>"
         f"<td>{escape(b['last_contact'] or 'never')}</td><td>{b['last_seq']}</td>"
@@ -108,6 +118,10 @@ def _dashboard(request: Request, hub_home: Path, max_bytes: int) -> Response:
         "<h1>District hub</h1><table><thead><tr><th>School</th><th>Box</th>"
         "<th>Last contact</th><th>Bundles</th><th>Answers waiting on the box</th>"
         "<th>Mean mastery (learners)</th></tr></thead><tbody>" + rows + "</tbody></table>"
+        "<h2>Mastery by school and skill</h2><table><thead><tr><th>School</th><th>Skill</th>"
+        "<th>Learners</th><th>Mean mastery</th></tr></thead><tbody>"
+        + per_skill
+        + "</tbody></table>"
     )
     return Response(page, 200, content_type="text/html; charset=utf-8")
 
