@@ -144,3 +144,18 @@ def class_grid(db: sqlite_utils.Database, class_id: int) -> dict:
             "correct": cell["correct"],
         }
     return grid
+
+
+def after_deleted(db: sqlite_utils.Database) -> None:
+    """Keep every reader's position in the log at or below the last stored answer after
+    answers were deleted (an erasure; inside its transaction). SQLite gives a new row the
+    largest rowid plus one, so once the latest answers are gone a new answer can get a
+    rowid a reader has already passed. Lowering a position skips nothing, since every
+    answer still stored below it was read. The readers: the knowledge-tracing follower
+    and sync's sealing of answers."""
+    last = "(SELECT coalesce(max(rowid), 0) FROM attempts)"
+    db.conn.execute(f"UPDATE knowledge_cursor SET last_rowid = min(last_rowid, {last})")  # noqa: S608
+    db.conn.execute(
+        f"UPDATE sync_marks SET mark = CAST(min(CAST(mark AS INTEGER), {last}) AS TEXT)"  # noqa: S608
+        " WHERE kind = 'attempts'"
+    )

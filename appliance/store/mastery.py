@@ -311,15 +311,3 @@ def forget_learner(db: sqlite_utils.Database, learner_id: int) -> None:
     )
     for table in ("mastery", "learner_states", "recommendations", "chances"):
         db.conn.execute(f"DELETE FROM {table} WHERE learner_id = ?", (learner_id,))  # noqa: S608
-
-
-def after_attempts_deleted(db: sqlite_utils.Database) -> None:
-    """Keep the cursor at or below the last stored answer after answers were deleted
-    (inside the same transaction). SQLite gives a new row the largest rowid plus one, so
-    once the latest answers are gone a new answer can get a rowid the follower has
-    already passed; lowering the cursor skips nothing, since every answer still stored
-    below it was traced."""
-    db.conn.execute(
-        "UPDATE knowledge_cursor SET last_rowid ="
-        " min(last_rowid, (SELECT coalesce(max(rowid), 0) FROM attempts)) WHERE id = 1"
-    )

@@ -13,6 +13,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import audit, mastery, now, one, recommendations, rows
+from .attempts import after_deleted as after_attempts_deleted
 from .ids import uuid7
 
 ROLES = ("learner", "teacher", "admin")
@@ -367,7 +368,7 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
     at = now()
     mastery.forget_learner(db, learner_id)  # before the attempts its predictions point at
     deleted = db.conn.execute("DELETE FROM attempts WHERE learner_id = ?", (learner_id,)).rowcount
-    mastery.after_attempts_deleted(db)
+    after_attempts_deleted(db)  # the tracing follower and sync read the log by rowid
     db.conn.execute("DELETE FROM enrolments WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM tutor_messages WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM login_failures WHERE subject = ?", (f"learner:{learner_id}",))

@@ -150,3 +150,21 @@ def test_the_admin_sees_the_queue_and_a_loud_warning_when_it_fills(box, db, conf
     tight = create_app(config.with_(sync_outbox_quota_mb=0))
     page = as_role(tight, "admin", ids).get("/admin/").get_data(as_text=True)
     assert "the sync outbox holds" in page
+
+
+def test_answers_after_an_erasure_that_freed_the_latest_rowids_are_still_sealed(box, db, ids):
+    from appliance.store import attempts, content
+
+    item = content.item(db, "fr01-02")
+    learner, other = ids["learners"]["Class 4A"][:2]
+    for _ in range(3):  # the latest answers are this learner's
+        attempts.record(db, learner, item, "1", True, 0, 900, None)
+    outbox.seal_pending(db, box)
+    with transaction(db):
+        users.erase_learner(db, audit.SYSTEM, learner)
+    attempts.record(db, other, item, "1", True, 0, 900, None)  # may reuse a freed rowid
+    assert outbox.seal_pending(db, box) == [2]
+    sent = {row[0] for _, records in _opened(box, db) for row in
+            records.get("attempts", {"rows": []})["rows"]}  # fmt: skip
+    stored = {r[0] for r in db.conn.execute("SELECT id FROM attempts")}
+    assert stored <= sent
