@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -35,6 +36,7 @@ from .files import write_durably
 log = logging.getLogger("schoolbox.sync")
 USB_FOLDER = "schoolbox"
 UPDATES = "updates"  # on a stick: <stick>/schoolbox/updates/<update>/
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # no "..", no "/", no hidden file
 
 
 class SendStopped(RuntimeError):
@@ -125,20 +127,28 @@ def _accept(db: sqlite_utils.Database, home: Path, row: dict, ack: dict) -> None
     (outbox.folder(home) / row["file"]).unlink(missing_ok=True)
 
 
-def fetch_updates(url: str, into: Path, timeout: float = 60.0) -> int:
+def fetch_updates(url: str, into: Path, timeout: float = 60.0, max_bytes: int = 1 << 30) -> int:
     """Download the hub's signed updates not yet here into `into`; return how many.
-    Nothing is trusted yet: sync/updates.py checks each before applying it."""
+    Nothing is trusted yet: sync/updates.py checks each before applying it. Names from the
+    hub are checked before they become paths (nothing lands outside `into`)."""
     with urllib.request.urlopen(hub_url(url, "/v1/updates"), timeout=timeout) as reply:  # noqa: S310
-        listed = json.loads(reply.read()).get("updates", {})
+        listed = json.loads(reply.read(1 << 20)).get("updates", {})
     fetched = 0
     for folder, envelope in listed.items():
-        target = into / Path(folder).name
+        name = str(envelope.get("file", "")) if isinstance(envelope, dict) else ""
+        if not (_SAFE_NAME.fullmatch(str(folder)) and _SAFE_NAME.fullmatch(name)):
+            log.warning("the hub listed an update with an unusable name; skipped")
+            continue
+        target = into / folder
         if (target / "update.json").exists():
             continue
-        name = Path(envelope["file"]).name
-        path = f"/v1/updates/{urllib.parse.quote(target.name)}/{urllib.parse.quote(name)}"
+        path = f"/v1/updates/{urllib.parse.quote(folder)}/{urllib.parse.quote(name)}"
         with urllib.request.urlopen(hub_url(url, path), timeout=timeout) as reply:  # noqa: S310
-            write_durably(target / name, reply.read())
+            data = reply.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            log.warning("an update from the hub is larger than %d bytes; skipped", max_bytes)
+            continue
+        write_durably(target / name, data)
         write_durably(target / "update.json", json.dumps(envelope).encode())
         fetched += 1
     return fetched

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,20 +63,28 @@ def sign(district: PrivateKeys, payload: Path, kind: str, name: str, version: st
 def apply(
     db: sqlite_utils.Database, home: Path, folder: Path, require_signature: bool = True
 ) -> str:
-    """Check and apply the update in `folder`: "applied", "unchanged", or UpdateError."""
+    """Check and apply the update in `folder`: "applied", "unchanged", or UpdateError.
+    The payload is copied into the box first and only that copy is checked and used: a
+    stick that reads differently twice cannot slip in bytes that were not checked."""
     envelope = _envelope(folder)
     _check_signature(home, envelope, require_signature)
-    payload = folder / Path(envelope["file"]).name
-    if not payload.is_file() or payload.stat().st_size != envelope["size"]:
-        raise UpdateError(f"The update's file {envelope['file']} is missing or cut short.")
-    if _sha256(payload) != envelope["sha256"]:
-        raise UpdateError(f"The update's file {envelope['file']} does not match its signature.")
     if one(db, "SELECT 1 FROM sync_updates WHERE sha256 = ?", (envelope["sha256"],)):
         return "unchanged"
-    if envelope["kind"] == "content-pack":
-        outcome = _apply_pack(db, home, payload)
-    else:
-        outcome = _apply_model(home, payload, envelope)
+    staging = Path(tempfile.mkdtemp(prefix=".update-", dir=home))
+    try:
+        payload = staging / Path(envelope["file"]).name
+        source = folder / Path(envelope["file"]).name
+        if not source.is_file() or source.stat().st_size != envelope["size"]:
+            raise UpdateError(f"The update's file {envelope['file']} is missing or cut short.")
+        shutil.copyfile(source, payload)
+        if payload.stat().st_size != envelope["size"] or _sha256(payload) != envelope["sha256"]:
+            raise UpdateError(f"The update's file {envelope['file']} does not match its signature.")
+        if envelope["kind"] == "content-pack":
+            outcome = _apply_pack(db, home, payload)
+        else:
+            outcome = _apply_model(home, payload, envelope)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     with transaction(db):
         db.conn.execute(
             "INSERT INTO sync_updates (sha256, kind, name, version, outcome, applied_at)"
@@ -90,14 +99,22 @@ def apply(
 
 def apply_all(db: sqlite_utils.Database, home: Path, root: Path,
               require_signature: bool = True) -> dict[str, str]:  # fmt: skip
-    """Apply every update folder under `root` (a stick's or a download's), in name order."""
+    """Apply every update folder under `root` (a stick's or a download's), oldest signed
+    first, so the newest of two model updates is the one left active."""
     results = {}
-    for folder in sorted(p.parent for p in root.glob(f"*/{ENVELOPE}")):
+    for folder in sorted((p.parent for p in root.glob(f"*/{ENVELOPE}")), key=_signed_at):
         try:
             results[folder.name] = apply(db, home, folder, require_signature)
         except UpdateError as error:
             results[folder.name] = f"refused: {error}"
     return results
+
+
+def _signed_at(folder: Path) -> tuple[str, str]:
+    try:
+        return (str(json.loads((folder / ENVELOPE).read_text()).get("signed_at", "")), folder.name)
+    except (OSError, ValueError, AttributeError):
+        return ("", folder.name)
 
 
 def hub_folder(hub_home: Path) -> Path:
@@ -156,39 +173,39 @@ def _apply_pack(db: sqlite_utils.Database, home: Path, payload: Path) -> str:
 
 
 def _apply_model(home: Path, payload: Path, envelope: dict) -> str:
+    """Into the store (hash checked again there), tried, and only then activated."""
     from models import store
 
     try:
         manifest = store.import_file(
             home, payload, name=envelope["name"], kind=envelope.get("model_kind"),
+            sha256=envelope["sha256"],
             source=f"district update {envelope['version']} signed {envelope['signed_at']}",
         )  # fmt: skip
     except store.ModelStoreError as error:
         raise UpdateError(f"The model was refused: {error}") from error
-    previous = store.active(home, manifest.kind)
+    if not _loads(store.file_path(home, manifest), manifest.kind):
+        raise UpdateError(
+            f"The model {manifest.name} could not be run, so it was not activated; "
+            "the model in use stays."
+        )
     try:
         store.activate(home, manifest.name)
     except store.ModelStoreError as error:
         raise UpdateError(f"The model could not be activated: {error}") from error
-    if not _loads(home, manifest):
-        if previous is not None:
-            store.rollback(home, manifest.kind)
-        raise UpdateError(f"The model {manifest.name} could not be loaded; the previous one stays.")
     return "activated"
 
 
-def _loads(home: Path, manifest) -> bool:
+def _loads(path: Path, kind: str) -> bool:
     """Can the box use the model? (A knowledge-tracing model is run once.)"""
-    from models import store
-
-    if manifest.kind != "knowledge-tracing":
+    if kind != "knowledge-tracing":
         return True  # a GGUF's header and tensor table were checked on import
     import numpy as np
 
     from models.kt_runtime import KTModelError, KTRuntime
 
     try:
-        runtime = KTRuntime(store.file_path(home, manifest))
+        runtime = KTRuntime(path)
         runtime.update(np.zeros((1, runtime.skill_hidden)), runtime.new_learner_state(), 0.0,
                        [0.0], 1)  # fmt: skip
         return True

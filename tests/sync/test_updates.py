@@ -85,9 +85,7 @@ def test_foreign_and_unsigned_updates_are_refused_while_signatures_are_required(
     assert updates.apply(db, config.home, unsigned, require_signature=False) == "applied"
 
 
-def test_a_model_update_activates_and_one_that_cannot_run_is_rolled_back(
-    config, db, district, tmp_path
-):
+def test_a_model_update_activates_and_one_that_cannot_run_is_not(config, db, district, tmp_path):
     default.install_knowledge_tracing(config.home)
     good = tmp_path / "kt-district.onnx"
     shutil.copy(default.KT_FILE, good)
@@ -96,7 +94,7 @@ def test_a_model_update_activates_and_one_that_cannot_run_is_rolled_back(
     assert store.active(config.home, "knowledge-tracing").name == "kt-district-2"
     broken = kt_graph(tmp_path / "kt-broken.onnx", nan=True)  # imports, but gives NaN
     folder = updates.sign(district, broken, "model", "kt-broken", "3", tmp_path / "m2")
-    with pytest.raises(UpdateError, match="could not be loaded; the previous one stays"):
+    with pytest.raises(UpdateError, match="could not be run, so it was not activated"):
         updates.apply(db, config.home, folder)
     assert store.active(config.home, "knowledge-tracing").name == "kt-district-2"
 
@@ -136,3 +134,16 @@ def test_a_box_fetches_signed_updates_from_the_hub_over_http(
     import requests
 
     assert requests.get(escape, timeout=5).status_code == 404  # nothing outside the updates
+
+
+def test_a_hub_cannot_name_a_path_outside_the_updates_folder(tmp_path, monkeypatch):
+    """Unit test with a fake hub reply (the real hub is in the test above)."""
+    import io
+
+    listing = {"updates": {"..": {"file": "schoolbox.toml"}, "ok": {"file": "../secret.key"}}}
+    monkeypatch.setattr(transport.urllib.request, "urlopen",
+                        lambda *a, **k: io.BytesIO(json.dumps(listing).encode()))  # fmt: skip
+    into = tmp_path / "home" / "updates-incoming"
+    assert transport.fetch_updates("http://127.0.0.1:1", into) == 0
+    assert not (tmp_path / "home" / "schoolbox.toml").exists()
+    assert not list(tmp_path.rglob("secret.key"))
