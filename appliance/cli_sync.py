@@ -86,14 +86,15 @@ def sync_rotate(ctx, out: Path | None) -> None:
     from sync import outbox
 
     config, found = _box(ctx)
-    waiting = outbox.pending(open_db(config.db_path))
-    if waiting:  # they are signed with the old key, which the hub will no longer accept
-        raise click.ClickException(
-            f"{len(waiting)} bundle(s) signed with the current keys still wait for the "
-            "district: send them (schoolbox sync now) or carry them (schoolbox sync export, "
-            "then the district's hub import and schoolbox sync import) before rotating."
-        )
-    document = _guarded(enrolment.rotate_box_keys, config.home, found["name"])
+    with outbox.sealing_lock(config.home):  # no bundle is sealed with the old keys meanwhile
+        waiting = outbox.pending(open_db(config.db_path))
+        if waiting:  # signed with the old key, which the hub will no longer accept
+            raise click.ClickException(
+                f"{len(waiting)} bundle(s) signed with the current keys still wait for the "
+                "district: send them (schoolbox sync now) or carry them (schoolbox sync "
+                "export, then the district's hub import and schoolbox sync import) first."
+            )
+        document = _guarded(enrolment.rotate_box_keys, config.home, found["name"])
     _write_or_print(document, out)
 
 

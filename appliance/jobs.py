@@ -77,8 +77,8 @@ def sync_with_district(config: Config) -> int:
             return 0  # not enrolled yet: nothing to seal to
         try:
             outbox.seal_pending(db, config.home, config.sync_settings())
-        except outbox.OutboxFull:
-            pass  # logged loudly by the outbox; sending below makes room
+        except Exception:  # a full outbox, a bundle that will not fit: what is sealed still goes
+            log.exception("sealing sync bundles failed; sending what is already sealed")
         if not config.sync_url:
             return 0
         sent = transport.send_pending(db, config.home, config.sync_url)

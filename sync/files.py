@@ -28,6 +28,31 @@ def write_durably(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
+def create_secret(path: Path, data: bytes) -> bool:
+    """Create `path` holding `data`, readable by its owner only, whole or not at all, and
+    never over an existing file (False then). Written to a temporary file, fsynced, then
+    linked into place, so a power cut cannot leave an empty or half-written key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return True
+
+
 def write_json(path: Path, document: dict) -> None:
     write_durably(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
 

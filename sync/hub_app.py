@@ -49,9 +49,12 @@ def make_app(hub_home: Path, max_bytes: int = bundle.MAX_BYTES):
 
 
 def _bundles(request: Request, hub_home: Path, max_bytes: int) -> Response:
+    too_big = _json({"error": f"A bundle may be at most {max_bytes} bytes."}, 413)
     if (request.content_length or 0) > max_bytes:
-        return _json({"error": f"A bundle may be at most {max_bytes} bytes."}, 413)
-    data = request.get_data(cache=False)
+        return too_big
+    data = request.stream.read(max_bytes + 1)  # never more, even without a Content-Length
+    if len(data) > max_bytes:
+        return too_big
     db = hub_store.open_hub(hub_home)
     try:
         ack = receive.receive(db, hub_home, data)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.hpke import MLKEM768X25519PrivateKey, MLKEM768X25519PublicKey
 
-from .files import canonical
+from .files import canonical, create_secret
 
 PRIVATE_FORMAT = "schoolbox-private-keys/1"
 PUBLIC_FORMAT = "schoolbox-public-keys/1"
@@ -109,12 +108,8 @@ def write_private(keys: PrivateKeys, path: Path) -> None:
         "x25519": _b64(keys.x25519.private_bytes_raw()),
         "mlkem768_seed": _b64(keys.mlkem768.private_bytes_raw()),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(document, out)
-        out.flush()
-        os.fsync(out.fileno())
+    if not create_secret(path, json.dumps(document).encode()):
+        raise FileExistsError(f"{path} already exists; it was not replaced.")
 
 
 def read_private(path: Path) -> PrivateKeys:

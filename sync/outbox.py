@@ -57,7 +57,7 @@ def seal_pending(
     sealed = []
     if not site.is_consented(db, "sync"):
         return sealed
-    with _sealing(home):
+    with sealing_lock(home):
         _sweep(db, home)
         while (seq := _seal_one(db, home, settings)) is not None:
             sealed.append(seq)
@@ -150,7 +150,7 @@ def _sweep(db: sqlite_utils.Database, home: Path) -> None:
 
 
 @contextmanager
-def _sealing(home: Path) -> Iterator[None]:
+def sealing_lock(home: Path) -> Iterator[None]:
     """One sealer at a time per box (the scheduled job and `schoolbox sync now`)."""
     folder(home).mkdir(parents=True, exist_ok=True)
     with (folder(home) / ".lock").open("w") as lock:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+from .files import create_secret
 
 # record type -> its fields, in the order rows carry them
 FIELDS: dict[str, list[str]] = {
@@ -85,13 +86,8 @@ def pseudonymiser(home: Path) -> Callable[[str, str], str]:
 def _pseudonym_key(home: Path) -> bytes:
     path = home / "keys" / "pseudonym.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return bytes.fromhex(path.read_text().strip())
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
-            out.flush()
-            os.fsync(out.fileno())
-    return bytes.fromhex(path.read_text().strip())
+        create_secret(path, secrets.token_hex(32).encode())  # False: another process won
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) != 32:  # an empty or cut key would make every pseudonym guessable
+        raise PolicyError(f"{path} is damaged; restore it from a backup before syncing.")
+    return key

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from appliance.store import now, transaction
+from appliance.store import now, site, transaction
 
 from . import enrolment, outbox, receive
 from .files import write_durably
@@ -52,8 +52,9 @@ def send_pending(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Send pending bundles to the hub at `url`; return how many were acknowledged.
-    Returns 0 at once when the hub cannot be reached (the job tries again later)."""
-    if not reachable(url, timeout):
+    Returns 0 at once when the hub cannot be reached (the job tries again later), or when
+    the school has withdrawn its consent (nothing leaves the box then)."""
+    if not site.is_consented(db, "sync") or not reachable(url, timeout):
         return 0
     acknowledged = 0
     for row in outbox.pending(db):
@@ -158,7 +159,9 @@ def fetch_updates(url: str, into: Path, timeout: float = 60.0, max_bytes: int = 
 
 
 def export_to(db: sqlite_utils.Database, home: Path, stick: Path, box_id: str) -> int:
-    """Copy pending bundles onto a stick; return how many."""
+    """Copy pending bundles onto a stick; return how many (none without consent)."""
+    if not site.is_consented(db, "sync"):
+        return 0
     target = stick / USB_FOLDER / box_id
     target.mkdir(parents=True, exist_ok=True)
     copied = 0

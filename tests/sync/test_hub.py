@@ -225,3 +225,21 @@ def test_a_box_prunes_only_on_an_acknowledgement_the_district_signed(box, db, hu
     with pytest.raises(ValueError, match="did not send"):
         transport._accept(db, box, row, genuine)
     assert len(outbox.pending(db)) == 1 and (outbox.folder(box) / row["file"]).exists()
+
+
+def test_the_hub_never_reads_more_than_a_bundle_can_be(hub_server):
+    def chunks():  # chunked transfer: no Content-Length to refuse up front
+        for _ in range(40):
+            yield b"x" * 65536
+
+    reply = requests.post(f"http://127.0.0.1:{hub_server}/v1/bundles", data=chunks(), timeout=30)
+    assert reply.status_code == 413 and "at most" in reply.json()["error"]
+
+
+def test_nothing_leaves_once_the_school_withdraws_consent(box, db, hub_server, tmp_path):
+    outbox.seal_pending(db, box)
+    with transaction(db):
+        site.set_consent(db, audit.SYSTEM, "sync", False)
+    assert transport.send_pending(db, box, f"http://127.0.0.1:{hub_server}") == 0
+    assert transport.export_to(db, box, tmp_path, site.get(db)["box_id"]) == 0
+    assert len(outbox.pending(db)) == 1

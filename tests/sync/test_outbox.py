@@ -168,3 +168,10 @@ def test_answers_after_an_erasure_that_freed_the_latest_rowids_are_still_sealed(
             records.get("attempts", {"rows": []})["rows"]}  # fmt: skip
     stored = {r[0] for r in db.conn.execute("SELECT id FROM attempts")}
     assert stored <= sent
+
+
+def test_a_damaged_pseudonym_key_stops_sync_instead_of_weakening_pseudonyms(box, db):
+    policy.pseudonymiser(box)  # made once
+    (box / "keys" / "pseudonym.key").write_text("")  # e.g. cut by a power loss elsewhere
+    with pytest.raises(policy.PolicyError, match="damaged"):
+        outbox.seal_pending(db, box)
