@@ -31,16 +31,17 @@ class Collected:
 
 
 def collect(db: sqlite_utils.Database, home: Path, marks: dict[str, str], limit: int) -> Collected:
-    """The records after `marks`, at most `limit` answers, every row cut to the policy."""
+    """The records after `marks`, at most `limit` rows of each type, every row cut to the
+    policy."""
     names = policy.fields(home)
     pseudonym = policy.pseudonymiser(home)
     found: dict[str, list[list]] = {}
     new_marks = dict(marks)
     attempts, new_marks["attempts"] = _attempts(db, marks, limit, names, pseudonym)
     found["attempts"] = attempts
-    found["erasures"], new_marks["erasures"] = _erasures(db, marks, pseudonym)
-    found["mastery"], new_marks["mastery"] = _mastery(db, marks, pseudonym)
-    found["usage"], new_marks["usage"] = _usage(db, marks)
+    found["erasures"], new_marks["erasures"] = _erasures(db, marks, pseudonym, limit)
+    found["mastery"], new_marks["mastery"] = _mastery(db, marks, pseudonym, limit)
+    found["usage"], new_marks["usage"] = _usage(db, marks, limit)
     events = sum(len(found[kind]) for kind in (*EVENTS, "mastery", "usage"))
     remaining = rows(db, "SELECT count(*) FROM attempts WHERE rowid > ?",
                      (int(new_marks["attempts"] or 0),))[0][0]  # fmt: skip
@@ -71,28 +72,33 @@ def _attempts(db, marks, limit, names, pseudonym) -> tuple[list[list], str]:
     return table, str(found[-1][0]) if found else marks.get("attempts", "0")
 
 
-def _erasures(db, marks, pseudonym) -> tuple[list[list], str]:
+def _erasures(db, marks, pseudonym, limit) -> tuple[list[list], str]:
     found = rows(
         db,
-        "SELECT rowid, public_id, erased_at FROM tombstones WHERE rowid > ? ORDER BY rowid",
-        (int(marks.get("erasures") or 0),),
+        "SELECT rowid, public_id, erased_at FROM tombstones WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        (int(marks.get("erasures") or 0), limit),
     )
     table = [[pseudonym("learner", r[1]), r[2]] for r in found]
     return table, str(found[-1][0]) if found else marks.get("erasures", "0")
 
 
-def _mastery(db, marks, pseudonym) -> tuple[list[list], str]:
+def _mastery(db, marks, pseudonym, limit) -> tuple[list[list], str]:
+    """Estimates changed since the last bundle, paged in (change, row) order: the mark is
+    "change/rowid" of the last row sent, from counters that only go up."""
+    change, rowid = (int(part) for part in (marks.get("mastery") or "0/0").split("/"))
     found = rows(
         db,
-        "SELECT u.public_id, m.skill_id, m.p, m.attempts, m.model, m.updated_at FROM mastery m"
-        " JOIN users u ON u.id = m.learner_id WHERE m.updated_at > ? ORDER BY m.updated_at",
-        (marks.get("mastery", ""),),
+        "SELECT u.public_id, m.skill_id, m.p, m.attempts, m.model, m.changed, m.rowid"
+        " FROM mastery m JOIN users u ON u.id = m.learner_id"
+        " WHERE (m.changed, m.rowid) > (?, ?) ORDER BY m.changed, m.rowid LIMIT ?",
+        (change, rowid, limit),
     )
     table = [[pseudonym("learner", r[0]), r[1], round(r[2], 3), r[3], r[4]] for r in found]
-    return table, max((r[5] for r in found), default=marks.get("mastery", ""))
+    mark = f"{found[-1][5]}/{found[-1][6]}" if found else marks.get("mastery") or "0/0"
+    return table, mark
 
 
-def _usage(db, marks) -> tuple[list[list], str]:
+def _usage(db, marks, limit) -> tuple[list[list], str]:
     """Whole days only (before today), after the last day sent."""
     today = datetime.now(UTC).date().isoformat()
     after = marks.get("usage", "")
@@ -100,8 +106,8 @@ def _usage(db, marks) -> tuple[list[list], str]:
         db,
         "SELECT substr(created_at, 1, 10) AS day, count(*), count(DISTINCT learner_id)"
         " FROM attempts WHERE created_at >= ? AND substr(created_at, 1, 10) > ?"
-        " AND substr(created_at, 1, 10) < ? GROUP BY day ORDER BY day",
-        (after, after, today),
+        " AND substr(created_at, 1, 10) < ? GROUP BY day ORDER BY day LIMIT ?",
+        (after, after, today, min(limit, 366)),
     )
     tutor = dict(
         rows(

@@ -104,18 +104,12 @@ def _dashboard(request: Request, hub_home: Path, max_bytes: int) -> Response:
         ).fetchall()
     finally:
         db.close()
-    per_skill = "".join(
-        f"<tr><td>{escape(r[0])}</td><td>{escape(r[1])}</td><td>{r[2]}</td>"
-        f"<td>{100 * r[3]:.0f}%</td></tr>"
-        for r in skills
-    )
+    per_skill = "".join(_row(r[0], r[1], r[2], f"{100 * float(r[3]):.0f}%") for r in skills)
     rows = "".join(
-        f"<tr><td>{escape(b['site_name'])}</td><td><code>{escape(b['box_id'])}</code></td>"
-        f"<td>{escape(b['last_contact'] or 'never')}</td><td>{b['last_seq']}</td>"
-        f"<td>{health.get(b['box_id'], {}).get('backlog', '-')}</td>"
-        f"<td>{_mean(mastery.get(b['box_id']))}</td></tr>"
+        _row(b["site_name"], b["box_id"], b["last_contact"] or "never", b["last_seq"],
+             health.get(b["box_id"], {}).get("backlog", "-"), _mean(mastery.get(b["box_id"])))
         for b in boxes
-    )
+    )  # fmt: skip
     page = (
         "<!doctype html><html lang='en'><meta charset='utf-8'><title>District hub</title>"
         "<h1>District hub</h1><table><thead><tr><th>School</th><th>Box</th>"
@@ -127,6 +121,11 @@ def _dashboard(request: Request, hub_home: Path, max_bytes: int) -> Response:
         + "</tbody></table>"
     )
     return Response(page, 200, content_type="text/html; charset=utf-8")
+
+
+def _row(*cells) -> str:
+    """A table row, every cell escaped: nothing a box sent is ever markup."""
+    return "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in cells) + "</tr>"
 
 
 def _mean(found) -> str:

@@ -166,6 +166,9 @@ def save(
     """Keep a traced batch (inside one transaction): states, mastery, predictions, counts,
     the learners' chances on the items they practise, and how far the trace has got."""
     at = now()
+    changed = one(
+        db, "UPDATE knowledge_cursor SET changes = changes + 1 WHERE id = 1 RETURNING changes"
+    )[0]
     save_chances(db, model, chances)
     for learner_id, found in learners.items():
         db.conn.execute(
@@ -176,14 +179,15 @@ def save(
         )
         db.conn.executemany(
             "INSERT INTO mastery (learner_id, skill_id, p, attempts, history, state, model,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(learner_id, skill_id)"
-            " DO UPDATE SET p = excluded.p, attempts = excluded.attempts,"
-            " history = excluded.history, state = excluded.state, model = excluded.model,"
-            " updated_at = excluded.updated_at",
+            " updated_at, changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(learner_id, skill_id) DO UPDATE SET p = excluded.p,"
+            " attempts = excluded.attempts, history = excluded.history, state = excluded.state,"
+            " model = excluded.model, updated_at = excluded.updated_at,"
+            " changed = excluded.changed",
             [
                 (learner_id, skill, level["p"], level["attempts"],
                  json.dumps(level["history"][-HISTORY:]),
-                 found.skills[skill].astype(np.float32).tobytes(), model, at)
+                 found.skills[skill].astype(np.float32).tobytes(), model, at, changed)
                 for skill, level in found.mastery.items()
             ],
         )  # fmt: skip

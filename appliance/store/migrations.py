@@ -296,10 +296,13 @@ def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
             "state": bytes,  # the model's skill state (float32 vector)
             "model": str,  # the model the state belongs to
             "updated_at": str,
+            # knowledge_cursor.changes when last written: a counter that only goes up,
+            # which sync follows (a clock can go back on a box without a battery clock)
+            "changed": int,
         },
         pk=("learner_id", "skill_id"),
         foreign_keys=[("learner_id", "users", "id"), ("skill_id", "skills", "id")],
-        not_null={"p", "attempts", "history", "state", "model", "updated_at"},
+        not_null={"p", "attempts", "history", "state", "model", "updated_at", "changed"},
     )
     db.create_table(
         "learner_states",
@@ -339,7 +342,8 @@ def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
     # they rise in commit order (an answer whose id was made earlier can commit later).
     db.execute(
         "CREATE TABLE knowledge_cursor (id INTEGER PRIMARY KEY CHECK (id = 1),"
-        " last_rowid INTEGER NOT NULL, model TEXT NOT NULL, updated_at TEXT NOT NULL)"
+        " last_rowid INTEGER NOT NULL, model TEXT NOT NULL, updated_at TEXT NOT NULL,"
+        " changes INTEGER NOT NULL DEFAULT 0)"
     )
     db.create_table(
         "recommendations",
@@ -359,6 +363,7 @@ def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
         not_null={"learner_id", "item_id", "lesson_id", "rule", "reason", "created_at"},
     )
     db.execute("CREATE INDEX recommendations_learner ON recommendations(learner_id, id)")
+    db.execute("CREATE INDEX mastery_changed ON mastery(changed)")
 
 
 def _v5_sync_outbox(db: sqlite_utils.Database) -> None:

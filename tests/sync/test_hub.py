@@ -243,3 +243,22 @@ def test_nothing_leaves_once_the_school_withdraws_consent(box, db, hub_server, t
     assert transport.send_pending(db, box, f"http://127.0.0.1:{hub_server}") == 0
     assert transport.export_to(db, box, tmp_path, site.get(db)["box_id"]) == 0
     assert len(outbox.pending(db)) == 1
+
+
+def test_records_outside_the_policy_or_of_the_wrong_type_are_refused(box, db, hub_home):
+    box_keys = enrolment.ensure_box_keys(box, site.get(db)["box_id"])
+    district = hub_store.district_keys(hub_home).public()
+    hub = hub_store.open_hub(hub_home)
+    fields = policy.FIELDS["health"]
+    for records, match in [
+        ({"names": {"fields": ["name"], "rows": [["Amina"]]}}, "not one a box may send"),
+        ({"health": {"fields": fields, "rows": [["1", 1, 1, "<script>"]]}}, "wrong type"),
+        ({"health": {"fields": fields[:2], "rows": [["1", 1]]}}, "not the policy's"),
+    ]:
+        header = bundle.Header(box_keys.owner, 1, "", "2026-11-25T10:00:00Z",
+                               bundle.counts_of(records))  # fmt: skip
+        with pytest.raises(BundleError, match=match) as refused:
+            receive.receive(hub, hub_home, bundle.seal(header, records, district, box_keys))
+        assert refused.value.status == 400
+    assert hub.execute("SELECT last_seq FROM boxes").fetchone()[0] == 0
+    hub.close()

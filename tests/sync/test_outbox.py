@@ -175,3 +175,14 @@ def test_a_damaged_pseudonym_key_stops_sync_instead_of_weakening_pseudonyms(box,
     (box / "keys" / "pseudonym.key").write_text("")  # e.g. cut by a power loss elsewhere
     with pytest.raises(policy.PolicyError, match="damaged"):
         outbox.seal_pending(db, box)
+
+
+def test_every_kind_of_record_is_paged_so_no_bundle_outgrows_the_cap(box, db):
+    sealed = outbox.seal_pending(db, box, Settings(answers_per_bundle=40))
+    assert len(sealed) > 5
+    opened = _opened(box, db)
+    assert max(len(r[kind]["rows"]) for _, r in opened for kind in r) <= 40
+    sent = [(row[0], row[1]) for _, r in opened for row in r.get("mastery", {"rows": []})["rows"]]
+    assert (
+        len(sent) == len(set(sent)) == db.conn.execute("SELECT count(*) FROM mastery").fetchone()[0]
+    )
