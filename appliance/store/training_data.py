@@ -1,0 +1,62 @@
+"""The one door federated training has into the box's database: read-only, and narrow.
+
+It opens the database file read-only (SQLite's `mode=ro`, so no write can happen through
+it), and returns nothing until the school has consented to federated training. What it
+returns is answer sequences, one per learner, as the knowledge-tracing model reads them:
+item and skill numbers local to this call (no item, skill or learner id of the box),
+right or wrong. Learners are not named or numbered; erased learners are not there (their
+answers are deleted on erasure, and the learner rows are checked too). The most recent
+share of each learner's answers is marked for evaluation, so a box can score a model on
+what its learners did last.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.kt_data import Answer
+
+FEATURE = "federated"  # the consent this needs (appliance/store/site.py)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    learners: list[list[Answer]]  # each learner's answers, oldest first
+    recent_from: list[int]  # per learner: answers from this index on are held out
+
+    @property
+    def answers(self) -> int:
+        return sum(len(learner) for learner in self.learners)
+
+
+def read(db_path: Path, recent_share: float = 0.2, min_answers: int = 2) -> TrainingData | None:
+    """The box's answer sequences for training, or None without the school's consent."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        consented = conn.execute(
+            "SELECT granted FROM consents WHERE feature = ?", (FEATURE,)
+        ).fetchone()
+        if not (consented and consented[0]):
+            return None
+        rows = conn.execute(
+            "SELECT a.learner_id, a.item_id, group_concat(x.skill_id, char(31)), a.correct"
+            " FROM attempts a JOIN users u ON u.id = a.learner_id AND u.erased_at IS NULL"
+            " JOIN item_skills x ON x.item_id = a.item_id"
+            " GROUP BY a.rowid ORDER BY a.learner_id, a.rowid"
+        ).fetchall()
+    finally:
+        conn.close()
+    items: dict[str, int] = {}
+    skills: dict[str, int] = {}
+    by_learner: dict[int, list[Answer]] = {}
+    for learner_id, item_id, skill_ids, correct in rows:
+        item = items.setdefault(item_id, len(items) + 1)
+        numbers = tuple(
+            sorted(skills.setdefault(s, len(skills) + 1) for s in skill_ids.split("\x1f"))
+        )
+        by_learner.setdefault(learner_id, []).append(Answer(item, numbers, int(correct)))
+    learners = [answers for answers in by_learner.values() if len(answers) >= min_answers]
+    recent_from = [max(1, round(len(a) * (1 - recent_share))) for a in learners]
+    return TrainingData(learners, recent_from)
