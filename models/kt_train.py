@@ -141,12 +141,15 @@ def train(
     seed: int = 0,
     patience: int = 2,
     held_out: bool = True,
+    model: KTModel | None = None,
     log=print,
 ) -> Trained:
-    """Train with Adam on windows of the training learners; keep the best epoch on valid."""
+    """Train with Adam on windows of the training learners; keep the best epoch on valid
+    (with no valid set, the last). `model` continues from given weights (federated
+    rounds); by default training starts afresh."""
     torch.manual_seed(seed)
     random.seed(seed)
-    model = KTModel(shape)
+    model = model if model is not None else KTModel(shape)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.BCEWithLogitsLoss()
     chunks = (
@@ -167,7 +170,9 @@ def train(
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
-        auc = evaluate(model, valid_set, diff)["auc"] if valid_set else 0.0
+        if not valid_set:
+            continue
+        auc = evaluate(model, valid_set, diff)["auc"]
         log(f"epoch {epoch}: valid AUC {auc:.4f} ({time.perf_counter() - started:.0f} s)")
         if auc > best:
             best, since_best = auc, 0

@@ -1,0 +1,75 @@
+"""The federated task: the shared knowledge-tracing model, training it on one box's
+answers, and scoring it on their most recent answers (Flower's `task.py`).
+
+Weights travel as a list of numpy arrays in the model's own parameter order; nothing
+else about a box's learners leaves `train_locally` but the number of answers it used
+and its mean loss. A box trains only on each learner's older answers and scores on the
+most recent ones (appliance/store/training_data.py marks them), so its evaluation is
+on answers the model has not seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from appliance.store.training_data import TrainingData
+from models import kt_data, kt_train
+from models.kt_train import KTModel
+
+
+def new_model(seed: int = 0) -> KTModel:
+    torch.manual_seed(seed)
+    return KTModel()
+
+
+def weights(model: KTModel) -> list[np.ndarray]:
+    return [tensor.detach().cpu().numpy().copy() for tensor in model.state_dict().values()]
+
+
+def with_weights(arrays: list[np.ndarray]) -> KTModel:
+    """A model holding `arrays` (as `weights` gives them); refuses arrays of other shapes."""
+    model = KTModel()
+    names = list(model.state_dict())
+    if len(arrays) != len(names):
+        raise ValueError(f"expected {len(names)} arrays, got {len(arrays)}")
+    state = {}
+    for name, array, current in zip(names, arrays, model.state_dict().values(), strict=True):
+        if tuple(array.shape) != tuple(current.shape):
+            raise ValueError(f"{name} has shape {array.shape}, not {tuple(current.shape)}")
+        state[name] = torch.as_tensor(np.asarray(array, dtype=np.float32))
+    model.load_state_dict(state)
+    return model
+
+
+def older_answers(data: TrainingData) -> list[list[kt_data.Answer]]:
+    return [learner[:cut] for learner, cut in zip(data.learners, data.recent_from, strict=True)]
+
+
+def train_locally(
+    arrays: list[np.ndarray], data: TrainingData, epochs: int = 1, lr: float = 3e-3,
+    seed: int = 0,
+) -> tuple[list[np.ndarray], int]:  # fmt: skip
+    """One box's round: `epochs` over its learners' older answers from the given weights;
+    the new weights and how many answers they learned from."""
+    older = [learner for learner in older_answers(data) if learner]
+    diff = kt_data.difficulty(older)
+    trained = kt_train.train(
+        older, [], diff, epochs=epochs, lr=lr, seed=seed, model=with_weights(arrays),
+        log=lambda _: None,
+    )  # fmt: skip
+    return weights(trained.model), sum(len(learner) for learner in older)
+
+
+def evaluate_recent(arrays: list[np.ndarray], data: TrainingData) -> dict:
+    """AUC and count over each learner's most recent answers, predicted from all before."""
+    diff = kt_data.difficulty([learner for learner in older_answers(data) if learner])
+    predicted, labels = kt_train.predict(with_weights(arrays), data.learners, diff)
+    mask = np.concatenate(
+        [np.arange(len(learner)) >= cut for learner, cut in zip(data.learners, data.recent_from,
+                                                                 strict=True)]
+    )  # fmt: skip
+    recent_p, recent_y = predicted[mask], labels[mask]
+    if len(set(recent_y.tolist())) < 2:
+        return {"auc": float("nan"), "answers": int(mask.sum())}
+    return {"auc": kt_train.metrics(recent_p, recent_y)["auc"], "answers": int(mask.sum())}
