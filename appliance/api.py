@@ -124,10 +124,7 @@ def next_item(lesson_id: str):
 @learner_required
 def practise_next():
     """What to practise next across the learner's assigned lessons (none: item is null)."""
-    db = get_db()
-    learner_id = current_user()["id"]
-    lessons = recommend.assigned_lessons(db, learner_id)
-    return _chosen(recommend.choose_and_log(db, _home(), learner_id, lessons))
+    return _chosen(recommend.next_assigned(get_db(), _home(), current_user()["id"]))
 
 
 def _chosen(choice, **extra):
@@ -231,13 +228,14 @@ def class_progress(class_id: int):
     roster = [{"id": r["id"], "name": r["display_name"]} for r in classes.roster(db, class_id)]
     skills = [{"id": s["id"], "name": s["name"]} for s in content.skills(db)]
     grid = attempts.class_grid(db, class_id)
+    cells, flags = insight.class_view(db, class_id, grid, {s["id"]: s["name"] for s in skills})
     return jsonify(
         learners=roster,
         skills=skills,
         grid={str(k): v for k, v in grid.items()},
         # Estimated mastery (or the share right, where "estimated" is false) per cell.
-        mastery={str(k): v for k, v in insight.cells(db, class_id, grid).items()},
-        flags=[vars(f) for f in insight.flags(db, class_id, {s["id"]: s["name"] for s in skills})],
+        mastery={str(k): v for k, v in cells.items()},
+        flags=[vars(f) for f in flags],
         assignments=content.class_assignments(db, class_id),
     )
 

@@ -29,10 +29,18 @@ class Flag:
     text: str
 
 
-def cells(db: sqlite_utils.Database, class_id: int, grid: dict) -> dict[int, dict[str, dict]]:
-    """Learner -> skill -> {level, answers, estimated}: the model's mastery where there is
-    one, else the share of right answers (`grid` is attempts.class_grid)."""
+def class_view(
+    db: sqlite_utils.Database, class_id: int, grid: dict, skill_names: dict[str, str]
+) -> tuple[dict[int, dict[str, dict]], list[Flag]]:
+    """The heat map's cells and the flags for a class, from one read of its estimates.
+    `grid` is attempts.class_grid; `skill_names` maps skill ids to what teachers read."""
     estimates = mastery.of_class(db, class_id)
+    return _cells(grid, estimates), _flags(db, class_id, estimates, skill_names)
+
+
+def _cells(grid: dict, estimates: dict) -> dict[int, dict[str, dict]]:
+    """Learner -> skill -> {level, answers, estimated}: the model's mastery where there is
+    one, else the share of right answers."""
     found: dict[int, dict[str, dict]] = {}
     for learner_id, skills in grid.items():
         for skill_id, cell in skills.items():
@@ -44,9 +52,8 @@ def cells(db: sqlite_utils.Database, class_id: int, grid: dict) -> dict[int, dic
     return found
 
 
-def flags(db: sqlite_utils.Database, class_id: int, skill_names: dict[str, str]) -> list[Flag]:
+def _flags(db, class_id: int, estimates: dict, skill_names: dict[str, str]) -> list[Flag]:
     """Every stuck or falling learner x skill in a class, most worrying first."""
-    estimates = mastery.of_class(db, class_id)
     found = []
     for (learner_id, skill_id), recent in _recent_answers(db, class_id).items():
         estimate = estimates.get(learner_id, {}).get(skill_id)

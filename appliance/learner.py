@@ -78,10 +78,7 @@ def practise(lesson_id: str):
 @learner_required
 def practise_next():
     """Start on what to practise next across the learner's assigned lessons."""
-    db = get_db()
-    learner_id = current_user()["id"]
-    lessons = recommend.assigned_lessons(db, learner_id)
-    choice = recommend.choose_and_log(db, _home(), learner_id, lessons)
+    choice = recommend.next_assigned(get_db(), _home(), current_user()["id"])
     if choice is None:
         return redirect(url_for("learner.library"))
     return redirect(url_for("learner.practise", lesson_id=choice.lesson_id, item=choice.item_id))

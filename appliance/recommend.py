@@ -72,6 +72,12 @@ def choose_and_log(
     return choice
 
 
+def next_assigned(db: sqlite_utils.Database, home: Path | None, learner_id: int) -> Choice | None:
+    """What to practise next across the lessons the learner's classes were given (None
+    without any), logged like every choice."""
+    return choose_and_log(db, home, learner_id, assigned_lessons(db, learner_id))
+
+
 def assigned_lessons(db: sqlite_utils.Database, learner_id: int) -> list[str]:
     """The lessons a learner's classes were given, oldest assignment first."""
     return [lesson["id"] for lesson in content.learner_assignments(db, learner_id)]

@@ -203,13 +203,13 @@ def class_progress(class_id: int):
     skills = content.class_skills(db, class_id, also=practised)
     roster = classes.roster(db, class_id)
     names = {learner["id"]: learner["display_name"] for learner in roster}
-    flags = insight.flags(db, class_id, {s["id"]: s["name"] for s in skills})
+    cells, flags = insight.class_view(db, class_id, grid, {s["id"]: s["name"] for s in skills})
     return render_template(
         "teacher/progress.html",
         cls=found,
         roster=roster,
         skills=skills,
-        cells=insight.cells(db, class_id, grid),
+        cells=cells,
         flags=[f for f in flags if f.learner_id in names],
         flagged={(f.learner_id, f.skill_id): f for f in flags},
         names=names,
