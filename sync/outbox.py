@@ -57,9 +57,13 @@ def seal_pending(
     sealed = []
     if not site.is_consented(db, "sync"):
         return sealed
+    district = enrolment.district_keys(home)
+    if district is None:
+        raise enrolment.EnrolmentError("No district key is pinned: `schoolbox sync trust` first.")
+    box = enrolment.ensure_box_keys(home, site.get(db)["box_id"])
     with sealing_lock(home):
         _sweep(db, home)
-        while (seq := _seal_one(db, home, settings)) is not None:
+        while (seq := _seal_one(db, home, settings, district, box)) is not None:
             sealed.append(seq)
     return sealed
 
@@ -95,11 +99,9 @@ def used_bytes(home: Path) -> int:
     return sum(p.stat().st_size for p in folder(home).glob(f"*{SUFFIX}"))
 
 
-def _seal_one(db: sqlite_utils.Database, home: Path, settings: Settings) -> int | None:
-    district = enrolment.district_keys(home)
-    if district is None:
-        raise enrolment.EnrolmentError("No district key is pinned: `schoolbox sync trust` first.")
-    box = enrolment.ensure_box_keys(home, site.get(db)["box_id"])
+def _seal_one(
+    db: sqlite_utils.Database, home: Path, settings: Settings, district, box
+) -> int | None:
     marks = dict(rows(db, "SELECT kind, mark FROM sync_marks"))
     limit = settings.answers_per_bundle
     while True:

@@ -17,7 +17,6 @@ signatures (`sync_require_signed_updates`, the default).
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ import sqlite_utils
 from cryptography.exceptions import InvalidSignature
 
 from appliance.store import audit, now, one, transaction
+from models.formats import sha256_of
 
 from . import enrolment
 from .files import canonical
@@ -51,7 +51,7 @@ def sign(district: PrivateKeys, payload: Path, kind: str, name: str, version: st
     shutil.copyfile(payload, into / payload.name)
     body = {
         "format": FORMAT, "kind": kind, "name": name, "version": version,
-        "model_kind": model_kind, "file": payload.name, "sha256": _sha256(into / payload.name),
+        "model_kind": model_kind, "file": payload.name, "sha256": sha256_of(into / payload.name),
         "size": payload.stat().st_size,
         "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
@@ -77,7 +77,7 @@ def apply(
         if not source.is_file() or source.stat().st_size != envelope["size"]:
             raise UpdateError(f"The update's file {envelope['file']} is missing or cut short.")
         shutil.copyfile(source, payload)
-        if payload.stat().st_size != envelope["size"] or _sha256(payload) != envelope["sha256"]:
+        if payload.stat().st_size != envelope["size"] or sha256_of(payload) != envelope["sha256"]:
             raise UpdateError(f"The update's file {envelope['file']} does not match its signature.")
         if envelope["kind"] == "content-pack":
             outcome = _apply_pack(db, home, payload)
@@ -211,11 +211,3 @@ def _loads(path: Path, kind: str) -> bool:
         return True
     except (KTModelError, ValueError, OSError):
         return False
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
