@@ -10,6 +10,7 @@ import click
 
 from sync import enrolment, hub_store
 from sync.enrolment import EnrolmentError
+from sync.hub_db import HubDatabaseError
 from sync.keys import KeyFileError
 
 from .store import open_db, site
@@ -27,7 +28,7 @@ def _box(ctx: click.Context):
 def _guarded(function, *args, **kwargs):
     try:
         return function(*args, **kwargs)
-    except (EnrolmentError, KeyFileError) as error:
+    except (EnrolmentError, KeyFileError, HubDatabaseError) as error:
         raise click.ClickException(str(error)) from error
 
 

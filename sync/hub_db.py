@@ -11,6 +11,10 @@ import sqlite3
 from pathlib import Path
 
 
+class HubDatabaseError(RuntimeError):
+    """The hub's database cannot be used; the message says what to do."""
+
+
 class Row(tuple):
     """A result row readable by position and by column name, as sqlite3.Row is."""
 
@@ -34,9 +38,16 @@ class HubDB:
     def __init__(self, url: str, sqlite_path: Path):
         self.postgres = url.startswith(("postgresql://", "postgres://"))
         if self.postgres:
-            import psycopg
+            try:
+                import psycopg
 
-            self.conn = psycopg.connect(url, autocommit=True, row_factory=_pg_rows)
+                self.conn = psycopg.connect(url, autocommit=True, row_factory=_pg_rows)
+            except ImportError as error:
+                raise HubDatabaseError(
+                    "A PostgreSQL hub needs psycopg: pip install 'schoolbox[hub]'."
+                ) from error
+            except psycopg.OperationalError as error:
+                raise HubDatabaseError(f"Cannot reach the hub's PostgreSQL: {error}") from error
         else:
             self.conn = sqlite3.connect(sqlite_path, isolation_level=None)
             self.conn.row_factory = sqlite3.Row

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import enrolment
 from .enrolment import EnrolmentError
 from .files import write_json
-from .hub_db import HubDB
+from .hub_db import HubDatabaseError, HubDB
 from .keys import PrivateKeys, PublicKeys, generate, read_private, write_private
 
 SETTINGS = "hub.json"
@@ -87,10 +87,14 @@ def init(hub_home: Path, database: str = "") -> PrivateKeys:
         raise EnrolmentError(f"The district already has keys at {path}.")
     if database:
         write_json(hub_home / SETTINGS, {"database": database})
+    try:
+        open_hub(hub_home).close()  # the database first: no keys for a hub that cannot run
+    except HubDatabaseError:
+        (hub_home / SETTINGS).unlink(missing_ok=True)
+        raise
     write_private(generate("district"), path)
     keys = read_private(path)
     write_json(hub_home / "district.json", keys.public().to_json())
-    open_hub(hub_home).close()
     return keys
 
 
