@@ -44,11 +44,11 @@ def init_box(home: Path) -> str:
     return re.search(r"write it down\): (\S+)", init.stdout).group(1)
 
 
-def wait_ready(base: str, log: Path | None = None) -> None:
-    """Wait until a real server answers /readyz."""
+def wait_ready(base: str, log: Path | None = None, path: str = "/readyz") -> None:
+    """Wait until a real server answers `path` (the box: /readyz; the hub: /healthz)."""
     for _ in range(150):
         try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+            if requests.get(f"{base}{path}", timeout=1).status_code == 200:
                 return
         except requests.ConnectionError:
             time.sleep(0.1)

@@ -8,18 +8,16 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
 from appliance import knowledge
 from appliance.store import audit, site, transaction
 from models import default
 from sync import enrolment, hub_store
-from tests.conftest import SCHOOLBOX, free_port, stop
+from tests.conftest import SCHOOLBOX, free_port, stop, wait_ready
 
 
 def make_box(home, hub_home, db) -> None:
@@ -95,17 +93,6 @@ def hub_server(hub_home, tmp_path):
         [SCHOOLBOX, "hub", "--hub-home", str(hub_home), "serve", "--port", str(port)],
         stdout=log, stderr=log,
     )  # fmt: skip
-    wait_ready_hub(port, tmp_path / "hub.log")
+    wait_ready(f"http://127.0.0.1:{port}", tmp_path / "hub.log", "/healthz")
     yield port
     stop(process)
-
-
-def wait_ready_hub(port: int, log) -> None:
-
-    for _ in range(100):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError(log.read_text())

@@ -13,8 +13,8 @@ import time
 from appliance.store import site, transaction
 from appliance.store.ids import uuid7
 from sync import hub_store, outbox
-from tests.conftest import SCHOOLBOX, free_port, stop
-from tests.sync.conftest import make_box, wait_ready_hub
+from tests.conftest import SCHOOLBOX
+from tests.sync.conftest import make_box
 
 
 def _more_answers(db, count: int) -> None:
@@ -32,17 +32,11 @@ def _more_answers(db, count: int) -> None:
 
 
 def test_kill_9_while_sealing_and_uploading_loses_and_doubles_nothing(
-    config, db, hub_home, tmp_path
+    config, db, hub_home, hub_server
 ):
     make_box(config.home, hub_home, db)
     _more_answers(db, 30_000)
-    port = free_port()
-    hub_log = open(tmp_path / "hub.log", "w")  # noqa: SIM115
-    hub = subprocess.Popen(
-        [SCHOOLBOX, "hub", "--hub-home", str(hub_home), "serve", "--port", str(port)],
-        stdout=hub_log, stderr=hub_log,
-    )  # fmt: skip
-    wait_ready_hub(port, tmp_path / "hub.log")
+    port = hub_server
     env = {**os.environ, "SCHOOLBOX_SYNC_MAX_BUNDLE_KB": "16"}  # many small bundles
     seal_only = [SCHOOLBOX, "--home", str(config.home), "sync", "now"]
     send = [*seal_only, "--url", f"http://127.0.0.1:{port}"]
@@ -62,18 +56,15 @@ def test_kill_9_while_sealing_and_uploading_loses_and_doubles_nothing(
     def count(sql: str) -> int:
         return db.conn.execute(sql).fetchone()[0]
 
-    try:
-        for _ in range(3):  # kill -9 while sealing: once some bundles are recorded
-            before = count("SELECT count(*) FROM sync_outbox")
-            kill_when(seal_only, lambda b=before: count("SELECT count(*) FROM sync_outbox") > b)
-        for _ in range(3):  # kill -9 while uploading: once some bundles are acknowledged
-            before = count("SELECT count(*) FROM sync_outbox WHERE acked_at IS NOT NULL")
-            kill_when(send, lambda b=before: count(
-                "SELECT count(*) FROM sync_outbox WHERE acked_at IS NOT NULL") > b)  # fmt: skip
-        finished = subprocess.run(send, env=env, capture_output=True, text=True, timeout=300)
-        assert finished.returncode == 0, finished.stdout + finished.stderr
-    finally:
-        stop(hub)
+    for _ in range(3):  # kill -9 while sealing: once some bundles are recorded
+        before = count("SELECT count(*) FROM sync_outbox")
+        kill_when(seal_only, lambda b=before: count("SELECT count(*) FROM sync_outbox") > b)
+    for _ in range(3):  # kill -9 while uploading: once some bundles are acknowledged
+        before = count("SELECT count(*) FROM sync_outbox WHERE acked_at IS NOT NULL")
+        kill_when(send, lambda b=before: count(
+            "SELECT count(*) FROM sync_outbox WHERE acked_at IS NOT NULL") > b)  # fmt: skip
+    finished = subprocess.run(send, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
     assert -signal.SIGKILL in killed_with  # runs really were cut off...
     assert "sealing" in stages and "uploading" in stages, stages  # ...in both phases
     box_id = site.get(db)["box_id"]
