@@ -32,7 +32,7 @@ $(LLAMA_WHEEL):
 $(BIN)/schoolbox: pyproject.toml $(LLAMA_WHEEL)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --find-links $(WHEELHOUSE) -e '.[dev,train,hub]'
+	$(BIN)/pip install --quiet --find-links $(WHEELHOUSE) -e '.[dev,train,hub,federated]'
 	touch $@
 
 $(DEFAULT_GGUF): | $(BIN)/schoolbox

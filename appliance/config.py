@@ -47,6 +47,15 @@ class Config:
     sync_max_bundle_kb: int = 1024
     sync_outbox_quota_mb: int = 200
     sync_require_signed_updates: bool = True  # refuse packs and models the district did not sign
+    # Federated training (issue 7): the box trains the shared model only with consent, in
+    # its window (local hours, wrapping midnight; weekends too if allowed), never while a
+    # class is on (an answer in the last idle minutes), at low priority and capped memory.
+    federated_hours: str = "18-6"
+    federated_weekends: bool = True
+    federated_idle_minutes: int = 10
+    federated_wait_seconds: int = 600  # a class still on after this: the box sits the round out
+    federated_memory_mb: int = 1024  # the training process's address-space cap
+    federated_threads: int = 1  # torch threads while training; the rest stay with the class
     model_cache: str = ""  # where fetched default models are kept; default: user cache dir
     testing: bool = False
 

@@ -10,12 +10,20 @@ on answers the model has not seen.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
 from appliance.store.training_data import TrainingData
 from models import kt_data, kt_train
 from models.kt_train import KTModel
+
+from . import privacy
+
+# FedAvg weighs a box by its learners, up to this many: a school counts by its size, and
+# SecAgg+ (whose masked sums carry the weights) keeps its precision with a bounded weight.
+MAX_WEIGHT = 1000
 
 
 def new_model(seed: int = 0) -> KTModel:
@@ -46,19 +54,49 @@ def older_answers(data: TrainingData) -> list[list[kt_data.Answer]]:
     return [learner[:cut] for learner, cut in zip(data.learners, data.recent_from, strict=True)]
 
 
+@dataclass(frozen=True)
+class LocalRound:
+    """What one box's round produced: new weights, how much it learned from, and (with
+    DP) the privacy history so far and the epsilon it adds up to."""
+
+    arrays: list[np.ndarray]
+    learners: int
+    answers: int
+    history: list[tuple[float, float, int]] = field(default_factory=list)
+    epsilon: float = 0.0
+
+
 def train_locally(
-    arrays: list[np.ndarray], data: TrainingData, epochs: int = 1, lr: float = 3e-3,
+    arrays: list[np.ndarray],
+    data: TrainingData,
+    *,
+    epochs: int = 1,
+    lr: float = 3e-3,
     seed: int = 0,
-) -> tuple[list[np.ndarray], int]:  # fmt: skip
-    """One box's round: `epochs` over its learners' older answers from the given weights;
-    the new weights and how many answers they learned from."""
+    budget: privacy.Budget | None = None,
+    rounds: int = 1,
+    history: list[tuple[float, float, int]] | None = None,
+) -> LocalRound:
+    """One box's round: `epochs` over its learners' older answers from the given weights.
+    With a `budget`, DP-SGD whose noise keeps all `rounds` of the run within it;
+    `history` is this box's privacy history from earlier rounds of the same run."""
     older = [learner for learner in older_answers(data) if learner]
+    answers = sum(len(learner) for learner in older)
     diff = kt_data.difficulty(older)
-    trained = kt_train.train(
-        older, [], diff, epochs=epochs, lr=lr, seed=seed, model=with_weights(arrays),
-        log=lambda _: None,
-    )  # fmt: skip
-    return weights(trained.model), sum(len(learner) for learner in older)
+    model = with_weights(arrays)
+    if budget is None:
+        trained = kt_train.train(
+            older, [], diff, epochs=epochs, lr=lr, seed=seed, model=model, log=lambda _: None
+        )
+        return LocalRound(weights(trained.model), len(older), answers)
+    rate = privacy.sample_rate(budget, len(older))
+    noise = privacy.noise_for(budget, rate, rounds * epochs * privacy.steps_per_epoch(rate))
+    steps = privacy.train(
+        model, older, diff, budget=budget, noise=noise, epochs=epochs, lr=lr, seed=seed
+    )
+    history = [*(history or []), (noise, rate, steps)]
+    epsilon = privacy.spent(history, budget.delta)
+    return LocalRound(weights(model), len(older), answers, history, epsilon)
 
 
 def evaluate_recent(arrays: list[np.ndarray], data: TrainingData) -> dict:

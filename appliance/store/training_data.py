@@ -13,7 +13,9 @@ what its learners did last.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from models.kt_data import Answer
@@ -31,23 +33,40 @@ class TrainingData:
         return sum(len(learner) for learner in self.learners)
 
 
-def read(db_path: Path, recent_share: float = 0.2, min_answers: int = 2) -> TrainingData | None:
-    """The box's answer sequences for training, or None without the school's consent."""
+def consented(db_path: Path) -> bool:
+    """Whether the school has consented to federated training (read-only)."""
+    with _read_only(db_path) as conn:
+        row = conn.execute("SELECT granted FROM consents WHERE feature = ?", (FEATURE,)).fetchone()
+    return bool(row and row[0])
+
+
+def last_answer_at(db_path: Path) -> datetime | None:
+    """When a learner last answered on this box: training yields while a class is on."""
+    with _read_only(db_path) as conn:
+        (latest,) = conn.execute("SELECT max(created_at) FROM attempts").fetchone()
+    return datetime.fromisoformat(latest) if latest else None
+
+
+@contextmanager
+def _read_only(db_path: Path):
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        consented = conn.execute(
-            "SELECT granted FROM consents WHERE feature = ?", (FEATURE,)
-        ).fetchone()
-        if not (consented and consented[0]):
-            return None
+        yield conn
+    finally:
+        conn.close()
+
+
+def read(db_path: Path, recent_share: float = 0.2, min_answers: int = 2) -> TrainingData | None:
+    """The box's answer sequences for training, or None without the school's consent."""
+    if not consented(db_path):
+        return None
+    with _read_only(db_path) as conn:
         rows = conn.execute(
             "SELECT a.learner_id, a.item_id, group_concat(x.skill_id, char(31)), a.correct"
             " FROM attempts a JOIN users u ON u.id = a.learner_id AND u.erased_at IS NULL"
             " JOIN item_skills x ON x.item_id = a.item_id"
             " GROUP BY a.rowid ORDER BY a.learner_id, a.rowid"
         ).fetchall()
-    finally:
-        conn.close()
     items: dict[str, int] = {}
     skills: dict[str, int] = {}
     by_learner: dict[int, list[Answer]] = {}

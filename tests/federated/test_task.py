@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from appliance.store import audit, site, training_data, transaction
-from federated import task
+from federated import privacy, task
 
 
 @pytest.fixture
@@ -31,9 +31,32 @@ def test_weights_travel_as_arrays_of_the_models_own_shapes():
 def test_a_local_round_learns_from_older_answers_and_scores_on_recent_ones(data):
     start = task.weights(task.new_model())
     before = task.evaluate_recent(start, data)
-    trained, examples = task.train_locally(start, data, epochs=3)
+    local = task.train_locally(start, data, epochs=3)
+    trained, examples = local.arrays, local.answers
     after = task.evaluate_recent(trained, data)
     assert examples == sum(cut for cut in data.recent_from)
+    assert local.learners == len(data.learners) and local.epsilon == 0
     assert before["answers"] == after["answers"] == data.answers - examples > 50
     assert any(not np.array_equal(a, b) for a, b in zip(start, trained, strict=True))
     assert after["auc"] > before["auc"] + 0.02
+
+
+def test_a_private_run_spends_no_more_than_its_budget_over_all_its_rounds(data):
+    budget = privacy.Budget(epsilon=8.0)
+    arrays, history = task.weights(task.new_model()), []
+    spent = []
+    for round_ in (1, 2):
+        local = task.train_locally(arrays, data, budget=budget, rounds=2, history=history,
+                                   seed=round_)  # fmt: skip
+        arrays, history = local.arrays, local.history
+        spent.append(local.epsilon)
+    assert len(history) == 2 and history[0][0] == history[1][0] > 0  # same noise each round
+    assert 0 < spent[0] < spent[1] <= budget.epsilon * 1.01
+    assert spent[1] > budget.epsilon * 0.9  # the noise is not wastefully high either
+
+
+def test_more_privacy_means_more_noise():
+    rate = privacy.sample_rate(privacy.Budget(epsilon=1.0), 400)
+    assert rate == 32 / 400
+    noise = {e: privacy.noise_for(privacy.Budget(epsilon=e), rate, 100) for e in (1, 3, 8)}
+    assert noise[1] > noise[3] > noise[8] > 0.3
