@@ -348,10 +348,12 @@ def tutor_serve(ctx) -> None:
 
 
 def _register_sync_commands() -> None:
+    from .cli_federated import federated
     from .cli_sync import hub, sync
 
     main.add_command(sync)
     main.add_command(hub)
+    main.add_command(federated)
 
 
 _register_sync_commands()

@@ -19,9 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
-from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from models import kt_data, kt_train
@@ -51,6 +48,9 @@ def steps_per_epoch(rate: float) -> int:
 
 def noise_for(budget: Budget, rate: float, total_steps: int) -> float:
     """The noise multiplier that keeps `total_steps` at sampling `rate` within budget."""
+    from opacus.accountants.utils import get_noise_multiplier  # Opacus and SciPy: ~120 MB,
+
+    # imported only by private runs
     return get_noise_multiplier(
         target_epsilon=budget.epsilon,
         target_delta=budget.delta,
@@ -65,6 +65,8 @@ def spent(history: list[tuple[float, float, int]], delta: float) -> float:
     """Epsilon spent by steps (noise multiplier, sample rate, steps) taken so far."""
     if not history:
         return 0.0
+    from opacus.accountants import RDPAccountant
+
     accountant = RDPAccountant()
     accountant.history = [(float(z), float(q), int(n)) for z, q, n in history]
     return float(accountant.get_epsilon(delta=delta, alphas=ALPHAS))
@@ -82,6 +84,8 @@ def train(
     seed: int,
 ) -> int:
     """DP-SGD over `learners` for `epochs`; returns the number of steps taken."""
+    from opacus.optimizers import DPOptimizer
+
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     rate = sample_rate(budget, len(learners))

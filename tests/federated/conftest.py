@@ -4,6 +4,7 @@ federated training, with a training window of any hour."""
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,8 @@ def make_box(template: Path, home: Path, consent: bool = True, **settings) -> Pa
     db = open_db(home / "schoolbox.db")
     with transaction(db):
         site.set_consent(db, audit.SYSTEM, training_data.FEATURE, consent)
+        # Each copy is its own box (the template's id would make them one at the hub).
+        db.conn.execute("UPDATE site SET box_id = ?", (str(uuid.uuid4()),))
     db.conn.close()
     return home
 

@@ -1,0 +1,112 @@
+"""The Deployment Engine for real: `schoolbox federated serve` (a SuperLink with TLS and
+node authentication) and `schoolbox federated join` on three boxes (SuperNodes), each a
+separate process bound to its own box database, on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.store import open_db, site
+from federated import district, node
+from sync import enrolment, hub_store
+from tests.conftest import SCHOOLBOX, free_port
+
+from .conftest import make_box
+
+
+def enrol(box: Path, hub_home: Path, admit: bool = True) -> None:
+    """Sync enrolment at the hub and the district pinned (issue 6), then, if `admit`,
+    the box's node request admitted by the district."""
+    db = open_db(box / "schoolbox.db")
+    box_id = site.get(db)["box_id"]
+    db.conn.close()
+    keys = enrolment.ensure_box_keys(box, box_id)
+    hub_db = hub_store.open_hub(hub_home)
+    hub_store.enrol(hub_db, enrolment.request(keys, box.name))
+    hub_db.close()
+    enrolment.pin_district(box, json.loads((hub_home / "district.json").read_text()))
+    if admit:
+        district.admit(hub_home, node.request(box, box_id))
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)  # fmt: skip
+
+
+def wait_for(log: Path, text: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if text in log.read_text():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{text!r} did not appear in {log}:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def federation(tmp_path, federated_template):
+    """A district SuperLink and three admitted boxes that trust it (not yet joined)."""
+    hub_home = tmp_path / "hub"
+    hub_store.init(hub_home)
+    boxes = [make_box(federated_template, tmp_path / f"box{n}") for n in range(3)]
+    for box in boxes:
+        enrol(box, hub_home)
+    port = free_port()
+    log = tmp_path / "superlink.log"
+    superlink = start([SCHOOLBOX, "federated", "serve", "--hub-home", str(hub_home),
+                       "--port", str(port)], log)  # fmt: skip
+    processes = [superlink]
+    try:
+        wait_for(log, "3 admitted node(s) registered")
+        for box in boxes:
+            subprocess.run([SCHOOLBOX, "--home", str(box), "federated", "trust",
+                            str(hub_home / "federation" / "invitation.json")], check=True)  # fmt: skip
+        yield {"hub_home": hub_home, "boxes": boxes, "processes": processes, "tmp": tmp_path}
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def join(box: Path, logs: Path) -> subprocess.Popen:
+    log = logs / f"{box.name}.log"
+    return start([SCHOOLBOX, "--home", str(box), "federated", "join",
+                  "--port", str(free_port())], log)  # fmt: skip
+
+
+def test_three_boxes_train_two_rounds_over_tls_and_the_model_improves(federation):
+    hub_home, tmp = federation["hub_home"], federation["tmp"]
+    federation["processes"] += [join(box, tmp) for box in federation["boxes"]]
+    result = subprocess.run(
+        [SCHOOLBOX, "federated", "run", "--hub-home", str(hub_home), "--rounds", "2",
+         "--min-boxes", "3", "--local-epochs", "2", "--round-timeout", "300", "--ship"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    run_dir = next((hub_home / "federation" / "runs").iterdir())
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["secure_aggregation"]
+    assert [h["boxes_trained"] for h in summary["history"]] == [3, 3]
+    assert summary["final"]["auc"] > summary["initial"]["auc"] + 0.02
+    with np.load(run_dir / "global.npz") as stored:
+        assert stored["arr_0"].shape == (96, 3)
+    assert (run_dir / "kt-federated.int8.onnx").exists()
+    assert list((hub_home / "updates").glob("model-kt-federated-*/update.json"))
