@@ -88,7 +88,9 @@ def admit(hub_home: Path, document: dict) -> Path:
         path = folder(hub_home) / "nodes" / f"{box_id}.pub"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(node_key + "\n")
+        db.begin()
         hub_store.audit(db, "federation node admitted", box_id)
+        db.commit()
     finally:
         db.close()
     return path

@@ -40,6 +40,8 @@ class Window:
             return True
         start, end = _hours(self.hours)  # "0-24": any hour; "0-0": weekends only
         hour = moment.hour
+        if start == end:
+            return False
         return start <= hour < end if start < end else hour >= start or hour < end
 
 

@@ -110,3 +110,37 @@ def test_three_boxes_train_two_rounds_over_tls_and_the_model_improves(federation
         assert stored["arr_0"].shape == (96, 3)
     assert (run_dir / "kt-federated.int8.onnx").exists()
     assert list((hub_home / "updates").glob("model-kt-federated-*/update.json"))
+
+
+def test_an_unregistered_node_is_refused_and_a_run_survives_a_box_killed_mid_round(
+    federation, federated_template
+):
+    hub_home, tmp, boxes = federation["hub_home"], federation["tmp"], federation["boxes"]
+    intruder = make_box(federated_template, tmp / "intruder")
+    enrol(intruder, hub_home, admit=False)  # enrolled for sync, but its node not admitted
+    subprocess.run([SCHOOLBOX, "--home", str(intruder), "federated", "trust",
+                    str(hub_home / "federation" / "invitation.json")], check=True)  # fmt: skip
+    joined = [join(box, tmp) for box in [*boxes, intruder]]
+    federation["processes"] += joined
+    wait_for(tmp / "superlink.log", "No SuperNode found with the given public key")
+    run = subprocess.Popen(
+        [SCHOOLBOX, "federated", "run", "--hub-home", str(hub_home), "--rounds", "2",
+         "--min-boxes", "2", "--no-secure-aggregation", "--round-timeout", "120", "--no-ship"],
+        stdout=(tmp / "run.log").open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    wait_for(tmp / "box2.log", "Receiving: train message", seconds=180)
+    os.killpg(joined[2].pid, signal.SIGKILL)  # the box dies in the middle of a round
+    assert run.wait(timeout=500) == 0, (tmp / "run.log").read_text()[-4000:]
+    summary = json.loads(next((hub_home / "federation" / "runs").glob("*/run.json")).read_text())
+    assert len(summary["history"]) == 2 and summary["history"][-1]["boxes_trained"] == 2
+    assert all(h["boxes_trained"] in (2, 3) for h in summary["history"])
+    assert summary["final"]["auc"] > 0.5
+    assert "intruder" not in (tmp / "run.log").read_text()
+
+
+def test_a_site_without_consent_never_starts_a_node(tmp_path, federated_template):
+    box = make_box(federated_template, tmp_path / "box", consent=False)
+    joined = subprocess.run([SCHOOLBOX, "--home", str(box), "federated", "join"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert joined.returncode != 0
+    assert "has not consented to federated training, so no node was started" in joined.stderr
