@@ -61,13 +61,20 @@ def box_status() -> dict:
 
 def _sync_status(db, config) -> dict:
     """The sync queue and whether the box can sync at all, for the admin."""
-    from sync import enrolment, outbox
+    from sync import enrolment, outbox, updates
 
     return {
         "consented": site.is_consented(db, "sync"),
         "district": bool(enrolment.district_keys(config.home)),
         "hub": config.sync_url or None,
         **outbox.status(db, config.home, config.sync_settings()),
+        "updates": updates.recent(db),
+        "federated": {
+            "consented": site.is_consented(db, "federated"),
+            "invited": (config.home / "keys" / "federation.json").exists(),
+            "hours": config.federated_hours,
+            "weekends": config.federated_weekends,
+        },
     }
 
 

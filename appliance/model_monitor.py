@@ -16,6 +16,7 @@ import numpy as np
 import sqlite_utils
 
 from models import store
+from models.scores import auc
 
 from .store import mastery
 
@@ -23,25 +24,6 @@ WINDOW = 5000  # latest answers measured
 MIN_ANSWERS = 200  # fewer: too noisy to judge
 DRIFT = 0.05
 BINS = 10
-
-
-def auc(predicted: np.ndarray, outcomes: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); None without both
-    right and wrong answers."""
-    positives = int(outcomes.sum())
-    negatives = len(outcomes) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    order = np.argsort(predicted, kind="mergesort")
-    ranks = np.empty(len(predicted), dtype=np.float64)
-    ranks[order] = np.arange(1, len(predicted) + 1)
-    # Tied predictions share the mean of their ranks.
-    values, inverse, counts = np.unique(predicted, return_inverse=True, return_counts=True)
-    if len(values) < len(predicted):
-        sums = np.bincount(inverse, weights=ranks)
-        ranks = (sums / counts)[inverse]
-    rank_sum = ranks[outcomes == 1].sum()
-    return float((rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def calibration(predicted: np.ndarray, outcomes: np.ndarray, bins: int = BINS) -> dict:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from classroom_burst import code_version  # noqa: E402
 
-from models import kt_baselines, kt_build, kt_data, kt_export, kt_train  # noqa: E402
+from models import kt_baselines, kt_data, kt_export, kt_runtime, kt_train  # noqa: E402
 from models.kt_runtime import KTRuntime  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "knowledge_tracing.json"
@@ -72,7 +72,7 @@ def run_fold(number: int, args: argparse.Namespace) -> dict:
         float_path = kt_export.export(trained.model, Path(folder) / "kt.onnx", {})
         int8_path = kt_export.quantise(float_path, Path(folder) / "kt.int8.onnx")
         runtime = KTRuntime(int8_path)
-        predicted, labels = kt_build.step_by_step(runtime, data["test"], diff)
+        predicted, labels = kt_runtime.step_by_step(runtime, data["test"], diff)
         result["deep_int8"] = kt_train.metrics(predicted, labels)
         result["size_bytes"] = {
             "float32": float_path.stat().st_size,
@@ -92,7 +92,7 @@ def update_latency(runtime: KTRuntime, learners, diff, answers: int = 5000) -> d
     """The box's cost of one answer: one onnxruntime step on one thread, in ms."""
     times: list[float] = []
     for learner in learners:
-        kt_build.step_by_step(runtime, [learner], diff, timings=times)
+        kt_runtime.step_by_step(runtime, [learner], diff, timings=times)
         if len(times) >= answers:
             break
     ordered = sorted(times)

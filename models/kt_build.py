@@ -16,10 +16,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from . import kt_data, kt_export, kt_train
-from .kt_runtime import KTRuntime
+from .kt_runtime import KTRuntime, step_by_step
 
 SHIPPED = Path(__file__).resolve().parent / "shipped"
 SOURCE = (
@@ -70,28 +68,6 @@ def build(fold: int, out: Path, epochs: int = 10, log=print) -> dict:
     kt_export.write_card(int8_path, card)
     float_path.unlink()  # the box runs the int8 file; the card keeps the float's figures
     return card
-
-
-def step_by_step(
-    runtime: KTRuntime, learners, diff: kt_data.Difficulty, timings: list | None = None
-) -> tuple:
-    """Each answer's prediction made as the box makes it (one step per answer), and labels.
-    With `timings`, each step's onnxruntime call time (ms) is appended to it."""
-    predicted, labels = [], []
-    for answers in learners:
-        skill_states, learner_state = {}, runtime.new_learner_state()
-        for a in answers:
-            states = np.stack([skill_states.get(s, runtime.new_skill_state()) for s in a.skills])
-            item, skills = diff.of_item(a.problem, a.skills), [diff.of_skill(s) for s in a.skills]
-            started = time.perf_counter()
-            step = runtime.update(states, learner_state, item, skills, a.correct)
-            if timings is not None:
-                timings.append((time.perf_counter() - started) * 1000)
-            predicted.append(step.p_correct)
-            labels.append(a.correct)
-            skill_states.update(zip(a.skills, step.skill_states, strict=True))
-            learner_state = step.learner_state
-    return np.array(predicted), np.array(labels)
 
 
 def main() -> None:

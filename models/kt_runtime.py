@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .kt_data import Difficulty
+
 INPUTS = ["skill_state", "learner_state", "item", "skill", "correct"]
 OUTPUTS = ["p_correct", "next_skill_state", "next_learner_state"]
 MAX_OPSET = 21
@@ -197,3 +199,25 @@ def unusable(runtime: KTRuntime, error: Exception) -> None:
         runtime.name,
         error,
     )
+
+
+def step_by_step(
+    runtime: KTRuntime, learners, diff: Difficulty, timings: list | None = None
+) -> tuple:
+    """Each answer's prediction made as the box makes it (one step per answer), and labels.
+    With `timings`, each step's onnxruntime call time (ms) is appended to it."""
+    predicted, labels = [], []
+    for answers in learners:
+        skill_states, learner_state = {}, runtime.new_learner_state()
+        for a in answers:
+            states = np.stack([skill_states.get(s, runtime.new_skill_state()) for s in a.skills])
+            item, skills = diff.of_item(a.problem, a.skills), [diff.of_skill(s) for s in a.skills]
+            started = time.perf_counter()
+            step = runtime.update(states, learner_state, item, skills, a.correct)
+            if timings is not None:
+                timings.append((time.perf_counter() - started) * 1000)
+            predicted.append(step.p_correct)
+            labels.append(a.correct)
+            skill_states.update(zip(a.skills, step.skill_states, strict=True))
+            learner_state = step.learner_state
+    return np.array(predicted), np.array(labels)

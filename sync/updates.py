@@ -63,7 +63,8 @@ def sign(district: PrivateKeys, payload: Path, kind: str, name: str, version: st
 def apply(
     db: sqlite_utils.Database, home: Path, folder: Path, require_signature: bool = True
 ) -> str:
-    """Check and apply the update in `folder`: "applied", "unchanged", or UpdateError.
+    """Check and apply the update in `folder`: "applied", "unchanged", "kept the active
+    model: <why>" (a knowledge-tracing model worse on this box), or UpdateError.
     The payload is copied into the box first and only that copy is checked and used: a
     stick that reads differently twice cannot slip in bytes that were not checked."""
     envelope = _envelope(folder)
@@ -94,7 +95,7 @@ def apply(
         )  # fmt: skip
         audit.record(db, audit.SYSTEM, "sync.update", envelope["kind"], envelope["name"],
                      version=envelope["version"], outcome=outcome)  # fmt: skip
-    return "applied"
+    return outcome if outcome.startswith("kept") else "applied"
 
 
 def apply_all(db: sqlite_utils.Database, home: Path, root: Path,
@@ -115,6 +116,17 @@ def _signed_at(folder: Path) -> tuple[str, str]:
         return (str(json.loads((folder / ENVELOPE).read_text()).get("signed_at", "")), folder.name)
     except (OSError, ValueError, AttributeError):
         return ("", folder.name)
+
+
+def recent(db: sqlite_utils.Database, limit: int = 5) -> list[dict]:
+    """The latest updates the box took in, and what became of each, for the admin page."""
+    rows = db.conn.execute(
+        "SELECT kind, name, version, outcome, applied_at FROM sync_updates"
+        " ORDER BY applied_at DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [dict(zip(("kind", "name", "version", "outcome", "applied_at"), r, strict=True))
+            for r in rows]  # fmt: skip
 
 
 def hub_folder(hub_home: Path) -> Path:
@@ -189,11 +201,27 @@ def _apply_model(home: Path, payload: Path, envelope: dict) -> str:
             f"The model {manifest.name} could not be run, so it was not activated; "
             "the model in use stays."
         )
+    if manifest.kind == "knowledge-tracing":
+        verdict = _judge(home, store.file_path(home, manifest))
+        if not verdict.accept:
+            return f"kept the active model: {verdict.reason}"
     try:
         store.activate(home, manifest.name)
     except store.ModelStoreError as error:
         raise UpdateError(f"The model could not be activated: {error}") from error
-    return "activated"
+    return "activated" if manifest.kind != "knowledge-tracing" else f"activated: {verdict.reason}"
+
+
+def _judge(home: Path, new: Path):
+    """Is the new knowledge-tracing model at least as good on this box's recent answers?"""
+    from appliance.store import training_data
+    from models import kt_gate, store
+
+    active = store.active(home, "knowledge-tracing")
+    data = training_data.read(home / "schoolbox.db", for_training=False)
+    learners, recent_from = (data.learners, data.recent_from) if data else ([], [])
+    return kt_gate.judge(new, store.file_path(home, active) if active else None, learners,
+                         recent_from)  # fmt: skip
 
 
 def _loads(path: Path, kind: str) -> bool:

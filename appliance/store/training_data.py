@@ -56,9 +56,12 @@ def _read_only(db_path: Path):
         conn.close()
 
 
-def read(db_path: Path, recent_share: float = 0.2, min_answers: int = 2) -> TrainingData | None:
-    """The box's answer sequences for training, or None without the school's consent."""
-    if not consented(db_path):
+def read(
+    db_path: Path, recent_share: float = 0.2, min_answers: int = 2, for_training: bool = True
+) -> TrainingData | None:
+    """The box's answer sequences for training, or None without the school's consent.
+    `for_training=False` is for scoring a model on the box itself (nothing leaves it)."""
+    if for_training and not consented(db_path):
         return None
     with _read_only(db_path) as conn:
         rows = conn.execute(

@@ -93,3 +93,12 @@ def test_the_superlink_certificate_chains_to_the_district_ca_and_names_its_hosts
     assert names.get_values_for_type(x509.DNSName) == ["hub.district.example"]
     assert (folder / "server.key").stat().st_mode & 0o777 == 0o600
     assert (folder / "ca.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_district_app_has_the_same_configuration_as_the_repositorys_flower_app():
+    import tomllib
+    from pathlib import Path
+
+    repo = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    written = tomllib.loads(district.APP_PYPROJECT)
+    assert written["tool"]["flwr"] == repo["tool"]["flwr"]

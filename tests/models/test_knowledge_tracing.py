@@ -37,7 +37,7 @@ def exported(trained, tmp_path_factory):
 
 def incremental(runtime: KTRuntime, learners, diff) -> np.ndarray:
     """Each answer's prediction as the box makes it: one step per answer, states kept."""
-    return kt_build.step_by_step(runtime, learners, diff)[0]
+    return kt_runtime.step_by_step(runtime, learners, diff)[0]
 
 
 def test_twin_rows_of_a_multi_skill_problem_are_one_answer():

@@ -1,0 +1,94 @@
+"""From run to classroom: the district exports, cards and signs the global model; a box
+activates it only if it is not worse on the box's own recent answers, and otherwise
+keeps its model and says why (admin page, audit log)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from appliance import create_app
+from appliance.config import Config
+from appliance.store import open_db
+from federated import ship, task
+from models import default, kt_gate, store
+from sync import enrolment, hub_store, updates
+from tests.conftest import as_role
+
+from .conftest import make_box
+
+
+@pytest.fixture
+def box(tmp_path, federated_template):
+    home = make_box(federated_template, tmp_path / "box")
+    default.install_knowledge_tracing(home)  # the shipped model is active
+    return home
+
+
+@pytest.fixture
+def hub_home(tmp_path, box):
+    home = tmp_path / "hub"
+    hub_store.init(home)
+    enrolment.pin_district(box, json.loads((home / "district.json").read_text()))
+    return home
+
+
+def finished_run(tmp_path, arrays) -> object:
+    run_dir = tmp_path / "runs" / "20261125-200000"
+    run_dir.mkdir(parents=True)
+    np.savez(run_dir / "global.npz", *arrays)
+    summary = {"rounds": 2, "secure_aggregation": True, "epsilon": 7.9,
+               "settings": {"local-epochs": 1, "dp-epsilon": 8.0, "dp-delta": 1e-5},
+               "initial": {"auc": 0.5}, "final": {"auc": 0.51, "boxes_trained": 3},
+               "history": []}  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+def test_a_worse_model_is_shipped_signed_but_the_box_keeps_its_own_and_says_why(
+    tmp_path, box, hub_home
+):
+    untrained = task.weights(task.new_model(seed=3))  # far worse than the shipped model
+    folder = ship.ship(hub_home, finished_run(tmp_path, untrained))
+    envelope = json.loads((folder / updates.ENVELOPE).read_text())
+    assert envelope["model_kind"] == "knowledge-tracing" and envelope["name"] == "kt-federated"
+    db = open_db(box / "schoolbox.db")
+    outcome = updates.apply(db, box, folder)
+    assert outcome.startswith("kept the active model: the new model is worse here (AUC")
+    assert store.active(box, "knowledge-tracing").name != "kt-federated"
+    logged = db.conn.execute(
+        "SELECT detail FROM audit_log WHERE action = 'sync.update'").fetchall()  # fmt: skip
+    assert any("the new model is worse here" in row[0] for row in logged)
+    db.conn.close()
+    page = as_role(create_app(Config(home=box, testing=True)), "admin", {}).get("/admin/")
+    assert "the new model is worse here" in page.text
+
+
+def test_a_model_not_worse_on_the_box_is_activated(tmp_path, box, hub_home):
+    same = tmp_path / "kt-next.int8.onnx"
+    shutil.copy(default.KT_FILE, same)
+    folder = updates.sign(hub_store.district_keys(hub_home), same, "model", "kt-next", "2",
+                          tmp_path / "update", "knowledge-tracing")  # fmt: skip
+    db = open_db(box / "schoolbox.db")
+    assert updates.apply(db, box, folder) == "applied"
+    db.conn.close()
+    assert store.active(box, "knowledge-tracing").name == "kt-next"
+
+
+def test_the_card_records_sites_rounds_privacy_and_scores(tmp_path, hub_home):
+    run_dir = finished_run(tmp_path, task.weights(task.new_model()))
+    ship.ship(hub_home, run_dir)
+    card = json.loads((run_dir / "kt-federated.int8.card.json").read_text())
+    assert card["rounds"] == 2 and card["secure_aggregation"] is True
+    assert card["privacy"]["epsilon"] == 7.9 and card["privacy"]["delta"] == 1e-5
+    assert card["metrics_federated_evaluation"]["final_auc"] == 0.51
+    assert "3 school boxes" in card["data"]
+    assert ship.latest_weights(hub_home).exists()
+
+
+def test_the_gate_cannot_judge_without_enough_recent_answers(tmp_path):
+    verdict = kt_gate.judge(default.KT_FILE, default.KT_FILE, [], [])
+    assert verdict.accept and "too few recent answers" in verdict.reason
