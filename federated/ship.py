@@ -84,6 +84,7 @@ def card(summary: dict, int8_path: Path) -> dict:
             if settings.get("dp-epsilon")
             else {"mechanism": "none (no differential privacy)"}
         ),  # fmt: skip
+        "metrics": {"auc": final.get("auc")},  # what the box's monitor compares live AUC to
         "metrics_federated_evaluation": {
             "scoring": "each box's held-out most recent 20% of answers, AUC weighted by answers",
             "initial_auc": summary.get("initial", {}).get("auc"),

@@ -44,7 +44,8 @@ class UpdateError(ValueError):
 
 def sign(district: PrivateKeys, payload: Path, kind: str, name: str, version: str,
          into: Path, model_kind: str | None = None) -> Path:  # fmt: skip
-    """Put a signed update for `payload` in the folder `into`; return the folder."""
+    """Put a signed update for `payload` in the folder `into`; return the folder. A
+    model's card (`X.card.json` beside it) is signed and travels with it."""
     if kind not in KINDS:
         raise UpdateError(f"Unknown update kind {kind!r}; use one of {', '.join(KINDS)}.")
     into.mkdir(parents=True, exist_ok=True)
@@ -55,6 +56,10 @@ def sign(district: PrivateKeys, payload: Path, kind: str, name: str, version: st
         "size": payload.stat().st_size,
         "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
+    card = payload.with_suffix(".card.json")
+    if kind == "model" and card.is_file():
+        shutil.copyfile(card, into / card.name)
+        body["card"] = {"file": card.name, "sha256": sha256_of(card), "size": card.stat().st_size}
     signature = base64.b64encode(district.signing.sign(canonical(body))).decode()
     (into / ENVELOPE).write_text(json.dumps({**body, "signature": signature}, indent=2))
     return into
@@ -80,6 +85,8 @@ def apply(
         shutil.copyfile(source, payload)
         if payload.stat().st_size != envelope["size"] or sha256_of(payload) != envelope["sha256"]:
             raise UpdateError(f"The update's file {envelope['file']} does not match its signature.")
+        if envelope.get("card"):
+            _stage_card(folder, payload, envelope["card"])
         if envelope["kind"] == "content-pack":
             outcome = _apply_pack(db, home, payload)
         else:
@@ -118,6 +125,17 @@ def _signed_at(folder: Path) -> tuple[str, str]:
         return ("", folder.name)
 
 
+def _stage_card(folder: Path, payload: Path, card: dict) -> None:
+    """The model's signed card, checked, beside the staged model (the store keeps it)."""
+    staged = payload.with_suffix(".card.json")
+    source = folder / Path(str(card.get("file"))).name
+    if not source.is_file() or source.stat().st_size != card.get("size"):
+        raise UpdateError("The update's model card is missing or cut short.")
+    shutil.copyfile(source, staged)
+    if staged.stat().st_size != card.get("size") or sha256_of(staged) != card.get("sha256"):
+        raise UpdateError("The update's model card does not match its signature.")
+
+
 def recent(db: sqlite_utils.Database, limit: int = 5) -> list[dict]:
     """The latest updates the box took in, and what became of each, for the admin page."""
     rows = db.conn.execute(
@@ -153,6 +171,8 @@ def _envelope(folder: Path) -> dict:
                 raise ValueError(f"no {key}")
         if not isinstance(envelope.get("size"), int):
             raise ValueError("no size")
+        if not isinstance(envelope.get("card", {}), dict):
+            raise ValueError("a card entry that is not an object")
     except (OSError, ValueError, AttributeError) as error:
         raise UpdateError(f"{folder.name} is not a readable update ({error}).") from error
     return envelope

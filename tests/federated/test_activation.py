@@ -92,3 +92,21 @@ def test_the_card_records_sites_rounds_privacy_and_scores(tmp_path, hub_home):
 def test_the_gate_cannot_judge_without_enough_recent_answers(tmp_path):
     verdict = kt_gate.judge(default.KT_FILE, default.KT_FILE, [], [])
     assert verdict.accept and "too few recent answers" in verdict.reason
+
+
+def test_the_card_travels_signed_with_the_model_and_a_changed_card_is_refused(
+    tmp_path, box, hub_home
+):
+    folder = ship.ship(hub_home, finished_run(tmp_path, task.weights(task.new_model())))
+    card_file = folder / "kt-federated.int8.card.json"
+    original = card_file.read_text()
+    card_file.write_text(original.replace('"rounds": 2', '"rounds": 9'))  # same size
+    db = open_db(box / "schoolbox.db")
+    with pytest.raises(updates.UpdateError, match="card does not match its signature"):
+        updates.apply(db, box, folder)
+    assert store.get(box, "kt-federated") is None  # nothing changed
+    card_file.write_text(original)
+    updates.apply(db, box, folder)
+    db.conn.close()
+    kept = store.card(box, store.get(box, "kt-federated"))
+    assert kept["rounds"] == 2 and kept["privacy"]["epsilon"] == 7.9
