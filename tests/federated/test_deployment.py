@@ -86,8 +86,8 @@ def federation(tmp_path, federated_template):
             stop(process)
 
 
-def join(box: Path, logs: Path) -> subprocess.Popen:
-    log = logs / f"{box.name}.log"
+def join(box: Path, logs: Path, name: str = "") -> subprocess.Popen:
+    log = logs / f"{name or box.name}.log"
     return start([SCHOOLBOX, "--home", str(box), "federated", "join",
                   "--port", str(free_port())], log)  # fmt: skip
 
@@ -127,16 +127,19 @@ def test_an_unregistered_node_is_refused_and_a_run_survives_a_box_killed_mid_rou
     federation["processes"] += joined
     wait_for(tmp / "superlink.log", "No SuperNode found with the given public key")
     run = subprocess.Popen(
-        [SCHOOLBOX, "federated", "run", "--hub-home", str(hub_home), "--rounds", "2",
+        [SCHOOLBOX, "federated", "run", "--hub-home", str(hub_home), "--rounds", "3",
          "--min-boxes", "2", "--no-secure-aggregation", "--round-timeout", "120", "--no-ship"],
         stdout=(tmp / "run.log").open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     wait_for(tmp / "box2.log", "Receiving: train message", seconds=180)
     os.killpg(joined[2].pid, signal.SIGKILL)  # the box dies in the middle of a round
+    wait_for(tmp / "run.log", "aggregate_train: Received 2 results and 1 failures", 180)
+    federation["processes"].append(join(boxes[2], tmp, "box2-again"))  # it comes back
     assert run.wait(timeout=500) == 0, (tmp / "run.log").read_text()[-4000:]
     summary = json.loads(next((hub_home / "federation" / "runs").glob("*/run.json")).read_text())
-    assert len(summary["history"]) == 2 and summary["history"][-1]["boxes_trained"] == 2
-    assert all(h["boxes_trained"] in (2, 3) for h in summary["history"])
+    trained = [h["boxes_trained"] for h in summary["history"]]
+    assert trained[0] == 2  # the round went on without the dead box
+    assert trained[-1] == 3, (tmp / "box2-again.log").read_text()[-3000:]  # and it took part again
     assert summary["final"]["auc"] > 0.5
     assert "intruder" not in (tmp / "run.log").read_text()
 
