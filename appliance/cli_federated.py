@@ -22,6 +22,8 @@ from sync.keys import KeyFileError
 from .cli_sync import _box, _read_json, _write_or_print
 from .store import training_data
 
+NO_CONSENT = 78  # EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus)
+
 HUB_HOME = click.option(
     "--hub-home", type=click.Path(file_okay=False, path_type=Path), envvar="SCHOOLBOX_HUB_HOME",
     required=True, help="The district hub's data directory (SCHOOLBOX_HUB_HOME).",
@@ -75,15 +77,15 @@ def federated_join(ctx, port: int) -> None:
 
     config, _ = _box(ctx)
     if not training_data.consented(config.db_path):
-        raise click.ClickException(
-            "This school has not consented to federated training, so no node was started. "
-            "An admin can consent on the admin page (Consent)."
-        )
+        message = ("This school has not consented to federated training, so no node was "
+                   "started. An admin can consent on the admin page (Consent).")  # fmt: skip
+        click.echo(message, err=True)
+        ctx.exit(NO_CONSENT)
     command = _guarded(node.supernode_command, config.home, port)
     window = f"{config.federated_hours}, weekends {config.federated_weekends}"
     click.echo(f"Joining federated training as box home {config.home} (window {window}).")
     node.limit_self(config.federated_memory_mb)
-    os.execve(command[0], command, node.environment())  # noqa: S606 - the service is the node
+    os.execve(command[0], command, node.environment(config.home))  # noqa: S606 - the service is the node
 
 
 # -- at the district -----------------------------------------------------------------------
@@ -182,5 +184,8 @@ def federated_run(hub_home: Path, rounds, min_boxes, local_epochs, epsilon,
                f"-> {summary['final'].get('auc', float('nan')):.4f}; epsilon "
                f"{summary['epsilon']:.2f}; results in {out}")  # fmt: skip
     if ship:
-        folder = shipping.ship(hub_home, out)
+        try:
+            folder = shipping.ship(hub_home, out)
+        except shipping.ShipError as error:
+            raise click.ClickException(str(error)) from error
         click.echo(f"Signed for the boxes: {folder}")

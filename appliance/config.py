@@ -56,6 +56,10 @@ class Config:
     federated_wait_seconds: int = 600  # a class still on after this: the box sits the round out
     federated_memory_mb: int = 1024  # the training process's address-space cap
     federated_threads: int = 1  # torch threads while training; the rest stay with the class
+    # What this school insists on, whatever a run asks: its update masked by SecAgg+, and
+    # (above 0) differential privacy with at most this epsilon per run.
+    federated_require_secure_aggregation: bool = True
+    federated_max_epsilon: float = 0.0
     model_cache: str = ""  # where fetched default models are kept; default: user cache dir
     testing: bool = False
 
@@ -102,6 +106,8 @@ def _coerce(kind: type, raw: object) -> object:
         return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
     if kind in (int, "int"):
         return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
     return str(raw)
 
 

@@ -10,6 +10,7 @@ reply the mod masks before it leaves the box.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from flwr.compat.common import recorddict_compat as legacy
 
 from appliance import config as box_config
 from appliance.store import training_data
+from sync.files import write_json
 
 from . import gate, privacy, task
 
@@ -38,7 +40,8 @@ def secagg_when_asked(msg: Message, context: Context, call_next) -> Message:
 
 app = ClientApp(mods=[secagg_when_asked])
 
-PRIVACY_STATE = "schoolbox.privacy"  # this box's DP history across the rounds of a run
+PRIVACY_FILE = "federated-privacy.json"  # this box's DP steps per run, in its home
+MIN_LEARNERS = 10  # fewer, and a box sits out: its update would be too close to each one
 
 
 def box_home(context: Context) -> Path:
@@ -51,8 +54,8 @@ def box_home(context: Context) -> Path:
     return Path(homes[int(context.node_config["partition-id"])])
 
 
-def _ready(context: Context) -> training_data.TrainingData:
-    """This box's training data once the gate lets it train; NotNow otherwise."""
+def _ready(context: Context) -> tuple[box_config.Config, training_data.TrainingData]:
+    """This box's settings and training data once the gate lets it train; NotNow otherwise."""
     config = box_config.load(home=box_home(context))
     window = gate.Window(
         hours=config.federated_hours,
@@ -66,7 +69,22 @@ def _ready(context: Context) -> training_data.TrainingData:
     data = training_data.read(config.db_path)
     if data is None:  # consent withdrawn since the gate looked
         raise gate.NotNow("This school has not consented to federated training.")
-    return data
+    if len(data.learners) < MIN_LEARNERS:
+        # An average over a handful of learners is close to each one's own answers.
+        raise gate.NotNow(f"Fewer than {MIN_LEARNERS} learners have answered on this box.")
+    return config, data
+
+
+def _insist(config: box_config.Config, run: dict, masked: bool) -> None:
+    """The school's own conditions, whatever the district's run asks for."""
+    if config.federated_require_secure_aggregation and not masked:
+        raise gate.NotNow("This school sends its update only under secure aggregation.")
+    wanted = float(run.get("dp-epsilon", 0) or 0)
+    if config.federated_max_epsilon > 0 and not 0 < wanted <= config.federated_max_epsilon:
+        raise gate.NotNow(
+            f"This school trains only with differential privacy at epsilon "
+            f"{config.federated_max_epsilon:g} or less (the run asked for {wanted:g})."
+        )
 
 
 def _incoming(msg: Message, kind: str) -> tuple[list[np.ndarray], dict, bool]:
@@ -82,29 +100,23 @@ def _incoming(msg: Message, kind: str) -> tuple[list[np.ndarray], dict, bool]:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    arrays, config, is_legacy = _incoming(msg, "train")
-    data = _ready(context)
-    budget = _budget(config)
-    state = context.state.config_records.get(PRIVACY_STATE, ConfigRecord())
-    history = list(zip(state.get("noise", []), state.get("rate", []), state.get("steps", []),
-                       strict=True))  # fmt: skip
+    arrays, run, is_legacy = _incoming(msg, "train")
+    config, data = _ready(context)
+    _insist(config, run, masked=RECORD_KEY_CONFIGS in msg.content.config_records)
+    budget = _budget(run)
+    spent = privacy_history(config.home, context.run_id)
     local = task.train_locally(
         arrays, data,
-        epochs=int(config.get("local-epochs", 1)),
-        lr=float(config.get("learning-rate", 3e-3)),
-        seed=int(config.get("server-round", 1)),
+        epochs=int(run.get("local-epochs", 1)),
+        lr=float(run.get("learning-rate", 3e-3)),
+        seed=int(run.get("server-round", 1)),
         budget=budget,
-        rounds=int(config.get("num-server-rounds", 1)),
-        history=history,
+        rounds=int(run.get("num-server-rounds", 1)),
+        history=spent,
+        keep_going=gate.watch(config.db_path),
     )  # fmt: skip
     if budget is not None:
-        context.state.config_records[PRIVACY_STATE] = ConfigRecord(
-            {
-                "noise": [h[0] for h in local.history],
-                "rate": [h[1] for h in local.history],
-                "steps": [h[2] for h in local.history],
-            }
-        )
+        keep_privacy_history(config.home, context.run_id, local.history)
     weight = min(local.learners, task.MAX_WEIGHT)
     metrics = {"num-examples": weight, "answers": local.answers,
                "epsilon": local.epsilon}  # fmt: skip
@@ -116,10 +128,27 @@ def train(msg: Message, context: Context) -> Message:
     return Message(content=content, reply_to=msg)
 
 
+def privacy_history(home: Path, run_id: int) -> list[tuple[float, float, int]]:
+    """This box's DP steps in earlier rounds of run `run_id`: kept on disk, so a restarted
+    node still counts what it spent."""
+    path = home / PRIVACY_FILE
+    runs = json.loads(path.read_text()) if path.exists() else {}
+    return [tuple(step) for step in runs.get(str(run_id), [])]
+
+
+def keep_privacy_history(home: Path, run_id: int, history: list) -> None:
+    """Record the run's steps (before the update is sent: an update is never released
+    without its privacy cost on disk). Only the latest runs are kept."""
+    path = home / PRIVACY_FILE
+    runs = json.loads(path.read_text()) if path.exists() else {}
+    runs[str(run_id)] = [list(step) for step in history]
+    write_json(path, dict(list(runs.items())[-20:]))
+
+
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     arrays, _, is_legacy = _incoming(msg, "evaluate")
-    data = _ready(context)
+    _, data = _ready(context)
     scored = task.evaluate_recent(arrays, data)
     if is_legacy:
         res = EvaluateRes(Status(Code.OK, ""), 0.0, scored["answers"], {"auc": scored["auc"]})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,9 @@ from sync import hub_store
 
 from . import identity
 
-FLOWER_ENV = {"FLWR_TELEMETRY_ENABLED": "0"}  # the district never phones home either
+# Neither the district nor a box phones home: no usage telemetry, no update check.
+FLOWER_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+BOX_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a node key's file name
 
 
 def folder(hub_home: Path) -> Path:
@@ -84,6 +87,8 @@ def admit(hub_home: Path, document: dict) -> Path:
     db = hub_store.open_hub(hub_home)
     try:
         box_id = str(document.get("box_id")) if isinstance(document, dict) else ""
+        if not BOX_ID.fullmatch(box_id):
+            raise identity.IdentityError(f"{box_id[:40]!r} is not a box id.")
         node_key = identity.check_node_request(document, hub_store.keys_of(db, box_id))
         path = folder(hub_home) / "nodes" / f"{box_id}.pub"
         path.parent.mkdir(parents=True, exist_ok=True)

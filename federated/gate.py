@@ -72,6 +72,25 @@ def check(
         sleep(min(30.0, window.wait_seconds / 10 or 1))
 
 
+def watch(db_path: Path, every_s: float = 10.0) -> Callable[[], None]:
+    """A check to call while training: it raises NotNow as soon as a learner answers on
+    the box (looked at most every `every_s` seconds), so a class that starts mid-round
+    gets the box back within seconds."""
+    started = training_data.last_answer_at(db_path)
+    looked = time.monotonic()
+
+    def keep_going() -> None:
+        nonlocal looked
+        if time.monotonic() - looked < every_s:
+            return
+        looked = time.monotonic()
+        latest = training_data.last_answer_at(db_path)
+        if latest is not None and (started is None or latest > started):
+            raise NotNow("A class started on the box; it stopped training for this round.")
+
+    return keep_going
+
+
 def _class_is_on(db_path: Path, window: Window, moment: datetime) -> bool:
     latest = training_data.last_answer_at(db_path)
     if latest is None:

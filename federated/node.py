@@ -65,9 +65,12 @@ def supernode_command(home: Path, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def environment() -> dict[str, str]:
-    # glibc's per-thread malloc arenas would otherwise reserve far more than training uses.
-    return {**district.flower_env(), "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}
+def environment(home: Path) -> dict[str, str]:
+    """The SuperNode's environment: Flower's files (app bundles, caches) in the box's
+    home, not in a home directory the service may not write; and glibc's per-thread
+    malloc arenas limited, which would otherwise reserve far more than training uses."""
+    return {**district.flower_env(), "FLWR_HOME": str(home / "flwr"),
+            "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}  # fmt: skip
 
 
 def limit_self(memory_mb: int) -> None:

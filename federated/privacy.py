@@ -15,6 +15,7 @@ features a box computes from all its answers are treated as public inputs.
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,26 +47,31 @@ def steps_per_epoch(rate: float) -> int:
     return max(1, math.ceil(1 / rate))
 
 
-def noise_for(budget: Budget, rate: float, total_steps: int) -> float:
-    """The noise multiplier that keeps `total_steps` at sampling `rate` within budget."""
-    from opacus.accountants.utils import get_noise_multiplier  # Opacus and SciPy: ~120 MB,
-
-    # imported only by private runs
-    return get_noise_multiplier(
-        target_epsilon=budget.epsilon,
-        target_delta=budget.delta,
-        sample_rate=rate,
-        steps=total_steps,
-        accountant="rdp",
-        alphas=ALPHAS,
-    )
+def noise_for(
+    budget: Budget, rate: float, steps: int, history: list[tuple[float, float, int]] = ()
+) -> float:
+    """The smallest noise multiplier (to 1%) that keeps `history` plus `steps` more at
+    sampling `rate` within budget: the remaining rounds get what is left, whatever the
+    earlier rounds spent (a school's learner count can change during a run)."""
+    low, high = 0.1, 1.0
+    while spent([*history, (high, rate, steps)], budget.delta) > budget.epsilon:
+        low, high = high, high * 2
+        if high > 1e4:
+            raise ValueError("The privacy budget is already spent: no round can be added.")
+    while high - low > 0.01 * high:
+        middle = (low + high) / 2
+        if spent([*history, (middle, rate, steps)], budget.delta) > budget.epsilon:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 def spent(history: list[tuple[float, float, int]], delta: float) -> float:
     """Epsilon spent by steps (noise multiplier, sample rate, steps) taken so far."""
     if not history:
         return 0.0
-    from opacus.accountants import RDPAccountant
+    from opacus.accountants import RDPAccountant  # Opacus and SciPy: ~120 MB, private runs only
 
     accountant = RDPAccountant()
     accountant.history = [(float(z), float(q), int(n)) for z, q, n in history]
@@ -81,25 +87,33 @@ def train(
     noise: float,
     epochs: int,
     lr: float,
-    seed: int,
+    keep_going=lambda: None,
 ) -> int:
-    """DP-SGD over `learners` for `epochs`; returns the number of steps taken."""
+    """DP-SGD over `learners` for `epochs`; returns the number of steps taken.
+    `keep_going` is called before each step (it raises to stop, e.g. when a class starts).
+
+    The noise and the choice of learners come from the operating system's randomness,
+    never from a seed the district knows: a predictable draw would let it subtract the
+    noise and see whose answers were used."""
     from opacus.optimizers import DPOptimizer
 
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
+    rng = np.random.default_rng(secrets.randbits(128))
+    generator = torch.Generator().manual_seed(secrets.randbits(63))
     rate = sample_rate(budget, len(learners))
     optimiser = DPOptimizer(
         torch.optim.Adam(model.parameters(), lr=lr),
         noise_multiplier=noise,
         max_grad_norm=budget.max_grad_norm,
         expected_batch_size=budget.learners_per_step,
+        generator=generator,
+        secure_mode=True,  # Opacus's noise robust to floating-point attacks
     )
     params = [p for p in model.parameters() if p.requires_grad]
     loss_fn = nn.BCEWithLogitsLoss()
     steps = steps_per_epoch(rate) * epochs
     model.train()
     for _ in range(steps):
+        keep_going()
         chosen = np.flatnonzero(rng.random(len(learners)) < rate)
         per_learner = [_gradient(model, params, loss_fn, learners[i], diff) for i in chosen]
         optimiser.zero_grad()

@@ -11,6 +11,7 @@ which `schoolbox federated run` exports, signs and ships the model.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from . import task
+
+log = logging.getLogger("schoolbox.federated")
 
 
 def make_app(overrides: dict | None = None) -> ServerApp:
@@ -62,6 +65,7 @@ def run(grid: Grid, context: Context, config: dict) -> dict:
     else:
         final, history = _run_fedavg(grid, config, initial, rounds, min_nodes, timeout)
     summary = {
+        "complete": _complete(history, rounds, min_nodes, before),
         "rounds": rounds,
         "secure_aggregation": bool(config.get("secure-aggregation")),
         "settings": box_settings(config),
@@ -74,8 +78,23 @@ def run(grid: Grid, context: Context, config: dict) -> dict:
     return summary
 
 
+class AtLeastFedAvg(FedAvg):
+    """FedAvg that keeps the previous global model when fewer than `min_train_nodes`
+    boxes replied to a round (Flower's FedAvg averages whatever came back: one box's
+    update would become the district's model, unmasked by any crowd)."""
+
+    def aggregate_train(self, server_round, replies):
+        replies = list(replies)
+        usable = [r for r in replies if not r.has_error()]
+        if len(usable) < self.min_train_nodes:
+            log.warning("round %s: %s box(es) replied, fewer than %s; the model is unchanged",
+                        server_round, len(usable), self.min_train_nodes)  # fmt: skip
+            return None, MetricRecord({"boxes_trained": len(usable), "skipped": 1})
+        return super().aggregate_train(server_round, replies)
+
+
 def _fedavg(min_nodes: int) -> FedAvg:
-    return FedAvg(
+    return AtLeastFedAvg(
         fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=min_nodes,
         min_evaluate_nodes=min_nodes, min_available_nodes=min_nodes,
         train_metrics_aggr_fn=_train_metrics, evaluate_metrics_aggr_fn=_evaluate_metrics,
@@ -132,6 +151,23 @@ def _run_secagg(grid, context, config, initial, rounds, min_nodes, timeout):
             row.update({k: v for k, pairs in source.items() for rr, v in pairs if rr == r})
         history.append(row)
     return final, history
+
+
+def _complete(history: list[dict], rounds: int, min_nodes: int, before: dict) -> str:
+    """ "yes", or why this run's model must not be shipped."""
+    if len(history) < rounds:
+        return f"only {len(history)} of {rounds} rounds finished"
+    short = [
+        h["round"] for h in history if h.get("boxes_trained", 0) < min_nodes or h.get("skipped")
+    ]
+    if short:
+        return f"rounds {short} had fewer than {min_nodes} boxes"
+    final, initial = history[-1].get("auc"), before.get("auc")
+    if final is None or math.isnan(final):
+        return "the final model was not scored on any box"
+    if initial is not None and not math.isnan(initial) and final < initial:
+        return f"the final model scored below the start ({final:.4f} < {initial:.4f})"
+    return "yes"
 
 
 def _score(grid: Grid, strategy: FedAvg, arrays: list, timeout: float) -> dict:

@@ -20,7 +20,11 @@ from sync import hub_store, updates
 
 from . import district, task
 
-MODEL_NAME = "kt-federated"
+MODEL_NAME = "kt-federated"  # each run's model is kt-federated-<run>
+
+
+class ShipError(ValueError):
+    """A run whose model must not go to the boxes; the message says why."""
 
 
 def latest_weights(hub_home: Path) -> Path | None:
@@ -30,18 +34,22 @@ def latest_weights(hub_home: Path) -> Path | None:
 
 
 def ship(hub_home: Path, run_dir: Path) -> Path:
-    """Export, card, sign; the signed update's folder."""
+    """Export, card, sign; the signed update's folder. Only a complete run is shipped:
+    every round averaged enough boxes, and the final model scored no worse than the start."""
     summary = json.loads((run_dir / "run.json").read_text())
+    if summary.get("complete") != "yes":
+        raise ShipError(f"This run's model is not shipped: {summary.get('complete')}.")
     with np.load(run_dir / "global.npz") as stored:
         model = task.with_weights([stored[k] for k in stored.files])
     version = run_dir.name
+    name = f"{MODEL_NAME}-{version}"
     with tempfile.TemporaryDirectory() as scratch:
         float_path = kt_export.export(model, Path(scratch) / "kt.onnx", _metadata(version))
-        int8_path = kt_export.quantise(float_path, run_dir / f"{MODEL_NAME}.int8.onnx")
+        int8_path = kt_export.quantise(float_path, run_dir / f"{name}.int8.onnx")
     kt_export.write_card(int8_path, card(summary, int8_path))
-    folder = updates.hub_folder(hub_home) / f"model-{MODEL_NAME}-{version}"
-    updates.sign(hub_store.district_keys(hub_home), int8_path, "model", MODEL_NAME, version,
-                 folder, "knowledge-tracing")  # fmt: skip
+    folder = updates.hub_folder(hub_home) / f"model-{name}"
+    updates.sign(hub_store.district_keys(hub_home), int8_path, "model", name, version, folder,
+                 "knowledge-tracing")  # fmt: skip
     latest = district.folder(hub_home) / "models" / "latest.npz"
     latest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / "global.npz", latest)

@@ -76,27 +76,29 @@ def train_locally(
     budget: privacy.Budget | None = None,
     rounds: int = 1,
     history: list[tuple[float, float, int]] | None = None,
+    keep_going=lambda: None,
 ) -> LocalRound:
     """One box's round: `epochs` over its learners' older answers from the given weights.
-    With a `budget`, DP-SGD whose noise keeps all `rounds` of the run within it;
-    `history` is this box's privacy history from earlier rounds of the same run."""
+    With a `budget`, DP-SGD whose noise keeps this round and the rest of the run's
+    `rounds` within it, after this box's `history` from its earlier rounds of the run.
+    `keep_going` is called between steps and raises to stop (a class has started)."""
     older = [learner for learner in older_answers(data) if learner]
     answers = sum(len(learner) for learner in older)
     diff = kt_data.difficulty(older)
     model = with_weights(arrays)
     if budget is None:
-        trained = kt_train.train(
-            older, [], diff, epochs=epochs, lr=lr, seed=seed, model=model, log=lambda _: None
-        )
+        trained = kt_train.train(older, [], diff, epochs=epochs, lr=lr, seed=seed, model=model,
+                                 log=lambda _: None, keep_going=keep_going)  # fmt: skip
         return LocalRound(weights(trained.model), len(older), answers)
+    history = list(history or [])
     rate = privacy.sample_rate(budget, len(older))
-    noise = privacy.noise_for(budget, rate, rounds * epochs * privacy.steps_per_epoch(rate))
-    steps = privacy.train(
-        model, older, diff, budget=budget, noise=noise, epochs=epochs, lr=lr, seed=seed
-    )
-    history = [*(history or []), (noise, rate, steps)]
-    epsilon = privacy.spent(history, budget.delta)
-    return LocalRound(weights(model), len(older), answers, history, epsilon)
+    left = max(1, rounds - len(history)) * epochs * privacy.steps_per_epoch(rate)
+    noise = privacy.noise_for(budget, rate, left, history)
+    steps = privacy.train(model, older, diff, budget=budget, noise=noise, epochs=epochs, lr=lr,
+                          keep_going=keep_going)  # fmt: skip
+    history.append((noise, rate, steps))
+    return LocalRound(weights(model), len(older), answers, history,
+                      privacy.spent(history, budget.delta))  # fmt: skip
 
 
 def evaluate_recent(arrays: list[np.ndarray], data: TrainingData) -> dict:

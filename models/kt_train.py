@@ -143,10 +143,12 @@ def train(
     held_out: bool = True,
     model: KTModel | None = None,
     log=print,
+    keep_going=lambda: None,
 ) -> Trained:
     """Train with Adam on windows of the training learners; keep the best epoch on valid
     (with no valid set, the last). `model` continues from given weights (federated
-    rounds); by default training starts afresh."""
+    rounds); by default training starts afresh. `keep_going` is called before each batch
+    and may raise to stop (a box yields to a class that starts)."""
     torch.manual_seed(seed)
     random.seed(seed)
     model = model if model is not None else KTModel(shape)
@@ -163,6 +165,7 @@ def train(
         model.train()
         random.shuffle(chunks)
         for start in range(0, len(chunks), batch_size):
+            keep_going()
             group = chunks[start : start + batch_size]
             batch = batch_of([c for c, _ in group], [d for _, d in group])
             optimiser.zero_grad()

@@ -29,11 +29,15 @@ def federated_template(tmp_path_factory) -> Path:
     return home
 
 
-def make_box(template: Path, home: Path, consent: bool = True, **settings) -> Path:
+def make_box(template: Path, home: Path, consent: bool = True, plain: bool = False,
+             **settings) -> Path:  # fmt: skip
     """A copy of the template at `home`, with federated consent as given and its
-    schoolbox.toml holding `settings` (training any hour unless told otherwise)."""
+    schoolbox.toml holding `settings` (training any hour unless told otherwise; with
+    `plain`, it also sends updates without secure aggregation)."""
     shutil.copytree(template, home)
     settings = {"federated_hours": "0-24", **settings}
+    if plain:
+        settings["federated_require_secure_aggregation"] = False
     lines = ["[schoolbox]"] + [f"{k} = {_toml(v)}" for k, v in settings.items()]
     (home / "schoolbox.toml").write_text("\n".join(lines) + "\n")
     db = open_db(home / "schoolbox.db")
@@ -53,5 +57,5 @@ def _toml(value) -> str:
 
 @pytest.fixture
 def boxes(tmp_path, federated_template) -> list[Path]:
-    """Three consenting boxes."""
-    return [make_box(federated_template, tmp_path / f"box{n}") for n in range(3)]
+    """Three consenting boxes that also take part in plain FedAvg rounds."""
+    return [make_box(federated_template, tmp_path / f"box{n}", plain=True) for n in range(3)]

@@ -36,11 +36,11 @@ def hub_home(tmp_path, box):
     return home
 
 
-def finished_run(tmp_path, arrays) -> object:
-    run_dir = tmp_path / "runs" / "20261125-200000"
+def finished_run(tmp_path, arrays, name="20261125-200000", complete="yes") -> object:
+    run_dir = tmp_path / "runs" / name
     run_dir.mkdir(parents=True)
     np.savez(run_dir / "global.npz", *arrays)
-    summary = {"rounds": 2, "secure_aggregation": True, "epsilon": 7.9,
+    summary = {"complete": complete, "rounds": 2, "secure_aggregation": True, "epsilon": 7.9,
                "settings": {"local-epochs": 1, "dp-epsilon": 8.0, "dp-delta": 1e-5},
                "initial": {"auc": 0.5}, "final": {"auc": 0.51, "boxes_trained": 3},
                "history": []}  # fmt: skip
@@ -54,11 +54,12 @@ def test_a_worse_model_is_shipped_signed_but_the_box_keeps_its_own_and_says_why(
     untrained = task.weights(task.new_model(seed=3))  # far worse than the shipped model
     folder = ship.ship(hub_home, finished_run(tmp_path, untrained))
     envelope = json.loads((folder / updates.ENVELOPE).read_text())
-    assert envelope["model_kind"] == "knowledge-tracing" and envelope["name"] == "kt-federated"
+    assert envelope["model_kind"] == "knowledge-tracing"
+    assert envelope["name"] == "kt-federated-20261125-200000"
     db = open_db(box / "schoolbox.db")
     outcome = updates.apply(db, box, folder)
     assert outcome.startswith("kept the active model: the new model is worse here (AUC")
-    assert store.active(box, "knowledge-tracing").name != "kt-federated"
+    assert not store.active(box, "knowledge-tracing").name.startswith("kt-federated")
     logged = db.conn.execute(
         "SELECT detail FROM audit_log WHERE action = 'sync.update'").fetchall()  # fmt: skip
     assert any("the new model is worse here" in row[0] for row in logged)
@@ -81,7 +82,7 @@ def test_a_model_not_worse_on_the_box_is_activated(tmp_path, box, hub_home):
 def test_the_card_records_sites_rounds_privacy_and_scores(tmp_path, hub_home):
     run_dir = finished_run(tmp_path, task.weights(task.new_model()))
     ship.ship(hub_home, run_dir)
-    card = json.loads((run_dir / "kt-federated.int8.card.json").read_text())
+    card = json.loads((run_dir / "kt-federated-20261125-200000.int8.card.json").read_text())
     assert card["rounds"] == 2 and card["secure_aggregation"] is True
     assert card["privacy"]["epsilon"] == 7.9 and card["privacy"]["delta"] == 1e-5
     assert card["metrics_federated_evaluation"]["final_auc"] == 0.51
@@ -98,15 +99,34 @@ def test_the_card_travels_signed_with_the_model_and_a_changed_card_is_refused(
     tmp_path, box, hub_home
 ):
     folder = ship.ship(hub_home, finished_run(tmp_path, task.weights(task.new_model())))
-    card_file = folder / "kt-federated.int8.card.json"
+    card_file = folder / "kt-federated-20261125-200000.int8.card.json"
     original = card_file.read_text()
     card_file.write_text(original.replace('"rounds": 2', '"rounds": 9'))  # same size
     db = open_db(box / "schoolbox.db")
     with pytest.raises(updates.UpdateError, match="card does not match its signature"):
         updates.apply(db, box, folder)
-    assert store.get(box, "kt-federated") is None  # nothing changed
+    assert store.get(box, "kt-federated-20261125-200000") is None  # nothing changed
     card_file.write_text(original)
     updates.apply(db, box, folder)
     db.conn.close()
-    kept = store.card(box, store.get(box, "kt-federated"))
+    kept = store.card(box, store.get(box, "kt-federated-20261125-200000"))
     assert kept["rounds"] == 2 and kept["privacy"]["epsilon"] == 7.9
+
+
+def test_every_run_ships_under_its_own_name_so_a_later_model_is_taken_too(tmp_path, box, hub_home):
+    db = open_db(box / "schoolbox.db")
+    for name, seed in (("20261125-200000", 3), ("20261126-200000", 4)):
+        folder = ship.ship(hub_home, finished_run(tmp_path, task.weights(task.new_model(seed)),
+                                                  name))  # fmt: skip
+        assert updates.apply(db, box, folder).startswith("kept the active model")
+    db.conn.close()
+    names = {m.name for m in store.models(box)}
+    assert {"kt-federated-20261125-200000", "kt-federated-20261126-200000"} <= names
+
+
+def test_an_incomplete_run_is_not_shipped(tmp_path, hub_home):
+    run_dir = finished_run(tmp_path, task.weights(task.new_model()),
+                           complete="rounds [2] had fewer than 3 boxes")  # fmt: skip
+    with pytest.raises(ship.ShipError, match="not shipped: rounds \\[2\\] had fewer than 3"):
+        ship.ship(hub_home, run_dir)
+    assert not list(updates.hub_folder(hub_home).glob("model-*"))

@@ -14,7 +14,7 @@ from flwr.common.typing import FitIns
 from flwr.compat.common import recorddict_compat as legacy
 from flwr.supercore.task_identity import TaskIdentity
 
-from appliance.store import attempts, content, open_db, training_data
+from appliance.store import attempts, audit, content, open_db, training_data, users
 from federated import client_app, gate, task
 
 from .conftest import make_box
@@ -49,7 +49,7 @@ def assert_only_model_arrays_and_scalars(content: RecordDict, shapes: list[tuple
 
 def test_a_box_sends_only_arrays_of_the_models_shapes_and_scalar_metrics(tmp_path,
                                                                          federated_template):  # fmt: skip
-    box = make_box(federated_template, tmp_path / "box")
+    box = make_box(federated_template, tmp_path / "box", plain=True)
     start = task.weights(task.new_model())
     shapes = [a.shape for a in start]
     reply = client_app.app(train_message(start, **{"local-epochs": 1}), context(box))
@@ -63,6 +63,45 @@ def test_a_box_sends_only_arrays_of_the_models_shapes_and_scalar_metrics(tmp_pat
     reply = client_app.app(message, context(box))
     assert not reply.has_error(), reply.error
     assert_only_model_arrays_and_scalars(reply.content, shapes)
+
+
+def test_a_box_insists_on_secure_aggregation_and_its_privacy_budget(tmp_path,
+                                                                     federated_template):  # fmt: skip
+    start = task.weights(task.new_model())
+    strict = make_box(federated_template, tmp_path / "strict")  # the default: SecAgg+ only
+    with pytest.raises(gate.NotNow, match="only under secure aggregation"):
+        client_app.app(train_message(start), context(strict))
+    private = make_box(federated_template, tmp_path / "private", plain=True,
+                       federated_max_epsilon=3.0)  # fmt: skip
+    with pytest.raises(gate.NotNow, match="epsilon 3 or less \\(the run asked for 0\\)"):
+        client_app.app(train_message(start), context(private))
+    with pytest.raises(gate.NotNow, match="the run asked for 8"):
+        client_app.app(train_message(start, **{"dp-epsilon": 8.0}), context(private))
+    reply = client_app.app(train_message(start, **{"dp-epsilon": 3.0}), context(private))
+    assert 0 < reply.content.metric_records["metrics"]["epsilon"] <= 3.0
+
+
+def test_a_box_with_a_handful_of_learners_sits_out(tmp_path, federated_template):
+    box = make_box(federated_template, tmp_path / "box", plain=True)
+    db = open_db(box / "schoolbox.db")
+    learners = [r[0] for r in db.conn.execute("SELECT DISTINCT learner_id FROM attempts")]
+    for learner in learners[9:]:
+        users.erase_learner(db, audit.SYSTEM, learner)
+    db.conn.close()
+    with pytest.raises(gate.NotNow, match="Fewer than 10 learners"):
+        client_app.app(train_message(task.weights(task.new_model())), context(box))
+
+
+def test_training_stops_when_a_class_starts(tmp_path, federated_template):
+    box = make_box(federated_template, tmp_path / "box")
+    keep_going = gate.watch(box / "schoolbox.db", every_s=0)
+    keep_going()  # quiet: nothing happens
+    db = open_db(box / "schoolbox.db")
+    learner, item = db.conn.execute("SELECT learner_id, item_id FROM attempts LIMIT 1").fetchone()
+    attempts.record(db, learner, content.item(db, item), "1", True, 0, 900, None)
+    db.conn.close()
+    with pytest.raises(gate.NotNow, match="A class started"):
+        keep_going()
 
 
 def test_a_box_without_consent_trains_nothing(tmp_path, federated_template):

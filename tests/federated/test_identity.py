@@ -50,6 +50,14 @@ def test_a_node_request_from_an_unknown_box_is_refused(tmp_path, hub_home):
     assert not list((hub_home / "federation" / "nodes").glob("*.pub"))
 
 
+def test_a_box_id_that_is_not_a_plain_name_is_refused(tmp_path, hub_home):
+    box_keys = keys.generate("../../outside")
+    request = identity.node_request(box_keys, identity.ensure_node_key(tmp_path / "n.key"))
+    with pytest.raises(identity.IdentityError, match="not a box id"):
+        district.admit(hub_home, request)
+    assert not (hub_home / "outside.pub").exists()
+
+
 def test_a_tampered_node_request_is_refused(tmp_path, hub_home):
     box, box_keys = enrolled_box(tmp_path, hub_home)
     request = node.request(box, box_keys.owner)
