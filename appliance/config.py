@@ -54,7 +54,7 @@ class Config:
     federated_weekends: bool = True
     federated_idle_minutes: int = 10
     federated_wait_seconds: int = 600  # a class still on after this: the box sits the round out
-    federated_memory_mb: int = 1024  # the training process's address-space cap
+    federated_memory_mb: int = 1024  # the training processes' data-memory cap (RLIMIT_DATA)
     federated_threads: int = 1  # torch threads while training; the rest stay with the class
     # What this school insists on, whatever a run asks: its update masked by SecAgg+, and
     # (above 0) differential privacy with at most this epsilon per run.
