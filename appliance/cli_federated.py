@@ -16,10 +16,7 @@ from pathlib import Path
 
 import click
 
-from sync.enrolment import EnrolmentError
-from sync.keys import KeyFileError
-
-from .cli_sync import _box, _read_json, _write_or_print
+from .cli_sync import _box, _guarded, _read_json, _write_or_print
 from .store import training_data
 
 NO_CONSENT = 78  # EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus)
@@ -28,13 +25,6 @@ HUB_HOME = click.option(
     "--hub-home", type=click.Path(file_okay=False, path_type=Path), envvar="SCHOOLBOX_HUB_HOME",
     required=True, help="The district hub's data directory (SCHOOLBOX_HUB_HOME).",
 )  # fmt: skip
-
-
-def _guarded(function, *args, **kwargs):
-    try:
-        return function(*args, **kwargs)
-    except (EnrolmentError, KeyFileError) as error:
-        raise click.ClickException(str(error)) from error
 
 
 @click.group()

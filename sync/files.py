@@ -21,11 +21,7 @@ def write_durably(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(path.parent)
 
 
 def create_secret(path: Path, data: bytes) -> bool:
@@ -45,12 +41,17 @@ def create_secret(path: Path, data: bytes) -> bool:
             return False
     finally:
         Path(temporary).unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+    return True
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or link in `folder` survive a power cut."""
+    directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
-    return True
 
 
 def write_json(path: Path, document: dict) -> None:
