@@ -19,7 +19,7 @@ ASSIST2009 = REPO.parent / "shared" / "data" / "kt" / "assist2009"
 PRIOR_WEIGHT = 10.0  # pseudo-answers pulling a rarely seen item towards its skills' rate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a box holds hundreds of thousands of these
 class Answer:
     problem: int
     skills: tuple[int, ...]

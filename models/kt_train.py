@@ -23,11 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
+from . import kt_optim
 from .kt_data import Answer, Difficulty, difficulty
 
 WINDOW = 200  # answers per training sequence; states carry on past it on the box
+# Answers in one forward pass, training or predicting: bounds the padded activations, so a
+# box's round fits its memory cap whatever its learners' histories (gradients add up).
+ROWS_AT_ONCE = 4000
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,12 @@ class KTModel(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Logits for every (answer, skill) row of the batch, from the states before it."""
-        learner_states = _run(self.learner_gru, batch["learner_x"], batch["learner_len"])
-        skill_states = _run(self.skill_gru, batch["skill_x"], batch["skill_len"])
+        learner = self.learner_gru(_packed(batch["learner_x"], batch["learner_len"]))[0]
+        skill = self.skill_gru(_packed(batch["skill_x"], batch["skill_len"]))[0]
         features = torch.cat(
             [
-                skill_states[batch["row_pair"], batch["row_step"]],
-                learner_states[batch["row_learner"], batch["row_answer"]],
+                _state_before(skill, batch["row_pair"], batch["row_step"]),
+                _state_before(learner, batch["row_learner"], batch["row_answer"]),
                 batch["row_item"].unsqueeze(1),
                 batch["row_skill"].unsqueeze(1),
             ],
@@ -65,12 +69,23 @@ class KTModel(nn.Module):
         return self.head(features).squeeze(1)
 
 
-def _run(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """States *before* each step: a zero state, then the state after each input."""
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, _ = gru(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-    return torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], dim=1)
+def _packed(x: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+    return pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+
+
+def _state_before(out: PackedSequence, sequence: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """Each row's state *before* `step` of `sequence`: zero before the first step, else the
+    output after the step before. Read straight from the packed output, never padded: a
+    padded copy is sequences x longest x hidden, mostly zeros, and bounded a box's
+    memory more than anything else in training."""
+    # Packed data holds time step t's outputs at rows start[t] .. start[t] + batch_sizes[t],
+    # sequences in sorted order; row 0 of `data` below is the zero state.
+    start = torch.cumsum(out.batch_sizes, 0) - out.batch_sizes
+    rank = out.unsorted_indices[sequence]
+    previous = (step - 1).clamp(min=0)
+    index = torch.where(step > 0, start[previous] + rank + 1, torch.zeros_like(step))
+    data = torch.cat([out.data.new_zeros(1, out.data.shape[1]), out.data])
+    return data[index]
 
 
 def batch_of(sequences: list[list[Answer]], diff: Difficulty | list[Difficulty]) -> dict:
@@ -103,8 +118,6 @@ def batch_of(sequences: list[list[Answer]], diff: Difficulty | list[Difficulty])
         "row_item": torch.tensor([r[4] for r in rows], dtype=torch.float32),
         "row_skill": torch.tensor([r[5] for r in rows], dtype=torch.float32),
         "row_label": torch.tensor([r[6] for r in rows], dtype=torch.float32),
-        # Which answer each row belongs to, to score an answer once (mean of its skills).
-        "row_key": [(r[2], r[3]) for r in rows],
     }
 
 
@@ -152,8 +165,7 @@ def train(
     torch.manual_seed(seed)
     random.seed(seed)
     model = model if model is not None else KTModel(shape)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.BCEWithLogitsLoss()
+    optimiser = kt_optim.Adam(model.parameters(), lr=lr)
     chunks = (
         _with_held_out_difficulty(train_set)
         if held_out
@@ -166,11 +178,8 @@ def train(
         random.shuffle(chunks)
         for start in range(0, len(chunks), batch_size):
             keep_going()
-            group = chunks[start : start + batch_size]
-            batch = batch_of([c for c, _ in group], [d for _, d in group])
             optimiser.zero_grad()
-            loss = loss_fn(model(batch), batch["row_label"])
-            loss.backward()
+            _accumulate_gradient(model, chunks[start : start + batch_size])
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
         if not valid_set:
@@ -189,6 +198,27 @@ def train(
     return Trained(model, diff, epoch, time.perf_counter() - started, best)
 
 
+def _accumulate_gradient(model: KTModel, group: list[tuple]) -> None:
+    """The gradient of the mean loss over every (answer, skill) row of `group`'s windows,
+    built up over parts of at most ROWS_AT_ONCE answers: the same gradient as one batch
+    in bounded memory (a box trains under a cap, and padded skill states grow with the
+    batch)."""
+    total = sum(len(a.skills) for chunk, _ in group for a in chunk)
+    part: list[tuple] = []
+    answers = 0
+    for n, chunk in enumerate(group):
+        part.append(chunk)
+        answers += len(chunk[0])
+        if n + 1 < len(group) and answers + len(group[n + 1][0]) <= ROWS_AT_ONCE:
+            continue
+        batch = batch_of([c for c, _ in part], [d for _, d in part])
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            model(batch), batch["row_label"], reduction="sum"
+        )
+        (loss / total).backward()
+        part, answers = [], 0
+
+
 def _with_held_out_difficulty(learners: list[list[Answer]]) -> list[tuple]:
     """Training windows, each with difficulties learned from the *other* half of the
     learners: as on a box or a test set, an answer never counts in its own item's
@@ -203,24 +233,38 @@ def predict(model: KTModel, learners: list[list[Answer]], diff: Difficulty) -> t
     """Each answer's predicted chance of being right (mean over its skills) and its label,
     learner by learner in the order given, each learner's answers in order."""
     model.eval()
-    per_learner: dict[int, tuple[list[float], list[float]]] = {}
+    per_learner: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     order = sorted((i for i in range(len(learners)) if learners[i]), key=lambda i: len(learners[i]))
-    for start in range(0, len(order), 32):  # similar lengths together: less padding
-        group = order[start : start + 32]
+    for group in _groups(order, [len(x) for x in learners]):  # similar lengths: less padding
         batch = batch_of([learners[i] for i in group], diff)
-        chance = torch.sigmoid(model(batch)).numpy()
-        by_answer: dict[tuple, list[float]] = {}
-        label: dict[tuple, float] = {}
-        for key, p, y in zip(batch["row_key"], chance, batch["row_label"].numpy(), strict=True):
-            by_answer.setdefault(key, []).append(float(p))
-            label[key] = float(y)
-        for (b, _), ps in by_answer.items():
-            predicted, labels = per_learner.setdefault(group[b], ([], []))
-            predicted.append(sum(ps) / len(ps))
-            labels.append(label[(b, _)])
-    predicted = [p for i in sorted(per_learner) for p in per_learner[i][0]]
-    labels = [y for i in sorted(per_learner) for y in per_learner[i][1]]
-    return np.array(predicted), np.array(labels)
+        chance = torch.sigmoid(model(batch)).numpy().astype(np.float64)
+        # Rows to answers: answer t of the group's b-th learner is number start[b] + t.
+        start = np.cumsum([0] + [len(learners[i]) for i in group])
+        answer = start[batch["row_learner"].numpy()] + batch["row_answer"].numpy()
+        rows_per_answer = np.bincount(answer, minlength=start[-1])
+        mean = np.bincount(answer, weights=chance, minlength=start[-1]) / rows_per_answer
+        label = np.zeros(start[-1])
+        label[answer] = batch["row_label"].numpy()
+        for b, i in enumerate(group):
+            per_learner[i] = (mean[start[b] : start[b + 1]], label[start[b] : start[b + 1]])
+    if not per_learner:
+        return np.array([]), np.array([])
+    ordered = [per_learner[i] for i in sorted(per_learner)]
+    return np.concatenate([p for p, _ in ordered]), np.concatenate([y for _, y in ordered])
+
+
+def _groups(order: list[int], lengths: list[int], most: int = 32) -> list[list[int]]:
+    """`order` cut into groups of at most `most` learners and ROWS_AT_ONCE answers (a
+    learner longer than that is a group alone)."""
+    groups: list[list[int]] = [[]]
+    answers = 0
+    for i in order:
+        if groups[-1] and (len(groups[-1]) == most or answers + lengths[i] > ROWS_AT_ONCE):
+            groups.append([])
+            answers = 0
+        groups[-1].append(i)
+        answers += lengths[i]
+    return [g for g in groups if g]
 
 
 def evaluate(model: KTModel, learners: list[list[Answer]], diff: Difficulty) -> dict:

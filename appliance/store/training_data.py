@@ -43,8 +43,10 @@ def consented(db_path: Path) -> bool:
 def last_answer_at(db_path: Path) -> datetime | None:
     """When a learner last answered on this box: training yields while a class is on."""
     with _read_only(db_path) as conn:
-        (latest,) = conn.execute("SELECT max(created_at) FROM attempts").fetchone()
-    return datetime.fromisoformat(latest) if latest else None
+        # The answer stored last (rowids rise in commit order): one index step, where
+        # max(created_at) would scan every answer, every few seconds of a training round.
+        row = conn.execute("SELECT created_at FROM attempts ORDER BY rowid DESC LIMIT 1").fetchone()
+    return datetime.fromisoformat(row[0]) if row else None
 
 
 @contextmanager
@@ -63,22 +65,32 @@ def read(
     `for_training=False` is for scoring a model on the box itself (nothing leaves it)."""
     if for_training and not consented(db_path):
         return None
-    with _read_only(db_path) as conn:
-        rows = conn.execute(
-            "SELECT a.learner_id, a.item_id, group_concat(x.skill_id, char(31)), a.correct"
-            " FROM attempts a JOIN users u ON u.id = a.learner_id AND u.erased_at IS NULL"
-            " JOIN item_skills x ON x.item_id = a.item_id"
-            " GROUP BY a.rowid ORDER BY a.learner_id, a.rowid"
-        ).fetchall()
-    items: dict[str, int] = {}
+    items: dict[str, tuple[int, tuple[int, ...]]] = {}  # item id -> number, skill numbers
     skills: dict[str, int] = {}
     by_learner: dict[int, list[Answer]] = {}
-    for learner_id, item_id, skill_ids, correct in rows:
-        item = items.setdefault(item_id, len(items) + 1)
-        numbers = tuple(
-            sorted(skills.setdefault(s, len(skills) + 1) for s in skill_ids.split("\x1f"))
+    with _read_only(db_path) as conn:
+        # Row by row, never the whole result at once: a month of a big school is ~400k
+        # rows, and the box trains under a memory cap beside the web app.
+        rows = conn.execute(
+            "SELECT a.learner_id, a.item_id, a.correct FROM attempts a"
+            " JOIN users u ON u.id = a.learner_id AND u.erased_at IS NULL"
+            " WHERE EXISTS (SELECT 1 FROM item_skills x WHERE x.item_id = a.item_id)"
+            " ORDER BY a.learner_id, a.rowid"
         )
-        by_learner.setdefault(learner_id, []).append(Answer(item, numbers, int(correct)))
+        for learner_id, item_id, correct in rows:
+            item = items.get(item_id)
+            if item is None:
+                item = items[item_id] = (len(items) + 1, _skills_of(conn, item_id, skills))
+            by_learner.setdefault(learner_id, []).append(Answer(*item, int(correct)))
     learners = [answers for answers in by_learner.values() if len(answers) >= min_answers]
     recent_from = [max(1, round(len(a) * (1 - recent_share))) for a in learners]
     return TrainingData(learners, recent_from)
+
+
+def _skills_of(conn: sqlite3.Connection, item_id: str, numbers: dict[str, int]) -> tuple[int, ...]:
+    """An item's skills as this call's skill numbers: one tuple per item, shared by all
+    its answers."""
+    found = conn.execute(
+        "SELECT skill_id FROM item_skills WHERE item_id = ? ORDER BY skill_id", (item_id,)
+    )
+    return tuple(sorted(numbers.setdefault(s, len(numbers) + 1) for (s,) in found))
