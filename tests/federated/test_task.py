@@ -69,6 +69,13 @@ def test_the_noise_takes_what_earlier_rounds_spent_into_account():
 
 def test_more_privacy_means_more_noise():
     rate = privacy.sample_rate(privacy.Budget(epsilon=1.0), 400)
-    assert rate == 32 / 400
+    assert rate == privacy.MAX_RATE  # a quarter of 400, under 128 learners a step
     noise = {e: privacy.noise_for(privacy.Budget(epsilon=e), rate, 100) for e in (1, 3, 8)}
     assert noise[1] > noise[3] > noise[8] > 0.3
+
+
+def test_a_small_school_still_takes_several_steps_an_epoch():
+    budget = privacy.Budget(epsilon=8.0)
+    assert privacy.sample_rate(budget, 40) == privacy.MAX_RATE == 0.25
+    assert privacy.steps_per_epoch(privacy.sample_rate(budget, 40)) == 4
+    assert privacy.sample_rate(budget, 1024) == 128 / 1024
