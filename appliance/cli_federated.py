@@ -152,8 +152,11 @@ def _register_when_up(district, hub_home: Path, superlink: subprocess.Popen) -> 
 @click.option("--round-timeout", default=1800.0, show_default=True, help="Seconds.")
 @click.option("--ship/--no-ship", default=True, show_default=True,
               help="Export, sign and queue the model for the boxes.")  # fmt: skip
+@click.option("--initial", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from these weights (.npz, e.g. a model trained on public data, "
+                   "from which a private run learns more). Default: the last run's.")  # fmt: skip
 def federated_run(hub_home: Path, rounds, min_boxes, local_epochs, epsilon,
-                  secure_aggregation, round_timeout, ship) -> None:  # fmt: skip
+                  secure_aggregation, round_timeout, ship, initial) -> None:  # fmt: skip
     """Start a training run on the SuperLink and wait for it; then ship the model."""
     from federated import district
     from federated import ship as shipping
@@ -163,7 +166,7 @@ def federated_run(hub_home: Path, rounds, min_boxes, local_epochs, epsilon,
         "num-server-rounds": rounds, "min-nodes": min_boxes, "local-epochs": local_epochs,
         "dp-epsilon": epsilon, "secure-aggregation": secure_aggregation,
         "round-timeout": round_timeout, "output": str(out),
-        "initial": str(shipping.latest_weights(hub_home) or ""),
+        "initial": str(initial or shipping.latest_weights(hub_home) or ""),
     }  # fmt: skip
     result = subprocess.run(district.run_command(hub_home, settings),  # noqa: S603
                             env=district.flower_env(hub_home), check=False)  # fmt: skip
