@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flwr.simulation import run_simulation
 
+from appliance.store import training_data
 from federated import client_app, server_app, task
 
 
@@ -60,3 +61,16 @@ def test_a_private_run_reports_the_epsilon_its_boxes_spent(boxes, tmp_path):
     spent = [h["epsilon"] for h in summary["history"]]
     assert 0 < spent[0] < spent[1] <= 8.0 * 1.01
     assert summary["epsilon"] == spent[1] and summary["settings"]["dp-epsilon"] == 8.0
+
+
+def test_a_private_run_starts_from_given_weights_and_keeps_what_they_know(boxes, tmp_path):
+    # "Public" weights: a fresh model trained without DP on one box's answers.
+    data = training_data.read(boxes[0] / "schoolbox.db")
+    public = task.train_locally(task.weights(task.new_model()), data, epochs=4).arrays
+    np.savez(tmp_path / "public.npz", *public)
+    fresh = simulate(boxes, tmp_path / "fresh", **{"num-server-rounds": 1, "dp-epsilon": 8.0})
+    summary = simulate(boxes, tmp_path / "tuned", **{"num-server-rounds": 1, "dp-epsilon": 8.0,
+                                                      "initial": str(tmp_path / "public.npz")})  # fmt: skip
+    assert summary["initial"]["auc"] > fresh["initial"]["auc"] + 0.02  # it started there
+    assert summary["final"]["auc"] > summary["initial"]["auc"] - 0.01  # DP did not undo it
+    assert summary["final"]["auc"] > fresh["final"]["auc"]
