@@ -1,9 +1,10 @@
 """Federated benchmark: FedAvg over ten unlike schools against training in one place.
 
-Data: fold 1 of ../shared/data/kt/assist2009. Its train and valid learners are shared out
-among 10 synthetic schools; its test learners are the held-out school that scores every
-row. Each school is a real box database (schema, consent, schoolbox.toml) read through
-appliance/store/training_data.py, as the ClientApp reads it.
+Data: fold 1 of ../shared/data/kt/assist2009. Its test learners are the held-out school
+that scores every row. Of its train and valid learners a random 10% are a *public corpus*
+(as the data of the model every box ships with is public), and the rest are shared out
+among 10 synthetic schools. Each school is a real box database (schema, consent,
+schoolbox.toml) read through appliance/store/training_data.py, as the ClientApp reads it.
 
 The schools differ (non-IID) in two ways:
 
@@ -25,16 +26,24 @@ scored with `federated.task.evaluate_recent` on the held-out box, i.e. AUC on th
 recent 20% of each test learner's answers, predicted from all before, with difficulties
 from their older 80%: a new school receiving the model.
 
-Rows, each from the same initial weights (task.new_model(0)) and the same budget of
-`rounds x local epochs` passes over the data:
+Rows, each with the same budget of `rounds x local epochs` passes over the data:
+
+- public model: models.kt_train.train on every answer of the public corpus, from
+  task.new_model(0); the start of the DP rows;
 
 - centralised: models.kt_train.train on every school's training answers pooled (each
-  learner's older 80%, what the boxes train on), rounds x local epochs epochs;
+  learner's older 80%, what the boxes train on), rounds x local epochs epochs, from
+  task.new_model(0); "centralised from public" the same from the public model;
 - schools alone: each school's box trains alone (task.train_locally) for that many epochs;
   the row is the mean over the ten schools (and the spread);
-- FedAvg, FedAvg with SecAgg+, FedAvg with DP (epsilon 1, 3, 8 per box over the whole run,
-  delta 1e-5): the repository's ServerApp and ClientApp (federated/) on Flower's
-  Simulation Engine, every box in every round.
+- FedAvg, FedAvg with SecAgg+: the repository's ServerApp and ClientApp (federated/) on
+  Flower's Simulation Engine, every box in every round, from task.new_model(0);
+- FedAvg with DP (epsilon 1, 3, 8 per box over the whole run, delta 1e-5): the same,
+  from the public model, fine-tuning at `--dp-lr` for `--dp-local-epochs` a round. DP-SGD
+  from a fresh model on schools of ~300 learners learns little beyond item difficulty
+  (0.67 AUC at every epsilon, measured at 5 rounds x 3 epochs); a district starts
+  private runs from a public model, as the research on DP training does. The DP target
+  is judged against the better centralised row.
 
 The default budget, 5 rounds x 3 local epochs at lr 3e-3, was chosen on this split: with
 one local epoch a round a box takes only a handful of Adam steps, and FedAvg after 10 x 1
@@ -115,6 +124,7 @@ federated_require_secure_aggregation = false
 MONTH = {"learners": 500, "days": 20, "per_day": 40}
 SEED = 7
 ROWS = ["centralised", "alone", "fedavg", "secagg", "dp", "cost"]
+PUBLIC_SHARE = 0.1  # of the learners outside the held-out school: the public corpus
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,6 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--local-epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--dp-lr", type=float, default=3e-3, help="DP fine-tunes the public model")
+    parser.add_argument("--dp-local-epochs", type=int, default=1)
     parser.add_argument("--epsilons", type=float, nargs="*", default=[1.0, 3.0, 8.0])
     parser.add_argument("--repeats", type=int, default=3, help="box-round measurements")
     parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS, help="what to run")
@@ -260,18 +272,26 @@ def month_of_answers(pool: list[list[Answer]], days: int, seed: int = SEED) -> l
 # --- the rows ------------------------------------------------------------------------------
 
 
-def centralised(older: list[list[Answer]], args, heldout) -> dict:
+def centralised(older: list[list[Answer]], args, heldout, start: Path | None = None) -> dict:
+    """Training in one place on `older` answers, from a fresh model or from `start`'s
+    weights; with `start`, the trained weights are also written beside it (public.npz
+    -> public.npz's folder), for the rows that start from them."""
     from federated import task
     from models import kt_train
 
     started = time.perf_counter()
+    model = task.new_model(0)
+    if start is not None and start.exists():
+        with np.load(start) as stored:
+            model = task.with_weights([stored[k] for k in stored.files])
     trained = kt_train.train(
         older, [], kt_data.difficulty(older), epochs=args.rounds * args.local_epochs,
-        lr=args.lr, seed=0, model=task.new_model(0), log=lambda _: None,
+        lr=args.lr, seed=0, model=model, log=lambda _: None,
     )  # fmt: skip
     seconds = time.perf_counter() - started
-    return {"auc": task.evaluate_recent(task.weights(trained.model), heldout)["auc"],
-            "seconds": round(seconds, 1)}  # fmt: skip
+    arrays = task.weights(trained.model)
+    return {"auc": task.evaluate_recent(arrays, heldout)["auc"], "seconds": round(seconds, 1),
+            "arrays": arrays}  # fmt: skip
 
 
 def alone(datas: list, args, heldout) -> dict:
@@ -484,7 +504,9 @@ def targets_of(rows: dict, cost: dict) -> list[dict]:
         checks.append(("FedAvg AUC: FedAvg minus schools alone", auc["fedavg"] - auc["alone"],
                        ">=", TARGETS["fedavg_above_alone"]))  # fmt: skip
     if {"centralised", "dp_8"} <= auc.keys():
-        checks.append(("DP eps 8 AUC: centralised minus DP", auc["centralised"] - auc["dp_8"],
+        # Against the better of centralised from a fresh model and from the public one.
+        best = max(auc["centralised"], auc.get("centralised_public", auc["centralised"]))
+        checks.append(("DP eps 8 AUC: best centralised minus DP", best - auc["dp_8"],
                        "<=", TARGETS["dp8_within_of_centralised"]))  # fmt: skip
     for mode, row in cost.items():
         checks.append((f"box round ({mode}): CPU s on one core", row["round_cpu_s"], "<",
@@ -500,7 +522,9 @@ def targets_of(rows: dict, cost: dict) -> list[dict]:
 
 
 LABELS = {
+    "public": "public model (DP's start)",
     "centralised": "centralised",
+    "centralised_public": "centralised from public",
     "alone": "each school alone (mean)",
     "fedavg": "FedAvg",
     "secagg": "FedAvg + SecAgg+",
@@ -566,6 +590,12 @@ def main(argv: list[str] | None = None) -> int:
     everyone = canonical(fold["train"] + fold["valid"] + fold["test"])
     tested = len(canonical(fold["test"]))
     pupils, heldout_learners = everyone[:-tested], everyone[-tested:]
+    # A public corpus (as the shipped model's data is public) comes out first, at random;
+    # the schools share out the rest. DP runs start from the model trained on it.
+    public_ids = set(np.random.default_rng(SEED).permutation(len(pupils))[
+        : round(PUBLIC_SHARE * len(pupils))].tolist())  # fmt: skip
+    public = [pupils[i] for i in sorted(public_ids)]
+    pupils = [learner for i, learner in enumerate(pupils) if i not in public_ids]
     schools, split = share_out(pupils, 10)
     schools = schools[: args.schools]  # --quick: the first few of the ten
     work = Path(tempfile.mkdtemp(prefix="schoolbox-federated-bench-"))
@@ -591,13 +621,30 @@ def main(argv: list[str] | None = None) -> int:
     for s, info in enumerate(school_info):
         print(f"  school {s}: {info}")
 
+    public_npz = work / "public.npz"
+
+    def public_row() -> dict:
+        found = centralised(public, args, heldout)  # every answer: the corpus is public
+        np.savez(public_npz, *found.pop("arrays"))
+        return {**found, "learners": len(public), "answers": sum(len(x) for x in public)}
+
+    def centralised_row(start: Path | None = None) -> dict:
+        found = centralised(older, args, heldout, start)
+        found.pop("arrays")
+        return {**found, "start": "public model" if start else "fresh"}
+
     def dp_row(epsilon: float) -> dict:
         found = federated_row(boxes, work / f"dp{epsilon:g}", args, heldout,
-                              **{"dp-epsilon": epsilon})  # fmt: skip
-        return {**found, "dp_epsilon": epsilon, "dp_delta": 1e-5}
+                              **{"dp-epsilon": epsilon, "initial": str(public_npz),
+                                 "learning-rate": args.dp_lr,
+                                 "local-epochs": args.dp_local_epochs})  # fmt: skip
+        return {**found, "dp_epsilon": epsilon, "dp_delta": 1e-5, "start": "public model",
+                "learning_rate": args.dp_lr, "local_epochs": args.dp_local_epochs}  # fmt: skip
 
     runs = {
-        "centralised": lambda: centralised(older, args, heldout),
+        "public": public_row,  # always: the DP rows start from it
+        "centralised": centralised_row,
+        "centralised_public": lambda: centralised_row(public_npz),
         "alone": lambda: alone(datas, args, heldout),
         "fedavg": lambda: federated_row(boxes, work / "fedavg", args, heldout),
         "secagg": lambda: federated_row(boxes, work / "secagg", args, heldout,
@@ -606,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     rows: dict[str, dict] = {}
     for key, run in runs.items():
-        if key.split("_")[0] not in args.rows:
+        if key != "public" and key.split("_")[0] not in args.rows:
             continue
         print(f"{label_of(key)}...", flush=True)
         wall = time.perf_counter()
@@ -633,6 +680,10 @@ def main(argv: list[str] | None = None) -> int:
             "local_epochs": args.local_epochs,
             "lr": args.lr,
             "epochs_centralised_and_alone": args.rounds * args.local_epochs,
+            "public_share": PUBLIC_SHARE,
+            "public_learners": len(public),
+            "dp_learning_rate": args.dp_lr,
+            "dp_local_epochs": args.dp_local_epochs,
             "quick": args.quick,
             "seed": SEED,
         },  # fmt: skip
