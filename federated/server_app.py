@@ -135,10 +135,10 @@ def _run_secagg(grid, context, config, initial, rounds, min_nodes, timeout):
         config=ServerConfig(num_rounds=rounds, round_timeout=timeout),
         strategy=strategy,
     )
-    shares = int(config.get("secagg-shares", 0)) or max(min_nodes, 3)
+    shares, threshold = secagg_shares(config, min_nodes)
     workflow = SecAggPlusWorkflow(
         num_shares=shares,
-        reconstruction_threshold=int(config.get("secagg-threshold", 0)) or max(2, shares - 1),
+        reconstruction_threshold=threshold,
         max_weight=task.MAX_WEIGHT,
         timeout=timeout,
     )
@@ -151,6 +151,17 @@ def _run_secagg(grid, context, config, initial, rounds, min_nodes, timeout):
             row.update({k: v for k, pairs in source.items() for rr, v in pairs if rr == r})
         history.append(row)
     return final, history
+
+
+def secagg_shares(config: dict, min_nodes: int) -> tuple[int, int]:
+    """SecAgg+'s (shares, threshold): each box's masking key is split among `shares` boxes,
+    and `threshold` of those shares rebuild it. A round survives (shares - threshold) boxes
+    dropping out; the district must win over `threshold` boxes to unmask one box's update.
+    Two thirds keeps that a majority and lets a third of a round's schools drop (a school
+    that loses power or its link mid-round is common), where shares - 1 lets only one."""
+    shares = int(config.get("secagg-shares", 0)) or max(min_nodes, 3)
+    threshold = int(config.get("secagg-threshold", 0)) or max(2, math.ceil(2 * shares / 3))
+    return shares, threshold
 
 
 def _complete(history: list[dict], rounds: int, min_nodes: int, before: dict) -> str:

@@ -74,3 +74,9 @@ def test_a_private_run_starts_from_given_weights_and_keeps_what_they_know(boxes,
     assert summary["initial"]["auc"] > fresh["initial"]["auc"] + 0.02  # it started there
     assert summary["final"]["auc"] > summary["initial"]["auc"] - 0.01  # DP did not undo it
     assert summary["final"]["auc"] > fresh["final"]["auc"]
+
+
+def test_secure_aggregation_survives_a_third_of_its_boxes_dropping_out():
+    assert server_app.secagg_shares({}, 10) == (10, 7)  # 3 of 10 may drop; 7 to unmask one
+    assert server_app.secagg_shares({}, 3) == (3, 2)  # one of three, as the kill test does
+    assert server_app.secagg_shares({"secagg-threshold": 9}, 10) == (10, 9)  # a run's choice
