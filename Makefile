@@ -14,7 +14,13 @@ AXE := .cache/axe-core/axe.min.js
 # a wheelhouse outside the checkout, so fresh clones and rebuilt venvs reuse it. It is
 # compiled for this CPU, so the wheelhouse is keyed by the CPU's architecture and flags.
 LLAMA_VERSION := 0.3.36
-CPU_KEY := $(shell (uname -m; grep -m1 -E '^(flags|Features)' /proc/cpuinfo) | sha256sum | cut -c1-12)
+# No AMX on x86-64: with -march=native on a CPU that has it, ggml's AMX kernels crash in
+# the first matrix product (seen here; ggml-org/llama.cpp#20824). Explicit -mno-* flags win
+# over what -march=native implies, so the rest of the CPU's instructions are still used.
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+endif
+CPU_KEY := $(shell (uname -m; grep -m1 -E '^(flags|Features)' /proc/cpuinfo; echo '$(LLAMA_CFLAGS)') | sha256sum | cut -c1-12)
 CACHE_HOME ?= $(HOME)/.cache/schoolbox
 WHEELHOUSE := $(CACHE_HOME)/wheels/$(CPU_KEY)
 LLAMA_WHEEL := $(WHEELHOUSE)/.llama-cpp-python-$(LLAMA_VERSION)
@@ -25,7 +31,9 @@ DEFAULT_GGUF := $(SCHOOLBOX_MODEL_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
 $(LLAMA_WHEEL):
 	mkdir -p $(WHEELHOUSE)
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-	  $(PY) -m pip wheel --quiet --no-deps llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELHOUSE)
+	  CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" \
+	  $(PY) -m pip wheel --quiet --no-deps --no-cache-dir llama-cpp-python==$(LLAMA_VERSION) \
+	  -w $(WHEELHOUSE)
 	touch $@
 
 # The venv is rebuilt only when pyproject.toml changes.
@@ -33,6 +41,9 @@ $(BIN)/schoolbox: pyproject.toml $(LLAMA_WHEEL)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --find-links $(WHEELHOUSE) -e '.[dev,train,hub,federated]'
+	# The wheelhouse's own build, even where the venv already had another of this version.
+	$(BIN)/pip install --quiet --force-reinstall --no-deps --no-index --find-links $(WHEELHOUSE) \
+	  llama-cpp-python==$(LLAMA_VERSION)
 	touch $@
 
 $(DEFAULT_GGUF): | $(BIN)/schoolbox
