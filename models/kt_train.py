@@ -76,8 +76,8 @@ def _packed(x: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
 def _state_before(out: PackedSequence, sequence: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """Each row's state *before* `step` of `sequence`: zero before the first step, else the
     output after the step before. Read straight from the packed output, never padded: a
-    padded copy is sequences x longest x hidden, mostly zeros, and bounded a box's
-    memory more than anything else in training."""
+    padded copy is sequences x longest x hidden, mostly zeros, and took more of a box's
+    memory than anything else in training."""
     # Packed data holds time step t's outputs at rows start[t] .. start[t] + batch_sizes[t],
     # sequences in sorted order; row 0 of `data` below is the zero state.
     start = torch.cumsum(out.batch_sizes, 0) - out.batch_sizes
