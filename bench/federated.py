@@ -273,15 +273,14 @@ def month_of_answers(pool: list[list[Answer]], days: int, seed: int = SEED) -> l
 
 
 def centralised(older: list[list[Answer]], args, heldout, start: Path | None = None) -> dict:
-    """Training in one place on `older` answers, from a fresh model or from `start`'s
-    weights; with `start`, the trained weights are also written beside it (public.npz
-    -> public.npz's folder), for the rows that start from them."""
+    """Training in one place on `older` answers, from a fresh model or from the weights
+    in `start` (.npz); the row, with the trained weights under "arrays"."""
     from federated import task
     from models import kt_train
 
     started = time.perf_counter()
     model = task.new_model(0)
-    if start is not None and start.exists():
+    if start is not None:
         with np.load(start) as stored:
             model = task.with_weights([stored[k] for k in stored.files])
     trained = kt_train.train(

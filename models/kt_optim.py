@@ -6,7 +6,7 @@ way. The knowledge-tracing model always trains eagerly, on the CPU, so `Adam` he
 the same update without that import: the parameter-group method is marked as already
 excluded from the compiler, and `step` calls torch's own Adam step body unwrapped.
 Should a torch release change these wrappers, the compiler is imported as before: the
-maths never changes (tests/models/test_kt_optim.py notices either way).
+maths never changes (tests/models/test_kt_training_memory.py notices either way).
 """
 
 from __future__ import annotations
