@@ -385,12 +385,19 @@ def _v5_sync_outbox(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_sign_in_safety(db: sqlite_utils.Database) -> None:
+    """The school chooses how many digits new learner PINs have (issue 13): 4 is quick
+    for young learners, 6 makes guessing 100 times slower."""
+    db.execute("ALTER TABLE site ADD COLUMN pin_digits INTEGER NOT NULL DEFAULT 4")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
     _v3_tutor_conversations,
     _v4_knowledge_tracing,
     _v5_sync_outbox,
+    _v6_sign_in_safety,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 
