@@ -26,9 +26,15 @@ class Config:
     workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))  # processes
     max_upload_mb: int = 60
     log_level: str = "INFO"
-    login_window_s: int = 900  # sign-in failures count within this window
-    login_max_per_account: int = 5
+    # Sign-in throttling (store/throttle.py): wrong tries allowed within the window from one
+    # device on one account; from unknown devices per account, address, class and box.
+    login_window_s: int = 900
+    login_max_per_source: int = 5
+    login_max_per_account: int = 10
     login_max_per_address: int = 30
+    login_max_per_class: int = 60
+    login_max_per_box: int = 200
+    login_alarm_at: int = 50  # wrong tries on the box within the window that alert the admin
     # The tutor (issue 4): one service process holds the model for every worker.
     tutor_service: bool = True  # `serve` starts it; off for a box with too little memory
     tutor_socket: str = ""  # default: <home>/run/tutor.sock
