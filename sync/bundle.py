@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -163,34 +164,58 @@ def _parse(bundle: bytes, max_bytes: int):
 
 def _header(head: bytes) -> Header:
     try:
-        data = json.loads(head)
+        data = json.loads(head, object_pairs_hook=_unique_keys)
         if not isinstance(data, dict) or data.pop("format", None) != VERSION:
-            raise ValueError("wrong format")
+            raise ValueError("its format is not 1")
         header = Header(**data)
         _check_header(header)
     except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as error:
-        raise BundleError(f"The bundle's header is malformed ({error}).") from error
+        raise BundleError(f"The bundle's header is malformed: {error}.") from error
     if header.to_bytes() != head:  # one canonical form: nothing else can hide in it
         raise BundleError("The bundle's header is not in canonical form.")
     return header
 
 
+_BOX_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_DIGEST = re.compile(r"([0-9a-f]{64})?")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z")
+_KIND = re.compile(r"[a-z_]{1,32}")
+MAX_SEQ = 2**31 - 1  # the hub's sequence column is a PostgreSQL INTEGER
+
+
 def _check_header(header: Header) -> None:
-    if not (isinstance(header.box_id, str) and 0 < len(header.box_id) <= 64):
-        raise ValueError("box_id")
-    if not (isinstance(header.seq, int) and not isinstance(header.seq, bool) and header.seq >= 1):
-        raise ValueError("seq")
-    if not (isinstance(header.prev, str) and len(header.prev) in (0, 64)):
-        raise ValueError("prev")
-    if not (isinstance(header.created_at, str) and len(header.created_at) <= 40):
-        raise ValueError("created_at")
+    """ValueError naming the first field outside docs/bundle-format.md's header table.
+    Read before the signature is checked, so nothing here may trust its input."""
+    if not (isinstance(header.box_id, str) and _BOX_ID.fullmatch(header.box_id)):
+        raise ValueError("box_id is not 1-64 letters, digits, '.', '_' or '-'")
+    if not (_is_int(header.seq) and 1 <= header.seq <= MAX_SEQ):
+        raise ValueError(f"seq is not a whole number from 1 to {MAX_SEQ}")
+    if not (isinstance(header.prev, str) and _DIGEST.fullmatch(header.prev)):
+        raise ValueError("prev is not a SHA-256 in hex, nor empty")
+    if not (isinstance(header.created_at, str) and _TIME.fullmatch(header.created_at)):
+        raise ValueError("created_at is not an ISO-8601 UTC time")
     if not isinstance(header.counts, dict) or not all(
-        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        isinstance(k, str) and _KIND.fullmatch(k) and _is_int(v) and 0 <= v <= MAX_PAYLOAD_BYTES
         for k, v in header.counts.items()
     ):
-        raise ValueError("counts")
+        raise ValueError("counts is not record types with their numbers of records")
     if header.suite not in SUITES:
-        raise ValueError("suite")
+        raise ValueError(f"suite is not one of {', '.join(SUITES)}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    """A JSON object, refused (ValueError) if it names a key twice: the last one would win
+    silently, so a reader and a checker could see different values."""
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {ascii(key)[:40]} appears twice in one object")
+        found[key] = value
+    return found
 
 
 def _payload(payload: bytes) -> dict[str, dict]:
@@ -199,7 +224,7 @@ def _payload(payload: bytes) -> dict[str, dict]:
         text = inflater.decompress(payload, MAX_PAYLOAD_BYTES)
         if inflater.unconsumed_tail or not inflater.eof:
             raise ValueError("too large or cut off")
-        records = json.loads(text)
+        records = json.loads(text, object_pairs_hook=_unique_keys)
         if not isinstance(records, dict) or not all(
             isinstance(kind, str) and _is_table(table) for kind, table in records.items()
         ):

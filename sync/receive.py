@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 
-from . import bundle, hub_store, policy
+from . import bundle, hub_store, record_format
 from .bundle import BundleError
 from .files import canonical
 from .hub_db import HubDB
@@ -31,7 +31,7 @@ def receive(db: HubDB, hub_home: Path, data: bytes) -> dict:
     """Check and apply one bundle; its signed acknowledgement, or BundleError."""
     district_keys = hub_store.every_district_key(hub_home)
     header, records = _open(db, data, district_keys)
-    check_records(records)
+    record_format.check(records)  # every value, before anything is applied
     digest = bundle.digest(data)
     db.begin()
     try:
@@ -94,38 +94,6 @@ def _apply_in_order(db, header: bundle.Header, records: dict, digest: str) -> st
 
 def _touch(db, box_id: str) -> None:
     db.execute("UPDATE boxes SET last_contact = ? WHERE box_id = ?", (hub_store.now(), box_id))
-
-
-_TEXT, _INT, _NUMBER = (str,), (int,), (int, float)
-_OPTIONAL = {"lesson", "hints", "duration_ms", "response", "model", "erased_at"}
-# field -> the JSON types its values may have (None too for those in _OPTIONAL)
-TYPES = {
-    "id": _TEXT, "learner": _TEXT, "item": _TEXT, "lesson": _TEXT, "correct": _INT,
-    "hints": _INT, "duration_ms": _INT, "response": _TEXT, "skill": _TEXT, "p": _NUMBER,
-    "answers": _INT, "model": _TEXT, "class": _TEXT, "learners": _INT, "mean_p": _NUMBER,
-    "day": _TEXT, "tutor_questions": _INT, "version": _TEXT, "disk_free_mb": _INT,
-    "database_mb": _INT, "backlog": _INT, "erased_at": _TEXT,
-}  # fmt: skip
-
-
-def check_records(records: dict) -> None:
-    """Refuse (400) record types, fields or values outside the data policy, before any is
-    applied: a hub stores only what the policy lets a box send, in the types it expects."""
-    for kind, table in records.items():
-        allowed = policy.FIELDS.get(kind)
-        if allowed is None:
-            raise BundleError(f"Record type {kind!r} is not one a box may send.")
-        fields = table["fields"]
-        extra = [f for f in fields if f not in allowed + policy.OPTIONAL.get(kind, [])]
-        missing = [f for f in allowed if f not in fields]
-        if extra or missing:
-            raise BundleError(f"{kind} records have fields {fields}, not the policy's {allowed}.")
-        for row in table["rows"]:
-            for name, value in zip(fields, row, strict=True):
-                if value is None and name in _OPTIONAL:
-                    continue
-                if isinstance(value, bool) or not isinstance(value, TYPES[name]):
-                    raise BundleError(f"{kind}.{name} holds a value of the wrong type.")
 
 
 def _rows(records: dict, kind: str) -> list[dict]:

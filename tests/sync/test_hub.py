@@ -252,8 +252,14 @@ def test_records_outside_the_policy_or_of_the_wrong_type_are_refused(box, db, hu
     fields = policy.FIELDS["health"]
     for records, match in [
         ({"names": {"fields": ["name"], "rows": [["Amina"]]}}, "not one a box may send"),
-        ({"health": {"fields": fields, "rows": [["1", 1, 1, "<script>"]]}}, "wrong type"),
-        ({"health": {"fields": fields[:2], "rows": [["1", 1]]}}, "not the policy's"),
+        (
+            {"health": {"fields": fields, "rows": [["1", 1, 1, "<script>"]]}},
+            "health record 1, field backlog: the value is text, not a whole number",
+        ),
+        (
+            {"health": {"fields": fields[:2], "rows": [["1", 1]]}},
+            "health records lack the field.s. database_mb, backlog",
+        ),
     ]:
         header = bundle.Header(box_keys.owner, 1, "", "2026-11-25T10:00:00Z",
                                bundle.counts_of(records))  # fmt: skip
