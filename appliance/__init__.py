@@ -14,13 +14,21 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.routing import IntegerConverter
 
 from . import config as config_module
-from . import db, errors
+from . import db, devices, errors
 from .logs import event
 from .metrics import Metrics
 from .store import migrations, open_db
 
 __version__ = "0.1.0"
 log = logging.getLogger("schoolbox.http")
+# Pages run only the box's own scripts and styles: no inline script, so an injected
+# <script> or on*= attribute does nothing; nothing loads from or posts to another host.
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self';"
+    " frame-ancestors 'none'"
+)
+PERSONAL_TYPES = ("text/html", "application/json", "text/event-stream", "text/csv")
 csrf = CSRFProtect()
 compress = Compress()
 babel = Babel()
@@ -64,6 +72,7 @@ def create_app(config: config_module.Config | dict | None = None) -> Flask:
     compress.init_app(app)
     babel.init_app(app, locale_selector=_locale)
     db.init_app(app)
+    devices.install(app)
     errors.init_app(app)
     metrics = Metrics(app)
     app.extensions["schoolbox_metrics"] = metrics
@@ -132,6 +141,12 @@ def _install_request_log(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+        if response.mimetype in PERSONAL_TYPES:
+            # Pages and API answers name learners and their work: a shared laptop's cache
+            # and its back button must not show them to the next person.
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flask import abort, g, redirect, request, session, url_for
 
 from .db import get_db
-from .store import audit, users
+from .store import audit, transaction, users
 
 
 def sign_in(user: dict) -> None:
@@ -22,6 +22,15 @@ def sign_in(user: dict) -> None:
 
 
 def sign_out() -> None:
+    """End this user's sessions everywhere: a copied cookie dies with the one signed out.
+
+    Sessions are cookies signed by the box, so the only way to void a copy is to move the
+    user's session version on (checked on every request by current_user)."""
+    user = current_user()
+    if user is not None:
+        db = get_db()
+        with transaction(db):
+            users.end_sessions(db, user["id"])
     session.clear()
 
 

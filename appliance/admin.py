@@ -26,7 +26,7 @@ from .db import get_db
 from .metrics import database_bytes
 from .packs.importer import import_pack
 from .packs.loader import PackError
-from .store import attempts, audit, classes, content, site, transaction, users
+from .store import attempts, audit, classes, content, site, throttle, transaction, users
 from .validate import small_int
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -56,7 +56,15 @@ def box_status() -> dict:
         "tutor": _tutor_status(config),
         "knowledge": model_monitor.report(db, config.home),
         "sync": _sync_status(db, config),
+        "signin": _signin_status(db, config),
     }
+
+
+def _signin_status(db, config) -> dict:
+    """Wrong sign-in tries on the box now: a guessing storm is raised to the admin."""
+    rules = throttle.Limits.of(config)
+    wrong = throttle.count(db, "box", rules.window_s)
+    return {"wrong_tries": wrong, "minutes": rules.window_s // 60, "alarm": wrong >= rules.alarm_at}
 
 
 def _sync_status(db, config) -> dict:
@@ -99,7 +107,29 @@ def status():
 @admin_required
 def staff():
     db = get_db()
-    return render_template("admin/users.html", staff=users.staff(db))
+    rules = throttle.Limits.of(current_app.config["SCHOOLBOX"])
+    key = current_app.config["PIN_KEY"]
+    found = [
+        {**u, "lock": throttle.lock_state(db, throttle.staff_account(key, u["username"]), rules)}
+        for u in users.staff(db)
+    ]
+    return render_template("admin/users.html", staff=found)
+
+
+@bp.post("/users/<int:user_id>/unlock")
+@admin_required
+def unlock_staff(user_id: int):
+    """Let a teacher or admin sign in again at once after wrong tries."""
+    db = get_db()
+    target = users.get(db, user_id)
+    if not target or target["role"] == "learner":
+        abort(404)
+    with transaction(db):
+        account = throttle.staff_account(current_app.config["PIN_KEY"], target["username"])
+        throttle.unlock(db, account)
+        audit.record(db, actor(), "signin.unlock", "user", user_id)
+    flash(_("%(name)s can sign in again.", name=target["display_name"]), "ok")
+    return redirect(url_for(".staff"))
 
 
 @bp.post("/users")
@@ -138,6 +168,8 @@ def update_staff(user_id: int):
                 users.set_role(db, actor(), user_id, form["role"])
             if form.get("password"):
                 users.set_password(db, actor(), user_id, form["password"])
+                account = throttle.staff_account(current_app.config["PIN_KEY"], target["username"])
+                throttle.unlock(db, account)  # a new password from the admin unlocks
             if form.get("active") in ("0", "1") and int(form["active"]) != target["active"]:
                 users.set_active(db, actor(), user_id, form["active"] == "1")
     except users.UserError as error:
@@ -199,7 +231,26 @@ def _chosen_teacher(db) -> dict | None:
 @bp.get("/learners")
 @admin_required
 def learners():
-    return render_template("admin/learners.html", learners=users.learners(get_db()))
+    db = get_db()
+    return render_template(
+        "admin/learners.html",
+        learners=users.learners(db),
+        pin_digits=(site.get(db) or {}).get("pin_digits", 4),
+    )
+
+
+@bp.post("/learners/pin-digits")
+@admin_required
+def set_pin_digits():
+    """The school's choice of 4- or 6-digit PINs for learners (new and reset PINs)."""
+    digits = request.form.get("digits", type=small_int)
+    if digits not in (4, 6):
+        abort(400)
+    db = get_db()
+    with transaction(db):
+        site.set_pin_digits(db, actor(), digits)
+    flash(_("New PINs will have %(n)d digits. Existing PINs keep working.", n=digits), "ok")
+    return redirect(url_for(".learners"))
 
 
 @bp.post("/learners/<int:learner_id>/export")

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import logging
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from . import access
+from . import access, devices
 from .db import get_db
 from .errors import fail
+from .logs import event
 from .store import audit, classes, site, throttle, transaction, users
 from .validate import local_path
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger("schoolbox.auth")
 
 HOME_BY_ROLE = {"learner": "learner.home", "teacher": "teacher.home", "admin": "admin.status"}
 
@@ -55,34 +56,66 @@ def signin_class(class_id: int):
     return render_template("signin_class.html", cls=found, learners=learners)
 
 
-def _wait_seconds(db, subjects: tuple[str, ...]) -> int:
-    """Seconds until every subject may try again (0: now)."""
-    config = current_app.config["SCHOOLBOX"]
-    limits = {"addr": config.login_max_per_address}
-    return max(
-        throttle.wait_seconds(
-            db, subject, limits.get(subject.split(":", 1)[0], config.login_max_per_account),
-            config.login_window_s,
+def limits() -> throttle.Limits:
+    return throttle.Limits.of(current_app.config["SCHOOLBOX"])
+
+
+def _try(account: str, class_ids: tuple[int, ...] = ()) -> throttle.Try:
+    address = access.client_address()
+    return throttle.Try(
+        account=account,
+        source=devices.source(address),
+        address=address,
+        known_device=devices.knows(account),
+        class_ids=class_ids,
+    )
+
+
+def _too_many(wait: int, scope: str) -> None:
+    minutes = wait // 60 + 1
+    if scope == "account":
+        message = _(
+            "There were too many wrong tries for this name from other devices. Sign in on "
+            "a device you have used before, ask your teacher to unlock it, or wait "
+            "%(n)d minutes.",
+            n=minutes,
         )
-        for subject in subjects
-    )  # fmt: skip
-
-
-def _too_many(wait: int) -> None:
-    fail(429, _("Too many wrong tries. Please wait %(n)d minutes.", n=wait // 60 + 1), wait)
-
-
-def _record(db, user: dict | None, subjects: tuple[str, ...], kind: str, target_id) -> None:
-    """Audit the outcome; a success forgets the account's failures, a failure counts."""
-    if user is None:
-        throttle.prune(db, current_app.config["SCHOOLBOX"].login_window_s)
-        throttle.fail(db, *subjects)
-        audit.record(db, audit.SYSTEM, "signin.failure", "user", target_id, kind=kind)
+    elif scope == "box":
+        message = _(
+            "There were too many wrong tries on this box just now. Please wait %(n)d "
+            "minutes, or sign in on a device you have used before.",
+            n=minutes,
+        )
     else:
-        throttle.clear(db, subjects[0])
-        audit.record(
-            db, audit.Actor(user["id"], user["role"]), "signin.success", "user", user["id"]
+        message = _(
+            "Too many wrong tries on this device. Please wait %(n)d minutes, or ask your teacher.",
+            n=minutes,
         )
+    fail(429, message, wait)
+
+
+def _count_failure(db, attempt: throttle.Try) -> list[int]:
+    rules = limits()
+    throttle.prune(db, rules.window_s)
+    return throttle.fail(db, attempt, rules)
+
+
+def _audit_failure(db, attempt: throttle.Try, kind: str, target_id) -> None:
+    """Audit a wrong try, and alert the admin when the box is being guessed at."""
+    audit.record(db, audit.SYSTEM, "signin.failure", "user", target_id, kind=kind)
+    rules = limits()
+    if not attempt.known_device and throttle.count(db, "box", rules.window_s) == rules.alarm_at:
+        audit.record(
+            db, audit.SYSTEM, "signin.alarm", "box", None,
+            wrong_tries=rules.alarm_at, minutes=rules.window_s // 60,
+        )  # fmt: skip
+        event(log, "signin_alarm", logging.WARNING, wrong_tries=rules.alarm_at)
+
+
+def _succeeded(db, attempt: throttle.Try, user: dict) -> None:
+    throttle.clear_source(db, attempt)
+    audit.record(db, audit.Actor(user["id"], user["role"]), "signin.success", "user", user["id"])
+    devices.remember(attempt.account)
 
 
 def learner_signin(learner_id: int, pin: str) -> dict:
@@ -91,26 +124,25 @@ def learner_signin(learner_id: int, pin: str) -> dict:
     The check, the count and the PIN comparison happen in one write transaction, so
     parallel guesses cannot slip past the limit (comparing an HMAC takes microseconds).
     """
-    subjects = (f"learner:{learner_id}", f"addr:{access.client_address()}")
     db = get_db()
+    account = throttle.learner_account(learner_id)
+    attempt = _try(account, tuple(classes.of_learner(db, learner_id)))
     with transaction(db):
-        wait = _wait_seconds(db, subjects)
+        wait, scope = throttle.blocked(db, attempt, limits())
         user = None if wait else users.check_pin(db, learner_id, pin, current_app.config["PIN_KEY"])
-        if not wait:
-            _record(db, user, subjects, "learner", learner_id)
+        if wait:
+            pass  # a blocked try is not counted: waiting must end
+        elif user is None:
+            _count_failure(db, attempt)
+            _audit_failure(db, attempt, "learner", learner_id)
+        else:
+            _succeeded(db, attempt, user)
     if wait:
-        _too_many(wait)
+        _too_many(wait, scope)
     if user is None:
         fail(401, _("That PIN is not right. Please try again, or ask your teacher."))
     access.sign_in(user)
     return user
-
-
-def _account_subject(username: str) -> str:
-    """A throttling key for a typed username, never the text itself (it may be a password
-    typed into the wrong box)."""
-    digest = hmac.new(current_app.config["PIN_KEY"], username.encode(), hashlib.sha256)
-    return "user:" + digest.hexdigest()[:32]
 
 
 def staff_signin(username: str, password: str) -> dict:
@@ -120,22 +152,22 @@ def staff_signin(username: str, password: str) -> dict:
     failure first (atomically with the limit check) and taken back if it succeeds.
     """
     username = (username or "").strip().lower()[:64]
-    subjects = (_account_subject(username), f"addr:{access.client_address()}")
+    attempt = _try(throttle.staff_account(current_app.config["PIN_KEY"], username))
     db = get_db()
     with transaction(db):
-        wait = _wait_seconds(db, subjects)
-        counted = [] if wait else throttle.fail(db, *subjects)
+        wait, scope = throttle.blocked(db, attempt, limits())
+        counted = [] if wait else _count_failure(db, attempt)
     if wait:
-        _too_many(wait)
+        _too_many(wait, scope)
     user = users.check_password(db, username, password)
     if user is not None and user["role"] == "learner":
         user = None
     with transaction(db):
         if user is None:
-            audit.record(db, audit.SYSTEM, "signin.failure", "user", None, kind="staff")
+            _audit_failure(db, attempt, "staff", None)
         else:
             throttle.forget(db, counted)
-            _record(db, user, subjects, "staff", user["id"])
+            _succeeded(db, attempt, user)
     if user is None:
         fail(401, _("That username and password do not match."))
     access.sign_in(user)

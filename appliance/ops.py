@@ -65,6 +65,14 @@ def asset(digest: str, filename: str):
     return response
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Every browser asks for it; without it each new visitor logs a 404."""
+    response = send_from_directory(STATIC_DIR, "favicon.ico", mimetype="image/vnd.microsoft.icon")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 @bp.get("/media/<pack_id>/<version>/<filename>")
 @signed_in_required
 def media(pack_id: str, version: str, filename: str):

@@ -10,11 +10,14 @@ from .access import actor, current_user, teacher_required
 from .db import get_db
 from .store import (
     attempts,
+    audit,
     classes,
     content,
     conversations,
     mastery,
     recommendations,
+    site,
+    throttle,
     transaction,
     users,
 )
@@ -57,10 +60,16 @@ def create_class():
 def class_page(class_id: int):
     found = _managed_class(class_id)
     db = get_db()
+    rules = throttle.Limits.of(current_app.config["SCHOOLBOX"])
+    roster = [
+        {**learner, "lock": throttle.lock_state(db, throttle.learner_account(learner["id"]), rules)}
+        for learner in classes.roster(db, class_id)
+    ]
     return render_template(
         "teacher/class.html",
         cls=found,
-        roster=classes.roster(db, class_id),
+        roster=roster,
+        pin_digits=_pin_digits(db),
         assignments=content.class_assignments(db, class_id),
         lessons=content.lessons(db),
     )
@@ -94,7 +103,7 @@ def add_learners(class_id: int):
     try:
         with transaction(db):
             for name in names:
-                secret = users.new_secret(kind)
+                secret = users.new_secret(kind, _pin_digits(db))
                 learner_id = users.create_learner(
                     db, actor(), name, secret, current_app.config["PIN_KEY"], kind
                 )
@@ -116,8 +125,10 @@ def reset_pin(class_id: int, learner_id: int):
         abort(404)
     kind = _sign_in_kind()
     secret = (request.form.get("pin") or "").strip() if kind == "pin" else ""
-    secret = secret or users.new_secret(kind)
+    secret = secret or users.new_secret(kind, _pin_digits(db))
     try:
+        if kind == "pin" and len(secret) < _pin_digits(db):
+            raise users.UserError(_("This school's PINs have %(n)d digits.", n=_pin_digits(db)))
         with transaction(db):
             users.set_pin(db, actor(), learner_id, secret, current_app.config["PIN_KEY"], kind)
     except users.UserError as error:
@@ -127,6 +138,26 @@ def reset_pin(class_id: int, learner_id: int):
     return render_template(
         "teacher/pins.html", cls=found, learners=[_sheet_row(learner["display_name"], kind, secret)]
     )
+
+
+@bp.post("/classes/<int:class_id>/learners/<int:learner_id>/unlock")
+@teacher_required
+def unlock_learner(class_id: int, learner_id: int):
+    """Let a learner sign in again at once after wrong tries (theirs or a stranger's)."""
+    _managed_class(class_id)
+    db = get_db()
+    learner = next((r for r in classes.roster(db, class_id) if r["id"] == learner_id), None)
+    if learner is None:
+        abort(404)
+    with transaction(db):
+        throttle.unlock(db, throttle.learner_account(learner_id))
+        audit.record(db, actor(), "signin.unlock", "user", learner_id)
+    flash(_("%(name)s can sign in again.", name=learner["display_name"]), "ok")
+    return redirect(url_for(".class_page", class_id=class_id))
+
+
+def _pin_digits(db) -> int:
+    return (site.get(db) or {}).get("pin_digits", 4)
 
 
 def _sign_in_kind() -> str:

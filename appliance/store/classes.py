@@ -106,6 +106,14 @@ def roster(db: sqlite_utils.Database, class_id: int) -> list[dict]:
     ]
 
 
+def of_learner(db: sqlite_utils.Database, learner_id: int) -> list[int]:
+    """The ids of the classes a learner is in."""
+    return [
+        r["class_id"]
+        for r in rows(db, "SELECT class_id FROM enrolments WHERE learner_id = ?", (learner_id,))
+    ]
+
+
 def can_manage(db: sqlite_utils.Database, user: dict, class_id: int) -> bool:
     """True if the user is an admin, or teaches this class."""
     if user["role"] == "admin":

@@ -58,3 +58,12 @@ def set_consent(db: sqlite_utils.Database, actor: audit.Actor, feature: str, gra
         (feature, int(granted), actor.id, now()),
     )
     audit.record(db, actor, "consent.set", "feature", feature, granted=bool(granted))
+
+
+def set_pin_digits(db: sqlite_utils.Database, actor: audit.Actor, digits: int) -> None:
+    """How many digits new learner PINs have: 4 (quick for the young) or 6 (100x harder
+    to guess). PINs already given keep working until they are reset."""
+    if digits not in (4, 6):
+        raise ValueError("PINs have 4 or 6 digits")
+    db.conn.execute("UPDATE site SET pin_digits = ? WHERE id = 1", (digits,))
+    audit.record(db, actor, "site.pin_digits", "site", 1, digits=digits)

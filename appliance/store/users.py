@@ -11,8 +11,9 @@ import secrets
 import sqlite_utils
 from flask_babel import lazy_gettext as _l
 from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn import zxcvbn
 
-from . import audit, mastery, now, one, recommendations, rows
+from . import audit, mastery, now, one, recommendations, rows, throttle
 from .attempts import after_deleted as after_attempts_deleted
 from .ids import uuid7
 
@@ -34,7 +35,11 @@ PICTURES = [
 ]  # (digit, picture in templates/_pictures.html, what it is called)
 PICTURE_CODE_RE = re.compile(r"^[1-9]{4}$")
 SIGN_IN_KINDS = ("pin", "pictures")
-MIN_PASSWORD = 8
+MIN_PASSWORD = 10
+# zxcvbn's score (0-4) estimates guesses from its lists of the most common passwords,
+# words and names (the person's own among them) with small changes, dates and keyboard
+# walks: below 3 means under 10^8 guesses, e.g. "password1234" or "amina2026!!".
+MIN_PASSWORD_SCORE = 3
 # A 4-6 digit PIN cannot resist an offline guess at any hash cost a Raspberry Pi can pay
 # per sign-in (10,000 guesses x 10 ms is under two minutes), so a slow hash buys nothing
 # and makes a class signing in at once queue. Instead a PIN is stored as
@@ -66,9 +71,20 @@ def validate_username(username: str) -> str:
     return username
 
 
-def validate_password(password: str) -> str:
+def validate_password(password: str, *about: str) -> str:
+    """A staff password long enough and not among the most guessed; `about` are the
+    person's username and name, which a password must not simply repeat."""
     if len(password or "") < MIN_PASSWORD:
         raise UserError(_l("A password needs at least %(n)d characters.", n=MIN_PASSWORD))
+    if len(password) <= 100:  # zxcvbn's time grows with length; past 100 no list helps
+        words = [w for a in about if a for w in (a, *a.split())]  # "Amina Diallo" -> amina
+        if zxcvbn(password, user_inputs=words)["score"] < MIN_PASSWORD_SCORE:
+            raise UserError(
+                _l(
+                    "That password is too easy to guess: it is one of the most common ones "
+                    "or close to one. Try a few unrelated words together."
+                )
+            )
     return password
 
 
@@ -92,16 +108,16 @@ def pin_hash(pin_key: bytes, public_id: str, pin: str) -> str:
     return f"{PIN_SCHEME}${digest}"
 
 
-def new_pin() -> str:
-    """A random 4-digit PIN for a new learner."""
-    return f"{secrets.randbelow(10_000):04d}"
+def new_pin(digits: int = 4) -> str:
+    """A random PIN of `digits` (4 or 6, the school's choice) for a new learner."""
+    return f"{secrets.randbelow(10**digits):0{digits}d}"
 
 
-def new_secret(kind: str) -> str:
+def new_secret(kind: str, digits: int = 4) -> str:
     """A random PIN, or picture code (four digits 1-9), for a learner."""
     if kind == "pictures":
         return "".join(str(1 + secrets.randbelow(9)) for _ in range(4))
-    return new_pin()
+    return new_pin(digits)
 
 
 def validate_secret(kind: str, secret: str) -> str:
@@ -144,7 +160,7 @@ def create_staff(
             role,
             validate_name(display_name),
             username,
-            generate_password_hash(validate_password(password)),
+            generate_password_hash(validate_password(password, username, display_name)),
             now(),
         ),
     )
@@ -228,6 +244,7 @@ def set_pin(
         (pin_hash(pin_key, row["public_id"], validate_secret(sign_in_with, pin)), sign_in_with,
          learner_id),
     )  # fmt: skip
+    throttle.unlock(db, throttle.learner_account(learner_id))  # a new PIN from the teacher unlocks
     audit.record(db, actor, "learner.pin_reset", "user", learner_id)
 
 
@@ -235,12 +252,21 @@ def set_password(
     db: sqlite_utils.Database, actor: audit.Actor, user_id: int, password: str
 ) -> None:
     """Give a staff member a new password and sign them out everywhere."""
+    row = one(db, "SELECT username, display_name FROM users WHERE id = ?", (user_id,))
+    about = (row["username"], row["display_name"]) if row else ()
     db.conn.execute(
         "UPDATE users SET password_hash = ?, session_version = session_version + 1"
         " WHERE id = ? AND role != 'learner'",
-        (generate_password_hash(validate_password(password)), user_id),
+        (generate_password_hash(validate_password(password, *about)), user_id),
     )
     audit.record(db, actor, "user.password_reset", "user", user_id)
+
+
+def end_sessions(db: sqlite_utils.Database, user_id: int) -> None:
+    """Sign a user out on every device (their session cookies name the old version)."""
+    db.conn.execute(
+        "UPDATE users SET session_version = session_version + 1 WHERE id = ?", (user_id,)
+    )
 
 
 def _is_last_admin(db: sqlite_utils.Database, user_id: int) -> bool:
