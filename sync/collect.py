@@ -4,11 +4,15 @@ Event records (answers, erasures) are taken after a mark per type, so each goes 
 exactly one bundle; the marks move only when the bundle is safely in the outbox
 (sync/outbox.py). Snapshots (mastery, class aggregates, usage, health) carry the latest
 values; the hub keeps the last one it received.
+
+Times go up no finer than the district needs (docs/data-policy.md, "Times"): an answer's
+id carries its time to the second, an erasure its day.
 """
 
 from __future__ import annotations
 
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +69,7 @@ def _attempts(db, marks, limit, names, pseudonym) -> tuple[list[list], str]:
         (int(marks.get("attempts") or 0), limit),
     )
     table = [
-        [r[1], pseudonym("learner", r[2]), r[3], r[4], r[5], r[6], r[7]]
+        [upstream_id(r[1]), pseudonym("learner", r[2]), r[3], r[4], r[5], r[6], r[7]]
         + ([r[8]] if with_response else [])
         for r in found
     ]
@@ -78,8 +82,18 @@ def _erasures(db, marks, pseudonym, limit) -> tuple[list[list], str]:
         "SELECT rowid, public_id, erased_at FROM tombstones WHERE rowid > ? ORDER BY rowid LIMIT ?",
         (int(marks.get("erasures") or 0), limit),
     )
-    table = [[pseudonym("learner", r[1]), r[2]] for r in found]
+    table = [[pseudonym("learner", r[1]), r[2][:10]] for r in found]  # the day
     return table, str(found[-1][0]) if found else marks.get("erasures", "0")
+
+
+def upstream_id(answer_id: str) -> str:
+    """The id an answer goes up under: its UUIDv7 with the time cut to the second, every
+    other bit kept. Still unique and the same on every sealing, so the hub applies it
+    once; it orders a learner's answers and their gaps, which is what the district's
+    reports and training use, without a millisecond to match against other clocks."""
+    value = uuid.UUID(answer_id).int
+    ms = value >> 80
+    return str(uuid.UUID(int=(ms - ms % 1000) << 80 | value & ((1 << 80) - 1)))
 
 
 def _mastery(db, marks, pseudonym, limit) -> tuple[list[list], str]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 
 import pytest
 
 from appliance import knowledge
 from appliance.store import audit, site, transaction, users
 from models import default
-from sync import bundle, enrolment, keys, outbox, policy
+from sync import bundle, collect, enrolment, keys, outbox, policy
 from sync.outbox import Settings
 
 DISTRICT = keys.generate("district")
@@ -70,7 +71,7 @@ def test_each_answer_is_in_exactly_one_bundle_and_the_chain_holds(box, db, ids):
     assert outbox.seal_pending(db, box) == []  # nothing new: nothing sealed
     opened = _opened(box, db)
     sent = [row[0] for _, records in opened for row in records["attempts"]["rows"]]
-    stored = [r[0] for r in db.conn.execute("SELECT id FROM attempts")]
+    stored = [collect.upstream_id(r[0]) for r in db.conn.execute("SELECT id FROM attempts")]
     assert sorted(sent) == sorted(stored) and len(set(sent)) == len(sent)
     files = [(outbox.folder(box) / r["file"]).read_bytes() for r in outbox.pending(db)]
     assert opened[1][0].prev == bundle.digest(files[0]) and opened[0][0].prev == ""
@@ -126,6 +127,22 @@ def test_an_erasure_travels_in_the_next_bundle(box, db, ids):
     assert outbox.seal_pending(db, box) == [2]
     records = _opened(box, db)[1][1]
     assert records["erasures"]["rows"][0][0] == policy.pseudonymiser(box)("learner", public_id)
+    erased_at = db.conn.execute("SELECT erased_at FROM tombstones").fetchone()[0]
+    assert records["erasures"]["rows"][0][1] == erased_at[:10]  # the day, not the moment
+
+
+def test_an_answer_goes_up_with_its_time_to_the_second_and_nothing_else_changed(box, db):
+    outbox.seal_pending(db, box)
+    [(_, records)] = _opened(box, db)
+    stored = {r[0] for r in db.conn.execute("SELECT id FROM attempts")}
+    sent = [row[0] for row in records["attempts"]["rows"]]
+    assert len(set(sent)) == len(sent) == len(stored)  # still one id per answer
+    assert sorted(sent) == sorted(collect.upstream_id(local) for local in stored)
+    for local in stored:
+        up = uuid.UUID(collect.upstream_id(local))
+        ms = uuid.UUID(local).int >> 80
+        assert up.version == 7 and up.int >> 80 == ms - ms % 1000  # cut to the second
+        assert up.int & ((1 << 80) - 1) == uuid.UUID(local).int & ((1 << 80) - 1)
 
 
 def test_a_district_may_add_the_typed_response_but_never_a_name(box, db):
@@ -166,7 +183,7 @@ def test_answers_after_an_erasure_that_freed_the_latest_rowids_are_still_sealed(
     assert outbox.seal_pending(db, box) == [2]
     sent = {row[0] for _, records in _opened(box, db) for row in
             records.get("attempts", {"rows": []})["rows"]}  # fmt: skip
-    stored = {r[0] for r in db.conn.execute("SELECT id FROM attempts")}
+    stored = {collect.upstream_id(r[0]) for r in db.conn.execute("SELECT id FROM attempts")}
     assert stored <= sent
 
 
