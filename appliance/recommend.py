@@ -7,6 +7,8 @@ before tried ones; when no item is in the band, the nearest one. Without a usabl
 the rule decides: untried first, then the ones last answered wrong, then the ones
 practised longest ago. Candidates come only from the lessons the caller names (one
 lesson, or the learner's assigned lessons), and every choice is logged with its reason.
+Either way, an item answered in the learner's last few answers waits while others are
+left, so practice never circles on one question while untried ones wait.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from .store import content, grouped, mastery, recommendations, rows
 
 BAND = (0.5, 0.85)  # the target band of predicted success
 TARGET = 0.7  # inside the band, nearer this comes first
+# An item among the learner's last RECENT answers is not chosen while another is left;
+# among recent ones, the one answered longest ago comes first.
+RECENT = 5
 
 
 @dataclass(frozen=True)
@@ -97,16 +102,26 @@ def _candidates(db: sqlite_utils.Database, learner_id: int, lesson_ids: list[str
     )
     found = [dict(r) for r in rows(db, query, (learner_id, *lesson_ids, *lesson_ids))]
     order = {lesson: n for n, lesson in enumerate(lesson_ids)}
+    latest = _latest_answered(db, learner_id)
     for item in found:
         item["lesson_rank"] = order[item["lesson_id"]]
+        # 0 for an item not answered lately; else how recently (RECENT: the last answer).
+        item["recent"] = RECENT - latest.index(item["id"]) if item["id"] in latest else 0
     return found
+
+
+def _latest_answered(db: sqlite_utils.Database, learner_id: int) -> list[str]:
+    """The items of the learner's last RECENT answers, newest first."""
+    query = "SELECT item_id FROM attempts WHERE learner_id = ? ORDER BY id DESC LIMIT ?"
+    return [r["item_id"] for r in rows(db, query, (learner_id, RECENT))]
 
 
 def _by_rule(candidates: list[dict], avoid: str | None) -> Choice:
     best = min(
         candidates,
         key=lambda c: (
-            c["id"] == avoid, c["tries"] is not None, c["last_correct"], c["last_id"] or "",
+            c["id"] == avoid, c["recent"], c["tries"] is not None, c["last_correct"],
+            c["last_id"] or "",
             c["lesson_rank"], c["position"],
         ),
     )  # fmt: skip
@@ -136,7 +151,7 @@ def _by_model(
     best = min(
         candidates,
         key=lambda c: (
-            c["id"] == avoid, distance(chances[c["id"]]) > 0, c["tries"] is not None,
+            c["id"] == avoid, c["recent"], distance(chances[c["id"]]) > 0, c["tries"] is not None,
             c["last_correct"], distance(chances[c["id"]]), abs(chances[c["id"]] - TARGET),
             c["lesson_rank"], c["position"],
         ),

@@ -24,8 +24,9 @@ def of_learner(db: sqlite_utils.Database, learner_id: int, limit: int = 20) -> l
         dict(r)
         for r in rows(
             db,
-            "SELECT r.item_id, r.lesson_id, l.title AS lesson_title, r.p, r.rule, r.reason,"
-            " r.model, r.created_at FROM recommendations r JOIN lessons l ON l.id = r.lesson_id"
+            "SELECT r.item_id, r.lesson_id, l.title AS lesson_title, i.prompt_html, r.p, r.rule,"
+            " r.reason, r.model, r.created_at FROM recommendations r"
+            " JOIN lessons l ON l.id = r.lesson_id JOIN items i ON i.id = r.item_id"
             " WHERE r.learner_id = ? ORDER BY r.id DESC LIMIT ?",
             (learner_id, limit),
         )
