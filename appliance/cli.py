@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from models import offline
+
 from . import config as config_module
 from .logs import setup as setup_logs
 from .store import audit, open_db, site, transaction, users
@@ -31,6 +33,7 @@ def _db(config: config_module.Config):
 @click.pass_context
 def main(ctx: click.Context, home: Path | None) -> None:
     """Schoolbox: lessons, practice and progress for a school, with no internet."""
+    offline.apply()  # telemetry off in this process and every one it starts (hub included)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config_module.load(home=home)
 

@@ -1,1 +1,9 @@
-"""Model store, tutor runtime and knowledge tracing (later issues)."""
+"""Model store, tutor runtime and knowledge tracing.
+
+Importing the package switches off the telemetry of the libraries behind it (onnxruntime
+first among them) before any module here can import them: see models/offline.py.
+"""
+
+from . import offline
+
+offline.apply()
