@@ -8,7 +8,7 @@ PORT ?= 8080
 AXE_VERSION := 4.14.1
 AXE := .cache/axe-core/axe.min.js
 
-.PHONY: run test lint format bench clean messages chromium postgresql kt-baselines
+.PHONY: run test lint format bench clean messages chromium postgresql strace kt-baselines
 
 # llama-cpp-python compiles llama.cpp from source (minutes). The wheel is built once into
 # a wheelhouse outside the checkout, so fresh clones and rebuilt venvs reuse it. It is
@@ -52,7 +52,7 @@ $(DEFAULT_GGUF): | $(BIN)/schoolbox
 run: $(BIN)/schoolbox $(DEFAULT_GGUF)
 	SCHOOLBOX_HOME=$(HOME_DIR) $(BIN)/schoolbox demo --port $(PORT)
 
-test: $(BIN)/schoolbox $(AXE) $(DEFAULT_GGUF) chromium postgresql
+test: $(BIN)/schoolbox $(AXE) $(DEFAULT_GGUF) chromium postgresql strace
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -69,6 +69,12 @@ chromium:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; \
 	  else echo "Chromium is needed for the accessibility test: sudo apt-get install chromium"; exit 1; fi; }
+
+# strace for the test that audits every connect() the box's processes make.
+strace:
+	@command -v strace >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q strace >/dev/null || { apt-get update -q && apt-get install -y -q strace; }; \
+	  else echo "strace is needed for the network audit test: sudo apt-get install strace"; exit 1; fi; }
 
 # Extract every string marked for translation into a catalogue for translators.
 messages: $(BIN)/schoolbox
