@@ -178,7 +178,7 @@ def _header(head: bytes) -> Header:
 
 _BOX_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _DIGEST = re.compile(r"([0-9a-f]{64})?")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?Z")
 _KIND = re.compile(r"[a-z_]{1,32}")
 MAX_SEQ = 2**31 - 1  # the hub's sequence column is a PostgreSQL INTEGER
 

