@@ -5,7 +5,9 @@ What it measures (one table, and JSON in bench/results/sync.json):
 - records/s sealed and opened on one core (`sync.bundle`, a 1 MiB bundle of answers),
   for the default X25519 suite and the hybrid ML-KEM-768+X25519 one, and the hybrid's
   cost as a ratio in the same process;
-- bytes per answer record on the wire, after compression and encryption;
+- bytes per answer on the wire, after compression and encryption: for answer records
+  alone, and for a real demo school's bundles, whose mastery, class, usage and health
+  records ride along (what a district's link really carries per answer);
 - the time to drain a 500-learner school's month (500 x 20 days x 40 answers = 400,000)
   from a box's database to a real hub (`schoolbox hub serve`) on loopback: sealing into
   the outbox, then sending every bundle over HTTP until each is acknowledged.
@@ -35,11 +37,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from appliance import knowledge  # noqa: E402
 from appliance.config import Config, ensure_secret  # noqa: E402
 from appliance.demo.seed import seed  # noqa: E402
-from appliance.store import audit, open_db, site, transaction, users  # noqa: E402
+from appliance.store import attempts, audit, content, open_db, site, transaction, users  # noqa: E402,E501
 from appliance.store.ids import uuid7  # noqa: E402
 from appliance.store.migrations import migrate  # noqa: E402
+from models import default  # noqa: E402
 from sync import bundle, enrolment, hub_store, keys, outbox, policy, transport  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "sync.json"
@@ -81,6 +85,61 @@ def seal_and_open(suite: str, rows: list[list], repeats: int = 5) -> dict:
         "sealed_per_s": round(len(rows) / statistics.median(seal_s)),
         "opened_per_s": round(len(rows) / statistics.median(open_s)),
     }
+
+
+def demo_school(rounds: int = 8, per_round: int = 3) -> dict:
+    """The demo school's bytes per answer with every record counted (answers traced by the
+    shipped model, so mastery and class records go too): its history in one backlog
+    bundle, then `rounds` syncs 15 minutes apart, each after every learner answered
+    `per_round` questions, as a school day's bundles go."""
+    home = Path(tempfile.mkdtemp(prefix="schoolbox-sync-demo-")) / "box"
+    home.mkdir(parents=True)
+    config = Config(home=home)
+    db = open_db(config.db_path)
+    migrate(db)
+    ensure_secret(config)
+    seed(db, config)
+    with transaction(db):
+        site.set_consent(db, audit.SYSTEM, "sync", True)
+    default.install_knowledge_tracing(home)
+    enrolment.ensure_box_keys(home, site.get(db)["box_id"])
+    enrolment.pin_district(home, keys.generate("district").public().to_json())
+    knowledge.follow(db, home)
+    backlog = _sealed(db, home)
+    learners = [r[0] for r in db.conn.execute("SELECT id FROM users WHERE role = 'learner'")]
+    items = [content.item(db, r[0]) for r in db.conn.execute("SELECT id FROM items")]
+    rng = random.Random(5)
+    day = {"bundles": 0, "bytes": 0, "records": {}}
+    for _ in range(rounds):
+        for learner in learners:
+            for item in rng.sample(items, per_round):
+                took = rng.randint(3_000, 60_000)
+                attempts.record(db, learner, item, "1", rng.random() < 0.7, 0, took, None)
+        knowledge.follow(db, home)
+        found = _sealed(db, home)
+        day["bundles"] += found["bundles"]
+        day["bytes"] += found["bytes"]
+        for kind, count in found["records"].items():
+            day["records"][kind] = day["records"].get(kind, 0) + count
+    db.conn.close()
+    day["bytes_per_answer"] = round(day["bytes"] / day["records"]["attempts"], 1)
+    return {"backlog": backlog, "every_15_min": day}
+
+
+def _sealed(db, home: Path) -> dict:
+    """Seal what waits; the new bundles' count, bytes and records (then mark them sent)."""
+    outbox.seal_pending(db, home)
+    sealed = outbox.pending(db)
+    records: dict[str, int] = {}
+    for row in sealed:
+        for kind, count in json.loads(row["counts"]).items():
+            records[kind] = records.get(kind, 0) + count
+    total = sum(row["bytes"] for row in sealed)
+    with transaction(db):  # as if acknowledged: the next call sees only new bundles
+        db.conn.execute("UPDATE sync_outbox SET acked_at = 'bench' WHERE acked_at IS NULL")
+    answers = records.get("attempts", 0)
+    return {"bundles": len(sealed), "bytes": total, "records": records,
+            "bytes_per_answer": round(total / answers, 1) if answers else None}  # fmt: skip
 
 
 def month_box(home: Path, days: int, learners: int = 500, per_day: int = 40) -> int:
@@ -179,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = answer_rows(20_000)
     suites = {suite: seal_and_open(suite, rows) for suite in bundle.SUITES}
+    demo = demo_school()
     month = drain(args.days)
     report = {
         "benchmark": "sync",
@@ -192,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "extra_bytes_per_bundle": suites["mlkem768-x25519"]["bundle_bytes"]
             - suites["x25519"]["bundle_bytes"],
         },  # fmt: skip
+        "demo_school": demo,
         "month": month,
         "targets": TARGETS,
     }
@@ -199,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in suites.items():
         print(f"{name:<18}{row['records']:>9}{row['bytes_per_answer']:>14}"
               f"{row['sealed_per_s']:>11}{row['opened_per_s']:>11}")  # fmt: skip
+    for name, found in demo.items():
+        print(f"demo school, {name}: {found['bytes_per_answer']} bytes per answer, "
+              f"every record counted ({found['bytes']} B, {found['records']})")  # fmt: skip
     hybrid = report["hybrid_over_x25519"]
     print(f"\nhybrid suite: {hybrid['seal_time']}x the sealing time, "
           f"+{hybrid['extra_bytes_per_bundle']} bytes a bundle")  # fmt: skip
