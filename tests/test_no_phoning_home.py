@@ -53,7 +53,8 @@ def outside_loopback(trace: str) -> list[str]:
 
 def traced(command: list[str], log: Path, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(log), *command], **kwargs
+        ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=connect", "-o", str(log), *command],
+        **kwargs,
     )
 
 
