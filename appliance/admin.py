@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from werkzeug.utils import secure_filename
 
 from . import __version__, model_monitor
 from .access import actor, admin_required
@@ -299,7 +300,8 @@ def upload_pack():
         return redirect(url_for(".content_page"))
     config = current_app.config["SCHOOLBOX"]
     with tempfile.TemporaryDirectory(dir=config.home) as folder:
-        path = Path(folder) / "upload.zip"
+        # Saved under the chosen file's own (made safe) name: the pack's errors name it.
+        path = Path(folder) / (secure_filename(upload.filename) or "pack.zip")
         upload.save(path)
         try:
             result = import_pack(get_db(), config.media_dir, path, actor())
@@ -321,7 +323,9 @@ def audit_page():
         actor_id=request.args.get("actor", type=small_int),
         target_id=request.args.get("target") or None,
     )
-    return render_template("admin/audit.html", entries=entries, actions=audit.actions(db))
+    return render_template(
+        "admin/audit.html", entries=audit.readable(db, entries), actions=audit.actions(db)
+    )
 
 
 @bp.get("/consent")

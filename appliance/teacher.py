@@ -186,11 +186,17 @@ def assign(class_id: int):
     return redirect(url_for(".class_page", class_id=class_id))
 
 
-@bp.post("/classes/<int:class_id>/assignments/<lesson_id>/delete")
+@bp.route("/classes/<int:class_id>/assignments/<lesson_id>/delete", methods=["GET", "POST"])
 @teacher_required
 def unassign(class_id: int, lesson_id: str):
-    _managed_class(class_id)
+    """Asks first (GET), then removes the lesson from the class (POST); answers stay."""
+    found = _managed_class(class_id)
     db = get_db()
+    assigned = {a["lesson_id"]: a for a in content.class_assignments(db, class_id)}
+    if lesson_id not in assigned:
+        abort(404)
+    if request.method == "GET":
+        return render_template("teacher/unassign.html", cls=found, lesson=assigned[lesson_id])
     with transaction(db):
         content.unassign(db, actor(), class_id, lesson_id)
     flash(_("Lesson removed from the class."), "ok")

@@ -71,3 +71,57 @@ def search(
 def actions(db: sqlite_utils.Database) -> list[str]:
     """Every action name the log holds, for the filter menu."""
     return [r[0] for r in rows(db, "SELECT DISTINCT action FROM audit_log ORDER BY action")]
+
+
+PERSON_KEYS = ("learner_id", "teacher_id", "user_id")  # detail fields that name a person
+
+
+def readable(db: sqlite_utils.Database, entries: list[dict]) -> list[dict]:
+    """Entries for the admin's page: who and whom by name (as the admin sees them
+    elsewhere), details as (field, value) pairs. The log itself keeps only ids."""
+    user_ids = {e["actor_id"] for e in entries if e["actor_id"] is not None}
+    user_ids |= {int(e["target_id"]) for e in entries
+                 if e["target_type"] == "user" and (e["target_id"] or "").isdigit()}  # fmt: skip
+    class_ids = {int(e["target_id"]) for e in entries
+                 if e["target_type"] == "class" and (e["target_id"] or "").isdigit()}  # fmt: skip
+    details = [json.loads(e["detail"]) if e["detail"] else {} for e in entries]
+    user_ids |= {
+        v for d in details for k, v in d.items() if k in PERSON_KEYS and isinstance(v, int)
+    }
+    people = _names(db, "SELECT id, display_name, erased_at FROM users", user_ids)
+    classes = _names(
+        db, "SELECT id, name AS display_name, NULL AS erased_at FROM classes", class_ids
+    )
+    shown = []
+    for entry, detail in zip(entries, details, strict=True):
+        target = entry["target_id"]
+        if entry["target_type"] == "user" and (target or "").isdigit():
+            about = people.get(int(target), f"#{target}")
+        elif entry["target_type"] == "class" and (target or "").isdigit():
+            about = classes.get(int(target), f"#{target}")
+        else:
+            about = target or ""
+        shown.append({
+            **entry,
+            "actor_name": people.get(entry["actor_id"], "") if entry["actor_id"] else "",
+            "about": about,
+            "details": [_detail(key, value, people) for key, value in sorted(detail.items())],
+        })  # fmt: skip
+    return shown
+
+
+def _names(db: sqlite_utils.Database, sql: str, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))  # only "?"s go into the text
+    found = rows(db, f"{sql} WHERE id IN ({marks})", tuple(ids))  # noqa: S608
+    return {r["id"]: "(erased)" if r["erased_at"] else r["display_name"] for r in found}
+
+
+def _detail(key: str, value: object, people: dict[int, str]) -> tuple[str, str]:
+    """One detail as (what, value) in words: a person's id becomes their name."""
+    if key in PERSON_KEYS and isinstance(value, int):
+        return key.removesuffix("_id"), people.get(value, f"#{value}")
+    if isinstance(value, bool):
+        return key.replace("_", " "), "yes" if value else "no"
+    return key.replace("_", " "), "" if value is None else str(value)

@@ -280,3 +280,52 @@ def test_admin_gives_an_existing_class_another_teacher(app, ids, db):
     browser.signin_staff(TEACHERS[1][0], TEACHERS[1][2])
     assert browser.get(f"/teach/classes/{class_id}").status_code == 200
     assert audit.search(db, action="class.add_teacher", target_id=str(class_id))
+
+
+def test_a_broken_pack_is_named_by_the_file_the_admin_chose(app, ids):
+    admin = as_role(app, "admin", ids)
+    junk = admin.post(
+        "/admin/content",
+        {"pack": (io.BytesIO(b"PK\x03\x04 cut short"), "maths-grade4.zip")},
+        content_type="multipart/form-data",
+    )
+    assert junk.status_code == 400
+    assert b"maths-grade4.zip" in junk.data and b"upload.zip" not in junk.data
+
+
+def test_the_audit_log_names_people_and_spells_out_details(app, ids, db):
+    admin = as_role(app, "admin", ids)
+    page = admin.get("/admin/audit?action=class.enrol").data.decode()
+    learner = db.conn.execute(
+        "SELECT display_name FROM users WHERE id = ?", (ids["learners"]["Class 4A"][0],)
+    ).fetchone()[0]
+    assert "class: Class 4A" in page and f"learner: {learner}" in page
+    everything = admin.get("/admin/audit").data.decode()
+    assert "<code></code>" not in everything and "<code>" not in everything
+
+
+def test_removing_an_assigned_lesson_asks_first(app, ids, db):
+    teacher = as_role(app, "teacher", ids)
+    class_id = ids["classes"]["Class 4A"]
+    lesson = db.conn.execute(
+        "SELECT lesson_id FROM assignments WHERE class_id = ? LIMIT 1", (class_id,)
+    ).fetchone()[0]
+    url = f"/teach/classes/{class_id}/assignments/{lesson}/delete"
+    assert f'href="{url}"' in teacher.get(f"/teach/classes/{class_id}").data.decode()
+    ask = teacher.get(url)
+    assert ask.status_code == 200 and b"Keep it" in ask.data
+    assigned = "SELECT count(*) FROM assignments WHERE class_id = ? AND lesson_id = ?"
+    assert (
+        db.conn.execute(assigned, (class_id, lesson)).fetchone()[0] == 1
+    )  # asking changes nothing
+    assert teacher.post(url).status_code == 302
+    assert db.conn.execute(assigned, (class_id, lesson)).fetchone()[0] == 0
+
+
+def test_the_pin_sheet_has_a_print_button_run_by_an_external_script(app, ids):
+    teacher = as_role(app, "teacher", ids)
+    class_id = ids["classes"]["Class 4A"]
+    sheet = teacher.post(f"/teach/classes/{class_id}/roster", {"names": "Nia K."}).data.decode()
+    assert 'class="print-button" hidden' in sheet
+    script = re.search(r'<script src="([^"]+print\.js)"', sheet).group(1)
+    assert b"window.print()" in teacher.get(script).data
