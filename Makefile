@@ -36,23 +36,32 @@ $(LLAMA_WHEEL):
 	  -w $(WHEELHOUSE)
 	touch $@
 
-# The venv is rebuilt only when pyproject.toml changes.
-$(BIN)/schoolbox: pyproject.toml $(LLAMA_WHEEL)
+# The venv is rebuilt only when pyproject.toml changes. `make run` installs what the box
+# runs (no torch, Opacus, scikit-learn or test tools); `make test` adds every extra to the
+# same venv, so the tests can train, federate and run a PostgreSQL hub.
+BOX := $(VENV)/.installed-box
+DEV := $(VENV)/.installed-dev
+
+$(BOX): pyproject.toml $(LLAMA_WHEEL)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --find-links $(WHEELHOUSE) -e '.[dev,train,hub,federated]'
+	$(BIN)/pip install --quiet --find-links $(WHEELHOUSE) -e .
 	# The wheelhouse's own build, even where the venv already had another of this version.
 	$(BIN)/pip install --quiet --force-reinstall --no-deps --no-index --find-links $(WHEELHOUSE) \
 	  llama-cpp-python==$(LLAMA_VERSION)
 	touch $@
 
-$(DEFAULT_GGUF): | $(BIN)/schoolbox
+$(DEV): $(BOX)
+	$(BIN)/pip install --quiet --find-links $(WHEELHOUSE) -e '.[dev,train,hub,federated]'
+	touch $@
+
+$(DEFAULT_GGUF): | $(BOX)
 	$(BIN)/schoolbox models fetch-default --no-install
 
-run: $(BIN)/schoolbox $(DEFAULT_GGUF)
+run: $(BOX) $(DEFAULT_GGUF)
 	SCHOOLBOX_HOME=$(HOME_DIR) $(BIN)/schoolbox demo --port $(PORT)
 
-test: $(BIN)/schoolbox $(AXE) $(DEFAULT_GGUF) chromium postgresql strace
+test: $(DEV) $(AXE) $(DEFAULT_GGUF) chromium postgresql strace
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -77,14 +86,14 @@ strace:
 	  else echo "strace is needed for the network audit test: sudo apt-get install strace"; exit 1; fi; }
 
 # Extract every string marked for translation into a catalogue for translators.
-messages: $(BIN)/schoolbox
+messages: $(DEV)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -o appliance/translations/messages.pot .
 
-format: $(BIN)/schoolbox
+format: $(DEV)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(BIN)/schoolbox $(DEFAULT_GGUF) $(BKT_VENV)/bin/python
+bench: $(DEV) $(DEFAULT_GGUF) $(BKT_VENV)/bin/python
 	$(BIN)/python bench/classroom_burst.py
 	$(BIN)/python bench/tutor.py
 	$(BIN)/python bench/knowledge_tracing.py --bkt-python $(BKT_VENV)/bin/python
