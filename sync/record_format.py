@@ -137,11 +137,12 @@ def check(records: dict[str, dict]) -> None:
         missing = [name for name in allowed if name not in fields]
         if missing:
             raise BundleError(f"{kind} records lack the field(s) {', '.join(missing)}.")
+        checks = [(name, FIELDS[name], name in OPTIONAL_VALUES) for name in fields]
         for number, row in enumerate(table["rows"], 1):
-            for name, value in zip(fields, row, strict=True):
-                if value is None and name in OPTIONAL_VALUES:
+            for (name, check_value, optional), value in zip(checks, row, strict=True):
+                if value is None and optional:
                     continue
-                problem = FIELDS[name](value)
+                problem = check_value(value)
                 if problem:
                     raise BundleError(f"{kind} record {number}, field {name}: the value {problem}.")
 
