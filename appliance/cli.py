@@ -13,8 +13,20 @@ from models import offline
 
 from . import config as config_module
 from .logs import setup as setup_logs
-from .store import audit, open_db, site, transaction, users
+from .store import DatabaseFileError, audit, open_db, site, transaction, users
 from .store.migrations import SchemaTooNew, migrate
+
+# Faults an operator can fix (a setting, the database file): one line saying what to do,
+# never a traceback.
+OPERATOR_ERRORS = (config_module.ConfigError, DatabaseFileError, SchemaTooNew)
+
+
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OPERATOR_ERRORS as error:
+            raise click.ClickException(str(error)) from error
 
 
 def _config(ctx: click.Context) -> config_module.Config:
@@ -28,7 +40,7 @@ def _db(config: config_module.Config):
     return db
 
 
-@click.group()
+@click.group(cls=_Main)
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory (SCHOOLBOX_HOME).")
 @click.pass_context
 def main(ctx: click.Context, home: Path | None) -> None:
@@ -92,18 +104,35 @@ def init(
 def serve(ctx, host, port, threads, workers) -> None:
     """Serve the school's web app with waitress."""
     config = _config(ctx).with_(host=host, port=port, threads=threads, workers=workers)
-    _serve(config)
+    _serve(config, "schoolbox serve --port {port}")
 
 
-def _serve(config: config_module.Config) -> None:
+def _check_port(config: config_module.Config, hint: str) -> None:
+    """One line and a non-zero exit if the port is taken, suggesting a free one (`hint`)."""
+    from .server import PortInUse, check_port
+
+    try:
+        check_port(config.host, config.port)
+    except PortInUse as error:
+        suggestion = f"; try {hint.format(port=error.free)}" if error.free else ""
+        raise click.ClickException(f"port {config.port} is in use{suggestion}") from error
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot listen on {config.host}:{config.port}: {error.strerror}"
+        ) from error
+
+
+def _serve(config: config_module.Config, hint: str) -> None:
     from . import server
 
     setup_logs(config.log_level)
-    try:
-        _db(config).conn.close()  # migrate once, before any worker starts
-    except SchemaTooNew as error:
-        raise click.ClickException(str(error)) from error
+    _db(config).conn.close()  # migrate once, before any worker starts
     config_module.ensure_secret(config)
+    if not config_module.secret_is_private(config):
+        path = config.secret_path
+        click.echo(f"Warning: {path} can be read by other users of this computer; it signs "
+                   f"every sign-in. Make it private: chmod 600 {path}", err=True)  # fmt: skip
+    _check_port(config, hint)  # before saying "serving", and before any worker starts
     click.echo(
         f"Schoolbox serving on http://{config.host}:{config.port}/ with {config.workers} "
         f"worker(s) x {config.threads} threads (data in {config.home})"
@@ -120,6 +149,9 @@ def demo(ctx, port: int, no_serve: bool) -> None:
     from .demo.seed import DEMO_LOGINS, seed
 
     config = _config(ctx).with_(host="127.0.0.1", port=port)
+    hint = "make run PORT={port}"
+    if not no_serve:
+        _check_port(config, hint)  # before minutes of seeding and downloading
     db = _db(config)
     config_module.ensure_secret(config)
     if site.get(db) is None:
@@ -140,7 +172,7 @@ def demo(ctx, port: int, no_serve: bool) -> None:
         click.echo(f"  {line}")
     db.conn.close()
     if not no_serve:
-        _serve(config)
+        _serve(config, hint)
 
 
 @main.group()

@@ -26,6 +26,14 @@ class Config:
     workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))  # processes
     max_upload_mb: int = 60
     log_level: str = "INFO"
+    # Connections per worker; one whose request headers are not in after this many seconds
+    # is closed, so slow or stalled clients cannot hold every slot.
+    http_connection_limit: int = 1000
+    http_header_timeout_s: int = 20
+    # The admin is warned below this much free disk; below disk_full_mb /readyz says the
+    # box is not ready (a write that finds the disk full is answered 503, "try again later").
+    disk_warn_mb: int = 1024
+    disk_full_mb: int = 32
     # Sign-in throttling (store/throttle.py): wrong tries allowed within the window from one
     # device on one account; from unknown devices per account, address, class and box.
     login_window_s: int = 900
@@ -105,36 +113,72 @@ class Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _coerce(kind: type, raw: object) -> object:
-    if kind is Path or kind == "Path":
+class ConfigError(ValueError):
+    """A setting the box cannot start with; the message names where it came from."""
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+
+
+def _coerce(name: str, kind: object, raw: object, source: str) -> object:
+    """`raw` as the setting's type, or ConfigError naming the setting and `source`."""
+    kind = getattr(kind, "__name__", kind)
+    if kind == "Path":
         return Path(str(raw)).expanduser()
-    if kind in (bool, "bool"):
-        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
-    if kind in (int, "int"):
-        return int(raw)
-    if kind in (float, "float"):
-        return float(raw)
-    return str(raw)
+    if kind == "str":
+        if isinstance(raw, (dict, list)):
+            raise ConfigError(f"{source}: {name} must be text, not {raw!r}")
+        return str(raw)
+    try:
+        if kind == "bool":
+            text = str(raw).lower()
+            if isinstance(raw, bool) or text in _TRUE + _FALSE:
+                return raw if isinstance(raw, bool) else text in _TRUE
+        elif kind == "int" and not isinstance(raw, (bool, float)):
+            return int(raw)
+        elif kind == "float" and not isinstance(raw, bool):
+            return float(raw)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{source}: {name} must be {_KIND_WORDS.get(kind, kind)}, not {raw!r}")
+
+
+def _read_toml(path: Path) -> dict:
+    """The [schoolbox] table of schoolbox.toml, or ConfigError naming the file and the fault."""
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("schoolbox", {})
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error})") from error
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [schoolbox] must be a table of settings")
+    return table
 
 
 def load(**overrides) -> Config:
     """Defaults, then the home's schoolbox.toml, then SCHOOLBOX_* variables, then overrides."""
-    values: dict[str, object] = {}
     home = overrides.get("home") or os.environ.get(ENV_PREFIX + "HOME")
     config = Config() if home is None else Config(home=Path(home).expanduser())
     toml_path = config.home / "schoolbox.toml"
+    # Each value with where it came from, so a wrong one is reported against its source.
+    values: dict[str, tuple[object, str]] = {}
     if toml_path.exists():
-        values.update(tomllib.loads(toml_path.read_text()).get("schoolbox", {}))
+        values.update({k: (v, str(toml_path)) for k, v in _read_toml(toml_path).items()})
     for f in fields(Config):
         env = os.environ.get(ENV_PREFIX + f.name.upper())
         if env is not None:
-            values[f.name] = env
-    values.update({k: v for k, v in overrides.items() if v is not None})
+            values[f.name] = (env, ENV_PREFIX + f.name.upper())
+    values.update({k: (v, "the command line") for k, v in overrides.items() if v is not None})
     known = {f.name: f.type for f in fields(Config)}
-    unknown = set(values) - set(known)
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"Unknown setting(s): {', '.join(sorted(unknown))}")
-    return replace(config, **{k: _coerce(known[k], v) for k, v in values.items()})
+        sources = sorted({values[name][1] for name in unknown})
+        raise ConfigError(f"{', '.join(sources)}: unknown setting(s): {', '.join(unknown)}")
+    return replace(
+        config, **{k: _coerce(k, known[k], raw, source) for k, (raw, source) in values.items()}
+    )
 
 
 def ensure_secret(config: Config) -> bytes:
@@ -147,7 +191,31 @@ def ensure_secret(config: Config) -> bytes:
             out.write(secrets.token_hex(32))
             out.flush()
             os.fsync(out.fileno())
-    return path.read_text().strip().encode()
+    return read_secret(config)
+
+
+def read_secret(config: Config) -> bytes:
+    """The box's secret, or ConfigError if it is unreadable or empty (never a new one: the
+    learners' PINs are stored under a key made from it)."""
+    path = config.secret_path
+    try:
+        key = path.read_text().strip().encode()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error}). Restore it from a backup.") from error
+    if not key:
+        raise ConfigError(
+            f"{path}: the secret key is empty. Restore it from a backup; or delete it to make "
+            "a new one, after which everyone signs in again and every learner needs a new PIN."
+        )
+    return key
+
+
+def secret_is_private(config: Config) -> bool:
+    """False when people other than the box's own user can read secret.key."""
+    try:
+        return config.secret_path.stat().st_mode & 0o077 == 0
+    except OSError:
+        return True  # missing: made private when it is created
 
 
 def pin_key(config: Config) -> bytes:

@@ -6,16 +6,24 @@ SO_REUSEPORT socket bound to the same port, and the kernel spreads connections o
 them. Sessions live in signed cookies and all state in SQLite (WAL), so any worker can
 answer any request. The parent only supervises: it restarts a worker that dies and
 stops them all on SIGTERM/SIGINT.
+
+Children never outlive the supervisor: each asks the kernel to kill it when the
+supervisor dies (even by kill -9), and each leads its own process group, which the
+supervisor signals as a whole when it stops. Otherwise orphaned workers would keep
+serving on the port, and SO_REUSEPORT would let a new `serve` share it with them.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
 import socket
+import sys
 import time
 
 from .config import Config
@@ -28,6 +36,39 @@ log = logging.getLogger("schoolbox.server")
 QUICK_DEATH_S = 10
 MAX_QUICK_DEATHS = 5
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class PortInUse(OSError):
+    """Something already listens on the port; `free` is a nearby port that is free, or None."""
+
+    def __init__(self, port: int, free: int | None):
+        super().__init__(errno.EADDRINUSE, f"port {port} is in use")
+        self.port, self.free = port, free
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise PortInUse if any socket listens on host:port, including an orphaned worker's.
+
+    The probe binds without SO_REUSEPORT, so it fails where a worker's socket would join
+    the listeners already there; nothing is left bound.
+    """
+    if not _can_bind(host, port):
+        free = next((p for p in range(port + 1, min(port + 50, 65536)) if _can_bind(host, p)), None)
+        raise PortInUse(port, free)
+
+
+def _can_bind(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -72,14 +113,61 @@ def _stop_waitress_busy_loop() -> None:
     HTTPChannel._schoolbox = True
 
 
-def _worker(config: Config) -> None:
+def _drop_slow_headers(timeout_s: int) -> None:
+    """Close a connection whose request headers are not complete `timeout_s` after they
+    began (or after it opened): a few thousand clients trickling headers a byte at a time
+    would otherwise hold every connection slot, since each byte counts as activity for
+    waitress's own `channel_timeout`. A slow upload is not affected once its headers are in.
+    """
+    from waitress.channel import HTTPChannel
+    from waitress.server import BaseWSGIServer
+
+    HTTPChannel.header_timeout_s = timeout_s
+    if getattr(HTTPChannel, "_schoolbox_headers", False):
+        return
+    received, maintenance = HTTPChannel.received, BaseWSGIServer.maintenance
+
+    def channel_received(self, data):
+        started = getattr(self, "headers_started", self.creation_time)
+        result = received(self, data)
+        waiting = self.request is not None and not self.request.headers_finished
+        self.headers_started = (started or time.time()) if waiting else None
+        return result
+
+    def server_maintenance(self, now):
+        maintenance(self, now)
+        for channel in list(self.active_channels.values()):
+            started = getattr(channel, "headers_started", channel.creation_time)
+            if started is not None and not channel.requests:
+                if now - started > channel.header_timeout_s:
+                    channel.will_close = True
+
+    HTTPChannel.received = channel_received
+    BaseWSGIServer.maintenance = server_maintenance
+    HTTPChannel._schoolbox_headers = True
+
+
+def _die_with_supervisor(supervisor: int) -> None:
+    """Have the kernel kill this process when the supervisor dies, even by kill -9, and lead
+    a process group of its own, which the supervisor signals as a whole when it stops."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.setpgid(0, 0)
+    if os.getppid() != supervisor:  # it died before the request above was in place
+        os._exit(1)
+
+
+def _worker(config: Config, supervisor: int) -> None:
     """One worker process: the app and waitress on its own socket."""
     import waitress
 
     from . import create_app
 
+    _die_with_supervisor(supervisor)
     setup_logs(config.log_level)
     _stop_waitress_busy_loop()
+    _drop_slow_headers(config.http_header_timeout_s)
     app = create_app(config)
     _warm_up(config)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -88,8 +176,10 @@ def _worker(config: Config) -> None:
         app,
         sockets=[_listening_socket(config.host, config.port)],
         threads=config.threads,
-        connection_limit=1000,
+        connection_limit=config.http_connection_limit,
         channel_timeout=60,
+        # How often idle and slow connections are looked for (and closed).
+        cleanup_interval=max(1, min(10, config.http_header_timeout_s // 2)),
         ident="schoolbox",
     )
 
@@ -115,10 +205,11 @@ def tutor_settings(config: Config):
     )
 
 
-def _tutor(config: Config) -> None:
+def _tutor(config: Config, supervisor: int) -> None:
     """The tutor service process: the one place the language model is loaded."""
     from models import tutor_service
 
+    _die_with_supervisor(supervisor)
     setup_logs(config.log_level)
     tutor_service.serve(config.home, config.tutor_socket_path, tutor_settings(config))
 
@@ -142,41 +233,61 @@ def run(config: Config) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     quick_deaths = 0
-    while not stopping:
-        for index, process in enumerate(workers):
-            if not process.is_alive() and not stopping:
-                event(log, "worker_restart", logging.WARNING, exit_code=process.exitcode)
-                lived = time.monotonic() - process.started_at
-                quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH_S else 0
-                if quick_deaths >= MAX_QUICK_DEATHS:  # cannot start at all (port taken?)
-                    stopping = True
-                    break
-                workers[index] = _start(context, config)
-        if tutor is not None and not tutor.is_alive() and not stopping:
-            # Pages never depend on the tutor: if it keeps dying at start (a model too big
-            # for memory, say), stop restarting it and let the lessons answer instead.
-            lived = time.monotonic() - tutor.started_at
-            tutor_deaths = tutor_deaths + 1 if lived < QUICK_DEATH_S * 6 else 1
-            event(log, "tutor_restart", logging.WARNING, exit_code=tutor.exitcode)
-            if tutor_deaths >= MAX_QUICK_DEATHS:
-                event(log, "tutor_gave_up", logging.ERROR, deaths=tutor_deaths)
-                tutor = None
-            else:
-                tutor = _start(context, config, _tutor)
-        time.sleep(0.5)
-    scheduler.shutdown(wait=False)
-    children = workers + ([tutor] if tutor is not None else [])
-    for process in children:
-        process.terminate()
-    for process in children:
-        process.join(timeout=10)
+    try:
+        while not stopping:
+            for index, process in enumerate(workers):
+                if not process.is_alive() and not stopping:
+                    event(log, "worker_restart", logging.WARNING, exit_code=process.exitcode)
+                    lived = time.monotonic() - process.started_at
+                    quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH_S else 0
+                    if quick_deaths >= MAX_QUICK_DEATHS:  # cannot start at all
+                        stopping = True
+                        break
+                    workers[index] = _start(context, config)
+            if tutor is not None and not tutor.is_alive() and not stopping:
+                # Pages never depend on the tutor: if it keeps dying at start (a model too
+                # big for memory, say), stop restarting it and let the lessons answer instead.
+                lived = time.monotonic() - tutor.started_at
+                tutor_deaths = tutor_deaths + 1 if lived < QUICK_DEATH_S * 6 else 1
+                event(log, "tutor_restart", logging.WARNING, exit_code=tutor.exitcode)
+                if tutor_deaths >= MAX_QUICK_DEATHS:
+                    event(log, "tutor_gave_up", logging.ERROR, deaths=tutor_deaths)
+                    tutor = None
+                else:
+                    tutor = _start(context, config, _tutor)
+            time.sleep(0.5)
+    finally:  # whatever ends the loop, no child is left serving
+        scheduler.shutdown(wait=False)
+        _stop_children(workers + ([tutor] if tutor is not None else []))
     if quick_deaths >= MAX_QUICK_DEATHS:
         event(log, "workers_keep_dying", logging.ERROR, deaths=quick_deaths)
         raise SystemExit("Schoolbox workers keep dying at start; see the log above.")
 
 
+def _stop_children(children: list) -> None:
+    """SIGTERM each child's process group, then SIGKILL what is left after 10 s."""
+    for process in children:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for process in children:
+        process.join(timeout=max(0.1, deadline - time.monotonic()))
+        if process.is_alive():
+            _signal_group(process, signal.SIGKILL)
+            process.join(timeout=5)
+
+
+def _signal_group(process, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # the child and anything it started
+    except (ProcessLookupError, PermissionError):  # not (yet) leading its own group
+        try:
+            os.kill(process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 def _start(context, config: Config, target=_worker):
-    process = context.Process(target=target, args=(config,), daemon=True)
+    process = context.Process(target=target, args=(config, os.getpid()), daemon=True)
     process.start()
     process.started_at = time.monotonic()
     return process

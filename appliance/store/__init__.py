@@ -32,15 +32,35 @@ def _writer_lock(db: sqlite_utils.Database) -> threading.Lock:
     return lock
 
 
+class DatabaseFileError(ValueError):
+    """The database file is not one Schoolbox can open; the message names it and what to do."""
+
+
 def open_db(path: str | Path) -> sqlite_utils.Database:
     """Open the box's database with the settings every connection needs."""
+    path = Path(path)
+    # SQLite would take an empty file for a new database and the box would start with an
+    # empty school: a truncated or badly restored file must stop it, not be replaced.
+    if path.is_file() and path.stat().st_size == 0:
+        raise DatabaseFileError(
+            f"{path}: the database file is empty (0 bytes), so the school's data is not in it. "
+            "Restore it from a backup; to start a new school on purpose, delete the file."
+        )
     # isolation_level=None: we issue BEGIN ourselves, so a write transaction is
     # always BEGIN IMMEDIATE and never fails half-way on a lock upgrade.
     conn = sqlite3.connect(
         str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
     )
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")  # the first read of the file's header
+    except sqlite3.DatabaseError as error:
+        conn.close()
+        if isinstance(error, sqlite3.OperationalError):  # locked, unreadable: not the file
+            raise
+        raise DatabaseFileError(
+            f"{path}: not a Schoolbox database ({error}). Restore it from a backup."
+        ) from error
     # FULL, not NORMAL: in WAL mode only FULL makes a commit survive power loss, and
     # a learner's answer is acknowledged only after its commit.
     conn.execute("PRAGMA synchronous=FULL")
@@ -136,6 +156,15 @@ def _commit_together(db: sqlite_utils.Database, jobs: list[_Job]) -> None:
     finally:
         for job in jobs:
             job.done = True
+
+
+def quick_check(db: sqlite_utils.Database) -> str | None:
+    """SQLite's quick integrity check: None if the file is sound, else its first finding."""
+    try:
+        found = [row[0] for row in db.conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as error:  # damaged past the point of checking
+        return str(error)
+    return None if found == ["ok"] else "; ".join(found)
 
 
 def now() -> str:

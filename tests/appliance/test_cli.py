@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 
 import pytest
 from click.testing import CliRunner
@@ -82,3 +83,66 @@ def test_serve_refuses_a_database_from_a_newer_schoolbox(run):
     db.conn.close()
     result = run("serve", "--port", "1")
     assert result.exit_code == 1 and "newer Schoolbox" in result.output
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ("[schoolbox\nport = 8080\n", "not valid TOML"),
+        ('[schoolbox]\nport = "eighty"\n', "port must be a whole number, not 'eighty'"),
+        ("[schoolbox]\ntutor_service = 3\n", "tutor_service must be true or false, not 3"),
+        ("[schoolbox]\nprot = 8080\n", "unknown setting(s): prot"),
+        ("schoolbox = 1\n", "[schoolbox] must be a table"),
+    ],
+)
+def test_a_bad_schoolbox_toml_is_one_line_naming_the_file(run, toml, problem):
+    run.home.mkdir()
+    (run.home / "schoolbox.toml").write_text(toml)
+    result = run("serve", "--port", "1")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.count("\n") == 1
+    assert f"{run.home / 'schoolbox.toml'}: " in result.output and problem in result.output
+
+
+def test_a_wrong_setting_in_the_environment_names_the_variable(run, monkeypatch):
+    monkeypatch.setenv("SCHOOLBOX_WORKERS", "many")
+    result = run("serve", "--port", "1")
+    assert result.exit_code == 1
+    assert result.output == "Error: SCHOOLBOX_WORKERS: workers must be a whole number, not 'many'\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "the database file is empty (0 bytes)"),
+        (b"not sqlite" * 500, "not a Schoolbox database"),
+    ],
+)
+def test_an_empty_or_garbage_database_is_refused_and_left_as_it_was(run, content, problem):
+    run.home.mkdir()
+    (run.home / "schoolbox.db").write_bytes(content)
+    for args in (("serve", "--port", "1"), ("init", "--site-name", "X", "--generate-password")):
+        result = run(*args)
+        assert result.exit_code == 1 and result.output.count("\n") == 1
+        assert f"{run.home / 'schoolbox.db'}: {problem}" in result.output
+    assert (run.home / "schoolbox.db").read_bytes() == content  # never replaced by a new school
+    assert not (run.home / "secret.key").exists()
+
+
+def test_serve_refuses_an_empty_secret_key_and_keeps_it(run):
+    run("init", "--site-name", "Hill School", "--generate-password")
+    (run.home / "secret.key").write_text("")
+    result = run("serve", "--port", "1")
+    assert result.exit_code == 1 and "secret.key: the secret key is empty" in result.output
+    assert (run.home / "secret.key").read_text() == ""  # not silently replaced
+
+
+def test_serve_warns_when_others_can_read_the_secret_key(run):
+    run("init", "--site-name", "Hill School", "--generate-password")
+    (run.home / "secret.key").chmod(0o644)
+    with socket.socket() as taken:  # stops `serve` right after its start-up checks
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run("serve", "--host", "127.0.0.1", "--port", str(taken.getsockname()[1]))
+    assert "can be read by other users of this computer" in result.output
+    assert "chmod 600" in result.output and result.exit_code == 1

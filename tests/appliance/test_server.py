@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -80,19 +82,141 @@ def test_a_worker_that_dies_is_replaced_and_the_box_keeps_answering(workers):
     )
 
 
-def test_serve_gives_up_with_a_clear_error_when_workers_cannot_start(tmp_path):
-    import socket
+def _listening_pids(port: int) -> set[int]:
+    """Processes (not zombies) holding a listening TCP socket on `port`, from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:  # noqa: SIM115
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(f"socket:[{fields[9]}]")
+    found = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                found.add(int(fd_dir.parent.name))
+        except OSError:
+            continue
+    return found
 
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_killing_the_supervisor_leaves_no_worker_or_tutor_behind(tmp_path):
     home = tmp_path / "box"
     init_box(home)
-    with socket.socket() as taken:  # a port another program holds, without SO_REUSEPORT
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    port = free_port()
+    log = open(tmp_path / "out.log", "w")  # noqa: SIM115 - closed below
+    supervisor = subprocess.Popen(
+        [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "2", "--threads", "2"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", tmp_path / "out.log")
+        children = _worker_pids(supervisor.pid)
+        assert len(children) == 3  # two workers and the tutor service
+        assert _listening_pids(port) <= children
+        supervisor.kill()  # kill -9: no chance to stop them itself
+        supervisor.wait()
+        for _ in range(50):
+            if not any(_alive(pid) for pid in children):
+                break
+            time.sleep(0.1)
+        assert not [pid for pid in children if _alive(pid)]
+        assert not _listening_pids(port)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    finally:
+        for pid in _worker_pids(supervisor.pid) | _listening_pids(port):
+            os.kill(pid, signal.SIGKILL)  # only if the test failed: our own children
+        log.close()
+
+
+def test_a_second_serve_on_a_port_held_by_orphaned_workers_says_so(tmp_path):
+    home = tmp_path / "box"
+    init_box(home)
+    # What an orphaned worker holds: a listening socket with SO_REUSEPORT, which another
+    # SO_REUSEPORT socket of the same user could silently share.
+    with socket.socket() as orphan:
+        orphan.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        orphan.bind(("127.0.0.1", 0))
+        orphan.listen()
+        port = orphan.getsockname()[1]
         result = subprocess.run(
             [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
              "--workers", "1"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert result.returncode != 0
-    assert "keep dying" in result.stderr
+    assert f"port {port} is in use; try schoolbox serve --port " in result.stderr
+    assert "serving" not in result.stdout and "Traceback" not in result.stderr
+
+
+def test_demo_on_a_taken_port_says_so_in_one_line_before_doing_anything(tmp_path):
+    home = tmp_path / "demo"
+    with socket.socket() as taken:  # a port another program holds, without SO_REUSEPORT
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [SCHOOLBOX, "--home", str(home), "demo", "--port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert re.fullmatch(rf"Error: port {port} is in use; try make run PORT=\d+\n", result.stderr)
+    assert "serving" not in result.stdout and not (home / "schoolbox.db").exists()
+
+
+def test_clients_that_never_finish_their_headers_are_dropped(tmp_path):
+    home = tmp_path / "box"
+    init_box(home)
+    port = free_port()
+    env = {**os.environ, "SCHOOLBOX_TUTOR_SERVICE": "false", "SCHOOLBOX_HTTP_HEADER_TIMEOUT_S": "2",
+           "SCHOOLBOX_HTTP_CONNECTION_LIMIT": "20"}  # fmt: skip
+    log = open(tmp_path / "out.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--threads", "2"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    slow = []
+    try:
+        wait_ready(base, tmp_path / "out.log")
+        # More slow clients than the worker has connection slots: each sends a header line
+        # every half second and never the blank line that ends them.
+        for _ in range(25):
+            client = socket.create_connection(("127.0.0.1", port))
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            client.settimeout(0.05)
+            slow.append(client)
+        started = time.monotonic()
+        dropped = set()
+        while len(dropped) < len(slow) and time.monotonic() - started < 15:
+            for index, client in enumerate(slow):
+                if index in dropped:
+                    continue
+                try:
+                    client.sendall(b"X-Slow: 1\r\n")
+                    if client.recv(1024) == b"":
+                        dropped.add(index)
+                except TimeoutError:
+                    pass
+                except OSError:
+                    dropped.add(index)
+            time.sleep(0.3)
+        assert len(dropped) == len(slow), f"{len(dropped)} of {len(slow)} dropped"
+        assert time.monotonic() - started < 12
+        assert requests.get(f"{base}/healthz", timeout=5).ok  # a real client gets a slot
+    finally:
+        for client in slow:
+            client.close()
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
