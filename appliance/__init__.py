@@ -17,7 +17,7 @@ from . import config as config_module
 from . import db, devices, errors
 from .logs import event
 from .metrics import Metrics
-from .store import migrations, open_db
+from .store import migrations, open_db, quick_check
 
 __version__ = "0.1.0"
 log = logging.getLogger("schoolbox.http")
@@ -39,7 +39,7 @@ def create_app(config: config_module.Config | dict | None = None) -> Flask:
     if not isinstance(config, config_module.Config):
         config = config_module.load(**(config or {}))
     config.home.mkdir(parents=True, exist_ok=True)
-    _prepare_database(config)
+    database_fault = _prepare_database(config)
 
     app = SchoolboxFlask(__name__, static_folder=None)
     app.url_map.converters["int"] = BoundedInt
@@ -76,6 +76,7 @@ def create_app(config: config_module.Config | dict | None = None) -> Flask:
     errors.init_app(app)
     metrics = Metrics(app)
     app.extensions["schoolbox_metrics"] = metrics
+    app.extensions["schoolbox_database_fault"] = database_fault  # for /readyz
     metrics.install(app)
     _register_blueprints(app)
     _install_request_log(app)
@@ -104,13 +105,16 @@ class BoundedInt(IntegerConverter):
         super().__init__(url_map, *args, **kwargs)
 
 
-def _prepare_database(config: config_module.Config) -> None:
-    """Create or upgrade the schema in place; refuse a database from a newer Schoolbox."""
+def _prepare_database(config: config_module.Config) -> str | None:
+    """Create or upgrade the schema in place; refuse a database from a newer Schoolbox.
+    SQLite's quick check of the file: None if it is sound, else what it found."""
     database = open_db(config.db_path)
     try:
+        fault = quick_check(database)
         migrations.migrate(database)
     finally:
         database.conn.close()
+    return fault
 
 
 def _locale() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,8 +20,9 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.utils import secure_filename
 
-from . import __version__, model_monitor
+from . import __version__, health, model_monitor
 from .access import actor, admin_required
+from .config import secret_is_private
 from .db import get_db
 from .metrics import database_bytes
 from .packs.importer import import_pack
@@ -37,7 +37,7 @@ def box_status() -> dict:
     """The figures on the status page (and in the API)."""
     config = current_app.config["SCHOOLBOX"]
     db = get_db()
-    disk = shutil.disk_usage(config.home)
+    disk = health.disk(config)
     counts = {
         role: n
         for role, n in db.conn.execute(
@@ -49,6 +49,8 @@ def box_status() -> dict:
         "site": site.get(db),
         "disk_free_bytes": disk.free,
         "disk_total_bytes": disk.total,
+        "disk_low": disk.low,
+        "secret_exposed": not secret_is_private(config),
         "database_bytes": database_bytes(config.db_path),
         "packs": content.packs(db),
         "users": counts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 
@@ -13,6 +14,9 @@ from werkzeug.exceptions import HTTPException, InternalServerError, default_exce
 from .logs import event
 
 log = logging.getLogger("schoolbox.errors")
+# A full disk is cleared by a person (old exports, a bigger card); the box picks up again
+# by itself once there is room, so clients are asked to come back in a minute.
+DISK_FULL_RETRY_S = 60
 
 
 def _messages() -> dict[int, str]:
@@ -61,11 +65,34 @@ def init_app(app: Flask) -> None:
     def database_busy(error: sqlite3.OperationalError):
         # Another writer held the database past the busy timeout. Nothing was written
         # (the transaction rolled back), and a resent answer is safe (client_key).
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "is full" in str(
+            error
+        ):
+            return disk_full(error)
         if "locked" not in str(error) and "busy" not in str(error):
             event(log, "server_error", logging.ERROR, endpoint=request.endpoint, error="sqlite")
             return error_response(500)
         event(log, "database_busy", logging.WARNING, endpoint=request.endpoint)
         return error_response(503, headers={"Retry-After": "1"})
+
+    @app.errorhandler(OSError)
+    def os_error(error: OSError):
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return disk_full(error)
+        event(log, "server_error", logging.ERROR, endpoint=request.endpoint,
+              error=type(error).__name__)  # fmt: skip
+        return error_response(500)
+
+    def disk_full(_error: Exception):
+        # SQLite rolled the transaction back: nothing was half-written, and a resent answer
+        # is safe (client_key). The admin's status page says what to do.
+        event(log, "disk_full", logging.ERROR, endpoint=request.endpoint)
+        message = _(
+            "The box's storage is full, so this could not be saved. Nothing you did before "
+            "is lost. Please try again in a minute, and tell your teacher or the school's "
+            "administrator."
+        )
+        return error_response(503, message, {"Retry-After": str(DISK_FULL_RETRY_S)})
 
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):

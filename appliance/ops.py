@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, jsonify, send_from_directory
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import health
 from .access import client_address, current_user, signed_in_required
 from .db import get_db
 from .packs.loader import PACK_ID_RE, VERSION_RE
@@ -27,8 +28,10 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready to serve a school: database reachable, schema current, site set up."""
-    problems = []
+    """Ready to serve a school: database sound, reachable and current, site set up, secret
+    key and active models in place, disk not full."""
+    config = current_app.config["SCHOOLBOX"]
+    problems = health.problems(config, current_app.extensions.get("schoolbox_database_fault"))
     try:
         db = get_db()
         if migrations.version(db) != migrations.CURRENT_VERSION:

@@ -1,0 +1,74 @@
+"""What keeps the box from serving a school: a full disk, a lost secret key, a damaged
+database, a missing model file. /readyz and the admin's status page both ask here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+
+from models import store
+
+from .config import Config, ConfigError, read_secret
+
+
+@dataclass(frozen=True)
+class Disk:
+    free: int
+    total: int
+    low: bool  # below disk_warn_mb: the admin is warned
+    full: bool  # below disk_full_mb: the box is not ready
+
+
+def disk(config: Config) -> Disk:
+    """Free space where the box keeps its data."""
+    usage = shutil.disk_usage(config.home)
+    return Disk(
+        free=usage.free,
+        total=usage.total,
+        low=usage.free < config.disk_warn_mb << 20,
+        full=usage.free < config.disk_full_mb << 20,
+    )
+
+
+def secret_problem(config: Config) -> str | None:
+    """Why secret.key cannot sign sign-ins (empty, unreadable), or None."""
+    try:
+        read_secret(config)
+    except ConfigError:
+        return "secret.key is empty or cannot be read"
+    return None
+
+
+def model_problems(config: Config) -> list[str]:
+    """Active models whose file is missing or cut short: the box would serve without them."""
+    try:
+        chosen = json.loads((store.root(config.home) / store.ACTIVE_FILE).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        return ["the model store's list of active models is damaged"]
+    problems = []
+    for kind in store.KINDS:
+        name = chosen.get(kind, {}).get("name")
+        if not name:
+            continue
+        manifest = store.get(config.home, name)
+        path = store.file_path(config.home, manifest) if manifest else None
+        if path is None or not path.is_file() or path.stat().st_size != manifest.size:
+            problems.append(f"the active {kind} model's file is missing: import it again")
+    return problems
+
+
+def problems(config: Config, database_fault: str | None) -> list[str]:
+    """Everything that stops the box from serving a school now; empty when it is ready.
+    `database_fault` is SQLite's quick check of the database when the process started."""
+    found = []
+    if database_fault:
+        found.append(f"the database failed its integrity check at start: {database_fault}")
+    if problem := secret_problem(config):
+        found.append(problem)
+    found.extend(model_problems(config))
+    if disk(config).full:
+        found.append("the disk is full")
+    return found
