@@ -12,8 +12,9 @@ import click
 from models import offline
 
 from . import config as config_module
+from . import health
 from .logs import setup as setup_logs
-from .store import DatabaseFileError, audit, open_db, site, transaction, users
+from .store import DatabaseFileError, audit, open_db, quick_check, site, transaction, users
 from .store.migrations import SchemaTooNew, migrate
 
 # Faults an operator can fix (a setting, the database file): one line saying what to do,
@@ -126,8 +127,12 @@ def _serve(config: config_module.Config, hint: str) -> None:
     from . import server
 
     setup_logs(config.log_level)
-    _db(config).conn.close()  # migrate once, before any worker starts
+    db = _db(config)  # migrate once, before any worker starts
+    database_fault = quick_check(db)
+    db.conn.close()
     config_module.ensure_secret(config)
+    for problem in health.problems(config, database_fault):  # what /readyz will report
+        click.echo(f"Warning: not ready: {problem}", err=True)
     if not config_module.secret_is_private(config):
         path = config.secret_path
         click.echo(f"Warning: {path} can be read by other users of this computer; it signs "

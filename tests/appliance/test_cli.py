@@ -146,3 +146,18 @@ def test_serve_warns_when_others_can_read_the_secret_key(run):
         result = run("serve", "--host", "127.0.0.1", "--port", str(taken.getsockname()[1]))
     assert "can be read by other users of this computer" in result.output
     assert "chmod 600" in result.output and result.exit_code == 1
+
+
+def test_serve_says_at_start_why_the_box_will_not_be_ready(run):
+    run("init", "--site-name", "Hill School", "--generate-password")
+    from models import store
+
+    manifest = store.active(run.home, "knowledge-tracing")
+    store.file_path(run.home, manifest).unlink()
+    with socket.socket() as taken:  # stops `serve` right after its start-up checks
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run("serve", "--host", "127.0.0.1", "--port", str(taken.getsockname()[1]))
+    assert (
+        "Warning: not ready: the active knowledge-tracing model's file is missing" in result.output
+    )
