@@ -69,6 +69,7 @@ def _signin(base: str, learner_id: int) -> requests.Response:
     return response
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_kind_503_and_the_box_recovers_when_space_returns(
     small_disk, school_template, tmp_path
 ):
