@@ -103,17 +103,16 @@ def _pages(app, ids, db) -> dict[str, str]:
     return {name: html.decode() for name, html in pages.items()}
 
 
-def test_pages_pass_axe_core_wcag_a_and_aa_rules(app, ids, db, tmp_path):
+def in_chromium(check, pages: dict[str, str], folder: Path) -> dict:
+    """check(chromium, html, folder, name) for every page, two Chromiums at a time."""
     chromium = _chromium()
-    pages = _pages(app, ids, db)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(
-            zip(
-                pages,
-                pool.map(lambda n: _violations(chromium, pages[n], tmp_path, n), pages),
-                strict=True,
-            )
-        )
+        found = pool.map(lambda name: check(chromium, pages[name], folder, name), pages)
+        return dict(zip(pages, found, strict=True))
+
+
+def test_pages_pass_axe_core_wcag_a_and_aa_rules(app, ids, db, tmp_path):
+    results = in_chromium(_violations, _pages(app, ids, db), tmp_path)
     failures = {name: found for name, found in results.items() if found}
     assert failures == {}
 

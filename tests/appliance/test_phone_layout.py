@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.appliance.test_accessibility import STYLE, _chromium, _pages
+from tests.appliance.test_accessibility import STYLE, _chromium, _pages, in_chromium
 
 MEASURE = """<script>window.addEventListener('load', function () {
 var width = window.innerWidth, wide = [];
@@ -57,16 +56,7 @@ def _layout(chromium: str, html: str, folder: Path, name: str) -> tuple[int, int
 
 
 def test_every_page_fits_a_360px_phone(app, ids, db, tmp_path):
-    chromium = _chromium()
-    pages = _pages(app, ids, db)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        measured = dict(
-            zip(
-                pages,
-                pool.map(lambda n: _layout(chromium, pages[n], tmp_path, n), pages),
-                strict=True,
-            )
-        )
+    measured = in_chromium(_layout, _pages(app, ids, db), tmp_path)
     assert all(viewport == 360 for viewport, _, _ in measured.values()), measured
     too_wide = {name: f"{page} px: {wide}" for name, (vp, page, wide) in measured.items()
                 if page > vp}  # fmt: skip
