@@ -48,7 +48,9 @@ class Config:
     tutor_socket: str = ""  # default: <home>/run/tutor.sock
     tutor_queue_size: int = 16  # questions waiting; more are told to retry
     tutor_max_tokens: int = 200  # about 150 words: answers stay short for young readers
-    tutor_max_seconds: int = 45
+    tutor_max_seconds: int = 45  # an answer's writing, counted from its first word
+    tutor_max_prompt_seconds: int = 60  # reading the prompt (lesson passages and question)
+    tutor_max_wait_seconds: int = 180  # waiting in line; then the answer is from the lessons
     tutor_threads: int = 0  # llama.cpp threads; 0 = every core
     tutor_retention_days: int = 30  # conversations are deleted after this many days
     # Knowledge tracing (issue 5): a follower job traces new answers this often.

@@ -201,6 +201,8 @@ def tutor_settings(config: Config):
         queue_size=config.tutor_queue_size,
         max_tokens=config.tutor_max_tokens,
         max_seconds=float(config.tutor_max_seconds),
+        max_prompt_seconds=float(config.tutor_max_prompt_seconds),
+        max_wait_seconds=float(config.tutor_max_wait_seconds),
         **({"n_threads": config.tutor_threads} if config.tutor_threads else {}),
     )
 

@@ -42,7 +42,9 @@ class Settings:
     queue_size: int = 16  # questions waiting, not counting the one being answered
     per_learner: int = 1  # questions one learner may have waiting or running
     max_tokens: int = 200  # cap on an answer's length
-    max_seconds: float = 45.0  # cap on one answer's generation time
+    max_seconds: float = 45.0  # cap on one answer's writing, counted from its first word
+    max_prompt_seconds: float = 60.0  # cap on reading the prompt (rules, passages, question)
+    max_wait_seconds: float = 180.0  # a question waiting longer is answered from the lessons
     n_ctx: int = 2048
     n_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     temperature: float = 0.3
@@ -61,8 +63,9 @@ class Job:
     def stream(self, timeout: float, heartbeat: Callable[[], dict] | None = None):
         """Events until the answer ends: start, token..., end (or no_model / error).
 
-        While the question waits, `heartbeat()` is yielded every few seconds (its place in
-        the queue), so a learner who left is noticed by the first write that fails.
+        While nothing else comes (the question waits, or its prompt is being read),
+        `heartbeat()` is yielded every few seconds, so a learner who left is noticed by
+        the first write that fails; a heartbeat may itself end the answer.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -71,8 +74,7 @@ class Job:
             except queue.Empty:
                 if heartbeat is None or time.monotonic() > deadline:
                     raise
-                yield heartbeat()
-                continue
+                event = heartbeat()
             yield event
             if event["event"] in ("end", "no_model", "error"):
                 return
@@ -90,6 +92,23 @@ def load_llama(path: Path, settings: Settings):
         use_mmap=True,
         verbose=False,
     )
+
+
+def _interrupt_when(model, check: Callable[[], bool] | None) -> None:
+    """Let llama.cpp stop reading a prompt midway once `check()` is true (None: never).
+
+    llama.cpp asks between its compute steps (hundreds a token), so this is set only
+    while a prompt is read: a long read is the one step a per-token check cannot cut.
+    A model without a llama.cpp context (a test's stand-in) is left alone.
+    """
+    context = getattr(model, "ctx", None)
+    if context is None:
+        return
+    import llama_cpp
+
+    callback = llama_cpp.ggml_abort_callback((lambda _data: check()) if check else 0)
+    model.schoolbox_interrupt = callback  # llama.cpp keeps only a pointer: keep it alive
+    llama_cpp.llama_set_abort_callback(context, callback, None)
 
 
 class TutorRuntime:
@@ -127,7 +146,7 @@ class TutorRuntime:
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
-        self._thread.join(timeout=self.settings.max_seconds + 5)
+        self._thread.join(timeout=self.settings.max_prompt_seconds + self.settings.max_seconds + 5)
 
     def submit(
         self,
@@ -160,19 +179,27 @@ class TutorRuntime:
         """The asker went away: drop the question if it is still waiting, else stop it."""
         job.cancelled.set()
         with self._lock:
-            waiting = self._waiting.get(job.learner)
-            if waiting and job in waiting:
-                waiting.remove(job)
-                if not waiting:
-                    del self._waiting[job.learner]
-                self._queued -= 1
-                self._release_learner_locked(job.learner)
+            self._withdraw_locked(job)
 
     def position(self, job: Job) -> int:
         """1 for the next question to be answered; 0 once it is being answered."""
         with self._lock:
             order = self._round_robin_order_locked()
             return order.index(job) + 1 if job in order else 0
+
+    def heartbeat(self, job: Job) -> dict:
+        """What a question hears while nothing else comes: its place in line; that its
+        prompt is being read; or, once it has waited `max_wait_seconds`, that it was
+        given up (reason "wait": the asker answers from the lessons instead)."""
+        with self._lock:
+            order = self._round_robin_order_locked()
+            if job not in order:
+                return {"event": "reading"}
+            if time.monotonic() - job.queued_at <= self.settings.max_wait_seconds:
+                return {"event": "waiting", "position": order.index(job) + 1}
+            job.cancelled.set()
+            self._withdraw_locked(job)
+        return {"event": "end", "reason": "wait", "tokens": 0, "model": None}
 
     def status(self) -> dict:
         with self._lock:
@@ -217,6 +244,16 @@ class TutorRuntime:
             self._queued -= 1
             return job
 
+    def _withdraw_locked(self, job: Job) -> None:
+        """Take a question off the queue if it is still waiting there."""
+        waiting = self._waiting.get(job.learner)
+        if waiting and job in waiting:
+            waiting.remove(job)
+            if not waiting:
+                del self._waiting[job.learner]
+            self._queued -= 1
+            self._release_learner_locked(job.learner)
+
     def _finished(self, job: Job) -> None:
         with self._lock:
             self._release_learner_locked(job.learner)
@@ -248,12 +285,20 @@ class TutorRuntime:
                 self._finished(job)
 
     def _generate(self, job: Job) -> None:
+        """Read the prompt (at most max_prompt_seconds), then write (at most max_seconds).
+
+        The writing cap starts when the prompt has been read, so a busy processor that
+        slows the reading cannot use up the answer's time before its first word.
+        """
         started = time.monotonic()
-        deadline = started + job.max_seconds
         job.events.put(
             {"event": "start", "model": self._model_name, "waited_s": started - job.queued_at}
         )
-        tokens, reason, first = 0, "stop", None
+        reading_until = started + self.settings.max_prompt_seconds
+        _interrupt_when(
+            self._model, lambda: job.cancelled.is_set() or time.monotonic() > reading_until
+        )
+        tokens, reason, first, writing_from = 0, "stop", None, None
         chunks = self._model.create_chat_completion(
             messages=job.messages,
             max_tokens=job.max_tokens,
@@ -262,7 +307,10 @@ class TutorRuntime:
             stream=True,
         )
         try:
-            for chunk in chunks:
+            for chunk in chunks:  # the first chunk comes once the prompt has been read
+                if writing_from is None:
+                    writing_from = time.monotonic()
+                    _interrupt_when(self._model, None)
                 choice = chunk["choices"][0]
                 text = choice["delta"].get("content")
                 if text:
@@ -274,17 +322,25 @@ class TutorRuntime:
                 if job.cancelled.is_set():
                     reason = "cancelled"
                     break
-                if time.monotonic() > deadline:
+                if time.monotonic() > writing_from + job.max_seconds:
                     reason = "time"
                     break
+        except RuntimeError:  # llama.cpp stopped reading the prompt when told to
+            if writing_from is not None or not (
+                job.cancelled.is_set() or time.monotonic() > reading_until
+            ):
+                raise
+            reason = "cancelled" if job.cancelled.is_set() else "prompt_time"
         finally:
+            _interrupt_when(self._model, None)
             chunks.close()
         ended = time.monotonic()
         job.events.put({
             "event": "end",
-            "reason": reason,
+            "reason": reason,  # stop, length (max_tokens), time, prompt_time or cancelled
             "tokens": tokens,
             "ttft_s": (first or ended) - started,
+            "prompt_s": (writing_from or ended) - started,
             "seconds": ended - started,
             "model": self._model_name,
         })  # fmt: skip

@@ -48,10 +48,11 @@ class _Handler(socketserver.StreamRequestHandler):
         except (KeyError, TypeError):
             self._send({"event": "error", "error": "bad_request"})
             return
-        wait = runtime.settings.max_seconds * (runtime.settings.queue_size + 2)
-        heartbeat = lambda: {"event": "waiting", "position": runtime.position(job)}  # noqa: E731
+        limits = runtime.settings
+        # A safety net only: the wait, the reading and the writing each have their own cap.
+        longest = limits.max_wait_seconds + limits.max_prompt_seconds + limits.max_seconds + 30
         try:
-            for event in job.stream(timeout=wait, heartbeat=heartbeat):
+            for event in job.stream(timeout=longest, heartbeat=lambda: runtime.heartbeat(job)):
                 self._send(event)
         except (OSError, queue.Empty):
             runtime.cancel(job)  # the web worker (and so the learner) went away

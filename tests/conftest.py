@@ -119,6 +119,23 @@ def tutor_socket(tutor_home, sockets) -> Path:
     stop(process)
 
 
+@pytest.fixture
+def saturated_cpu():
+    """Every core kept busy by competing processes, as in a classroom whose box also serves
+    pages; they are killed however the test ends."""
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.5)  # let the scheduler see them
+        yield busy
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="session")
 def school_template(tmp_path_factory) -> Path:
     """The demo school seeded once per test session; tests get a copy."""
