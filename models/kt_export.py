@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -101,6 +102,17 @@ def set_metadata(path: Path, metadata: dict) -> None:
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
     onnx.save(graph, str(path))
+
+
+def save_weights(model: KTModel, path: Path) -> Path:
+    """The float32 weights as `np.savez` arrays in the model's parameter order: the format
+    `schoolbox federated run --initial` reads (federated/task.py), so a district's first
+    run starts from the shipped model instead of random weights."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = [t.detach().cpu().numpy().astype(np.float32) for t in model.state_dict().values()]
+    with path.open("wb") as out:  # np.savez would add ".npz" to a name without it
+        np.savez(out, *arrays)
+    return path
 
 
 def write_card(path: Path, card: dict) -> Path:
