@@ -30,7 +30,7 @@ import sqlite_utils
 
 from appliance.store import now, site, transaction
 
-from . import enrolment, outbox, receive
+from . import enrolment, outbox, receive, updates
 from .files import write_durably
 
 log = logging.getLogger("schoolbox.sync")
@@ -129,30 +129,41 @@ def _accept(db: sqlite_utils.Database, home: Path, row: dict, ack: dict) -> None
 
 
 def fetch_updates(url: str, into: Path, timeout: float = 60.0, max_bytes: int = 1 << 30) -> int:
-    """Download the hub's signed updates not yet here into `into`; return how many.
-    Nothing is trusted yet: sync/updates.py checks each before applying it. Names from the
-    hub are checked before they become paths (nothing lands outside `into`)."""
+    """Download the hub's signed updates not yet here, each with every file its envelope
+    names (a model's card too), into `into`; return how many. Nothing is trusted yet:
+    sync/updates.py checks each before applying it. Names from the hub are checked before
+    they become paths (nothing lands outside `into`). The envelope is written last, so a
+    download cut short is fetched again next time."""
     with urllib.request.urlopen(hub_url(url, "/v1/updates"), timeout=timeout) as reply:  # noqa: S310
         listed = json.loads(reply.read(1 << 20)).get("updates", {})
     fetched = 0
     for folder, envelope in listed.items():
-        name = str(envelope.get("file", "")) if isinstance(envelope, dict) else ""
-        if not (_SAFE_NAME.fullmatch(str(folder)) and _SAFE_NAME.fullmatch(name)):
+        names = updates.files_of(envelope) if isinstance(envelope, dict) else [""]
+        if not all(_SAFE_NAME.fullmatch(n) for n in [str(folder), *names]):
             log.warning("the hub listed an update with an unusable name; skipped")
             continue
         target = into / folder
-        if (target / "update.json").exists():
+        if (target / updates.ENVELOPE).exists() and all((target / n).is_file() for n in names):
             continue
-        path = f"/v1/updates/{urllib.parse.quote(folder)}/{urllib.parse.quote(name)}"
-        with urllib.request.urlopen(hub_url(url, path), timeout=timeout) as reply:  # noqa: S310
-            data = reply.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            log.warning("an update from the hub is larger than %d bytes; skipped", max_bytes)
+        files = {n: _download(url, f"{folder}/{n}", timeout, max_bytes) for n in names}
+        if any(data is None for data in files.values()):
             continue
-        write_durably(target / name, data)
-        write_durably(target / "update.json", json.dumps(envelope).encode())
+        for name, data in files.items():
+            write_durably(target / name, data)
+        write_durably(target / updates.ENVELOPE, json.dumps(envelope).encode())
         fetched += 1
     return fetched
+
+
+def _download(url: str, path: str, timeout: float, max_bytes: int) -> bytes | None:
+    """One update file from the hub, or None (logged) when it is larger than `max_bytes`."""
+    quoted = "/".join(urllib.parse.quote(part) for part in path.split("/"))
+    with urllib.request.urlopen(hub_url(url, f"/v1/updates/{quoted}"), timeout=timeout) as reply:  # noqa: S310
+        data = reply.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        log.warning("an update from the hub is larger than %d bytes; skipped", max_bytes)
+        return None
+    return data
 
 
 # --- USB -------------------------------------------------------------------------------
@@ -196,7 +207,7 @@ def hub_import_from(hub_home: Path, stick: Path) -> dict[str, str]:
     """At the hub: apply every box's bundles on a stick, in order, and write signed
     acknowledgements beside them; put the district's signed updates on the stick too.
     Returns "<box>/<file>" -> outcome or refusal."""
-    from . import hub_store, updates
+    from . import hub_store
     from .bundle import BundleError
 
     updates.copy_to(updates.hub_folder(hub_home), stick / USB_FOLDER / UPDATES)

@@ -11,13 +11,17 @@ and SHA-256, before anything is written. A content pack is imported all-or-nothi
 pack importer's own guarantee); a model goes into the model store, is activated, and is
 rolled back to the previous model if it cannot be loaded. An update applied once is not
 applied again. Unsigned or wrongly signed updates are refused while the box requires
-signatures (`sync_require_signed_updates`, the default).
+signatures (`sync_require_signed_updates`, the default). A refused update is written to
+the update log (the admin page's "Updates from the district") and the audit log, once
+per reason, and tried again at the next sync: a download cut short may yet complete.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -33,9 +37,11 @@ from . import enrolment
 from .files import canonical
 from .keys import PrivateKeys
 
+log = logging.getLogger("schoolbox.sync")
 FORMAT = "schoolbox-update/1"
 ENVELOPE = "update.json"
 KINDS = ("content-pack", "model")
+REFUSED = "refused: "  # how a refusal's outcome starts in the update log
 
 
 class UpdateError(ValueError):
@@ -69,12 +75,22 @@ def apply(
     db: sqlite_utils.Database, home: Path, folder: Path, require_signature: bool = True
 ) -> str:
     """Check and apply the update in `folder`: "applied", "unchanged", "kept the active
-    model: <why>" (a knowledge-tracing model worse on this box), or UpdateError.
-    The payload is copied into the box first and only that copy is checked and used: a
+    model: <why>" (a knowledge-tracing model worse on this box), or UpdateError, which is
+    logged (update log and audit log) before it is raised."""
+    try:
+        return _apply(db, home, folder, require_signature)
+    except UpdateError as error:
+        _record_refusal(db, folder, error)
+        raise
+
+
+def _apply(db: sqlite_utils.Database, home: Path, folder: Path, require_signature: bool) -> str:
+    """The payload is copied into the box first and only that copy is checked and used: a
     stick that reads differently twice cannot slip in bytes that were not checked."""
     envelope = _envelope(folder)
     _check_signature(home, envelope, require_signature)
-    if one(db, "SELECT 1 FROM sync_updates WHERE sha256 = ?", (envelope["sha256"],)):
+    if one(db, "SELECT 1 FROM sync_updates WHERE sha256 = ? AND outcome NOT LIKE ?",
+           (envelope["sha256"], f"{REFUSED}%")):  # fmt: skip
         return "unchanged"
     staging = Path(tempfile.mkdtemp(prefix=".update-", dir=home))
     try:
@@ -94,15 +110,46 @@ def apply(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     with transaction(db):
-        db.conn.execute(
-            "INSERT INTO sync_updates (sha256, kind, name, version, outcome, applied_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (envelope["sha256"], envelope["kind"], envelope["name"], envelope["version"],
-             outcome, now()),
-        )  # fmt: skip
+        _log(db, envelope["sha256"], envelope["kind"], envelope["name"], envelope["version"],
+             outcome)  # fmt: skip
         audit.record(db, audit.SYSTEM, "sync.update", envelope["kind"], envelope["name"],
                      version=envelope["version"], outcome=outcome)  # fmt: skip
     return outcome if outcome.startswith("kept") else "applied"
+
+
+def _log(db: sqlite_utils.Database, sha256: str, kind: str, name: str, version: str,
+         outcome: str) -> None:  # fmt: skip
+    """One row per update in the update log; a refusal never overwrites an outcome."""
+    db.conn.execute(
+        "INSERT INTO sync_updates (sha256, kind, name, version, outcome, applied_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET kind = excluded.kind,"
+        " name = excluded.name, version = excluded.version, outcome = excluded.outcome,"
+        " applied_at = excluded.applied_at WHERE sync_updates.outcome LIKE ?",
+        (sha256, kind, name, version, outcome, now(), f"{REFUSED}%"),
+    )
+
+
+def _record_refusal(db: sqlite_utils.Database, folder: Path, error: UpdateError) -> None:
+    """Write a refusal to the update log and the audit log, unless this update was already
+    refused for the same reason (a box tries again at every sync)."""
+    try:
+        envelope = json.loads((folder / ENVELOPE).read_text())
+        envelope = envelope if isinstance(envelope, dict) else {}
+    except (OSError, ValueError):
+        envelope = {}
+    fields = [str(envelope.get(k) or "?")[:200] for k in ("kind", "name", "version")]
+    sha256 = envelope.get("sha256")
+    if not isinstance(sha256, str):  # no readable envelope: the folder stands for it
+        sha256 = "folder:" + hashlib.sha256(folder.name.encode()).hexdigest()
+    outcome = f"{REFUSED}{error}"
+    log.warning("update %s refused: %s", folder.name, error)
+    with transaction(db):
+        if one(db, "SELECT 1 FROM sync_updates WHERE sha256 = ? AND outcome = ?",
+               (sha256, outcome)):  # fmt: skip
+            return
+        _log(db, sha256, *fields, outcome)
+        audit.record(db, audit.SYSTEM, "sync.update_refused", fields[0], fields[1],
+                     version=fields[2], reason=str(error))  # fmt: skip
 
 
 def apply_all(db: sqlite_utils.Database, home: Path, root: Path,
@@ -114,7 +161,7 @@ def apply_all(db: sqlite_utils.Database, home: Path, root: Path,
         try:
             results[folder.name] = apply(db, home, folder, require_signature)
         except UpdateError as error:
-            results[folder.name] = f"refused: {error}"
+            results[folder.name] = f"{REFUSED}{error}"
     return results
 
 
@@ -145,6 +192,13 @@ def recent(db: sqlite_utils.Database, limit: int = 5) -> list[dict]:
     ).fetchall()
     return [dict(zip(("kind", "name", "version", "outcome", "applied_at"), r, strict=True))
             for r in rows]  # fmt: skip
+
+
+def files_of(envelope: dict) -> list[str]:
+    """The files an update's envelope names: the payload, and a model's signed card."""
+    card = envelope.get("card")
+    card_file = [str(card.get("file", "")) if isinstance(card, dict) else ""] if card else []
+    return [str(envelope.get("file", "")), *card_file]
 
 
 def hub_folder(hub_home: Path) -> Path:

@@ -147,3 +147,79 @@ def test_a_hub_cannot_name_a_path_outside_the_updates_folder(tmp_path, monkeypat
     assert transport.fetch_updates("http://127.0.0.1:1", into) == 0
     assert not (tmp_path / "home" / "schoolbox.toml").exists()
     assert not list(tmp_path.rglob("secret.key"))
+
+
+def test_a_model_and_its_signed_card_are_fetched_over_http_and_activated(
+    config, db, hub_home, box, hub_server, tmp_path
+):
+    model = tmp_path / "kt-next.int8.onnx"
+    shutil.copy(default.KT_FILE, model)
+    shutil.copy(default.KT_FILE.with_suffix(".card.json"), model.with_suffix(".card.json"))
+    updates.sign(hub_store.district_keys(hub_home), model, "model", "kt-next", "2",
+                 updates.hub_folder(hub_home) / "model-kt-next-2", "knowledge-tracing")  # fmt: skip
+    url = f"http://127.0.0.1:{hub_server}"
+    result = CliRunner().invoke(main, ["--home", str(config.home), "sync", "now", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert "Update model-kt-next-2: applied" in result.output, result.output
+    assert store.active(config.home, "knowledge-tracing").name == "kt-next"
+    assert store.card(config.home, store.get(config.home, "kt-next"))  # the card came too
+
+
+def test_a_download_cut_short_is_fetched_again(config, db, hub_home, box, hub_server, tmp_path):
+    model = tmp_path / "kt-next.int8.onnx"
+    shutil.copy(default.KT_FILE, model)
+    shutil.copy(default.KT_FILE.with_suffix(".card.json"), model.with_suffix(".card.json"))
+    updates.sign(hub_store.district_keys(hub_home), model, "model", "kt-next", "2",
+                 updates.hub_folder(hub_home) / "m", "knowledge-tracing")  # fmt: skip
+    into = config.home / "updates-incoming"
+    url = f"http://127.0.0.1:{hub_server}"
+    assert transport.fetch_updates(url, into) == 1
+    (into / "m" / "kt-next.int8.card.json").unlink()  # as an older box left it
+    assert transport.fetch_updates(url, into) == 1
+    assert transport.fetch_updates(url, into) == 0
+    assert updates.apply(db, config.home, into / "m") == "applied"
+
+
+def test_a_refused_update_is_logged_once_and_shown_to_the_admin(config, db, district, tmp_path):
+    from appliance import create_app
+    from tests.conftest import as_role
+
+    default.install_knowledge_tracing(config.home)
+    model = tmp_path / "kt-next.int8.onnx"
+    shutil.copy(default.KT_FILE, model)
+    shutil.copy(default.KT_FILE.with_suffix(".card.json"), model.with_suffix(".card.json"))
+    root = tmp_path / "incoming"
+    folder = updates.sign(district, model, "model", "kt-next", "2", root / "m",
+                          "knowledge-tracing")  # fmt: skip
+    card = folder / "kt-next.int8.card.json"
+    card.rename(tmp_path / "card.json")  # the card did not arrive
+    for _ in range(2):  # the box tries again at every sync; it logs the refusal once
+        result = updates.apply_all(db, config.home, root)
+        assert result == {"m": "refused: The update's model card is missing or cut short."}
+    rows = [tuple(r) for r in db.conn.execute("SELECT name, version, outcome FROM sync_updates")]
+    assert rows == [("kt-next", "2", "refused: The update's model card is missing or cut short.")]
+    audited = db.conn.execute(
+        "SELECT target_id, detail FROM audit_log WHERE action = 'sync.update_refused'"
+    ).fetchall()
+    assert len(audited) == 1 and audited[0][0] == "kt-next"
+    assert "model card is missing" in audited[0][1]
+    page = as_role(create_app(config), "admin", {}).get("/admin/")
+    assert "model card is missing or cut short" in page.text
+    (tmp_path / "card.json").rename(card)  # it arrives at the next sync
+    assert updates.apply_all(db, config.home, root) == {"m": "applied"}
+    (outcome,) = [r[0] for r in db.conn.execute("SELECT outcome FROM sync_updates")]
+    assert outcome.startswith("activated"), outcome  # the refusal's row now says what happened
+    assert store.active(config.home, "knowledge-tracing").name == "kt-next"
+
+
+def test_a_forged_refusal_never_replaces_an_applied_update(config, db, district, tmp_path):
+    archive, pack_id = _pack_v2(tmp_path)
+    folder = updates.sign(district, archive, "content-pack", pack_id, "1.1.0", tmp_path / "u1")
+    assert updates.apply(db, config.home, folder) == "applied"
+    forged = updates.sign(keys.generate("district"), archive, "content-pack", pack_id, "1.1.0",
+                          tmp_path / "forged")  # fmt: skip
+    with pytest.raises(UpdateError, match="not the district's"):
+        updates.apply(db, config.home, forged)
+    (outcome,) = [r[0] for r in db.conn.execute("SELECT outcome FROM sync_updates")]
+    assert not outcome.startswith("refused"), outcome
+    assert updates.apply(db, config.home, folder) == "unchanged"
