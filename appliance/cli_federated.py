@@ -8,6 +8,7 @@ At the district:     admit FILE, serve (the SuperLink), run (a training run, the
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -92,21 +93,35 @@ def federated_admit(file: Path, hub_home: Path) -> None:
     path = _guarded(district.admit, hub_home, _read_json(file))
     click.echo(f"Admitted the node of box {path.stem}.")
     try:
-        district.register_admitted(hub_home)
+        district.register_admitted(hub_home, only=[path])  # the others are registered already
     except (RuntimeError, OSError, subprocess.TimeoutExpired):
         click.echo("The SuperLink is not running; the node is registered when it starts.")
 
 
 @federated.command("serve")
 @HUB_HOME
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where all three of flwr's APIs listen; only loopback without --behind-proxy.",
+)
 @click.option("--port", default=8000, show_default=True)
-@click.option("--name", "names", multiple=True,
-              help="A name or address boxes use to reach this SuperLink (repeat).")  # fmt: skip
-def federated_serve(hub_home: Path, host: str, port: int, names: tuple[str, ...]) -> None:
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="A name or address boxes use to reach this SuperLink (repeat).",
+)
+@click.option("--behind-proxy", is_flag=True,
+              help="A proxy or firewall in front passes only the Fleet API (/v1/fleet/), so "
+                   "--host may be an address other machines reach.")  # fmt: skip
+def federated_serve(hub_home: Path, host: str, port: int, names: tuple[str, ...],
+                    behind_proxy: bool) -> None:  # fmt: skip
     """Run the district's SuperLink: TLS, and only admitted boxes' nodes."""
     from federated import district
 
+    _guarded(district.check_bind, host, behind_proxy)
     hosts = list(names) or ["127.0.0.1", "localhost"]
     invitation = _guarded(district.prepare, hub_home, f"{hosts[0]}:{port}", hosts)
     click.echo(f"Give boxes {invitation} (`schoolbox federated trust FILE`).")
@@ -153,32 +168,45 @@ def _register_when_up(district, hub_home: Path, superlink: subprocess.Popen) -> 
 @click.option("--ship/--no-ship", default=True, show_default=True,
               help="Export, sign and queue the model for the boxes.")  # fmt: skip
 @click.option("--initial", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start from these weights (.npz, e.g. a model trained on public data, "
-                   "from which a private run learns more). Default: the last run's.")  # fmt: skip
+              help="Start from these weights (.npz). Default: the last shipped run's, else "
+                   "the shipped model's (models/shipped/kt.float.npz).")  # fmt: skip
 def federated_run(hub_home: Path, rounds, min_boxes, local_epochs, epsilon,
                   secure_aggregation, round_timeout, ship, initial) -> None:  # fmt: skip
-    """Start a training run on the SuperLink and wait for it; then ship the model."""
+    """Start a training run on the SuperLink and wait for it; then ship the model if it
+    beat its start on the boxes' held-out answers."""
     from federated import district
     from federated import ship as shipping
 
     out = district.folder(hub_home) / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    start = shipping.starting_weights(hub_home, initial)
+    click.echo(f"Starting from {start or 'a fresh model (the shipped weights are missing)'}.")
     settings = {
         "num-server-rounds": rounds, "min-nodes": min_boxes, "local-epochs": local_epochs,
         "dp-epsilon": epsilon, "secure-aggregation": secure_aggregation,
-        "round-timeout": round_timeout, "output": str(out),
-        "initial": str(initial or shipping.latest_weights(hub_home) or ""),
+        "round-timeout": round_timeout, "output": str(out), "initial": str(start or ""),
     }  # fmt: skip
     result = subprocess.run(district.run_command(hub_home, settings),  # noqa: S603
                             env=district.flower_env(hub_home), check=False)  # fmt: skip
     if result.returncode != 0 or not (out / "run.json").exists():
         raise click.ClickException(f"The run did not finish (flwr exit {result.returncode}).")
     summary = json.loads((out / "run.json").read_text())
-    click.echo(f"Run finished: held-out AUC {summary['initial'].get('auc', float('nan')):.4f} "
-               f"-> {summary['final'].get('auc', float('nan')):.4f}; epsilon "
-               f"{summary['epsilon']:.2f}; results in {out}")  # fmt: skip
+    if shipping.nothing_trained(summary):
+        raise click.ClickException(
+            "No box trained in any round, so this run did nothing and nothing is shipped. "
+            "Boxes train only inside their training window (federated_hours), with the "
+            "school's consent and a quiet classroom; see each box's `federated join` log."
+        )
+    scores = f"{_auc(summary['initial'])} -> {_auc(summary['final'])}"
+    click.echo(f"Run finished: held-out AUC {scores}; epsilon {summary['epsilon']:.2f}; "
+               f"results in {out}")  # fmt: skip
     if ship:
         try:
             folder = shipping.ship(hub_home, out)
         except shipping.ShipError as error:
             raise click.ClickException(str(error)) from error
         click.echo(f"Signed for the boxes: {folder}")
+
+
+def _auc(scores: dict) -> str:
+    auc = scores.get("auc")
+    return "not scored" if auc is None or math.isnan(auc) else f"{auc:.4f}"

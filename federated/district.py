@@ -13,6 +13,7 @@ and the runs it starts. Files live beside the sync hub's, in <hub home>/federati
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -66,6 +67,26 @@ def prepare(hub_home: Path, address: str, hosts: list[str]) -> Path:
     return root / "invitation.json"
 
 
+def check_bind(host: str, behind_proxy: bool) -> None:
+    """flwr 1.42 binds its Fleet, Control and Runtime APIs to one `--host`, and the
+    Control API (start runs, register node keys) has no authentication: refuse any bind
+    but loopback unless the operator says a proxy or firewall in front passes only the
+    Fleet API (docs/federated.md, "Exposing the SuperLink")."""
+    if behind_proxy or host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise identity.IdentityError(
+        f"Refusing to listen on {host}: the SuperLink's Control API, which starts runs and "
+        "admits nodes without authentication, would be reachable from the network. Listen "
+        "on 127.0.0.1 and let boxes in through a proxy that forwards only /v1/fleet/, or, "
+        "if such a proxy or firewall is already in front, add --behind-proxy."
+    )
+
+
 def superlink_command(hub_home: Path, host: str, port: int) -> list[str]:
     """The SuperLink: TLS, only registered nodes, and no installing of app dependencies
     at run time (the app is the installed schoolbox package)."""
@@ -101,11 +122,12 @@ def admit(hub_home: Path, document: dict) -> Path:
     return path
 
 
-def register_admitted(hub_home: Path) -> list[str]:
-    """Register every admitted node's key with the running SuperLink; the boxes done.
-    A key the SuperLink already has is left as it is."""
+def register_admitted(hub_home: Path, only: list[Path] | None = None) -> list[str]:
+    """Register the admitted nodes' keys (every one, or `only` these) with the running
+    SuperLink; the boxes done. A key the SuperLink already has is left as it is."""
     done = []
-    for path in sorted((folder(hub_home) / "nodes").glob("*.pub")):
+    paths = only if only is not None else sorted((folder(hub_home) / "nodes").glob("*.pub"))
+    for path in paths:
         result = subprocess.run(
             [tool("flwr"), "supernode", "register", str(path), "district", "--format", "json"],
             env=flower_env(hub_home), capture_output=True, text=True, timeout=60,

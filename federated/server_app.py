@@ -136,7 +136,7 @@ def _run_secagg(grid, context, config, initial, rounds, min_nodes, timeout):
         strategy=strategy,
     )
     shares, threshold = secagg_shares(config, min_nodes)
-    workflow = SecAggPlusWorkflow(
+    workflow = SecAggPlusSurvivingEarlyDropouts(
         num_shares=shares,
         reconstruction_threshold=threshold,
         max_weight=task.MAX_WEIGHT,
@@ -151,6 +151,36 @@ def _run_secagg(grid, context, config, initial, rounds, min_nodes, timeout):
             row.update({k: v for k, pairs in source.items() for rr, v in pairs if rr == r})
         history.append(row)
     return final, history
+
+
+class SecAggPlusSurvivingEarlyDropouts(SecAggPlusWorkflow):
+    """Flower 1.42's SecAgg+ workflow, but a box lost before it shared its key (during
+    setup or key sharing) leaves the round instead of failing it. No box masked its update
+    against such a box (a box masks only against those whose shares reached it), so there
+    is nothing of it to unmask; Flower still looks for `threshold` shares of its key, finds
+    none and halts the round ("Not enough shares to recover secret")."""
+
+    def setup_stage(self, grid, context, state) -> bool:
+        super().setup_stage(grid, context, state)
+        return _forget_lost(self, state)
+
+    def share_keys_stage(self, grid, context, state) -> bool:
+        super().share_keys_stage(grid, context, state)
+        return _forget_lost(self, state)
+
+
+def _forget_lost(workflow: SecAggPlusWorkflow, state) -> bool:
+    """Drop boxes that did not answer from the round's sampled set and from every
+    neighbourhood; then, as Flower does, check each remaining box's key can be rebuilt."""
+    lost = state.sampled_node_ids - state.active_node_ids
+    state.sampled_node_ids = set(state.active_node_ids)
+    for node_id in state.sampled_node_ids:
+        state.nid_to_neighbours[node_id] = state.nid_to_neighbours[node_id] - lost
+    if lost:
+        log.warning("SecAgg+: %s box(es) left the round before sharing their keys", len(lost))
+    if len(state.sampled_node_ids) < state.threshold:
+        return False
+    return workflow._check_threshold(state)  # noqa: SLF001 - Flower's own check, unchanged
 
 
 def secagg_shares(config: dict, min_nodes: int) -> tuple[int, int]:
@@ -176,8 +206,10 @@ def _complete(history: list[dict], rounds: int, min_nodes: int, before: dict) ->
     final, initial = history[-1].get("auc"), before.get("auc")
     if final is None or math.isnan(final):
         return "the final model was not scored on any box"
-    if initial is not None and not math.isnan(initial) and final < initial:
-        return f"the final model scored below the start ({final:.4f} < {initial:.4f})"
+    if initial is None or math.isnan(initial):
+        return "the starting model was not scored on any box, so nothing shows the run beat it"
+    if final <= initial:  # a run that did not beat its start is not worth a box's download
+        return f"the final model did not beat the start ({final:.4f} <= {initial:.4f})"
     return "yes"
 
 

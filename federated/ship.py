@@ -33,6 +33,26 @@ def latest_weights(hub_home: Path) -> Path | None:
     return path if path.exists() else None
 
 
+def shipped_weights() -> Path | None:
+    """The float32 weights of the knowledge-tracing model every box ships with (written
+    by models/kt_build.py beside its int8 ONNX), where a district's first run starts."""
+    path = kt_build.SHIPPED / "kt.float.npz"
+    return path if path.exists() else None
+
+
+def starting_weights(hub_home: Path, initial: Path | None) -> Path | None:
+    """Where a run starts: the weights asked for, else the last shipped run's, else the
+    shipped model's (None: a fresh model, which boxes will not take over their own)."""
+    return initial or latest_weights(hub_home) or shipped_weights()
+
+
+def nothing_trained(summary: dict) -> bool:
+    """True when no box trained in any round of the run (outside every box's training
+    window, no consent, or no box reachable): the run did nothing."""
+    return not any(h.get("boxes_trained", 0) and not h.get("skipped")
+                   for h in summary.get("history", []))  # fmt: skip
+
+
 def ship(hub_home: Path, run_dir: Path) -> Path:
     """Export, card, sign; the signed update's folder. Only a complete run is shipped:
     every round averaged enough boxes, and the final model scored no worse than the start."""
