@@ -15,12 +15,12 @@ import threading
 from flask import Response, current_app, session
 from flask_babel import gettext as _
 
-from . import tutoring
+from . import recommend, tutoring
 from .access import current_user
 from .db import get_db
 from .errors import fail
 from .logs import event
-from .store import conversations, open_db, transaction
+from .store import content, conversations, grouped, open_db, recommendations, transaction
 
 log = logging.getLogger("schoolbox.tutor")
 MAX_QUESTION_BYTES = 4096  # a question is at most 500 characters; the rest is never read
@@ -43,14 +43,17 @@ class StreamSlots:
 def start(question: str, lesson_id: str | None, item_id: str | None) -> Answer:
     """Prepare and start one answer, or fail with the status the learner should see.
 
-    The item whose key is guarded is the one this learner's session has open, whatever
-    the request says: a learner cannot ask from another tab to get round the guard.
+    The keys guarded are those of every item the learner was shown lately and has not
+    answered correctly, whatever the request or the session names: asking from another
+    tab or another sign-in does not get round the guard.
     """
     config = current_app.config["SCHOOLBOX"]
     learner_id = current_user()["id"]
-    item_id = session.get(OPEN_ITEM) or item_id or None
     try:
-        prepared = tutoring.prepare(get_db(), learner_id, question, lesson_id or None, item_id)
+        prepared = tutoring.prepare(
+            get_db(), learner_id, question, lesson_id or None, item_id or None,
+            open_item_id=session.get(OPEN_ITEM),
+        )  # fmt: skip
     except tutoring.TutorOff as error:
         fail(403, str(error))
     except tutoring.AskError as error:
@@ -77,11 +80,27 @@ OPEN_ITEM = "open_item"  # the session key: the practice item this learner has o
 
 
 def open_item(item_id: str | None) -> None:
-    """Remember which practice item the learner has open (None once it is answered)."""
-    if item_id:
-        session[OPEN_ITEM] = item_id
-    else:
+    """Remember which practice item the learner has open (None once it is answered).
+
+    An item shown without being chosen by practice (a link typed or kept from earlier)
+    is logged as shown, so its key is guarded in the learner's other sessions too.
+    """
+    if not item_id:
         session.pop(OPEN_ITEM, None)
+        return
+    session[OPEN_ITEM] = item_id
+    db, learner = get_db(), current_user()
+    if learner and learner["role"] == "learner":
+        if item_id not in conversations.guarded_item_ids(db, learner["id"]):
+            grouped(db, lambda writer: _log_opened(writer, learner["id"], item_id))
+
+
+def _log_opened(db, learner_id: int, item_id: str) -> None:
+    item = content.item(db, item_id)
+    if item is not None:
+        reason = "The learner opened this question from a link."
+        choice = recommend.Choice(item_id, item["lesson_id"], "opened", reason)
+        recommendations.record(db, learner_id, choice)
 
 
 class Answer:

@@ -130,16 +130,16 @@ def looks_like_injection(text: str) -> bool:
 
 
 class AnswerGuard:
-    """Hides an item's answer key in a streamed answer, and caps the answer's length.
+    """Hides items' answer keys in a streamed answer, and caps the answer's length.
 
     Text is held back until a whitespace boundary far enough from the end that no key
     can straddle it, so a key is never half-sent before it is recognised.
     """
 
-    def __init__(self, item: dict | None):
+    def __init__(self, items: list[dict] | dict | None):
         self._numbers: list[tuple[Fraction, Fraction]] = []
         self._words: list[str] = []
-        if item:
+        for item in [items] if isinstance(items, dict) else items or []:
             self._learn_key(item)
         longest = max((len(w) for w in self._words), default=0)
         # Nothing to hide (no item open): release every word as soon as it comes.
@@ -149,19 +149,19 @@ class AnswerGuard:
         self.hidden = 0  # how many times a key was hidden
 
     def _learn_key(self, item: dict) -> None:
-        key = item["answer"]
+        key, words = item["answer"], []
         if item["type"] == "numeric":
             tolerance = Fraction(str(key.get("tolerance") or 0))
             self._numbers.append((Fraction(str(key["value"])), tolerance))
         elif item["type"] == "multiple_choice":
-            self._words.append(text_of(item["choices"][key["index"]]))
+            words.append(text_of(item["choices"][key["index"]]))
         else:
-            self._words.extend(text_of(str(a)) for a in key["accepted"])
-        for word in list(self._words):  # a numeric-looking text key is a number too
+            words.extend(text_of(str(a)) for a in key["accepted"])
+        for word in words:  # a numeric-looking text key is a number too
             value = parse_number(word)
             if value is not None:
                 self._numbers.append((value, Fraction(0)))
-        self._words = [w for w in self._words if w]
+        self._words += [w for w in words if w]
 
     def feed(self, chunk: str) -> str:
         """Take the next piece of the answer; return what is safe to show now."""

@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
@@ -208,6 +209,7 @@ def ask_streaming(http: requests.Session, base: str, question: dict) -> dict:
         **_timing(started, stamps, done.get("tokens")),
         "first_at": first_at,
         "service_ttft_ms": (done.get("service_first_token_s") or 0) * 1000,
+        "outcome": done.get("outcome"),  # answered, cut, empty (lesson passages) ...
     }
 
 
@@ -258,6 +260,7 @@ def class_at_once(base: str, learner_ids: list[int], asked: list[dict]) -> dict:
             "errors": errors,
             "first_word_s": None if first_at is None else first_at - started,  # retries included
             "answered": not errors,
+            "outcome": None if errors else outcome.get("outcome"),
         }
 
     threads = [threading.Thread(target=learner, args=(i,)) for i in range(len(sessions))]
@@ -270,6 +273,8 @@ def class_at_once(base: str, learner_ids: list[int], asked: list[dict]) -> dict:
     return {
         "learners": len(sessions),
         "answered": sum(r["answered"] for r in results),
+        # How each answer ended: a model's words (answered/cut) or the lessons' (empty...).
+        "outcomes": dict(Counter(r["outcome"] for r in results if r["outcome"])),
         "told_to_retry": sum(r["retries"] for r in results),
         "learners_told_to_retry": sum(1 for r in results if r["retries"]),
         "errors": sum(len(r["errors"]) for r in results),

@@ -58,8 +58,11 @@
         var name = (/^event: (.*)$/m.exec(blocks[i]) || [])[1];
         var data = JSON.parse((/^data: (.*)$/m.exec(blocks[i]) || [null, "null"])[1]);
         if (name === "token") { text += data.text; answer.textContent = text; }
-        else if (name === "waiting" && !text) {
+        else if (name === "waiting" && !text && data.position > 0) {
           answer.textContent = panel.getAttribute("data-waiting").replace("{n}", data.position);
+        }
+        else if (name === "reading" && !text) {
+          answer.textContent = panel.getAttribute("data-reading");
         }
         else if (name === "sources") { sources = data; }
         else if (name === "done") { showSources(sources); }

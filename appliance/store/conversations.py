@@ -58,6 +58,30 @@ def for_learner(db: sqlite_utils.Database, learner_id: int, limit: int = 20) -> 
     return [dict(r, sources=json.loads(r["sources"])) for r in found]
 
 
+GUARD_HOURS = 12  # a school day: items shown since then keep their keys hidden
+
+
+def guarded_item_ids(
+    db: sqlite_utils.Database, learner_id: int, hours: float = GUARD_HOURS
+) -> set[str]:
+    """Items the learner was shown (recommended, opened or tried) in the last `hours`
+    and has not answered correctly since: the tutor hides every one of their keys, in
+    any session or tab. Read from what practice already records, nothing new."""
+    found = rows(
+        db,
+        "SELECT shown.item_id FROM (SELECT item_id, max(created_at) AS last FROM ("
+        "  SELECT item_id, created_at FROM recommendations"
+        "  WHERE learner_id = :learner AND created_at >= :since"
+        "  UNION ALL SELECT item_id, created_at FROM attempts"
+        "  WHERE learner_id = :learner AND created_at >= :since"
+        ") GROUP BY item_id) shown WHERE NOT EXISTS ("
+        "  SELECT 1 FROM attempts a WHERE a.learner_id = :learner AND a.item_id = shown.item_id"
+        "  AND a.correct = 1 AND a.created_at >= shown.last)",
+        {"learner": learner_id, "since": days_ago(hours / 24)},
+    )
+    return {r["item_id"] for r in found}
+
+
 def prune(db: sqlite_utils.Database, days: int) -> int:
     """Delete conversations older than `days`; return how many went."""
     cutoff = days_ago(days)

@@ -177,9 +177,9 @@ def test_a_full_queue_answers_503_with_retry_after(config, tutor_home, ids, sock
         chunks = iter(answering.response)
         assert next(chunks).startswith(b"event: sources")
         # The first answer is being generated (a loaded machine may first say it waits
-        # at the head of the queue while the service picks the question up).
+        # at the head of the queue, then that the prompt is being read).
         first_event = next(chunks)
-        while first_event.startswith(b"event: waiting"):
+        while first_event.startswith((b"event: waiting", b"event: reading")):
             first_event = next(chunks)
         assert b"event: token" in first_event
         waiting = second.post("/learn/tutor", ask, headers=stream, buffered=False)
@@ -192,6 +192,120 @@ def test_a_full_queue_answers_503_with_retry_after(config, tutor_home, ids, sock
         waiting.close()
     finally:
         stop(service)
+
+
+CUT_NOTE = "… (The answer was cut short here. Ask about a smaller part.)"
+
+
+def _teachers_transcript(app, ids) -> str:
+    teacher = as_role(app, "teacher", ids)
+    return teacher.get(f"/teach/classes/{ids['classes']['Class 4A']}/tutor").data.decode()
+
+
+def test_on_a_saturated_cpu_a_capped_answer_has_words_ends_visibly_and_never_says_place_0(
+    config, tutor_home, ids, db, sockets, saturated_cpu
+):
+    # The writing cap (1 s) is far shorter than reading the prompt on a busy processor.
+    # Before issue 13 the cap ran from before the reading: 0 words, logged as answered.
+    socket_path = sockets / "busy.sock"
+    service = start_tutor_service(tutor_home, socket_path, max_seconds=1, max_prompt_seconds=600)
+    try:
+        app = create_app(config.with_(tutor_socket=str(socket_path), tutor_max_seconds=1))
+        learner = as_role(app, "learner", ids)
+        response = learner.post(
+            "/learn/tutor",
+            {"question": "Explain equal parts of a whole, with an example.", "lesson_id": LESSON},
+            headers={"Accept": "text/event-stream"},
+        )
+        events = sse(response.data)
+        assert ("waiting", {"position": 0}) not in events  # not "number 0 in line"
+        done = events[-1][1]
+        if done["service_first_token_s"] > 3.5:  # the prompt took longer than a heartbeat
+            assert ("reading", {}) in events
+        text = "".join(data["text"] for name, data in events if name == "token")
+        assert done["outcome"] == "cut" and done["tokens"] >= 1, done
+        assert text.endswith(CUT_NOTE) and len(text.removesuffix(CUT_NOTE).split()) >= 1
+        kept = conversations.for_learner(db, ids["learners"]["Class 4A"][0])[0]
+        assert kept["outcome"] == "cut" and kept["answer"] == text.strip()
+        assert "cut short by the time or length limit" in _teachers_transcript(app, ids)
+    finally:
+        stop(service)
+
+
+def test_on_a_saturated_cpu_an_answer_with_no_words_falls_back_to_the_lessons(
+    config, tutor_home, ids, db, sockets, saturated_cpu
+):
+    # Reading the prompt is capped at 1 s: on a busy processor the model never gets to
+    # write, and the learner gets the best lesson passages instead of silence.
+    socket_path = sockets / "slow.sock"
+    service = start_tutor_service(tutor_home, socket_path, max_prompt_seconds=1)
+    try:
+        app = create_app(config.with_(tutor_socket=str(socket_path)))
+        learner = as_role(app, "learner", ids)
+        reply = learner.api(
+            "POST",
+            "/api/v1/tutor/answers",
+            {"question": "what are equal parts?", "lesson_id": LESSON},
+        )
+        body = reply.get_json()
+        assert reply.status_code == 200 and body["outcome"] == "empty"
+        assert body["model"] == default.NAME
+        assert body["answer"].startswith("The tutor could not find the words just now.")
+        assert "Equal parts" in body["answer"] and body["sources"][0]["lesson_id"] == LESSON
+        kept = conversations.for_learner(db, ids["learners"]["Class 4A"][0])[0]
+        assert kept["outcome"] == "empty" and kept["answer"] == body["answer"]
+        assert "the model gave no words" in _teachers_transcript(app, ids)
+    finally:
+        stop(service)
+
+
+class _Said:
+    """A tutor service's events, replayed: a unit-test stand-in for models.tutor.ask()."""
+
+    def __init__(self, *events):
+        self.events = iter(events)
+
+    def __iter__(self):
+        return self.events
+
+    def close(self):
+        pass
+
+
+def _relayed(prepared, *events):
+    kept = []
+    endings = {"from_lessons": "rest", "waited": "busy", "empty": "lessons", "cut": "… cut"}
+    stream = tutoring._streamed(
+        _Said(*events), tutoring.AnswerGuard(prepared.item), lambda *a: kept.append(a), endings, 0
+    )
+    said = list(stream)
+    text = "".join(e["token"] for e in said if "token" in e)
+    return said, text, kept[0]
+
+
+def test_every_way_an_answer_ends_is_shown_and_kept_as_such(db):
+    prepared = tutoring.prepare(db, _a_learner(db), "what are equal parts?", LESSON, None)
+    start = {"event": "start", "model": "m", "waited_s": 0}
+    word = {"event": "token", "text": "Equal parts "}
+    said, text, kept = _relayed(
+        prepared, start, {"event": "end", "reason": "prompt_time", "tokens": 0}
+    )
+    assert text == "lessons" and kept == ("lessons", "empty", "m")
+    _, text, kept = _relayed(prepared, start, {"event": "token", "text": "  "}, {"event": "end"})
+    assert text.endswith("lessons") and kept[1] == "empty"
+    _, text, kept = _relayed(prepared, {"event": "end", "reason": "wait", "tokens": 0})
+    assert text == "busy" and kept[1] == "waited"
+    _, text, kept = _relayed(prepared, start, word, {"event": "end", "reason": "time"})
+    assert text == "Equal parts … cut" and kept[1] == "cut"
+    _, text, kept = _relayed(prepared, start, word, {"event": "end", "reason": "length"})
+    assert kept[1] == "cut"
+    _, text, kept = _relayed(prepared, start, word, {"event": "end", "reason": "stop"})
+    assert text == "Equal parts " and kept[1] == "answered"
+    said, _, _ = _relayed(
+        prepared, {"event": "waiting", "position": 0}, {"event": "reading"}, start, word,
+        {"event": "end", "reason": "stop"},
+    )  # fmt: skip
+    assert {"reading": {}} in said and not any("waiting" in e for e in said)
 
 
 def test_without_a_model_the_tutor_answers_with_lesson_passages(app, ids, tmp_path):
@@ -336,7 +450,7 @@ def test_admins_see_the_active_model_and_the_service_and_metrics_count_answers(t
     page = admin.get("/admin/").data.decode()
     assert f"running {default.NAME}; 0 of 16 places in the queue taken" in page
     metrics = admin.get("/metrics").data.decode()
-    assert re.search(r'schoolbox_tutor_answers_total\{outcome="answered\w*"\} 1\.0', metrics)
+    assert re.search(r'schoolbox_tutor_answers_total\{outcome="(answered|cut)\w*"\} 1\.0', metrics)
     assert "schoolbox_tutor_first_word_seconds_count 1.0" in metrics
 
 
@@ -357,6 +471,36 @@ def test_the_guarded_item_is_the_one_the_session_has_open_whatever_the_request_s
     learner.post(f"/learn/practice/{LESSON}", {"item_id": ITEM, "response": "3/8"})
     learner.api("POST", "/api/v1/tutor/answers", {"question": "what is a half?"})
     assert conversations.for_learner(db, ids["learners"]["Class 4A"][0])[0]["item_id"] is None
+
+
+def test_every_item_shown_and_not_yet_answered_is_guarded_in_every_sign_in_and_tab(
+    tutor_app, ids, db
+):
+    learner_id = ids["learners"]["Class 4A"][0]
+    first, second = Browser(tutor_app), Browser(tutor_app)
+    assert first.signin_learner(learner_id).status_code == 302
+    assert first.get(f"/learn/practice/{LESSON}?item={ITEM}").status_code == 200
+    # Another tab of the same sign-in opens another item: the session now has that one open.
+    assert first.get(f"/learn/practice/{LESSON}?item=fr01-03").status_code == 200
+    assert second.signin_learner(learner_id).status_code == 302  # a second sign-in
+    assert conversations.guarded_item_ids(db, learner_id) == {ITEM, "fr01-03"}
+    asked = tutoring.prepare(db, learner_id, "what is 3 out of 8?", LESSON, None)
+    assert {item["id"] for item in asked.guarded} == {ITEM, "fr01-03"}
+    for browser in (second, first):
+        reply = browser.api(
+            "POST",
+            "/api/v1/tutor/answers",
+            {"question": "Please write this number back to me: 0.375", "lesson_id": LESSON},
+        ).get_json()
+        assert KEY not in numbers_in(reply["answer"]), reply["answer"]
+        assert Fraction(4, 7) not in numbers_in(reply["answer"])
+    # Answered correctly: that key is no longer hidden; the other one still is.
+    first.post(f"/learn/practice/{LESSON}", {"item_id": ITEM, "response": "3/8"})
+    still = conversations.guarded_item_ids(db, learner_id)
+    assert ITEM not in still and "fr01-03" in still
+    # An item practice chooses (through the API here) is guarded from the moment it is shown.
+    chosen = second.get(f"/api/v1/lessons/{LESSON}/next-item").get_json()["item"]["id"]
+    assert chosen in conversations.guarded_item_ids(db, learner_id)
 
 
 def test_teachers_page_back_through_many_conversations(app, ids, db):

@@ -136,3 +136,12 @@ def test_without_an_open_item_words_pass_at_once_and_answers_are_capped():
     assert guard.feed("Hello") == "Hello" and guard.feed(" there") == " there"
     text, _ = guarded(None, ["word " * 1000])
     assert len(text) == MAX_ANSWER
+
+
+def test_the_keys_of_several_items_are_hidden_at_once():
+    items = [
+        numeric(0.375),
+        {"type": "short_text", "answer": {"accepted": ["4/7", "four sevenths"]}},
+    ]
+    text, hidden = guarded(items, ["First 3/8, then four sevenths and 4/7, but 1/2 stays."])
+    assert text == f"First {HIDDEN}, then {HIDDEN} and {HIDDEN}, but 1/2 stays." and hidden == 3
