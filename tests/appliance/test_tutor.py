@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from appliance import create_app, jobs, tutoring
 from appliance.config import Config
 from appliance.practice import parse_number
 from appliance.store import audit, classes, conversations, site, transaction, users
-from models import default, store
+from models import default, store, tutor
 from tests.conftest import Browser, as_role, start_tutor_service, stop
 
 pytestmark = pytest.mark.slow
@@ -255,6 +256,39 @@ def test_on_a_saturated_cpu_an_answer_with_no_words_falls_back_to_the_lessons(
         kept = conversations.for_learner(db, ids["learners"]["Class 4A"][0])[0]
         assert kept["outcome"] == "empty" and kept["answer"] == body["answer"]
         assert "the model gave no words" in _teachers_transcript(app, ids)
+    finally:
+        stop(service)
+
+
+def test_a_question_left_too_long_in_line_is_answered_from_the_lessons(
+    config, tutor_home, ids, db, sockets, saturated_cpu
+):
+    # A busy processor keeps the first (long) answer going well past the 1 s wait cap.
+    socket_path = sockets / "line.sock"
+    service = start_tutor_service(tutor_home, socket_path, max_wait_seconds=1)
+    try:
+        app = create_app(config.with_(tutor_socket=str(socket_path)))
+        first, second = Browser(app), Browser(app)
+        learners = ids["learners"]["Class 4A"]
+        assert first.signin_learner(learners[0]).status_code == 302
+        assert second.signin_learner(learners[1]).status_code == 302
+        story = {"question": "Write a long story about equal parts, with many examples."}
+        answering = first.post(
+            "/learn/tutor", story, headers={"Accept": "text/event-stream"}, buffered=False
+        )
+        for _ in range(100):  # until the service has taken it off the queue
+            if tutor.status(socket_path)["queued"] == 0:
+                break
+            time.sleep(0.1)
+        ask = {"question": "what are equal parts?", "lesson_id": LESSON}
+        reply = second.api("POST", "/api/v1/tutor/answers", ask).get_json()
+        answering.close()
+        assert reply["outcome"] == "waited" and reply["model"] is None
+        assert reply["answer"].startswith("Lots of people are asking the tutor right now.")
+        assert "Equal parts" in reply["answer"]
+        kept = conversations.for_learner(db, learners[1])[0]
+        assert kept["outcome"] == "waited" and kept["answer"] == reply["answer"]
+        assert "the tutor was too busy to answer in time" in _teachers_transcript(app, ids)
     finally:
         stop(service)
 
