@@ -94,6 +94,7 @@ def federated_admit(file: Path, hub_home: Path) -> None:
     click.echo(f"Admitted the node of box {path.stem}.")
     try:
         district.register_admitted(hub_home, only=[path])  # the others are registered already
+        click.echo("Its node is registered with the running SuperLink.")
     except (RuntimeError, OSError, subprocess.TimeoutExpired):
         click.echo("The SuperLink is not running; the node is registered when it starts.")
 
