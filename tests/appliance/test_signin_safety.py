@@ -95,7 +95,9 @@ def test_a_teacher_sees_a_locked_learner_and_unlocks_them(app, ids):
     page = teacher.get(f"/teach/classes/{class_id}").data.decode()
     row = re.search(rf"learners/{learner_id}/unlock", page)
     assert row and "Locked after 10 wrong tries" in page
-    assert teacher.post(f"/teach/classes/{class_id}/learners/{learner_id}/unlock").status_code == 302
+    assert (
+        teacher.post(f"/teach/classes/{class_id}/learners/{learner_id}/unlock").status_code == 302
+    )
     assert "Locked after" not in teacher.get(f"/teach/classes/{class_id}").data.decode()
     assert Browser(app).signin_learner(learner_id).status_code == 302
 
