@@ -107,8 +107,8 @@ def _interrupt_when(model, check: Callable[[], bool] | None) -> None:
     import llama_cpp
 
     callback = llama_cpp.ggml_abort_callback((lambda _data: check()) if check else 0)
-    model.schoolbox_interrupt = callback  # llama.cpp keeps only a pointer: keep it alive
     llama_cpp.llama_set_abort_callback(context, callback, None)
+    model.schoolbox_interrupt = callback  # llama.cpp keeps only a pointer: keep it alive
 
 
 class TutorRuntime:
