@@ -24,8 +24,10 @@ AUDITED = [
     "tests/appliance/test_tutor_serve.py",  # `serve`: workers, follower, tutor service
     "tests/appliance/test_e2e_serve.py",  # a whole school day over HTTP
     "tests/sync/test_crash.py",  # `sync now` to a real hub, killed and rerun
+    # A real run on a SuperLink and SuperNodes (Flower, torch), signed and fetched by a box
     "tests/federated/test_deployment.py::"
-    "test_three_boxes_train_two_rounds_over_tls_and_the_model_improves",  # Flower, torch
+    "test_a_run_from_the_shipped_weights_reaches_a_box_over_http_and_a_worse_model_does_not",
+    "tests/federated/test_client_app.py",  # a box's ClientApp, DP-SGD included (Opacus)
 ]
 CONNECT = re.compile(r"^(\d+)\s+connect\(\d+, \{sa_family=(AF_INET6?),(.*?)\}")
 PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
