@@ -3,7 +3,6 @@ database, a missing model file. /readyz and the admin's status page both ask her
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 
@@ -42,20 +41,16 @@ def secret_problem(config: Config) -> str | None:
 
 def model_problems(config: Config) -> list[str]:
     """Active models whose file is missing or cut short: the box would serve without them."""
-    try:
-        chosen = json.loads((store.root(config.home) / store.ACTIVE_FILE).read_text())
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError):
-        return ["the model store's list of active models is damaged"]
     problems = []
     for kind in store.KINDS:
-        name = chosen.get(kind, {}).get("name")
-        if not name:
+        try:
+            manifest = store.active(config.home, kind)
+        except (OSError, ValueError):
+            return ["the model store's list of active models is damaged"]
+        if manifest is None:
             continue
-        manifest = store.get(config.home, name)
-        path = store.file_path(config.home, manifest) if manifest else None
-        if path is None or not path.is_file() or path.stat().st_size != manifest.size:
+        path = store.file_path(config.home, manifest)
+        if not path.is_file() or path.stat().st_size != manifest.size:
             problems.append(f"the active {kind} model's file is missing: import it again")
     return problems
 
