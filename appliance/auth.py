@@ -130,13 +130,12 @@ def learner_signin(learner_id: int, pin: str) -> dict:
     with transaction(db):
         wait, scope = throttle.blocked(db, attempt, limits())
         user = None if wait else users.check_pin(db, learner_id, pin, current_app.config["PIN_KEY"])
-        if wait:
-            pass  # a blocked try is not counted: waiting must end
-        elif user is None:
-            _count_failure(db, attempt)
-            _audit_failure(db, attempt, "learner", learner_id)
-        else:
-            _succeeded(db, attempt, user)
+        if not wait:  # a blocked try is not counted: waiting must end
+            if user is None:
+                _count_failure(db, attempt)
+                _audit_failure(db, attempt, "learner", learner_id)
+            else:
+                _succeeded(db, attempt, user)
     if wait:
         _too_many(wait, scope)
     if user is None:

@@ -150,8 +150,13 @@ def unlock(db: sqlite_utils.Database, account: str) -> int:
     """Forget every wrong try on `account`, from any device (a teacher or admin unlocks it)."""
     return db.conn.execute(
         "DELETE FROM login_failures WHERE subject = ? OR subject LIKE ? ESCAPE '\\'",
-        (account, "pair:" + account.replace("_", "\\_").replace("%", "\\%") + "|%"),
+        (account, _pairs_of(account)),
     ).rowcount
+
+
+def _pairs_of(account: str) -> str:
+    """A LIKE pattern for every device's counter on `account` (pair:<account>|<source>)."""
+    return "pair:" + account.replace("_", "\\_").replace("%", "\\%") + "|%"
 
 
 def lock_state(db: sqlite_utils.Database, account: str, limits: Limits) -> dict | None:
@@ -163,7 +168,7 @@ def lock_state(db: sqlite_utils.Database, account: str, limits: Limits) -> dict 
         db,
         "SELECT subject, count(*) AS n, min(at) AS first FROM login_failures"
         " WHERE (subject = ? OR subject LIKE ? ESCAPE '\\') AND at > ? GROUP BY subject",
-        (account, "pair:" + account.replace("_", "\\_").replace("%", "\\%") + "|%", cutoff),
+        (account, _pairs_of(account), cutoff),
     )
     devices = sum(1 for r in found if r["subject"] != account and r["n"] >= limits.per_source)
     others = any(r["subject"] == account and r["n"] >= limits.per_account for r in found)
