@@ -55,6 +55,22 @@ def wait_ready(base: str, log: Path | None = None, path: str = "/readyz") -> Non
     raise AssertionError(log.read_text() if log else "the server did not start")
 
 
+def start_serve(
+    home: Path, log_path: Path, workers: int = 1, threads: int = 4, **settings
+) -> tuple[subprocess.Popen, int]:
+    """A real `schoolbox serve` on a free loopback port, its output in `log_path`;
+    `settings` become SCHOOLBOX_<NAME> variables. The process and its port."""
+    port = free_port()
+    env = {**os.environ, **{f"SCHOOLBOX_{k.upper()}": str(v) for k, v in settings.items()}}
+    with open(log_path, "w") as log:  # the child keeps its own copy of the file
+        process = subprocess.Popen(
+            [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers), "--threads", str(threads)],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    return process, port
+
+
 @pytest.fixture(scope="session")
 def default_gguf() -> Path:
     """The real default tutor model (SmolLM2-135M-Instruct Q4_1), fetched once and cached."""

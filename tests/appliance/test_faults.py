@@ -13,7 +13,7 @@ import requests
 
 from appliance.demo.seed import ADMIN, LEARNER_PIN
 from appliance.store import open_db
-from tests.conftest import SCHOOLBOX, free_port, wait_ready
+from tests.conftest import start_serve, wait_ready
 
 
 @pytest.fixture
@@ -81,15 +81,9 @@ def test_a_full_disk_is_a_kind_503_and_the_box_recovers_when_space_returns(
         "LIMIT 1"
     ).fetchone()
     db.conn.close()
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
-    env = {**os.environ, "SCHOOLBOX_TUTOR_SERVICE": "false", "SCHOOLBOX_DISK_WARN_MB": "24",
-           "SCHOOLBOX_DISK_FULL_MB": "8"}  # fmt: skip
-    process = subprocess.Popen(
-        [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--threads", "4"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+    process, port = start_serve(
+        home, tmp_path / "serve.log", tutor_service="false", disk_warn_mb=24, disk_full_mb=8
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, tmp_path / "serve.log")
@@ -118,7 +112,6 @@ def test_a_full_disk_is_a_kind_503_and_the_box_recovers_when_space_returns(
     finally:
         process.terminate()
         process.wait(timeout=15)
-        log.close()
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import SCHOOLBOX, free_port, init_box, wait_ready
+from tests.conftest import SCHOOLBOX, init_box, start_serve, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +22,8 @@ pytestmark = pytest.mark.slow
 def workers(tmp_path):
     home = tmp_path / "box"
     init_box(home)
-    port = free_port()
     # Web workers only: the tutor service, the supervisor's other child, has its own tests.
-    env = {**os.environ, "SCHOOLBOX_TUTOR_SERVICE": "false"}
-    process = subprocess.Popen(
-        [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2", "--threads", "2"],
-        stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
-    )  # fmt: skip
+    process, port = start_serve(home, tmp_path / "out.log", 2, 2, tutor_service="false")
     base = f"http://127.0.0.1:{port}"
     wait_ready(base)
     yield base, process
@@ -110,13 +104,7 @@ def _alive(pid: int) -> bool:
 def test_killing_the_supervisor_leaves_no_worker_or_tutor_behind(tmp_path):
     home = tmp_path / "box"
     init_box(home)
-    port = free_port()
-    log = open(tmp_path / "out.log", "w")  # noqa: SIM115 - closed below
-    supervisor = subprocess.Popen(
-        [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2", "--threads", "2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    supervisor, port = start_serve(home, tmp_path / "out.log", 2, 2)
     try:
         wait_ready(f"http://127.0.0.1:{port}", tmp_path / "out.log")
         children = _worker_pids(supervisor.pid)
@@ -135,7 +123,6 @@ def test_killing_the_supervisor_leaves_no_worker_or_tutor_behind(tmp_path):
     finally:
         for pid in _worker_pids(supervisor.pid) | _listening_pids(port):
             os.kill(pid, signal.SIGKILL)  # only if the test failed: our own children
-        log.close()
 
 
 def test_a_second_serve_on_a_port_held_by_orphaned_workers_says_so(tmp_path):
@@ -176,14 +163,9 @@ def test_demo_on_a_taken_port_says_so_in_one_line_before_doing_anything(tmp_path
 def test_clients_that_never_finish_their_headers_are_dropped(tmp_path):
     home = tmp_path / "box"
     init_box(home)
-    port = free_port()
-    env = {**os.environ, "SCHOOLBOX_TUTOR_SERVICE": "false", "SCHOOLBOX_HTTP_HEADER_TIMEOUT_S": "2",
-           "SCHOOLBOX_HTTP_CONNECTION_LIMIT": "20"}  # fmt: skip
-    log = open(tmp_path / "out.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--threads", "2"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+    process, port = start_serve(
+        home, tmp_path / "out.log", threads=2, tutor_service="false",
+        http_header_timeout_s=2, http_connection_limit=20,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     slow = []
@@ -219,4 +201,3 @@ def test_clients_that_never_finish_their_headers_are_dropped(tmp_path):
             client.close()
         process.terminate()
         process.wait(timeout=15)
-        log.close()

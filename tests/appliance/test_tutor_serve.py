@@ -14,7 +14,7 @@ import requests
 
 from appliance.demo.seed import LEARNER_PIN
 from models import default, tutor
-from tests.conftest import SCHOOLBOX, free_port, wait_ready
+from tests.conftest import SCHOOLBOX, start_serve, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -26,14 +26,7 @@ def test_serve_starts_the_tutor_and_answers_stream_over_real_http(tmp_path, tuto
     shutil.copytree(tutor_home / "models", home / "models", copy_function=os.link)
     subprocess.run([SCHOOLBOX, "--home", str(home), "demo", "--no-serve"], check=True,
                    capture_output=True)  # fmt: skip
-    port = free_port()
-    env = {**os.environ, "SCHOOLBOX_TUTOR_SOCKET": str(tmp_path / "t.sock")}
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [SCHOOLBOX, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--threads", "4"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+    server, port = start_serve(home, tmp_path / "serve.log", tutor_socket=tmp_path / "t.sock")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, tmp_path / "serve.log")
@@ -72,4 +65,3 @@ def test_serve_starts_the_tutor_and_answers_stream_over_real_http(tmp_path, tuto
     finally:
         server.terminate()
         server.wait(timeout=15)
-        log.close()
