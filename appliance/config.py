@@ -12,6 +12,8 @@ from pathlib import Path
 
 import platformdirs
 
+from appliance import paths
+
 ENV_PREFIX = "SCHOOLBOX_"
 
 
@@ -81,35 +83,25 @@ class Config:
 
     @property
     def db_path(self) -> Path:
-        return self.home / "schoolbox.db"
+        return paths.database(self.home)
 
     @property
     def media_dir(self) -> Path:
-        return self.home / "media"
+        return paths.media(self.home)
 
     @property
     def secret_path(self) -> Path:
-        return self.home / "secret.key"
+        return paths.secret(self.home)
 
     @property
     def tutor_socket_path(self) -> Path:
-        return Path(self.tutor_socket) if self.tutor_socket else self.home / "run" / "tutor.sock"
+        return Path(self.tutor_socket) if self.tutor_socket else paths.tutor_socket(self.home)
 
     @property
     def model_cache_dir(self) -> Path:
         if self.model_cache:
             return Path(self.model_cache).expanduser()
         return Path(platformdirs.user_cache_dir("schoolbox")) / "models"
-
-    def sync_settings(self):
-        """The outbox's settings from this configuration."""
-        from sync.outbox import Settings
-
-        return Settings(
-            max_bundle_bytes=self.sync_max_bundle_kb * 1024,
-            quota_bytes=self.sync_outbox_quota_mb << 20,
-            suite=self.sync_suite,
-        )
 
     def with_(self, **changes) -> Config:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -163,7 +155,7 @@ def load(**overrides) -> Config:
     """Defaults, then the home's schoolbox.toml, then SCHOOLBOX_* variables, then overrides."""
     home = overrides.get("home") or os.environ.get(ENV_PREFIX + "HOME")
     config = Config() if home is None else Config(home=Path(home).expanduser())
-    toml_path = config.home / "schoolbox.toml"
+    toml_path = paths.settings_file(config.home)
     # Each value with where it came from, so a wrong one is reported against its source.
     values: dict[str, tuple[object, str]] = {}
     if toml_path.exists():

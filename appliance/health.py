@@ -6,9 +6,8 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-from models import store
-
-from .config import Config, ConfigError, read_secret
+from appliance.config import Config, ConfigError, read_secret
+from models.registry import installed as store
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,14 @@ from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from .config import Config
-from .logs import event
-from .store import conversations, open_db, recommendations, transaction
+from appliance import paths
+from appliance.config import Config
+from appliance.knowledge import tracing as knowledge
+from appliance.logs import event
+from appliance.store import conversations, open_db, recommendations, transaction
+from sync import enrolment
+from sync.box import outbox, transport
+from sync.box import updates as box_updates
 
 log = logging.getLogger("schoolbox.jobs")
 NICE = 5
@@ -49,7 +54,6 @@ class KnowledgeFollower:
         self.config, self.db = config, None
 
     def __call__(self) -> int:
-        from . import knowledge
 
         # Pages first: on Linux a thread has its own nice value, so only this job yields.
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
@@ -69,25 +73,22 @@ class KnowledgeFollower:
 
 def sync_with_district(config: Config) -> int:
     """Seal what waits into bundles and, when a hub is set and answers, send them."""
-    from sync import enrolment, outbox, transport
 
     db = open_db(config.db_path)
     try:
         if enrolment.district_keys(config.home) is None:
             return 0  # not enrolled yet: nothing to seal to
         try:
-            outbox.seal_pending(db, config.home, config.sync_settings())
+            outbox.seal_pending(db, config.home, outbox.Settings.of(config))
         except Exception:  # a full outbox, a bundle that will not fit: what is sealed still goes
             log.exception("sealing sync bundles failed; sending what is already sealed")
         if not config.sync_url:
             return 0
         sent = transport.send_pending(db, config.home, config.sync_url)
         if transport.reachable(config.sync_url):
-            from sync import updates
-
-            incoming = config.home / "updates-incoming"
+            incoming = paths.updates_incoming(config.home)
             transport.fetch_updates(config.sync_url, incoming)
-            updates.apply_all(db, config.home, incoming, config.sync_require_signed_updates)
+            box_updates.apply_all(db, config.home, incoming, config.sync_require_signed_updates)
     except Exception:  # a refused bundle, a damaged key: say so, never kill the scheduler
         log.exception("sync with the district failed; it will try again")
         return 0

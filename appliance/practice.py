@@ -8,11 +8,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import sqlite_utils
-from flask_babel import lazy_gettext as _l
 
-from . import recommend
-from .store import attempts, content, recommendations
-from .store.ids import uuid7
+from appliance.knowledge import recommend
+from appliance.messages import lazy as _l
+from appliance.store import attempts, content, recommendations
+from appliance.store.ids import uuid7
 
 MAX_RESPONSE = 500
 SESSION_LENGTH = 10  # questions in one practice session

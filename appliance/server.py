@@ -26,9 +26,13 @@ import socket
 import sys
 import time
 
-from .config import Config
-from .logs import event
-from .logs import setup as setup_logs
+from appliance import jobs, paths
+from appliance.config import Config
+from appliance.logs import event
+from appliance.logs import setup as setup_logs
+from models.knowledge_tracing import runtime as kt_runtime
+from models.tutor import service as tutor_service
+from models.tutor.runtime import Settings
 
 log = logging.getLogger("schoolbox.server")
 # A worker that dies this soon after starting, this many times running, will not start
@@ -160,9 +164,11 @@ def _die_with_supervisor(supervisor: int) -> None:
 
 def _worker(config: Config, supervisor: int) -> None:
     """One worker process: the app and waitress on its own socket."""
+    # Only workers load the web app: the supervisor, the follower and the tutor service
+    # (spawned, so each imports this module afresh) stay without Flask on a 2 GB box.
     import waitress
 
-    from . import create_app
+    from appliance.web.app import create_app
 
     _die_with_supervisor(supervisor)
     setup_logs(config.log_level)
@@ -188,14 +194,12 @@ def _warm_up(config: Config) -> None:
     """Load the knowledge-tracing model before the first request: loading it (onnxruntime,
     the onnx checker) costs over a second of CPU, which the first class of the day would
     otherwise wait on (seen in a profile of the classroom burst: 5% of the server's time)."""
-    from models import kt_runtime
 
     kt_runtime.active(config.home)
 
 
 def tutor_settings(config: Config):
     """The tutor runtime's settings from the box's configuration."""
-    from models.tutor_runtime import Settings
 
     return Settings(
         queue_size=config.tutor_queue_size,
@@ -209,7 +213,6 @@ def tutor_settings(config: Config):
 
 def _tutor(config: Config, supervisor: int) -> None:
     """The tutor service process: the one place the language model is loaded."""
-    from models import tutor_service
 
     _die_with_supervisor(supervisor)
     setup_logs(config.log_level)
@@ -218,7 +221,6 @@ def _tutor(config: Config, supervisor: int) -> None:
 
 def run(config: Config) -> None:
     """Serve until SIGTERM or SIGINT, with `config.workers` worker processes."""
-    from . import jobs
 
     _prepare_metrics_dir(config)
     context = multiprocessing.get_context("spawn")  # no state shared by accident
@@ -297,7 +299,7 @@ def _start(context, config: Config, target=_worker):
 
 def _prepare_metrics_dir(config: Config) -> None:
     """Workers count requests into shared files here, so /metrics sums every worker."""
-    folder = config.home / "run" / "metrics"
+    folder = paths.metrics(config.home)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     os.environ[METRICS_ENV] = str(folder)

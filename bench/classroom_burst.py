@@ -71,7 +71,7 @@ from appliance import config as config_module
 from appliance.demo.seed import seed
 from appliance.store import audit, classes, content, open_db, transaction, users
 from appliance.store.migrations import migrate
-from models import default
+from models.registry import default
 
 HOST = "127.0.0.1"
 PIN = "2468"
@@ -762,7 +762,7 @@ def wait_traced(home: Path, limit_s: float = 120.0) -> float | None:
     """Seconds until the knowledge-tracing follower has traced every stored answer
     (None with no active model, or when it has not caught up within `limit_s`)."""
     from appliance.store import mastery
-    from models import store
+    from models.registry import installed as store
 
     if store.active(home, "knowledge-tracing") is None:
         return None

@@ -28,10 +28,10 @@ from their older 80%: a new school receiving the model.
 
 Rows, each with the same budget of `rounds x local epochs` passes over the data:
 
-- public model: models.kt_train.train on every answer of the public corpus, from
+- public model: training.model.train on every answer of the public corpus, from
   task.new_model(0); the start of the DP rows;
 
-- centralised: models.kt_train.train on every school's training answers pooled (each
+- centralised: training.model.train on every school's training answers pooled (each
   learner's older 80%, what the boxes train on), rounds x local epochs epochs, from
   task.new_model(0); "centralised from public" the same from the public model;
 - schools alone: each school's box trains alone (task.train_locally) for that many epochs;
@@ -103,8 +103,9 @@ from appliance.store import (  # noqa: E402
     transaction,  # noqa: E402
 )
 from appliance.store.ids import uuid7  # noqa: E402
-from models import kt_data  # noqa: E402
-from models.kt_data import Answer  # noqa: E402
+from models.knowledge_tracing import data as kt_data  # noqa: E402
+from models.knowledge_tracing.data import Answer  # noqa: E402
+from models.knowledge_tracing.training import datasets
 
 RESULTS = REPO / "bench" / "results" / "federated.json"
 TARGETS = {
@@ -276,7 +277,7 @@ def centralised(older: list[list[Answer]], args, heldout, start: Path | None = N
     """Training in one place on `older` answers, from a fresh model or from the weights
     in `start` (.npz); the row, with the trained weights under "arrays"."""
     from federated import task
-    from models import kt_train
+    from models.knowledge_tracing.training import model as kt_train
 
     started = time.perf_counter()
     model = task.new_model(0)
@@ -577,15 +578,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.box_round:
         print(json.dumps(box_round(args.box_round, args)))
         return 0
-    if not (kt_data.ASSIST2009 / "assist2009_pid_train1.csv").is_file():
-        print(f"The data set is not here: {kt_data.ASSIST2009} (fold 1 of assist2009; "
+    if not (datasets.ASSIST2009 / "assist2009_pid_train1.csv").is_file():
+        print(f"The data set is not here: {datasets.ASSIST2009} (fold 1 of assist2009; "
               "see ../shared/data/README.md).")  # fmt: skip
         return 1
     started = time.perf_counter()
     import torch
 
     torch.set_num_threads(1)  # as a box trains; two threads beside Ray's workers oversubscribe
-    fold = kt_data.fold(1)
+    fold = kt_data.fold(1, datasets.ASSIST2009)
     everyone = canonical(fold["train"] + fold["valid"] + fold["test"])
     tested = len(canonical(fold["test"]))
     pupils, heldout_learners = everyone[:-tested], everyone[-tested:]

@@ -1,8 +1,8 @@
 """Knowledge-tracing benchmark: our content-agnostic model against BKT and Best-LR.
 
 On each of the five learner-level folds of ../shared/data/kt/assist2009, or of any data
-set in the pid or DKT format given with `--data DIR` (models/kt_data.py; no learner in
-both training and test), every model is fitted on the fold's training learners and
+set in the pid or DKT format given with `--data DIR` (models/knowledge_tracing/data.py;
+no learner in both training and test), every model is fitted on the fold's training learners and
 scores every test answer once, from the learner's history before it (an answer to a
 multi-skill problem is one answer: the data README's leakage trap). Reported per model:
 AUC, accuracy and RMSE, mean and spread over the folds; and for ours, the ONNX files'
@@ -35,8 +35,13 @@ sys.path.insert(0, str(REPO))
 
 from classroom_burst import code_version  # noqa: E402
 
-from models import kt_baselines, kt_data, kt_export, kt_runtime, kt_train  # noqa: E402
-from models.kt_runtime import KTRuntime  # noqa: E402
+from models.knowledge_tracing import data as kt_data  # noqa: E402
+from models.knowledge_tracing import runtime as kt_runtime
+from models.knowledge_tracing.runtime import KTRuntime  # noqa: E402
+from models.knowledge_tracing.training import baselines as kt_baselines
+from models.knowledge_tracing.training import datasets
+from models.knowledge_tracing.training import export as kt_export
+from models.knowledge_tracing.training import model as kt_train
 
 RESULTS = REPO / "bench" / "results" / "knowledge_tracing.json"
 # Published AUCs on assist2009 (pyKT protocol: 20% of learners held out, windows of 200,
@@ -53,7 +58,7 @@ PUBLISHED = {
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=kt_data.ASSIST2009,
+    parser.add_argument("--data", type=Path, default=datasets.ASSIST2009,
                         help="folder of fold files, pid or DKT format")  # fmt: skip
     parser.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--epochs", type=int, default=10)

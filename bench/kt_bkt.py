@@ -2,7 +2,8 @@
 
     python kt_bkt.py TRAIN.csv TEST.csv OUT.csv
 
-models/kt_baselines.py writes the rows (order_id, user_id, skill_name, correct: one per
+models/knowledge_tracing/training/baselines.py writes the rows (order_id, user_id,
+skill_name, correct: one per
 answer and skill) and reads back each test row's predicted chance of a right answer,
 made by pyBKT from the rows before it on the same skill. One BKT model per skill, no
 forgetting (the standard model); seed 0.

@@ -37,14 +37,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from appliance import knowledge  # noqa: E402
 from appliance.config import Config, ensure_secret  # noqa: E402
 from appliance.demo.seed import seed  # noqa: E402
+from appliance.knowledge import tracing as knowledge  # noqa: E402
 from appliance.store import attempts, audit, content, open_db, site, transaction, users  # noqa: E402,E501
 from appliance.store.ids import uuid7  # noqa: E402
 from appliance.store.migrations import migrate  # noqa: E402
-from models import default  # noqa: E402
-from sync import bundle, enrolment, hub_store, keys, outbox, policy, transport  # noqa: E402
+from models.registry import default  # noqa: E402
+from sync import bundle, enrolment, keys, policy
+from sync.box import outbox, transport  # noqa: E402
+from sync.hub import home as hub_store
 
 RESULTS = REPO / "bench" / "results" / "sync.json"
 TARGETS = {"sealed_per_s": 50_000, "bytes_per_answer": 48, "drain_s": 60}

@@ -53,14 +53,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from appliance import config as config_module  # noqa: E402
-from appliance import tutor_grounding, tutoring  # noqa: E402
 from appliance.demo.seed import LEARNER_PIN, seed  # noqa: E402
 from appliance.server import tutor_settings  # noqa: E402
 from appliance.store import open_db  # noqa: E402
 from appliance.store.migrations import migrate  # noqa: E402
-from models import default, store  # noqa: E402
-from models import tutor as tutor_client  # noqa: E402
-from models.tutor_runtime import load_llama  # noqa: E402
+from appliance.tutor import conversation as tutoring
+from appliance.tutor import grounding as tutor_grounding  # noqa: E402
+from models.registry import default  # noqa: E402
+from models.registry import installed as store
+from models.tutor import client as tutor_client  # noqa: E402
+from models.tutor.runtime import load_llama  # noqa: E402
 
 HOST = "127.0.0.1"
 QUESTIONS = REPO / "bench" / "tutor_questions.yaml"

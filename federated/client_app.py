@@ -26,9 +26,8 @@ from flwr.compat.common import recorddict_compat as legacy
 
 from appliance import config as box_config
 from appliance.store import training_data
+from federated import gate, privacy, task
 from sync.files import write_json
-
-from . import gate, privacy, task
 
 
 def secagg_when_asked(msg: Message, context: Context, call_next) -> Message:

@@ -21,17 +21,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sync import hub_store
-
-from . import identity
+from federated import identity
+from sync.hub import home as hub_store
 
 # Neither the district nor a box phones home: no usage telemetry, no update check.
 FLOWER_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
 BOX_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a node key's file name
-
-
-def folder(hub_home: Path) -> Path:
-    return hub_home / "federation"
 
 
 def flower_env(hub_home: Path | None = None) -> dict[str, str]:
@@ -40,7 +35,7 @@ def flower_env(hub_home: Path | None = None) -> dict[str, str]:
     env = {**os.environ, **FLOWER_ENV}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     if hub_home is not None:
-        env["FLWR_HOME"] = str(folder(hub_home) / "flwr")
+        env["FLWR_HOME"] = str(hub_store.federation_folder(hub_home) / "flwr")
     return env
 
 
@@ -50,7 +45,7 @@ def tool(name: str) -> str:
 
 def prepare(hub_home: Path, address: str, hosts: list[str]) -> Path:
     """Certificates, the invitation boxes pin, the CLI's connection and the app folder."""
-    root = folder(hub_home)
+    root = hub_store.federation_folder(hub_home)
     identity.make_tls(root / "tls", hosts)
     ca_pem = (root / "tls" / "ca.pem").read_text()
     document = identity.invitation(hub_store.district_keys(hub_home), address, ca_pem)
@@ -90,7 +85,7 @@ def check_bind(host: str, behind_proxy: bool) -> None:
 def superlink_command(hub_home: Path, host: str, port: int) -> list[str]:
     """The SuperLink: TLS, only registered nodes, and no installing of app dependencies
     at run time (the app is the installed schoolbox package)."""
-    tls = folder(hub_home) / "tls"
+    tls = hub_store.federation_folder(hub_home) / "tls"
     return [
         tool("flower-superlink"),
         "--ssl-ca-certfile", str(tls / "ca.pem"),
@@ -98,7 +93,7 @@ def superlink_command(hub_home: Path, host: str, port: int) -> list[str]:
         "--ssl-keyfile", str(tls / "server.key"),
         "--enable-supernode-auth",
         "--disable-runtime-dependency-installation",
-        "--database", str(folder(hub_home) / "superlink.db"),
+        "--database", str(hub_store.federation_folder(hub_home) / "superlink.db"),
         "--host", host, "--port", str(port),
     ]  # fmt: skip
 
@@ -111,7 +106,7 @@ def admit(hub_home: Path, document: dict) -> Path:
         if not BOX_ID.fullmatch(box_id):
             raise identity.IdentityError(f"{box_id[:40]!r} is not a box id.")
         node_key = identity.check_node_request(document, hub_store.keys_of(db, box_id))
-        path = folder(hub_home) / "nodes" / f"{box_id}.pub"
+        path = hub_store.federation_folder(hub_home) / "nodes" / f"{box_id}.pub"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(node_key + "\n")
         db.begin()
@@ -126,7 +121,11 @@ def register_admitted(hub_home: Path, only: list[Path] | None = None) -> list[st
     """Register the admitted nodes' keys (every one, or `only` these) with the running
     SuperLink; the boxes done. A key the SuperLink already has is left as it is."""
     done = []
-    paths = only if only is not None else sorted((folder(hub_home) / "nodes").glob("*.pub"))
+    paths = (
+        only
+        if only is not None
+        else sorted((hub_store.federation_folder(hub_home) / "nodes").glob("*.pub"))
+    )
     for path in paths:
         result = subprocess.run(
             [tool("flwr"), "supernode", "register", str(path), "district", "--format", "json"],
@@ -147,7 +146,7 @@ def register_admitted(hub_home: Path, only: list[Path] | None = None) -> list[st
 def run_command(hub_home: Path, settings: dict) -> list[str]:
     """`flwr run` of the district's app on its SuperLink, with `settings` as run config."""
     pairs = " ".join(f"{k}={_toml(v)}" for k, v in settings.items())
-    return [tool("flwr"), "run", str(folder(hub_home) / "app"), "district",
+    return [tool("flwr"), "run", str(hub_store.federation_folder(hub_home) / "app"), "district",
             "--run-config", pairs, "--stream"]  # fmt: skip
 
 

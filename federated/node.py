@@ -17,20 +17,20 @@ import os
 import resource
 from pathlib import Path
 
+from appliance import paths
+from federated import district, identity
 from sync import enrolment
 from sync.files import write_durably
-
-from . import district, identity
 
 NICE = 10  # below the web app and the tutor
 
 
 def key_path(home: Path) -> Path:
-    return home / "keys" / "federation-node.key"
+    return paths.federation_node_key(home)
 
 
 def invitation_path(home: Path) -> Path:
-    return home / "keys" / "federation.json"
+    return paths.federation_invitation(home)
 
 
 def request(home: Path, box_id: str) -> dict:
@@ -42,7 +42,7 @@ def request(home: Path, box_id: str) -> dict:
 def accept_invitation(home: Path, document: dict) -> dict:
     """Pin the district's SuperLink address and CA, if the pinned district key signed them."""
     body = identity.check_invitation(document, enrolment.district_keys(home))
-    write_durably(home / "keys" / "federation-ca.pem", body["ca_certificate"].encode())
+    write_durably(paths.federation_ca(home), body["ca_certificate"].encode())
     write_durably(invitation_path(home), json.dumps(body, indent=2).encode())
     return body
 
@@ -58,7 +58,7 @@ def supernode_command(home: Path, port: int) -> list[str]:
     return [
         district.tool("flower-supernode"),
         "--superlink", invitation["superlink"],
-        "--root-certificates", str(home / "keys" / "federation-ca.pem"),
+        "--root-certificates", str(paths.federation_ca(home)),
         "--auth-supernode-private-key", str(key_path(home)),
         "--node-config", f"box-home={json.dumps(str(home))}",
         "--port", str(port),
@@ -69,7 +69,7 @@ def environment(home: Path) -> dict[str, str]:
     """The SuperNode's environment: Flower's files (app bundles, caches) in the box's
     home, not in a home directory the service may not write; and glibc's per-thread
     malloc arenas limited, which would otherwise reserve far more than training uses."""
-    return {**district.flower_env(), "FLWR_HOME": str(home / "flwr"),
+    return {**district.flower_env(), "FLWR_HOME": str(paths.flower(home)),
             "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}  # fmt: skip
 
 

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from models import kt_data, kt_optim, kt_train
-from models.kt_data import Answer
-from models.kt_train import KTModel
+from models.knowledge_tracing import data as kt_data
+from models.knowledge_tracing.data import Answer
+from models.knowledge_tracing.training import model as kt_train
+from models.knowledge_tracing.training import optim as kt_optim
+from models.knowledge_tracing.training.model import KTModel
 
 # Rényi orders the accountant tries: Opacus's defaults plus higher ones, which small
 # schools (few learners, so little subsampling) and large epsilons need for a tight bound.

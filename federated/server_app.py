@@ -24,7 +24,7 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
-from . import task
+from federated import task
 
 log = logging.getLogger("schoolbox.federated")
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from models import kt_build, kt_export
-from sync import hub_store, updates
-
-from . import district, task
+from federated import task
+from models.knowledge_tracing.training import build as kt_build
+from models.knowledge_tracing.training import export as kt_export
+from sync import updates
+from sync.hub import home as hub_store
 
 MODEL_NAME = "kt-federated"  # each run's model is kt-federated-<run>
 
@@ -29,13 +30,14 @@ class ShipError(ValueError):
 
 def latest_weights(hub_home: Path) -> Path | None:
     """The last shipped run's weights, where the next run starts from."""
-    path = district.folder(hub_home) / "models" / "latest.npz"
+    path = hub_store.federation_folder(hub_home) / "models" / "latest.npz"
     return path if path.exists() else None
 
 
 def shipped_weights() -> Path | None:
     """The float32 weights of the knowledge-tracing model every box ships with (written
-    by models/kt_build.py beside its int8 ONNX), where a district's first run starts."""
+    by models/knowledge_tracing/training/build.py beside its int8 ONNX), where a district's
+    first run starts."""
     path = kt_build.SHIPPED / "kt.float.npz"
     return path if path.exists() else None
 
@@ -67,10 +69,10 @@ def ship(hub_home: Path, run_dir: Path) -> Path:
         float_path = kt_export.export(model, Path(scratch) / "kt.onnx", _metadata(version))
         int8_path = kt_export.quantise(float_path, run_dir / f"{name}.int8.onnx")
     kt_export.write_card(int8_path, card(summary, int8_path))
-    folder = updates.hub_folder(hub_home) / f"model-{name}"
+    folder = hub_store.updates_folder(hub_home) / f"model-{name}"
     updates.sign(hub_store.district_keys(hub_home), int8_path, "model", name, version, folder,
                  "knowledge-tracing")  # fmt: skip
-    latest = district.folder(hub_home) / "models" / "latest.npz"
+    latest = hub_store.federation_folder(hub_home) / "models" / "latest.npz"
     latest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / "global.npz", latest)
     return folder

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from appliance.store.training_data import TrainingData
-from models import kt_data, kt_train, scores
-from models.kt_train import KTModel
-
-from . import privacy
+from federated import privacy
+from models.knowledge_tracing import data as kt_data
+from models.knowledge_tracing import scores
+from models.knowledge_tracing.training import model as kt_train
+from models.knowledge_tracing.training.model import KTModel
 
 # FedAvg weighs a box by its learners, up to this many: a school counts by its size, and
 # SecAgg+ (whose masked sums carry the weights) keeps its precision with a bounded weight.

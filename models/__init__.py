@@ -4,6 +4,6 @@ Importing the package switches off the telemetry of the libraries behind it (onn
 first among them) before any module here can import them: see models/offline.py.
 """
 
-from . import offline
+from models import offline
 
 offline.apply()

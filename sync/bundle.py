@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hpke
 
-from .files import canonical
-from .keys import PrivateKeys, PublicKeys
+from sync.files import canonical
+from sync.keys import PrivateKeys, PublicKeys
 
 MAGIC = b"SBXB"
 VERSION = 1

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 
-from .files import canonical, write_json
-from .keys import KeyFileError, PrivateKeys, PublicKeys, generate, read_private, write_private
+from appliance import paths
+from sync.files import canonical, write_json
+from sync.keys import KeyFileError, PrivateKeys, PublicKeys, generate, read_private, write_private
 
 REQUEST_FORMAT = "schoolbox-enrolment/1"
 ROTATION_FORMAT = "schoolbox-district-rotation/1"
@@ -33,11 +34,11 @@ class EnrolmentError(ValueError):
 
 
 def box_key_path(home: Path) -> Path:
-    return home / "keys" / "box.key"
+    return paths.box_key(home)
 
 
 def district_path(home: Path) -> Path:
-    return home / "keys" / "district.json"
+    return paths.district_keys(home)
 
 
 def ensure_box_keys(home: Path, box_id: str) -> PrivateKeys:

@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.hpke import MLKEM768X25519PrivateKey, MLKEM768X25519PublicKey
 
-from .files import canonical, create_secret
+from sync.files import canonical, create_secret
 
 PRIVATE_FORMAT = "schoolbox-private-keys/1"
 PUBLIC_FORMAT = "schoolbox-public-keys/1"

@@ -20,7 +20,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from .files import create_secret
+from appliance import paths
+from sync.files import create_secret
 
 # record type -> its fields, in the order rows carry them
 FIELDS: dict[str, list[str]] = {
@@ -84,7 +85,7 @@ def pseudonymiser(home: Path) -> Callable[[str, str], str]:
 
 
 def _pseudonym_key(home: Path) -> bytes:
-    path = home / "keys" / "pseudonym.key"
+    path = paths.pseudonym_key(home)
     if not path.exists():
         create_secret(path, secrets.token_hex(32).encode())  # False: another process won
     key = bytes.fromhex(path.read_text().strip())

@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from datetime import date, datetime
 
-from . import policy
-from .bundle import BundleError
+from sync import policy
+from sync.bundle import BundleError
 
 INT32 = 2**31 - 1  # PostgreSQL's INTEGER, the hub's narrowest integer column
 MAX_DURATION_MS = 3_600_000  # the box caps an answer's time at one hour

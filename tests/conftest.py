@@ -17,13 +17,13 @@ import pytest
 import requests
 from onnx import TensorProto, helper
 
-from appliance import create_app
 from appliance.config import Config, ensure_secret
 from appliance.config import load as load_config
 from appliance.demo.seed import ADMIN, LEARNER_PIN, TEACHERS, seed
 from appliance.store import open_db
 from appliance.store.migrations import migrate
-from models import kt_runtime
+from appliance.web.app import create_app
+from models.knowledge_tracing import runtime as kt_runtime
 
 DEMO_PACK = Path(__file__).parents[1] / "appliance" / "demo" / "pack"
 SCHOOLBOX = str(Path(sys.executable).parent / "schoolbox")  # the installed console script
@@ -74,14 +74,14 @@ def start_serve(
 @pytest.fixture(scope="session")
 def default_gguf() -> Path:
     """The real default tutor model (SmolLM2-135M-Instruct Q4_1), fetched once and cached."""
-    from models import default
+    from models.registry import default
 
     return default.fetch(load_config().model_cache_dir)
 
 
 def start_tutor_service(home: Path, socket_path: Path, **settings) -> subprocess.Popen:
     """A real tutor service process (`schoolbox tutor serve`) on `socket_path`."""
-    from models import tutor
+    from models.tutor import client as tutor
 
     env = {**os.environ, "SCHOOLBOX_TUTOR_SOCKET": str(socket_path)}
     env.update({f"SCHOOLBOX_TUTOR_{k.upper()}": str(v) for k, v in settings.items()})
@@ -110,7 +110,8 @@ def stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def tutor_home(tmp_path_factory, default_gguf) -> Path:
     """A box data directory whose model store holds the default tutor model, active."""
-    from models import default, store
+    from models.registry import default
+    from models.registry import installed as store
 
     home = tmp_path_factory.mktemp("tutor") / "home"
     manifest = store.import_file(home, default_gguf, name=default.NAME, sha256=default.GGUF_SHA256)

@@ -74,7 +74,7 @@ def test_the_audit_sees_a_connect_that_leaves_the_machine(tmp_path):
 def test_importing_the_models_switches_telemetry_off_before_onnxruntime():
     script = (
         "import os, sys\n"
-        "import models.kt_runtime\n"
+        "import models.knowledge_tracing.runtime\n"
         "assert 'onnxruntime' not in sys.modules or os.environ['ORT_DISABLE_TELEMETRY'] == '1'\n"
         "print(os.environ['ORT_DISABLE_TELEMETRY'], os.environ['FLWR_TELEMETRY_ENABLED'])"
     )

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ..config import Config, pin_key
-from ..packs.importer import import_pack
-from ..practice import grade
-from ..store import audit, classes, content, site, transaction, users
-from ..store.ids import uuid7
+from appliance.config import Config, pin_key
+from appliance.packs.importer import import_pack
+from appliance.practice import grade
+from appliance.store import audit, classes, content, site, transaction, users
+from appliance.store.ids import uuid7
 
 PACK_DIR = Path(__file__).parent / "pack"
 ADMIN = ("admin", "Ms Grace Okafor", "schoolbox-admin")

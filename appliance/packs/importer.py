@@ -16,8 +16,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ..store import audit, now, one, transaction
-from .loader import Pack, PackError, load, version_key
+from appliance.packs.loader import Pack, PackError, load, version_key
+from appliance.store import audit, now, one, transaction
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import richtext
+from appliance import richtext
 
 FORMAT_VERSION = 1
 MAX_PACK_BYTES = 50 * 1024 * 1024

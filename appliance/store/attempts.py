@@ -6,10 +6,9 @@ import json
 from collections.abc import Callable
 
 import sqlite_utils
-from markupsafe import escape
 
-from . import grouped, now, one, rows
-from .ids import uuid7
+from appliance.store import grouped, now, one, rows
+from appliance.store.ids import uuid7
 
 
 def record(
@@ -78,8 +77,9 @@ def count(db: sqlite_utils.Database) -> int:
 def recent(db: sqlite_utils.Database, learner_id: int, limit: int = 50) -> list[dict]:
     """A learner's latest answers with the lesson they belong to, newest first.
 
-    `response_html` is what the learner chose or typed, as a teacher reads it (the
-    choice's text for multiple choice, not its index).
+    For multiple choice, `chosen_html` is the chosen choice as the pack wrote it (its
+    sanitised HTML), not its index; for other items it is None and `response` is what the
+    learner typed, plain text for the page to escape.
     """
     found = []
     for r in rows(
@@ -92,11 +92,10 @@ def recent(db: sqlite_utils.Database, learner_id: int, limit: int = 50) -> list[
     ):
         attempt = dict(r)
         choices = json.loads(attempt.pop("choices") or "null")
+        attempt["chosen_html"] = None
         if attempt["type"] == "multiple_choice" and attempt["response"].isdigit():
             index = int(attempt["response"])
-            attempt["response_html"] = choices[index] if index < len(choices) else ""
-        else:
-            attempt["response_html"] = str(escape(attempt["response"]))
+            attempt["chosen_html"] = choices[index] if index < len(choices) else ""
         found.append(attempt)
     return found
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from . import now, rows
-from .ids import uuid7
+from appliance.store import now, rows
+from appliance.store.ids import uuid7
 
 
 @dataclass(frozen=True)

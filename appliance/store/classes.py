@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sqlite_utils
-from flask_babel import lazy_gettext as _l
 
-from . import audit, now, one, rows
+from appliance.messages import lazy as _l
+from appliance.store import audit, now, one, rows
 
 
 class ClassError(ValueError):

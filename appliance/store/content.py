@@ -6,7 +6,7 @@ import json
 
 import sqlite_utils
 
-from . import audit, now, one, rows
+from appliance.store import audit, now, one, rows
 
 
 def packs(db: sqlite_utils.Database) -> list[dict]:

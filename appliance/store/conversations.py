@@ -6,8 +6,8 @@ import json
 
 import sqlite_utils
 
-from . import days_ago, now, one, rows, site
-from .ids import uuid7
+from appliance.store import days_ago, now, one, rows, site
+from appliance.store.ids import uuid7
 
 
 def record(

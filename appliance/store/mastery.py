@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlite_utils
 
-from . import now, one, rows
+from appliance.store import now, one, rows
 
 HISTORY = 10  # mastery values kept per learner x skill, to see a fall
 

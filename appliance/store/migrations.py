@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from . import transaction
+from appliance.store import transaction
 
 
 class SchemaTooNew(RuntimeError):
@@ -283,7 +283,7 @@ def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
     for each answer, and why each practice item was chosen (issue 5).
 
     A follower job fills these from the append-only attempts, in attempt order, so an
-    answer's request never waits for the model (appliance/knowledge.py).
+    answer's request never waits for the model (appliance/knowledge/tracing.py).
     """
     db.create_table(
         "mastery",
@@ -369,7 +369,7 @@ def _v4_knowledge_tracing(db: sqlite_utils.Database) -> None:
 def _v5_sync_outbox(db: sqlite_utils.Database) -> None:
     """Bundles sealed for the district and how far each record type has been sealed
     (issue 6). A bundle's file and its row appear together or not at all
-    (sync/outbox.py)."""
+    (sync/box/outbox.py)."""
     db.execute(
         "CREATE TABLE sync_outbox (seq INTEGER PRIMARY KEY, file TEXT NOT NULL,"
         " digest TEXT NOT NULL, bytes INTEGER NOT NULL, counts TEXT NOT NULL,"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from . import days_ago, now, rows
-from .ids import uuid7
+from appliance.store import days_ago, now, rows
+from appliance.store.ids import uuid7
 
 
 def record(db: sqlite_utils.Database, learner_id: int, choice) -> None:
-    """Log one choice (an appliance.recommend.Choice) inside the caller's transaction."""
+    """Log one choice (an appliance.knowledge.recommend.Choice) inside the caller's transaction."""
     db.conn.execute(
         "INSERT INTO recommendations (id, learner_id, item_id, lesson_id, p, rule, reason,"
         " model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from . import audit, now, one, rows
-from .ids import uuid7
+from appliance.store import audit, now, one, rows
+from appliance.store.ids import uuid7
 
 # Optional features a school must switch on itself; each stays off until it does.
 FEATURES = {

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from . import one, rows
+from appliance.store import one, rows
 
 
 @dataclass(frozen=True)

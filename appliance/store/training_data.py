@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from models.kt_data import Answer
+from models.knowledge_tracing.data import Answer
 
 FEATURE = "federated"  # the consent this needs (appliance/store/site.py)
 

@@ -9,13 +9,13 @@ import re
 import secrets
 
 import sqlite_utils
-from flask_babel import lazy_gettext as _l
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
 
-from . import audit, mastery, now, one, recommendations, rows, throttle
-from .attempts import after_deleted as after_attempts_deleted
-from .ids import uuid7
+from appliance.messages import lazy as _l
+from appliance.store import audit, mastery, now, one, recommendations, rows, throttle
+from appliance.store.attempts import after_deleted as after_attempts_deleted
+from appliance.store.ids import uuid7
 
 ROLES = ("learner", "teacher", "admin")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")

@@ -56,7 +56,7 @@ def _values(app, db, ids) -> dict:
         "SELECT id FROM items WHERE lesson_id = ? ORDER BY position", (lesson_id,)
     ).fetchone()[0]
     with app.test_request_context():
-        from appliance.ops import asset_digests
+        from appliance.web.ops import asset_digests
 
         digest = asset_digests()["style.css"]
     return {

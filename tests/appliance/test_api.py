@@ -120,7 +120,7 @@ def test_a_database_held_too_long_gives_503_with_retry_after_and_records_nothing
     item = learner.get("/api/v1/lessons/fractions-01-parts-of-a-whole/next-item").get_json()["item"]
     token = learner.csrf()
     before = db.conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
-    from appliance.db import close_thread_connections
+    from appliance.web.db import close_thread_connections
 
     close_thread_connections()  # reopen with the short timeout
     db.conn.execute("BEGIN IMMEDIATE")  # another writer holds the lock

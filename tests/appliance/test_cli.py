@@ -150,7 +150,7 @@ def test_serve_warns_when_others_can_read_the_secret_key(run):
 
 def test_serve_says_at_start_why_the_box_will_not_be_ready(run):
     run("init", "--site-name", "Hill School", "--generate-password")
-    from models import store
+    from models.registry import installed as store
 
     manifest = store.active(run.home, "knowledge-tracing")
     store.file_path(run.home, manifest).unlink()

@@ -145,7 +145,7 @@ def test_readyz_is_not_ready_when_the_database_fails_its_check_at_start(config):
     with open(config.db_path, "r+b") as file:  # an index page scrambled, as by a bad SD card
         file.seek((root - 1) * page)
         file.write(b"\xa5" * page)
-    from appliance import create_app
+    from appliance.web.app import create_app
 
     problems = _problems(create_app(config))
     assert len(problems) == 1
@@ -153,7 +153,8 @@ def test_readyz_is_not_ready_when_the_database_fails_its_check_at_start(config):
 
 
 def test_readyz_is_not_ready_when_the_active_model_file_is_missing(app, config):
-    from models import default, store
+    from models.registry import default
+    from models.registry import installed as store
 
     manifest = default.install_knowledge_tracing(config.home)
     assert store.active(config.home, "knowledge-tracing").name == manifest.name
@@ -167,7 +168,7 @@ def test_readyz_is_not_ready_when_the_active_model_file_is_missing(app, config):
 def test_the_status_page_warns_of_a_readable_secret_key_and_low_disk(config, ids):
     from dataclasses import replace
 
-    from appliance import create_app
+    from appliance.web.app import create_app
     from tests.conftest import as_role
 
     quiet = as_role(create_app(config), "admin", ids).get("/admin/").get_data(as_text=True)

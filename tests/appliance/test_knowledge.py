@@ -14,9 +14,13 @@ import shutil
 import numpy as np
 import pytest
 
-from appliance import insight, knowledge, model_monitor, recommend
+from appliance.knowledge import insight, recommend
+from appliance.knowledge import monitor as model_monitor
+from appliance.knowledge import tracing as knowledge
 from appliance.store import audit, mastery, recommendations, transaction, users
-from models import default, kt_runtime, store
+from models.knowledge_tracing import runtime as kt_runtime
+from models.registry import default
+from models.registry import installed as store
 from tests.conftest import as_role, kt_graph
 
 LESSON = "fractions-01-parts-of-a-whole"

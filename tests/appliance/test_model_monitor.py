@@ -10,13 +10,17 @@ import shutil
 import numpy as np
 import pytest
 
-from appliance import create_app, knowledge, model_monitor
 from appliance.config import Config, ensure_secret
 from appliance.demo.seed import seed
+from appliance.knowledge import monitor as model_monitor
+from appliance.knowledge import tracing as knowledge
 from appliance.store import open_db
 from appliance.store.migrations import migrate
-from models import default, kt_build, store
-from models.scores import auc
+from appliance.web.app import create_app
+from models.knowledge_tracing.scores import auc
+from models.knowledge_tracing.training import build as kt_build
+from models.registry import default
+from models.registry import installed as store
 from tests.conftest import as_role
 
 WARNING = "predicts this school"
@@ -76,7 +80,7 @@ def test_a_fresh_demo_shows_no_drift_warning(demo_home, tmp_path):
 
 def test_a_genuinely_bad_model_on_as_many_answers_raises_it(demo_home, tmp_path):
     from federated import task
-    from models import kt_export
+    from models.knowledge_tracing.training import export as kt_export
 
     home = tmp_path / "home"
     shutil.copytree(demo_home, home)

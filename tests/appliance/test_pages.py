@@ -236,7 +236,7 @@ def test_consent_is_off_until_switched_on_and_records_who(app, ids, db):
 def test_an_upload_over_the_limit_is_refused_with_413(config):
     from dataclasses import replace
 
-    from appliance import create_app
+    from appliance.web.app import create_app
 
     app = create_app(replace(config, max_upload_mb=1))
     admin = as_role(app, "admin", ids={})

@@ -6,7 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from appliance import practice, recommend
+from appliance import practice
+from appliance.knowledge import recommend
 from appliance.store import attempts, content
 
 

@@ -137,7 +137,7 @@ def test_a_typed_username_is_never_stored_in_clear(app, db):
 
 
 def test_the_next_question_link_never_repeats_the_one_just_answered(app, ids, db):
-    from appliance.recommend import choose
+    from appliance.knowledge.recommend import choose
     from appliance.store import attempts, content
 
     learner_id = ids["learners"]["Class 4A"][0]

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from appliance import create_app
 from appliance.demo.seed import ADMIN, TEACHERS
 from appliance.store import audit, transaction, users
+from appliance.web.app import create_app
 from tests.conftest import Browser, as_role
 
 

@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from appliance import create_app, jobs, tutoring
+from appliance import jobs
 from appliance.config import Config
 from appliance.practice import parse_number
 from appliance.store import audit, classes, conversations, site, transaction, users
-from models import default, store, tutor
+from appliance.tutor import conversation as tutoring
+from appliance.web.app import create_app
+from models.registry import default
+from models.registry import installed as store
+from models.tutor import client as tutor
 from tests.conftest import Browser, as_role, start_tutor_service, stop
 
 pytestmark = pytest.mark.slow
@@ -294,7 +298,7 @@ def test_a_question_left_too_long_in_line_is_answered_from_the_lessons(
 
 
 class _Said:
-    """A tutor service's events, replayed: a unit-test stand-in for models.tutor.ask()."""
+    """A tutor service's events, replayed: a unit-test stand-in for models.tutor.client.ask()."""
 
     def __init__(self, *events):
         self.events = iter(events)

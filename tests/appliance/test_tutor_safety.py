@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from appliance.tutor_safety import (
+from appliance.tutor.safety import (
     HIDDEN,
     MAX_ANSWER,
     AnswerGuard,

@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from appliance.demo.seed import LEARNER_PIN
-from models import default, tutor
+from models.registry import default
+from models.tutor import client as tutor
 from tests.conftest import SCHOOLBOX, start_serve, wait_ready
 
 pytestmark = pytest.mark.slow

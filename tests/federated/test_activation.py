@@ -10,15 +10,18 @@ import shutil
 import numpy as np
 import pytest
 
-from appliance import create_app
 from appliance.config import Config
 from appliance.store import open_db
+from appliance.web.app import create_app
 from federated import ship, task
-from models import default, kt_gate, store
-from sync import enrolment, hub_store, updates
+from models.knowledge_tracing import gate as kt_gate
+from models.registry import default
+from models.registry import installed as store
+from sync import enrolment, updates
+from sync.box import updates as box_updates
+from sync.hub import home as hub_store
 from tests.conftest import as_role
-
-from .conftest import make_box
+from tests.federated.conftest import make_box
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ def test_a_worse_model_is_shipped_signed_but_the_box_keeps_its_own_and_says_why(
     assert envelope["model_kind"] == "knowledge-tracing"
     assert envelope["name"] == "kt-federated-20261125-200000"
     db = open_db(box / "schoolbox.db")
-    outcome = updates.apply(db, box, folder)
+    outcome = box_updates.apply(db, box, folder)
     assert outcome.startswith("kept the active model: the new model is worse here (AUC")
     assert not store.active(box, "knowledge-tracing").name.startswith("kt-federated")
     logged = db.conn.execute(
@@ -74,7 +77,7 @@ def test_a_model_not_worse_on_the_box_is_activated(tmp_path, box, hub_home):
     folder = updates.sign(hub_store.district_keys(hub_home), same, "model", "kt-next", "2",
                           tmp_path / "update", "knowledge-tracing")  # fmt: skip
     db = open_db(box / "schoolbox.db")
-    assert updates.apply(db, box, folder) == "applied"
+    assert box_updates.apply(db, box, folder) == "applied"
     db.conn.close()
     assert store.active(box, "knowledge-tracing").name == "kt-next"
 
@@ -104,10 +107,10 @@ def test_the_card_travels_signed_with_the_model_and_a_changed_card_is_refused(
     card_file.write_text(original.replace('"rounds": 2', '"rounds": 9'))  # same size
     db = open_db(box / "schoolbox.db")
     with pytest.raises(updates.UpdateError, match="card does not match its signature"):
-        updates.apply(db, box, folder)
+        box_updates.apply(db, box, folder)
     assert store.get(box, "kt-federated-20261125-200000") is None  # nothing changed
     card_file.write_text(original)
-    updates.apply(db, box, folder)
+    box_updates.apply(db, box, folder)
     db.conn.close()
     kept = store.card(box, store.get(box, "kt-federated-20261125-200000"))
     assert kept["rounds"] == 2 and kept["privacy"]["epsilon"] == 7.9
@@ -118,7 +121,7 @@ def test_every_run_ships_under_its_own_name_so_a_later_model_is_taken_too(tmp_pa
     for name, seed in (("20261125-200000", 3), ("20261126-200000", 4)):
         folder = ship.ship(hub_home, finished_run(tmp_path, task.weights(task.new_model(seed)),
                                                   name))  # fmt: skip
-        assert updates.apply(db, box, folder).startswith("kept the active model")
+        assert box_updates.apply(db, box, folder).startswith("kept the active model")
     db.conn.close()
     names = {m.name for m in store.models(box)}
     assert {"kt-federated-20261125-200000", "kt-federated-20261126-200000"} <= names
@@ -129,4 +132,4 @@ def test_an_incomplete_run_is_not_shipped(tmp_path, hub_home):
                            complete="rounds [2] had fewer than 3 boxes")  # fmt: skip
     with pytest.raises(ship.ShipError, match="not shipped: rounds \\[2\\] had fewer than 3"):
         ship.ship(hub_home, run_dir)
-    assert not list(updates.hub_folder(hub_home).glob("model-*"))
+    assert not list(hub_store.updates_folder(hub_home).glob("model-*"))

@@ -16,8 +16,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from appliance.store import attempts, audit, content, open_db, training_data, users
 from federated import client_app, gate, task
-
-from .conftest import make_box
+from tests.federated.conftest import make_box
 
 
 @pytest.fixture(autouse=True)

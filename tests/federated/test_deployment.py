@@ -16,11 +16,14 @@ import pytest
 
 from appliance.store import audit, open_db, site, transaction
 from federated import district, node, ship, task
-from models import default, kt_build, kt_export, store
-from sync import enrolment, hub_store, updates
+from models.knowledge_tracing.training import build as kt_build
+from models.knowledge_tracing.training import export as kt_export
+from models.registry import default
+from models.registry import installed as store
+from sync import enrolment
+from sync.hub import home as hub_store
 from tests.conftest import SCHOOLBOX, free_port, wait_ready
-
-from .conftest import make_box
+from tests.federated.conftest import make_box
 
 
 def enrol(box: Path, hub_home: Path, admit: bool = True) -> None:
@@ -238,7 +241,7 @@ def test_a_run_outside_every_boxs_training_window_says_it_did_nothing(
     assert result.returncode != 0
     assert "No box trained in any round, so this run did nothing" in result.stderr
     assert "nan" not in result.stdout + result.stderr
-    assert not list(updates.hub_folder(hub_home).glob("model-*"))
+    assert not list(hub_store.updates_folder(hub_home).glob("model-*"))
 
 
 def test_a_site_without_consent_never_starts_a_node(tmp_path, federated_template):

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from appliance.cli import main
 from federated import server_app, ship, task
-from models import kt_build
-from sync import hub_store
+from models.knowledge_tracing.training import build as kt_build
+from sync.hub import home as hub_store
 
 
 def test_a_run_starts_from_the_shipped_models_float_weights_unless_told_otherwise(tmp_path):

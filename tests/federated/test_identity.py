@@ -10,7 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from federated import district, identity, node
-from sync import enrolment, hub_store, keys
+from sync import enrolment, keys
+from sync.hub import home as hub_store
 
 
 @pytest.fixture
@@ -110,3 +111,23 @@ def test_the_district_app_has_the_same_configuration_as_the_repositorys_flower_a
     repo = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     written = tomllib.loads(district.APP_PYPROJECT)
     assert written["tool"]["flwr"] == repo["tool"]["flwr"]
+
+
+# The paths boxes of the previous release import the Flower apps by: a district that upgrades
+# first sends these in every run. Moving an app means keeping an alias module at its old
+# path for one release (docs/federated.md, "App paths across upgrades").
+PREVIOUS_RELEASE_COMPONENTS = {
+    "serverapp": "federated.server_app:app",
+    "clientapp": "federated.client_app:app",
+}
+
+
+def test_the_flower_app_paths_are_the_ones_boxes_of_the_last_release_have():
+    import importlib
+    import tomllib
+
+    components = tomllib.loads(district.APP_PYPROJECT)["tool"]["flwr"]["app"]["components"]
+    assert components == PREVIOUS_RELEASE_COMPONENTS
+    for path in components.values():
+        module, attribute = path.split(":")
+        assert hasattr(importlib.import_module(module), attribute), path

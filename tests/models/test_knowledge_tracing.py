@@ -8,16 +8,24 @@ import json
 import numpy as np
 import pytest
 
-from models import kt_build, kt_data, kt_export, kt_runtime, kt_train, store
-from models.kt_runtime import KTModelError, KTRuntime
+from models.knowledge_tracing import data as kt_data
+from models.knowledge_tracing import runtime as kt_runtime
+from models.knowledge_tracing.runtime import KTModelError, KTRuntime
+from models.knowledge_tracing.training import build as kt_build
+from models.knowledge_tracing.training import datasets
+from models.knowledge_tracing.training import export as kt_export
+from models.knowledge_tracing.training import model as kt_train
+from models.registry import installed as store
 from tests.conftest import kt_graph
 
 
 @pytest.fixture(scope="module")
 def data():
-    if not kt_data.ASSIST2009.is_dir():
-        pytest.skip(f"the public data set {kt_data.ASSIST2009} is not here (shared/data/README.md)")
-    fold = kt_data.fold(1)
+    if not datasets.ASSIST2009.is_dir():
+        pytest.skip(
+            f"the public data set {datasets.ASSIST2009} is not here (shared/data/README.md)"
+        )
+    fold = kt_data.fold(1, datasets.ASSIST2009)
     train = fold["train"][:500]
     return train, fold["valid"][:150], fold["test"][:60], kt_data.difficulty(train)
 
@@ -115,7 +123,7 @@ def test_the_shipped_default_model_loads_and_carries_its_card():
 
 
 def test_the_shipped_model_installs_into_the_store_and_becomes_active(tmp_path):
-    from models import default
+    from models.registry import default
 
     manifest = default.install_knowledge_tracing(tmp_path / "home")
     assert manifest.kind == "knowledge-tracing" and manifest.quantisation.startswith("int8")

@@ -14,7 +14,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from models import kt_build, kt_data
+from models.knowledge_tracing import data as kt_data
+from models.knowledge_tracing.training import build as kt_build
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,7 +129,7 @@ def test_kt_build_refuses_an_unknown_format_in_one_line_and_writes_nothing(tmp_p
     (tmp_path / "data" / "odd_test1.csv").write_text("user_id,skill_id,correct\n1,5,1\n")
     out = tmp_path / "out"
     ran = subprocess.run(
-        [sys.executable, "-m", "models.kt_build", "--data", str(tmp_path / "data"),
+        [sys.executable, "-m", "models.knowledge_tracing.training.build", "--data", str(tmp_path / "data"),
          "--out", str(out)],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )  # fmt: skip

@@ -12,10 +12,13 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_packed_sequence
 
-from models import kt_data, kt_optim, kt_train
-from models.kt_data import Answer
+from models.knowledge_tracing import data as kt_data
+from models.knowledge_tracing.data import Answer
+from models.knowledge_tracing.training import datasets
+from models.knowledge_tracing.training import model as kt_train
+from models.knowledge_tracing.training import optim as kt_optim
 
-REPO = kt_data.REPO
+REPO = datasets.REPO
 
 
 def learners(count: int, seed: int = 3) -> list[list[Answer]]:

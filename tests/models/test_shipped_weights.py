@@ -9,8 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from models import kt_build, kt_data, kt_runtime, kt_train
-from models.kt_runtime import KTRuntime
+from models.knowledge_tracing import data as kt_data
+from models.knowledge_tracing import runtime as kt_runtime
+from models.knowledge_tracing.runtime import KTRuntime
+from models.knowledge_tracing.training import build as kt_build
+from models.knowledge_tracing.training import datasets
+from models.knowledge_tracing.training import model as kt_train
 
 WEIGHTS = kt_build.SHIPPED / kt_build.WEIGHTS
 ONNX = kt_build.SHIPPED / "kt.int8.onnx"
@@ -18,11 +22,13 @@ ONNX = kt_build.SHIPPED / "kt.int8.onnx"
 
 def test_the_shipped_weights_load_as_the_federated_model_and_match_the_int8_onnx():
     task = pytest.importorskip("federated.task", reason="the federated extra is not installed")
-    if not kt_data.ASSIST2009.is_dir():
-        pytest.skip(f"the public data set {kt_data.ASSIST2009} is not here (shared/data/README.md)")
+    if not datasets.ASSIST2009.is_dir():
+        pytest.skip(
+            f"the public data set {datasets.ASSIST2009} is not here (shared/data/README.md)"
+        )
     with np.load(WEIGHTS) as stored:  # as federated/server_app.py reads --initial
         model = task.with_weights([stored[k] for k in stored.files])
-    fold = kt_data.fold(1)
+    fold = kt_data.fold(1, datasets.ASSIST2009)
     diff = kt_data.difficulty(fold["train"])
     test = fold["test"][:80]
     as_float, labels = kt_train.predict(model, test, diff)

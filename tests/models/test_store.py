@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from models import default, formats, store
-from models.store import ModelStoreError
+from models.registry import default, formats
+from models.registry import installed as store
+from models.registry.installed import ModelStoreError
 from tests.conftest import SCHOOLBOX
 
 KIND = "tutor-llm"

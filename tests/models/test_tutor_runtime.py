@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from models import default, store, tutor
-from models.tutor_runtime import Busy, Settings, TutorRuntime
+from models.registry import default
+from models.registry import installed as store
+from models.tutor import client as tutor
+from models.tutor.runtime import Busy, Settings, TutorRuntime
 
 WORDS = ["one ", "two ", "three "]
 
@@ -151,7 +153,7 @@ def test_the_time_cap_counts_writing_not_reading_the_prompt(home):
 
 
 def test_while_the_prompt_is_read_the_place_in_line_is_not_zero(home, monkeypatch):
-    monkeypatch.setattr("models.tutor_runtime.HEARTBEAT_S", 0.05)
+    monkeypatch.setattr("models.tutor.runtime.HEARTBEAT_S", 0.05)
     runtime, _ = fake_runtime(home, reading=0.3)
     try:
         job = ask(runtime, "a")
@@ -165,7 +167,7 @@ def test_while_the_prompt_is_read_the_place_in_line_is_not_zero(home, monkeypatc
 
 
 def test_a_question_that_waits_too_long_is_given_up_and_frees_its_place(home, monkeypatch):
-    monkeypatch.setattr("models.tutor_runtime.HEARTBEAT_S", 0.05)
+    monkeypatch.setattr("models.tutor.runtime.HEARTBEAT_S", 0.05)
     gate = threading.Event()
     runtime, loaded = fake_runtime(home, Settings(queue_size=1, max_wait_seconds=0.2), gate)
     try:
@@ -273,7 +275,7 @@ def test_a_learner_who_leaves_while_waiting_frees_the_place_at_once(home):
 
 
 def test_a_waiting_question_hears_its_place_in_line(home, monkeypatch):
-    monkeypatch.setattr("models.tutor_runtime.HEARTBEAT_S", 0.05)
+    monkeypatch.setattr("models.tutor.runtime.HEARTBEAT_S", 0.05)
     gate = threading.Event()
     runtime, _ = fake_runtime(home, Settings(queue_size=4), gate)
     try:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance import knowledge
+from appliance.knowledge import tracing as knowledge
 from appliance.store import audit, site, transaction
-from models import default
-from sync import enrolment, hub_store
+from models.registry import default
+from sync import enrolment
+from sync.hub import home as hub_store
 from tests.conftest import SCHOOLBOX, free_port, stop, wait_ready
 
 

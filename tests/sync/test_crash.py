@@ -12,7 +12,8 @@ import time
 
 from appliance.store import site, transaction
 from appliance.store.ids import uuid7
-from sync import hub_store, outbox
+from sync.box import outbox
+from sync.hub import home as hub_store
 from tests.conftest import SCHOOLBOX
 from tests.sync.conftest import make_box
 

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from sync import enrolment, hub_store, keys
+from sync import enrolment, keys
+from sync.hub import home as hub_store
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_a_damaged_request_is_refused_with_a_clear_message(cli):
 
 def test_a_box_does_not_rotate_its_keys_while_bundles_signed_with_them_wait(cli):
     from appliance.store import audit, open_db, site, transaction
-    from sync import outbox
+    from sync.box import outbox
 
     box, hub = cli
     box("sync", "trust", str(hub.home / "district.json"))

@@ -14,9 +14,13 @@ import requests
 from appliance.config import Config
 from appliance.store import audit, open_db, site, transaction, users
 from appliance.store.ids import uuid7
-from sync import bundle, enrolment, hub_store, keys, outbox, policy, receive, transport
+from sync import acknowledgement, bundle, enrolment, keys, policy
+from sync.box import outbox, transport
+from sync.box.outbox import Settings
 from sync.bundle import BundleError
-from sync.outbox import Settings
+from sync.hub import home as hub_store
+from sync.hub import receive
+from sync.hub.app import route
 from tests.sync.conftest import make_box
 
 SMALL = Settings(max_bundle_bytes=8_000)  # many bundles from the demo school
@@ -142,7 +146,7 @@ def test_refused_bundles_change_nothing_at_the_hub(box, db, hub_home):
     refused(unknown, 403, "not enrolled")
     from werkzeug.test import Client
 
-    from sync.hub_app import make_app
+    from sync.hub.app import make_app
 
     oversize = Client(make_app(hub_home, max_bytes=1000)).post("/v1/bundles", data=files[1])
     assert oversize.status_code == 413 and "at most 1000 bytes" in oversize.get_json()["error"]
@@ -198,9 +202,9 @@ def test_two_boxes_round_trip_on_one_usb_stick(config, db, hub_home, tmp_path):
     for home, database in homes:
         outbox.seal_pending(database, home, SMALL)
         assert transport.export_to(database, home, stick, site.get(database)["box_id"]) > 0
-    results = transport.hub_import_from(hub_home, stick)
+    results = receive.import_from_stick(hub_home, stick)
     assert set(results.values()) == {"applied"}
-    again = transport.hub_import_from(hub_home, stick)  # the stick read twice: nothing doubles
+    again = receive.import_from_stick(hub_home, stick)  # the stick read twice: nothing doubles
     assert set(again.values()) == {"duplicate"}
     for home, database in homes:
         box_id = site.get(database)["box_id"]
@@ -214,12 +218,12 @@ def test_two_boxes_round_trip_on_one_usb_stick(config, db, hub_home, tmp_path):
 def test_a_box_prunes_only_on_an_acknowledgement_the_district_signed(box, db, hub_home):
     outbox.seal_pending(db, box)
     [row] = outbox.pending(db)
-    forged = receive.acknowledgement(
+    forged = acknowledgement.sign(
         keys.generate("district"), "x", row["seq"], row["digest"], "applied"
     )
     with pytest.raises(ValueError, match="not signed by the district"):
         transport._accept(db, box, row, forged)
-    genuine = receive.acknowledgement(
+    genuine = acknowledgement.sign(
         hub_store.district_keys(hub_home), "x", row["seq"], "0" * 64, "applied"
     )
     with pytest.raises(ValueError, match="did not send"):
@@ -268,3 +272,14 @@ def test_records_outside_the_policy_or_of_the_wrong_type_are_refused(box, db, hu
         assert refused.value.status == 400
     assert hub.execute("SELECT last_seq FROM boxes").fetchone()[0] == 0
     hub.close()
+
+
+def test_the_hub_routes_its_five_addresses_and_refuses_the_rest():
+    assert route("POST", "/v1/bundles") == ("bundles", {}, 200)
+    assert route("HEAD", "/healthz") == ("healthz", {}, 200)
+    assert route("GET", "/v1/updates/pack-1/pack.zip") == (
+        "update_file", {"folder": "pack-1", "file": "pack.zip"}, 200)  # fmt: skip
+    assert route("GET", "/v1/bundles") == (None, {}, 405)
+    assert route("POST", "/v1/updates/pack-1/pack.zip") == (None, {}, 405)
+    for path in ("/v1/updates/pack-1", "/v1/updates/a/b/c", "/v1/updates//x", "/admin"):
+        assert route("GET", path) == (None, {}, 404), path

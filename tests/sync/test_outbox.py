@@ -9,11 +9,12 @@ import uuid
 
 import pytest
 
-from appliance import knowledge
+from appliance.knowledge import tracing as knowledge
 from appliance.store import audit, site, transaction, users
-from models import default
-from sync import bundle, collect, enrolment, keys, outbox, policy
-from sync.outbox import Settings
+from models.registry import default
+from sync import bundle, enrolment, keys, policy
+from sync.box import collect, outbox
+from sync.box.outbox import Settings
 
 DISTRICT = keys.generate("district")
 
@@ -156,7 +157,7 @@ def test_a_district_may_add_the_typed_response_but_never_a_name(box, db):
 
 
 def test_the_admin_sees_the_queue_and_a_loud_warning_when_it_fills(box, db, config, ids):
-    from appliance import create_app
+    from appliance.web.app import create_app
     from tests.conftest import as_role
 
     outbox.seal_pending(db, box, Settings(max_bundle_bytes=8_000))

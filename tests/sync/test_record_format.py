@@ -14,9 +14,11 @@ import pytest
 import requests
 
 from appliance.store import site
-from sync import bundle, enrolment, hub_store, outbox, policy, record_format, transport
+from sync import bundle, enrolment, policy, record_format
+from sync.box import outbox, transport
 from sync.bundle import BundleError
 from sync.files import canonical
+from sync.hub import home as hub_store
 
 LEARNER, CLASS = "3f2a" * 6, "9c1b" * 6  # pseudonyms: 24 hex digits
 ID = "01890a5d-ac96-7000-8000-000000000001"

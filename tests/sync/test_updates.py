@@ -12,8 +12,14 @@ import yaml
 from click.testing import CliRunner
 
 from appliance.cli import main
-from models import default, store
-from sync import enrolment, hub_store, keys, transport, updates
+from models.registry import default
+from models.registry import installed as store
+from sync import enrolment, keys, updates
+from sync import stick as stick_layout
+from sync.box import transport
+from sync.box import updates as box_updates
+from sync.hub import home as hub_store
+from sync.hub import receive
 from sync.updates import UpdateError
 from tests.conftest import DEMO_PACK, kt_graph
 
@@ -58,11 +64,11 @@ def test_a_signed_pack_applies_once_and_a_tampered_one_changes_nothing(
     data[len(data) // 2] ^= 1
     (tampered / archive.name).write_bytes(bytes(data))
     with pytest.raises(UpdateError, match="does not match its signature"):
-        updates.apply(db, config.home, tampered)
+        box_updates.apply(db, config.home, tampered)
     assert _version(db, pack_id) == "1.0.0"
-    assert updates.apply(db, config.home, folder) == "applied"
+    assert box_updates.apply(db, config.home, folder) == "applied"
     assert _version(db, pack_id) == "1.1.0"
-    assert updates.apply(db, config.home, folder) == "unchanged"
+    assert box_updates.apply(db, config.home, folder) == "unchanged"
     assert db.conn.execute("SELECT count(*) FROM sync_updates").fetchone()[0] == 1
 
 
@@ -73,16 +79,16 @@ def test_foreign_and_unsigned_updates_are_refused_while_signatures_are_required(
     foreign = updates.sign(keys.generate("district"), archive, "content-pack", pack_id, "1.1.0",
                            tmp_path / "foreign")  # fmt: skip
     with pytest.raises(UpdateError, match="not the district's"):
-        updates.apply(db, config.home, foreign)
+        box_updates.apply(db, config.home, foreign)
     unsigned = tmp_path / "unsigned"
     shutil.copytree(foreign, unsigned)
     envelope = json.loads((unsigned / "update.json").read_text())
     del envelope["signature"]
     (unsigned / "update.json").write_text(json.dumps(envelope))
     with pytest.raises(UpdateError, match="not signed"):
-        updates.apply(db, config.home, unsigned)
+        box_updates.apply(db, config.home, unsigned)
     assert _version(db, pack_id) == "1.0.0"
-    assert updates.apply(db, config.home, unsigned, require_signature=False) == "applied"
+    assert box_updates.apply(db, config.home, unsigned, require_signature=False) == "applied"
 
 
 def test_a_model_update_activates_and_one_that_cannot_run_is_not(config, db, district, tmp_path):
@@ -90,12 +96,12 @@ def test_a_model_update_activates_and_one_that_cannot_run_is_not(config, db, dis
     good = tmp_path / "kt-district.onnx"
     shutil.copy(default.KT_FILE, good)
     folder = updates.sign(district, good, "model", "kt-district-2", "2", tmp_path / "m1")
-    assert updates.apply(db, config.home, folder) == "applied"
+    assert box_updates.apply(db, config.home, folder) == "applied"
     assert store.active(config.home, "knowledge-tracing").name == "kt-district-2"
     broken = kt_graph(tmp_path / "kt-broken.onnx", nan=True)  # imports, but gives NaN
     folder = updates.sign(district, broken, "model", "kt-broken", "3", tmp_path / "m2")
     with pytest.raises(UpdateError, match="could not be run, so it was not activated"):
-        updates.apply(db, config.home, folder)
+        box_updates.apply(db, config.home, folder)
     assert store.active(config.home, "knowledge-tracing").name == "kt-district-2"
 
 
@@ -108,8 +114,8 @@ def test_updates_travel_on_the_usb_stick_with_the_acknowledgements(config, db, d
                                     "--kind", "content-pack"])  # fmt: skip
     assert hub.exit_code == 0, hub.output
     stick = tmp_path / "stick"
-    (stick / transport.USB_FOLDER).mkdir(parents=True)
-    transport.hub_import_from(hub_home, stick)
+    (stick / stick_layout.USB_FOLDER).mkdir(parents=True)
+    receive.import_from_stick(hub_home, stick)
     with transaction(db):
         site.set_consent(db, audit.SYSTEM, "sync", True)
     box = CliRunner().invoke(main, ["--home", str(config.home), "sync", "import", str(stick)])
@@ -123,7 +129,7 @@ def test_a_box_fetches_signed_updates_from_the_hub_over_http(
 ):
     archive, pack_id = _pack_v2(tmp_path)
     updates.sign(hub_store.district_keys(hub_home), archive, "content-pack", pack_id, "1.1.0",
-                 updates.hub_folder(hub_home) / "pack-1.1.0")  # fmt: skip
+                 hub_store.updates_folder(hub_home) / "pack-1.1.0")  # fmt: skip
     result = CliRunner().invoke(
         main, ["--home", str(config.home), "sync", "now", "--url", f"http://127.0.0.1:{hub_server}"]
     )
@@ -156,7 +162,7 @@ def test_a_model_and_its_signed_card_are_fetched_over_http_and_activated(
     shutil.copy(default.KT_FILE, model)
     shutil.copy(default.KT_FILE.with_suffix(".card.json"), model.with_suffix(".card.json"))
     updates.sign(hub_store.district_keys(hub_home), model, "model", "kt-next", "2",
-                 updates.hub_folder(hub_home) / "model-kt-next-2", "knowledge-tracing")  # fmt: skip
+                 hub_store.updates_folder(hub_home) / "model-kt-next-2", "knowledge-tracing")  # fmt: skip
     url = f"http://127.0.0.1:{hub_server}"
     result = CliRunner().invoke(main, ["--home", str(config.home), "sync", "now", "--url", url])
     assert result.exit_code == 0, result.output
@@ -170,18 +176,18 @@ def test_a_download_cut_short_is_fetched_again(config, db, hub_home, box, hub_se
     shutil.copy(default.KT_FILE, model)
     shutil.copy(default.KT_FILE.with_suffix(".card.json"), model.with_suffix(".card.json"))
     updates.sign(hub_store.district_keys(hub_home), model, "model", "kt-next", "2",
-                 updates.hub_folder(hub_home) / "m", "knowledge-tracing")  # fmt: skip
+                 hub_store.updates_folder(hub_home) / "m", "knowledge-tracing")  # fmt: skip
     into = config.home / "updates-incoming"
     url = f"http://127.0.0.1:{hub_server}"
     assert transport.fetch_updates(url, into) == 1
     (into / "m" / "kt-next.int8.card.json").unlink()  # as an older box left it
     assert transport.fetch_updates(url, into) == 1
     assert transport.fetch_updates(url, into) == 0
-    assert updates.apply(db, config.home, into / "m") == "applied"
+    assert box_updates.apply(db, config.home, into / "m") == "applied"
 
 
 def test_a_refused_update_is_logged_once_and_shown_to_the_admin(config, db, district, tmp_path):
-    from appliance import create_app
+    from appliance.web.app import create_app
     from tests.conftest import as_role
 
     default.install_knowledge_tracing(config.home)
@@ -194,7 +200,7 @@ def test_a_refused_update_is_logged_once_and_shown_to_the_admin(config, db, dist
     card = folder / "kt-next.int8.card.json"
     card.rename(tmp_path / "card.json")  # the card did not arrive
     for _ in range(2):  # the box tries again at every sync; it logs the refusal once
-        result = updates.apply_all(db, config.home, root)
+        result = box_updates.apply_all(db, config.home, root)
         assert result == {"m": "refused: The update's model card is missing or cut short."}
     rows = [tuple(r) for r in db.conn.execute("SELECT name, version, outcome FROM sync_updates")]
     assert rows == [("kt-next", "2", "refused: The update's model card is missing or cut short.")]
@@ -206,7 +212,7 @@ def test_a_refused_update_is_logged_once_and_shown_to_the_admin(config, db, dist
     page = as_role(create_app(config), "admin", {}).get("/admin/")
     assert "model card is missing or cut short" in page.text
     (tmp_path / "card.json").rename(card)  # it arrives at the next sync
-    assert updates.apply_all(db, config.home, root) == {"m": "applied"}
+    assert box_updates.apply_all(db, config.home, root) == {"m": "applied"}
     (outcome,) = [r[0] for r in db.conn.execute("SELECT outcome FROM sync_updates")]
     assert outcome.startswith("activated"), outcome  # the refusal's row now says what happened
     assert store.active(config.home, "knowledge-tracing").name == "kt-next"
@@ -215,11 +221,11 @@ def test_a_refused_update_is_logged_once_and_shown_to_the_admin(config, db, dist
 def test_a_forged_refusal_never_replaces_an_applied_update(config, db, district, tmp_path):
     archive, pack_id = _pack_v2(tmp_path)
     folder = updates.sign(district, archive, "content-pack", pack_id, "1.1.0", tmp_path / "u1")
-    assert updates.apply(db, config.home, folder) == "applied"
+    assert box_updates.apply(db, config.home, folder) == "applied"
     forged = updates.sign(keys.generate("district"), archive, "content-pack", pack_id, "1.1.0",
                           tmp_path / "forged")  # fmt: skip
     with pytest.raises(UpdateError, match="not the district's"):
-        updates.apply(db, config.home, forged)
+        box_updates.apply(db, config.home, forged)
     (outcome,) = [r[0] for r in db.conn.execute("SELECT outcome FROM sync_updates")]
     assert not outcome.startswith("refused"), outcome
-    assert updates.apply(db, config.home, folder) == "unchanged"
+    assert box_updates.apply(db, config.home, folder) == "unchanged"

@@ -1,0 +1,89 @@
+"""Every path under the box's data folder (SCHOOLBOX_HOME), in one place.
+
+    schoolbox.toml            settings (appliance/config.py)
+    schoolbox.db              the one SQLite file (appliance/store)
+    secret.key                signs sessions; learners' PINs are keyed from it (0600)
+    media/                    content packs' media files
+    models/                   verified model files and which is active (models/registry)
+    outbox/                   sealed sync bundles waiting for the district (sync/box)
+    updates-incoming/         the district's updates, fetched, before they are applied
+    keys/                     the box's own keys and what it pinned (sync, federated)
+    run/                      sockets and per-process metrics; safe to empty when stopped
+    flwr/                     the Flower SuperNode's own state
+
+The OS image puts this folder on the data partition; nothing else is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def settings_file(home: Path) -> Path:
+    return home / "schoolbox.toml"
+
+
+def database(home: Path) -> Path:
+    return home / "schoolbox.db"
+
+
+def secret(home: Path) -> Path:
+    return home / "secret.key"
+
+
+def media(home: Path) -> Path:
+    return home / "media"
+
+
+def models(home: Path) -> Path:
+    return home / "models"
+
+
+def outbox(home: Path) -> Path:
+    return home / "outbox"
+
+
+def updates_incoming(home: Path) -> Path:
+    return home / "updates-incoming"
+
+
+def tutor_socket(home: Path) -> Path:
+    return home / "run" / "tutor.sock"
+
+
+def metrics(home: Path) -> Path:
+    return home / "run" / "metrics"
+
+
+def box_key(home: Path) -> Path:
+    """The box's private sync keys (signing and HPKE), 0600."""
+    return home / "keys" / "box.key"
+
+
+def district_keys(home: Path) -> Path:
+    """The district's public keys, pinned at enrolment."""
+    return home / "keys" / "district.json"
+
+
+def pseudonym_key(home: Path) -> Path:
+    """The key learners' pseudonymous ids upstream are made with; never leaves the box."""
+    return home / "keys" / "pseudonym.key"
+
+
+def federation_node_key(home: Path) -> Path:
+    """The Flower SuperNode's private key, 0600."""
+    return home / "keys" / "federation-node.key"
+
+
+def federation_invitation(home: Path) -> Path:
+    """The district's invitation to federated training, checked and pinned."""
+    return home / "keys" / "federation.json"
+
+
+def federation_ca(home: Path) -> Path:
+    """The CA the district's SuperLink certificate must chain to."""
+    return home / "keys" / "federation-ca.pem"
+
+
+def flower(home: Path) -> Path:
+    return home / "flwr"

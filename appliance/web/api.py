@@ -1,0 +1,281 @@
+"""The JSON API under /api/v1: the same operations as the pages, for apps and scripts.
+
+Described in openapi.py and served at /api/v1/openapi.json. State-changing calls need
+the session cookie and the X-CSRFToken header from GET or POST /api/v1/session.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, jsonify, request, session
+from flask_wtf.csrf import generate_csrf
+from markupsafe import escape
+
+from appliance import practice
+from appliance.knowledge import insight, recommend
+from appliance.store import attempts, classes, content, mastery, users
+from appliance.web import access, auth
+from appliance.web import tutor as tutor_http
+from appliance.web.access import (
+    current_user,
+    learner_required,
+    signed_in_required,
+    teacher_required,
+)
+from appliance.web.db import get_db
+from appliance.web.errors import fail
+from appliance.web.openapi import document
+from appliance.web.validate import is_id
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _body() -> dict:
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # absurdly nested JSON
+        data = None
+    if not isinstance(data, dict):
+        fail(400, "Send a JSON object with Content-Type: application/json.")
+    return data
+
+
+def _user_json(user: dict | None) -> dict | None:
+    if user is None:
+        return None
+    return {"id": user["id"], "role": user["role"], "name": user["display_name"]}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(document())
+
+
+@bp.get("/signin/classes")
+def signin_classes():
+    return jsonify(
+        classes=[{"id": c["id"], "name": c["name"]} for c in classes.all_classes(get_db())]
+    )
+
+
+@bp.get("/signin/classes/<int:class_id>/learners")
+def signin_learners(class_id: int):
+    db = get_db()
+    if not classes.get(db, class_id):
+        abort(404)
+    roster = [
+        {"id": r["id"], "name": r["display_name"], "sign_in_with": r["sign_in_with"]}
+        for r in classes.roster(db, class_id)
+        if r["active"]
+    ]
+    # A picture code is sent as its digits 1-9 in "pin", in the order tapped.
+    pictures = [{"digit": digit, "picture": key} for digit, key, _ in users.PICTURES]
+    return jsonify(learners=roster, pictures=pictures)
+
+
+@bp.get("/session")
+def get_session():
+    return jsonify(user=_user_json(current_user()), csrf_token=generate_csrf())
+
+
+@bp.post("/session")
+def create_session():
+    data = _body()
+    if "learner_id" in data:
+        if not is_id(data["learner_id"]):
+            fail(400, "learner_id must be a learner's id (a positive whole number).")
+        user = auth.learner_signin(data["learner_id"], str(data.get("pin", "")))
+    else:
+        user = auth.staff_signin(str(data.get("username", "")), str(data.get("password", "")))
+    return jsonify(user=_user_json(user), csrf_token=generate_csrf())
+
+
+@bp.delete("/session")
+def delete_session():
+    access.sign_out()
+    return jsonify(user=None)
+
+
+@bp.get("/lessons")
+@signed_in_required
+def lessons():
+    db = get_db()
+    user = current_user()
+    assigned = content.learner_assignments(db, user["id"]) if user["role"] == "learner" else []
+    return jsonify(assigned=assigned, lessons=content.lessons(db))
+
+
+@bp.get("/lessons/<lesson_id>")
+@signed_in_required
+def lesson(lesson_id: str):
+    found = content.lesson(get_db(), lesson_id)
+    if not found:
+        abort(404)
+    keys = ("id", "pack_id", "subject", "title", "summary", "body_html", "updated_at")
+    return jsonify(lesson={k: found[k] for k in keys})
+
+
+def _practice_state(lesson_id: str) -> dict:
+    return practice.session_progress(get_db(), session, current_user()["id"], lesson_id)
+
+
+@bp.get("/lessons/<lesson_id>/next-item")
+@learner_required
+def next_item(lesson_id: str):
+    db = get_db()
+    if not content.lesson(db, lesson_id):
+        abort(404)
+    avoid = request.args.get("after")  # the item just answered, if the client knows it
+    choice = recommend.choose_and_log(db, _home(), current_user()["id"], [lesson_id], avoid)
+    return _chosen(choice, session=_practice_state(lesson_id))
+
+
+@bp.get("/practice/next")
+@learner_required
+def practise_next():
+    """What to practise next across the learner's assigned lessons (none: item is null)."""
+    return _chosen(recommend.next_assigned(get_db(), _home(), current_user()["id"]))
+
+
+def _chosen(choice, **extra):
+    """A chosen item as JSON, opened for the tutor's answer guard."""
+    item = content.item(get_db(), choice.item_id) if choice else None
+    tutor_http.open_item(item["id"] if item else None)
+    return jsonify(
+        item=content.public_item(item) if item else None,
+        reason=choice.reason if choice else None,
+        **extra,
+    )
+
+
+def _home():
+    return current_app.config["SCHOOLBOX"].home
+
+
+@bp.get("/items/<item_id>/hints/<int:number>")
+@learner_required
+def hint(item_id: str, number: int):
+    item = content.item(get_db(), item_id)
+    if not item or not 1 <= number <= len(item["hints"] or []):
+        abort(404)
+    return jsonify(hint_html=item["hints"][number - 1], number=number, of=len(item["hints"]))
+
+
+@bp.post("/attempts")
+@learner_required
+def submit_attempt():
+    data = _body()
+    for key, kind in (("hints_used", int), ("duration_ms", int)):
+        if data.get(key) is not None and (
+            not isinstance(data[key], kind) or isinstance(data[key], bool)
+        ):
+            fail(400, f"{key} must be a whole number.")
+    if not isinstance(data.get("response"), str | int | float) or isinstance(
+        data.get("response"), bool
+    ):
+        fail(400, "response must be text or a number.")
+    try:
+        result = practice.submit(
+            get_db(),
+            current_user()["id"],
+            str(data.get("item_id", "")),
+            str(data["response"]),
+            data.get("hints_used") or 0,
+            data.get("duration_ms"),
+            data.get("client_key"),
+            home=_home(),
+        )
+    except practice.AnswerError as error:
+        fail(error.status, str(error))
+    item = result.pop("item")
+    next_id = result.pop("next_item_id")
+    next_found = content.item(get_db(), next_id) if next_id else None
+    tutor_http.open_item(next_found["id"] if next_found else None)  # the reply opens it
+    return jsonify(
+        **result,
+        session=_practice_state(item["lesson_id"]),
+        next_item=content.public_item(next_found) if next_found else None,
+    ), (201 if result["recorded"] else 200)
+
+
+@bp.get("/progress")
+@learner_required
+def my_progress():
+    return _progress(current_user()["id"])
+
+
+@bp.get("/learners/<int:learner_id>/progress")
+@signed_in_required
+def learner_progress(learner_id: int):
+    if not classes.can_see_learner(get_db(), current_user(), learner_id):
+        abort(404)
+    return _progress(learner_id)
+
+
+def _with_response_html(attempt: dict) -> dict:
+    """An answer as the API has always given it: `response_html`, what the learner chose
+    (the choice's HTML) or typed (escaped)."""
+    chosen = attempt.pop("chosen_html")
+    return {
+        **attempt,
+        "response_html": chosen if chosen is not None else str(escape(attempt["response"])),
+    }
+
+
+def _progress(learner_id: int):
+    db = get_db()
+    return jsonify(
+        learner=_user_json(users.get(db, learner_id)),
+        skills=attempts.skill_progress(db, learner_id),
+        mastery=mastery.of_learner(db, learner_id),  # the model's estimates, when it has one
+        assigned=content.learner_assignments(db, learner_id),
+        recent=[_with_response_html(a) for a in attempts.recent(db, learner_id, limit=20)],
+    )
+
+
+@bp.get("/classes")
+@signed_in_required
+def my_classes():
+    return jsonify(classes=classes.for_user(get_db(), current_user()))
+
+
+@bp.get("/classes/<int:class_id>/progress")
+@teacher_required
+def class_progress(class_id: int):
+    db = get_db()
+    if not classes.can_manage(db, current_user(), class_id):
+        abort(404)
+    roster = [{"id": r["id"], "name": r["display_name"]} for r in classes.roster(db, class_id)]
+    skills = [{"id": s["id"], "name": s["name"]} for s in content.skills(db)]
+    grid = attempts.class_grid(db, class_id)
+    cells, flags = insight.class_view(db, class_id, grid, {s["id"]: s["name"] for s in skills})
+    return jsonify(
+        learners=roster,
+        skills=skills,
+        grid={str(k): v for k, v in grid.items()},
+        # Estimated mastery (or the share right, where "estimated" is false) per cell.
+        mastery={str(k): v for k, v in cells.items()},
+        flags=[vars(f) for f in flags],
+        assignments=content.class_assignments(db, class_id),
+    )
+
+
+@bp.post("/tutor/answers")
+@learner_required
+def ask_tutor():
+    data = _body()
+    question, lesson_id, item_id = (data.get(k) for k in ("question", "lesson_id", "item_id"))
+    if not isinstance(question, str):
+        fail(400, "Send a 'question' string.")
+    if not all(v is None or isinstance(v, str) for v in (lesson_id, item_id)):
+        fail(400, "'lesson_id' and 'item_id' must be strings.")
+    answer = tutor_http.start(question, lesson_id, item_id)
+    if data.get("stream") is True:
+        return tutor_http.sse(answer)
+    return jsonify(tutor_http.collect(answer))
+
+
+@bp.get("/search")
+@signed_in_required
+def search():
+    query = request.args.get("q", "")[:200]
+    return jsonify(results=content.search(get_db(), query))

@@ -1,0 +1,204 @@
+"""The OpenAPI 3.1 description of /api/v1. A test checks it matches the routes exactly."""
+
+from __future__ import annotations
+
+from appliance import __version__
+
+_ID = {"type": "integer"}
+_TEXT = {"type": "string"}
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"status": _ID, "message": _TEXT},
+            "required": ["status", "message"],
+        }
+    },
+}
+_ITEM = {
+    "type": "object",
+    "description": "An item as a learner sees it: never the answer key.",
+    "properties": {
+        "id": _TEXT,
+        "lesson_id": _TEXT,
+        "type": {"enum": ["multiple_choice", "numeric", "short_text"]},
+        "prompt_html": _TEXT,
+        "choices": {"type": ["array", "null"], "items": _TEXT},
+        "hint_count": _ID,
+    },
+}
+_SESSION_IN = {
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {"username": _TEXT, "password": _TEXT},
+            "required": ["username", "password"],
+        },
+        {
+            "type": "object",
+            "properties": {"learner_id": _ID, "pin": _TEXT},
+            "required": ["learner_id", "pin"],
+        },
+    ]
+}
+_ATTEMPT_IN = {
+    "type": "object",
+    "properties": {
+        "item_id": _TEXT,
+        "response": {"type": ["string", "number"], "description": "choice index, number or text"},
+        "hints_used": _ID,
+        "duration_ms": _ID,
+        "client_key": {
+            "type": "string",
+            "description": "8-64 URL-safe characters chosen by the client; a resend with the "
+            "same key returns the first result instead of recording twice",
+        },
+    },
+    "required": ["item_id", "response"],
+}
+
+_TUTOR_IN = {
+    "type": "object",
+    "properties": {
+        "question": {"type": "string", "maxLength": 500},
+        "lesson_id": {"type": ["string", "null"], "description": "the lesson being read"},
+        "item_id": {
+            "type": ["string", "null"],
+            "description": "the practice item open now: the tutor gives hints, never its answer",
+        },
+        "stream": {
+            "type": "boolean",
+            "description": "true: Server-Sent Events (sources, token..., done) as words come",
+        },
+    },
+    "required": ["question"],
+}
+
+_INTEGER_PARAMS = {"class_id", "learner_id", "number"}
+
+# (method, path, summary, who may call it, request body schema or None)
+ROUTES = [
+    ("get", "/openapi.json", "This document", "anyone", None),
+    ("get", "/signin/classes", "Classes to pick from when a learner signs in", "anyone", None),
+    ("get", "/signin/classes/{class_id}/learners", "Learners' names in a class", "anyone", None),
+    ("get", "/session", "Who is signed in, and the CSRF token", "anyone", None),
+    (
+        "post",
+        "/session",
+        "Sign in (staff: username+password; learner: id+PIN)",
+        "anyone",
+        _SESSION_IN,
+    ),
+    ("delete", "/session", "Sign out", "anyone", None),
+    ("get", "/lessons", "Lessons (and a learner's assigned lessons)", "signed in", None),
+    ("get", "/lessons/{lesson_id}", "One lesson's rendered text", "signed in", None),
+    (
+        "get",
+        "/lessons/{lesson_id}/next-item",
+        "The next item to practise in a lesson, and why it was chosen",
+        "learner",
+        None,
+    ),
+    (
+        "get",
+        "/practice/next",
+        "What to practise next across the learner's assigned lessons, and why",
+        "learner",
+        None,
+    ),
+    ("get", "/items/{item_id}/hints/{number}", "Hint number N of an item", "learner", None),
+    (
+        "post",
+        "/attempts",
+        "Submit an answer; get feedback and the next item",
+        "learner",
+        _ATTEMPT_IN,
+    ),
+    ("get", "/progress", "My progress per skill and lesson", "learner", None),
+    (
+        "get",
+        "/learners/{learner_id}/progress",
+        "A learner's progress",
+        "self, their teacher, admin",
+        None,
+    ),
+    ("get", "/classes", "Classes the caller may see", "signed in", None),
+    (
+        "get",
+        "/classes/{class_id}/progress",
+        "Learner x skill grid of a class",
+        "its teacher, admin",
+        None,
+    ),
+    ("get", "/search", "Search lesson passages (query parameter q)", "signed in", None),
+    (
+        "post",
+        "/tutor/answers",
+        "Ask the tutor; the answer, the lesson passages it used, and how it was made."
+        " 503 with Retry-After when the tutor is busy",
+        "learner (when the school and class allow the tutor)",
+        _TUTOR_IN,
+    ),
+]
+
+
+def _operation(method: str, path: str, summary: str, who: str, body: dict | None) -> dict:
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _ID if name in _INTEGER_PARAMS else _TEXT,
+        }
+        for name in (part[1:-1] for part in path.split("/") if part.startswith("{"))
+    ]
+    if path == "/search":
+        parameters.append({"name": "q", "in": "query", "required": True, "schema": _TEXT})
+    if path.endswith("/next-item"):
+        parameters.append(
+            {"name": "after", "in": "query", "required": False, "schema": _TEXT,
+             "description": "the item just answered: never offered next"}
+        )  # fmt: skip
+    operation = {
+        "summary": summary,
+        "description": f"Who may call it: {who}.",
+        "parameters": parameters,
+        "responses": {
+            "200": {
+                "description": "OK",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "4XX": {
+                "description": "A clear error",
+                "content": {"application/json": {"schema": _ERROR}},
+            },
+        },
+    }
+    if method != "get":
+        operation["parameters"].append(
+            {"name": "X-CSRFToken", "in": "header", "required": True, "schema": _TEXT}
+        )
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    if path == "/attempts":
+        operation["responses"]["201"] = {"description": "Recorded (durably) and graded"}
+        operation["responses"]["200"]["description"] = "Already recorded under this client_key"
+    return operation
+
+
+def document() -> dict:
+    """The whole OpenAPI document."""
+    paths: dict[str, dict] = {}
+    for method, path, summary, who, body in ROUTES:
+        paths.setdefault(path, {})[method] = _operation(method, path, summary, who, body)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Schoolbox API", "version": __version__},
+        "servers": [{"url": "/api/v1"}],
+        "components": {"schemas": {"Item": _ITEM, "Error": _ERROR}},
+        "paths": paths,
+    }

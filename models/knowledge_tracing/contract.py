@@ -1,0 +1,42 @@
+"""The contract a knowledge-tracing model file meets: an ONNX step graph with these inputs
+and outputs, within the opset the box runs. The model registry checks it on import, the
+runtime on load, and training's export writes to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+INPUTS = ["skill_state", "learner_state", "item", "skill", "correct"]
+OUTPUTS = ["p_correct", "next_skill_state", "next_learner_state"]
+MAX_OPSET = 21
+
+
+class KTModelError(ValueError):
+    """The model file is not one the box can use, or it gave values it cannot trust."""
+
+
+def check(path: Path) -> dict:
+    """Refuse an ONNX file that is not a knowledge-tracing step graph; name what is wrong."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx raises several kinds for a damaged file
+        raise KTModelError(f"{path.name} is not a valid ONNX model: {error}") from error
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset > MAX_OPSET:
+        raise KTModelError(
+            f"{path.name} needs ONNX opset {opset}; this box runs up to {MAX_OPSET}."
+        )
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    if inputs != INPUTS:
+        raise KTModelError(
+            f"{path.name} has inputs {inputs}; a knowledge-tracing model needs {INPUTS}."
+        )
+    if outputs != OUTPUTS:
+        raise KTModelError(
+            f"{path.name} has outputs {outputs}; a knowledge-tracing model needs {OUTPUTS}."
+        )
+    return {p.key: p.value for p in model.metadata_props}

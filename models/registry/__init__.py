@@ -1,0 +1,1 @@
+"""The model registry: verified model files, which one is active, and the default models."""

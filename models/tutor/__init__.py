@@ -1,0 +1,1 @@
+"""The tutor model: the llama.cpp runtime, the service that holds it, and its client."""

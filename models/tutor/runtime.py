@@ -1,0 +1,374 @@
+"""The tutor runtime: one loaded GGUF model, a bounded fair queue, one generation at a time.
+
+A box has 2-4 cores and llama.cpp already uses all of them for one answer, so answers
+are generated one after another by a single thread that owns the model. Questions wait
+in a bounded queue served round-robin by learner, so one learner with two tabs cannot
+starve a class; past the bound a question is refused at once with a retry time, rather
+than left to hang. Between answers the thread checks the model store and swaps in a
+newly activated model, so an answer in flight always finishes on the model it began on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.registry import installed as store
+
+log = logging.getLogger("schoolbox.tutor")
+HEARTBEAT_S = 3.0  # how often a waiting question hears its place in the queue
+IDLE_CHECK_S = 2.0  # how often an idle runtime looks for a newly activated model
+
+
+class Busy(Exception):
+    """The queue is full (or this learner already has a question waiting)."""
+
+    def __init__(self, retry_after: int, reason: str = "queue_full"):
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Settings:
+    queue_size: int = 16  # questions waiting, not counting the one being answered
+    per_learner: int = 1  # questions one learner may have waiting or running
+    max_tokens: int = 200  # cap on an answer's length
+    max_seconds: float = 45.0  # cap on one answer's writing, counted from its first word
+    max_prompt_seconds: float = 60.0  # cap on reading the prompt (rules, passages, question)
+    max_wait_seconds: float = 180.0  # a question waiting longer is answered from the lessons
+    n_ctx: int = 2048
+    n_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    temperature: float = 0.3
+
+
+@dataclass
+class Job:
+    messages: list[dict]
+    learner: str
+    max_tokens: int
+    max_seconds: float
+    events: queue.Queue = field(default_factory=queue.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    queued_at: float = field(default_factory=time.monotonic)
+
+    def stream(self, timeout: float, heartbeat: Callable[[], dict] | None = None):
+        """Events until the answer ends: start, token..., end (or no_model / error).
+
+        While nothing else comes (the question waits, or its prompt is being read),
+        `heartbeat()` is yielded every few seconds, so a learner who left is noticed by
+        the first write that fails; a heartbeat may itself end the answer.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self.events.get(timeout=HEARTBEAT_S if heartbeat else timeout)
+            except queue.Empty:
+                if heartbeat is None or time.monotonic() > deadline:
+                    raise
+                event = heartbeat()
+            yield event
+            if event["event"] in ("end", "no_model", "error"):
+                return
+
+
+def load_llama(path: Path, settings: Settings):
+    """A llama.cpp model, memory-mapped so its pages are shared and load is quick."""
+    from llama_cpp import Llama
+
+    return Llama(
+        model_path=str(path),
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_batch=256,
+        use_mmap=True,
+        verbose=False,
+    )
+
+
+def _interrupt_when(model, check: Callable[[], bool] | None) -> None:
+    """Let llama.cpp stop reading a prompt midway once `check()` is true (None: never).
+
+    llama.cpp asks between its compute steps (hundreds a token), so this is set only
+    while a prompt is read: a long read is the one step a per-token check cannot cut.
+    A model without a llama.cpp context (a test's stand-in) is left alone.
+    """
+    context = getattr(model, "ctx", None)
+    if context is None:
+        return
+    import llama_cpp
+
+    callback = llama_cpp.ggml_abort_callback((lambda _data: check()) if check else 0)
+    llama_cpp.llama_set_abort_callback(context, callback, None)
+    model.schoolbox_interrupt = callback  # llama.cpp keeps only a pointer: keep it alive
+
+
+class TutorRuntime:
+    """Owns the model and the queue. `submit()` from any thread; one thread generates."""
+
+    def __init__(
+        self,
+        home: Path,
+        settings: Settings | None = None,
+        loader: Callable[[Path, Settings], object] = load_llama,
+    ):
+        self.home = Path(home)
+        self.settings = settings or Settings()
+        self._loader = loader
+        self._lock = threading.Condition()
+        self._waiting: OrderedDict[str, deque[Job]] = OrderedDict()
+        self._active_count: dict[str, int] = {}
+        self._queued = 0
+        self._stopping = False
+        self._model = None
+        self._model_name: str | None = None
+        self._model_stamp: int | None = None
+        self._load_error: str | None = None
+        self._recent_seconds: deque[float] = deque([5.0], maxlen=20)
+        self._thread = threading.Thread(target=self._run, name="tutor-generate", daemon=True)
+
+    # --- the public side ---------------------------------------------------------------
+
+    def start(self) -> TutorRuntime:
+        self._refresh_model()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        self._thread.join(timeout=self.settings.max_prompt_seconds + self.settings.max_seconds + 5)
+
+    def submit(
+        self,
+        messages: list[dict],
+        learner: str,
+        max_tokens: int | None = None,
+        max_seconds: float | None = None,
+    ) -> Job:
+        """Queue a question, or raise Busy with how long to wait before asking again."""
+        job = Job(
+            messages=messages,
+            learner=learner,
+            max_tokens=min(max_tokens or self.settings.max_tokens, self.settings.max_tokens),
+            max_seconds=min(max_seconds or self.settings.max_seconds, self.settings.max_seconds),
+        )
+        with self._lock:
+            if self._active_count.get(learner, 0) >= self.settings.per_learner:
+                raise Busy(self._retry_after_locked(), "already_asking")
+            if self._queued >= self.settings.queue_size:
+                raise Busy(self._retry_after_locked())
+            self._waiting.setdefault(learner, deque()).append(job)
+            self._active_count[learner] = self._active_count.get(learner, 0) + 1
+            self._queued += 1
+            position = self._queued
+            self._lock.notify()
+        job.events.put({"event": "queued", "position": position})
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """The asker went away: drop the question if it is still waiting, else stop it."""
+        job.cancelled.set()
+        with self._lock:
+            self._withdraw_locked(job)
+
+    def position(self, job: Job) -> int:
+        """1 for the next question to be answered; 0 once it is being answered."""
+        with self._lock:
+            order = self._round_robin_order_locked()
+            return order.index(job) + 1 if job in order else 0
+
+    def heartbeat(self, job: Job) -> dict:
+        """What a question hears while nothing else comes: its place in line; that its
+        prompt is being read; or, once it has waited `max_wait_seconds`, that it was
+        given up (reason "wait": the asker answers from the lessons instead)."""
+        with self._lock:
+            order = self._round_robin_order_locked()
+            if job not in order:
+                return {"event": "reading"}
+            if time.monotonic() - job.queued_at <= self.settings.max_wait_seconds:
+                return {"event": "waiting", "position": order.index(job) + 1}
+            job.cancelled.set()
+            self._withdraw_locked(job)
+        return {"event": "end", "reason": "wait", "tokens": 0, "model": None}
+
+    def status(self) -> dict:
+        with self._lock:
+            return {
+                "model": self._model_name,
+                "load_error": self._load_error,
+                "queued": self._queued,
+                "queue_size": self.settings.queue_size,
+                "retry_after": self._retry_after_locked(),
+            }
+
+    # --- the generation thread ----------------------------------------------------------
+
+    def _retry_after_locked(self) -> int:
+        per_answer = sorted(self._recent_seconds)[len(self._recent_seconds) // 2]
+        return max(2, min(120, math.ceil(per_answer * (self._queued + 1))))
+
+    def _round_robin_order_locked(self) -> list[Job]:
+        """Waiting questions in the order they will be answered."""
+        queues = [list(jobs) for jobs in self._waiting.values()]
+        order, depth = [], max((len(q) for q in queues), default=0)
+        for level in range(depth):
+            order.extend(q[level] for q in queues if level < len(q))
+        return order
+
+    def _next_job(self) -> Job | None:
+        with self._lock:
+            while not self._waiting and not self._stopping:
+                if not self._lock.wait(timeout=IDLE_CHECK_S):
+                    self._lock.release()  # load outside the lock: submit() stays quick
+                    try:
+                        self._refresh_model()
+                    finally:
+                        self._lock.acquire()
+            if self._stopping:
+                return None
+            learner, jobs = next(iter(self._waiting.items()))
+            job = jobs.popleft()
+            del self._waiting[learner]
+            if jobs:  # round-robin: this learner's next question goes to the back
+                self._waiting[learner] = jobs
+            self._queued -= 1
+            return job
+
+    def _withdraw_locked(self, job: Job) -> None:
+        """Take a question off the queue if it is still waiting there."""
+        waiting = self._waiting.get(job.learner)
+        if waiting and job in waiting:
+            waiting.remove(job)
+            if not waiting:
+                del self._waiting[job.learner]
+            self._queued -= 1
+            self._release_learner_locked(job.learner)
+
+    def _finished(self, job: Job) -> None:
+        with self._lock:
+            self._release_learner_locked(job.learner)
+
+    def _release_learner_locked(self, learner: str) -> None:
+        left = self._active_count.get(learner, 1) - 1
+        if left:
+            self._active_count[learner] = left
+        else:
+            self._active_count.pop(learner, None)
+
+    def _run(self) -> None:
+        while (job := self._next_job()) is not None:
+            try:
+                self._refresh_model()
+                if job.cancelled.is_set():  # left after it was taken off the queue
+                    continue
+                if self._model is None:
+                    job.events.put({"event": "no_model", "reason": self._load_error or "none"})
+                    continue
+                started = time.monotonic()
+                self._generate(job)
+                self._recent_seconds.append(time.monotonic() - started)
+            except Exception as error:  # one bad answer must not stop the tutor
+                # The type only: a traceback's messages could quote the learner's question.
+                log.error("tutor generation failed: %s", type(error).__name__)
+                job.events.put({"event": "error", "error": type(error).__name__})
+            finally:
+                self._finished(job)
+
+    def _generate(self, job: Job) -> None:
+        """Read the prompt (at most max_prompt_seconds), then write (at most max_seconds).
+
+        The writing cap starts when the prompt has been read, so a busy processor that
+        slows the reading cannot use up the answer's time before its first word.
+        """
+        started = time.monotonic()
+        job.events.put(
+            {"event": "start", "model": self._model_name, "waited_s": started - job.queued_at}
+        )
+        reading_until = started + self.settings.max_prompt_seconds
+        _interrupt_when(
+            self._model, lambda: job.cancelled.is_set() or time.monotonic() > reading_until
+        )
+        tokens, reason, first, writing_from = 0, "stop", None, None
+        chunks = self._model.create_chat_completion(
+            messages=job.messages,
+            max_tokens=job.max_tokens,
+            temperature=self.settings.temperature,
+            repeat_penalty=1.1,
+            stream=True,
+        )
+        try:
+            for chunk in chunks:  # the first chunk comes once the prompt has been read
+                if writing_from is None:
+                    writing_from = time.monotonic()
+                    _interrupt_when(self._model, None)
+                choice = chunk["choices"][0]
+                text = choice["delta"].get("content")
+                if text:
+                    tokens += 1
+                    first = first or time.monotonic()
+                    job.events.put({"event": "token", "text": text})
+                if choice.get("finish_reason"):
+                    reason = choice["finish_reason"]
+                if job.cancelled.is_set():
+                    reason = "cancelled"
+                    break
+                if time.monotonic() > writing_from + job.max_seconds:
+                    reason = "time"
+                    break
+        except RuntimeError:  # llama.cpp stopped reading the prompt when told to
+            if writing_from is not None or not (
+                job.cancelled.is_set() or time.monotonic() > reading_until
+            ):
+                raise
+            reason = "cancelled" if job.cancelled.is_set() else "prompt_time"
+        finally:
+            _interrupt_when(self._model, None)
+            chunks.close()
+        ended = time.monotonic()
+        job.events.put({
+            "event": "end",
+            "reason": reason,  # stop, length (max_tokens), time, prompt_time or cancelled
+            "tokens": tokens,
+            "ttft_s": (first or ended) - started,
+            "prompt_s": (writing_from or ended) - started,
+            "seconds": ended - started,
+            "model": self._model_name,
+        })  # fmt: skip
+
+    def _refresh_model(self) -> None:
+        """Load the store's active tutor model if it changed; keep the old one if it fails."""
+        stamp = store.active_stamp(self.home)
+        if stamp == self._model_stamp:
+            return
+        self._model_stamp = stamp
+        try:
+            manifest = store.active(self.home, "tutor-llm")
+        except (ValueError, TypeError, OSError) as error:  # an unreadable store: keep going
+            self._load_error = f"the model store could not be read ({type(error).__name__})"
+            log.error("tutor model store unreadable; keeping %s", self._model_name)
+            return
+        if manifest is None:
+            self._model, self._model_name = None, None
+            self._load_error = "no tutor model is active"
+            return
+        if manifest.name == self._model_name:
+            self._load_error = None  # e.g. rolled back to the model that kept serving
+            return
+        try:
+            model = self._loader(store.file_path(self.home, manifest), self.settings)
+        except Exception as error:  # a file llama.cpp cannot load: keep serving the old one
+            self._load_error = f"{manifest.name} failed to load ({type(error).__name__})"
+            log.error("tutor model %s failed to load; keeping %s", manifest.name, self._model_name)
+            return
+        self._model, self._model_name, self._load_error = model, manifest.name, None
+        log.info("tutor model %s loaded", manifest.name)

@@ -1,0 +1,1 @@
+"""The district hub: its home (keys, enrolled boxes), database, receiving bundles, web app."""
