@@ -9,6 +9,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -115,7 +116,7 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
 
 
-def _coerce(name: str, kind: object, raw: object, source: str) -> object:
+def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
     """`raw` as the setting's type, or ConfigError naming the setting and `source`."""
     kind = getattr(kind, "__name__", kind)
     if kind == "Path":

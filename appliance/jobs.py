@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+import sqlite_utils
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from appliance import paths
@@ -51,7 +52,8 @@ class KnowledgeFollower:
     """The knowledge-tracing follower as a job: one connection kept open between runs."""
 
     def __init__(self, config: Config):
-        self.config, self.db = config, None
+        self.config = config
+        self.db: sqlite_utils.Database | None = None
 
     def __call__(self) -> int:
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import sqlite_utils
 
 from appliance.knowledge import recommend
+from appliance.messages import LazyString
 from appliance.messages import lazy as _l
 from appliance.store import attempts, content, recommendations
 from appliance.store.ids import uuid7
@@ -79,7 +80,7 @@ def grade(item: dict, response: str) -> bool:
     return _normalise(response, key["case_sensitive"]) in wanted
 
 
-def is_well_formed(item: dict, response: str) -> str | None:
+def is_well_formed(item: dict, response: str) -> str | LazyString | None:
     """A message for the learner if the response cannot be an answer at all, else None."""
     if not response.strip():
         return _l("Please give an answer first.")
@@ -98,7 +99,7 @@ def is_well_formed(item: dict, response: str) -> str | None:
 class AnswerError(ValueError):
     """An answer that cannot be recorded, with a message for the learner."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str | LazyString, status: int = 400):
         super().__init__(message)
         self.status = status
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def _incoming(msg: Message, kind: str) -> tuple[list[np.ndarray], dict, bool]:
     """(arrays, config, legacy?) from a train or evaluate message in either layout."""
     if "arrays" in msg.content.array_records:
         config = dict(msg.content.config_records.get("config", ConfigRecord()))
-        return msg.content["arrays"].to_numpy_ndarrays(), config, False
+        return msg.content.array_records["arrays"].to_numpy_ndarrays(), config, False
     ins = (legacy.recorddict_to_fitins if kind == "train" else legacy.recorddict_to_evaluateins)(
         msg.content, keep_input=True
     )
@@ -117,8 +118,8 @@ def train(msg: Message, context: Context) -> Message:
     if budget is not None:
         keep_privacy_history(config.home, context.run_id, local.history)
     weight = min(local.learners, task.MAX_WEIGHT)
-    metrics = {"num-examples": weight, "answers": local.answers,
-               "epsilon": local.epsilon}  # fmt: skip
+    metrics: dict[str, Any] = {"num-examples": weight, "answers": local.answers,
+                               "epsilon": local.epsilon}  # fmt: skip
     if is_legacy:
         fit = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(local.arrays), weight,
                      metrics)  # fmt: skip

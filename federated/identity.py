@@ -54,10 +54,10 @@ def ensure_node_key(path: Path) -> ec.EllipticCurvePrivateKey:
             serialization.NoEncryption(),
         )
         create_secret(path, pem)
-    key = serialization.load_ssh_private_key(path.read_bytes(), None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
+    loaded = serialization.load_ssh_private_key(path.read_bytes(), None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
         raise IdentityError(f"{path} is not a SuperNode key (ECDSA P-384).")
-    return key
+    return loaded
 
 
 def public_openssh(key: ec.EllipticCurvePrivateKey) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,7 @@ def steps_per_epoch(rate: float) -> int:
 
 
 def noise_for(
-    budget: Budget, rate: float, steps: int, history: list[tuple[float, float, int]] = ()
+    budget: Budget, rate: float, steps: int, history: Sequence[tuple[float, float, int]] = ()
 ) -> float:
     """The smallest noise multiplier (to 1%) that keeps `history` plus `steps` more at
     sampling `rate` within budget: the remaining rounds get what is left, whatever the
@@ -145,7 +146,7 @@ def train(
         for k, p in enumerate(params):
             # An empty draw still takes a step: noise alone, as the accountant counts it.
             stacked = [g[k] for g in per_learner] or [torch.zeros_like(p)]
-            p.grad_sample = torch.stack(stacked)
+            setattr(p, "grad_sample", torch.stack(stacked))  # noqa: B010 - Opacus's own slot
         optimiser.step()
     return steps
 

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
@@ -240,7 +241,8 @@ def _evaluate_metrics(records: list[RecordDict], _weight_key: str) -> MetricReco
     pairs = []
     for record in records:
         m = next(iter(record.metric_records.values()))
-        pairs.append((int(m["num-examples"]), float(m["auc"])))
+        examples, auc = cast(float, m["num-examples"]), cast(float, m["auc"])  # scalars here
+        pairs.append((int(examples), float(auc)))
     return MetricRecord(_weighted_auc(pairs))
 
 

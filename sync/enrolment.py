@@ -18,6 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
@@ -55,7 +56,7 @@ def ensure_box_keys(home: Path, box_id: str) -> PrivateKeys:
 def request(keys: PrivateKeys, site_name: str, endorsed_by: PrivateKeys | None = None) -> dict:
     """The enrolment request the district registers: box id, site name, public keys; with
     `endorsed_by`, signed by the box's previous key (rotation)."""
-    document = {
+    document: dict[str, Any] = {
         "format": REQUEST_FORMAT,
         "box_id": keys.owner,
         "site_name": site_name,

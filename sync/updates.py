@@ -17,6 +17,7 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from models.registry.formats import sha256_of
 from sync.files import canonical
@@ -39,7 +40,7 @@ def sign(district: PrivateKeys, payload: Path, kind: str, name: str, version: st
         raise UpdateError(f"Unknown update kind {kind!r}; use one of {', '.join(KINDS)}.")
     into.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(payload, into / payload.name)
-    body = {
+    body: dict[str, Any] = {
         "format": FORMAT, "kind": kind, "name": name, "version": version,
         "model_kind": model_kind, "file": payload.name, "sha256": sha256_of(into / payload.name),
         "size": payload.stat().st_size,

@@ -80,7 +80,7 @@ def init(
     shipped = _store_call(default.install_knowledge_tracing, config.home)
     click.echo(f"Knowledge-tracing model: {shipped.name}")
 
-    box_keys = enrolment.ensure_box_keys(config.home, site.get(db)["box_id"])
+    box_keys = enrolment.ensure_box_keys(config.home, site.required(db)["box_id"])
     click.echo(f"Box keys made; fingerprint {box_keys.public().fingerprint()}")
     click.echo(f"Admin username: {admin_username}")
     if shown:

@@ -84,10 +84,11 @@ def _history(
     rows = []
     for lesson in lessons:
         items = [
-            content.item(db, row[0])
+            found
             for row in db.conn.execute(
                 "SELECT id FROM items WHERE lesson_id = ? AND retired = 0", (lesson["id"],)
             )
+            if (found := content.item(db, row[0])) is not None
         ]
         if not items:
             continue
@@ -99,7 +100,7 @@ def _history(
             correct = rng.random() < p
             at_ms += rng.randint(20, 90) * 1000
             rows.append(_attempt(learner_id, item, correct, at_ms, rng))
-    db["attempts"].insert_all(rows)
+    db.table("attempts").insert_all(rows)
 
 
 def _attempt(learner_id: int, item: dict, correct: bool, at_ms: int, rng: random.Random) -> dict:

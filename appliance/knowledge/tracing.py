@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from appliance.store import mastery, one, transaction
+from appliance.store import mastery, transaction, value
 from appliance.store.mastery import HISTORY, Answer, LearnerStates
 from models.knowledge_tracing import runtime as kt_runtime
 from models.knowledge_tracing.data import logit, rate_of, smoothed
@@ -86,6 +86,8 @@ def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> i
         with transaction(db):
             mastery.start_over(db, runtime.name)
         position = mastery.cursor(db)
+        if position is None:  # start_over has just written it
+            raise LookupError("the knowledge-tracing cursor is missing after a restart")
     answers = mastery.pending(db, position.last_rowid, batch)
     if not answers:
         return None
@@ -99,10 +101,10 @@ def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> i
     with transaction(db):
         # Another follower (a second process on the same box), or an erasure, got in
         # between: drop this batch; the next one starts from what is stored now.
-        still = one(
+        still = value(
             db, "SELECT count(*) FROM attempts WHERE rowid > ? AND rowid <= ?",
             (position.last_rowid, answers[-1].rowid),
-        )[0]  # fmt: skip
+        )  # fmt: skip
         if mastery.cursor(db) != position or still != len(answers):
             return 0
         mastery.save(

@@ -124,7 +124,7 @@ def _remove_other_versions(pack_dir: Path, keep: set) -> None:
 
 def _write_pack(db: sqlite_utils.Database, pack: Pack, actor: audit.Actor) -> None:
     at = now()
-    db["packs"].upsert(
+    db.table("packs").upsert(
         {
             "id": pack.id,
             "version": pack.version,
@@ -139,14 +139,14 @@ def _write_pack(db: sqlite_utils.Database, pack: Pack, actor: audit.Actor) -> No
         },
         pk="id",
     )
-    db["skills"].upsert_all([{**s, "pack_id": pack.id} for s in pack.skills], pk="id")
+    db.table("skills").upsert_all([{**s, "pack_id": pack.id} for s in pack.skills], pk="id")
     _write_lessons(db, pack, at)
     _write_items(db, pack)
 
 
 def _write_lessons(db: sqlite_utils.Database, pack: Pack, at: str) -> None:
     db.conn.execute("UPDATE lessons SET retired = 1 WHERE pack_id = ?", (pack.id,))
-    db["lessons"].upsert_all(
+    db.table("lessons").upsert_all(
         [
             {
                 "id": lesson.id,
@@ -186,7 +186,7 @@ def _write_lessons(db: sqlite_utils.Database, pack: Pack, at: str) -> None:
 
 def _write_items(db: sqlite_utils.Database, pack: Pack) -> None:
     db.conn.execute("UPDATE items SET retired = 1 WHERE pack_id = ?", (pack.id,))
-    db["items"].upsert_all(
+    db.table("items").upsert_all(
         [
             {
                 "id": item.id,
@@ -209,7 +209,7 @@ def _write_items(db: sqlite_utils.Database, pack: Pack) -> None:
     if ids:
         marks = ",".join("?" * len(ids))
         db.conn.execute(f"DELETE FROM item_skills WHERE item_id IN ({marks})", ids)  # noqa: S608
-    db["item_skills"].insert_all(
+    db.table("item_skills").insert_all(
         [{"item_id": item.id, "skill_id": skill} for item in pack.items for skill in item.skills],
         pk=("item_id", "skill_id"),
         ignore=True,

@@ -100,7 +100,8 @@ def version_key(version: str) -> tuple[int, int, int]:
     match = VERSION_RE.match(version)
     if not match:
         raise ValueError(f"not a MAJOR.MINOR.PATCH version: {version!r}")
-    return tuple(int(part) for part in match.groups())
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
 
 
 # --- reading files from a folder or a zip -------------------------------------------
@@ -195,7 +196,7 @@ class _Checker:
             isinstance(v, str | int | float) and not isinstance(v, bool) and str(v).strip()
             for v in value
         )
-        if not ok or len(value) < minimum:
+        if not isinstance(value, list) or not ok or len(value) < minimum:
             self.fail(f"{where}.{key}", f"must be a list of at least {minimum} text value(s)")
             return None
         return [str(v).strip() for v in value]
@@ -462,7 +463,7 @@ def _item(raw, where, lesson_id, index, pack, check, skills) -> Item | None:
 
     choices, answer = _answer(raw, where, kind, check, inline)
     explanation = check.text(raw, "explanation", where, required=False, limit=5000)
-    if None in (item_id, prompt, answer) or not item_skills or not hints:
+    if item_id is None or prompt is None or answer is None or not item_skills or not hints:
         return None
     return Item(
         id=item_id,

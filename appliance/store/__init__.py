@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -28,7 +28,7 @@ def _writer_lock(db: sqlite_utils.Database) -> threading.Lock:
         path = db.conn.execute("PRAGMA database_list").fetchone()[2]
         with _writer_locks_guard:
             lock = _writer_locks.setdefault(path, threading.Lock())
-        db._schoolbox_writer_lock = lock
+        setattr(db, "_schoolbox_writer_lock", lock)  # noqa: B010 - sqlite-utils has no slot for it
     return lock
 
 
@@ -172,7 +172,7 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def days_ago(days: int) -> str:
+def days_ago(days: float) -> str:
     """The time `days` ago, in the same text form as now(), for "older than" queries."""
     return (
         (datetime.now(UTC) - timedelta(days=days))
@@ -184,6 +184,32 @@ def days_ago(days: int) -> str:
 def one(db: sqlite_utils.Database, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
     """The first row of a query, or None."""
     return db.conn.execute(sql, params).fetchone()
+
+
+def value(db: sqlite_utils.Database, sql: str, params: tuple | dict = ()) -> Any:
+    """The first column of a query that always gives a row (an aggregate such as count(*));
+    LookupError if it gave none."""
+    row = db.conn.execute(sql, params).fetchone()
+    if row is None:
+        raise LookupError(f"the query gave no row: {sql}")
+    return row[0]
+
+
+def the_row(db: sqlite_utils.Database, sql: str, params: tuple | dict = ()) -> sqlite3.Row:
+    """The first row of a query that always gives one (an aggregate, a row just written);
+    LookupError if it gave none."""
+    row = db.conn.execute(sql, params).fetchone()
+    if row is None:
+        raise LookupError(f"the query gave no row: {sql}")
+    return row
+
+
+def inserted(db: sqlite_utils.Database, sql: str, params: tuple | dict = ()) -> int:
+    """Run an INSERT and return the new row's id."""
+    rowid = db.conn.execute(sql, params).lastrowid
+    if rowid is None:
+        raise LookupError(f"the statement inserted no row: {sql}")
+    return rowid
 
 
 def rows(db: sqlite_utils.Database, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from appliance.store import grouped, now, one, rows
+from appliance.store import grouped, now, one, rows, the_row, value
 from appliance.store.ids import uuid7
 
 
@@ -56,22 +56,21 @@ def record(
             also(writer)
         return inserted
 
-    if not grouped(db, insert):  # a concurrent resend won the race
-        return _by_client_key(db, learner_id, client_key), False
+    if not grouped(db, insert) and client_key:  # a concurrent resend won the race
+        return dict(the_row(db, _BY_CLIENT_KEY, (learner_id, client_key))), False
     return attempt, True
 
 
+_BY_CLIENT_KEY = "SELECT * FROM attempts WHERE learner_id = ? AND client_key = ?"
+
+
 def _by_client_key(db: sqlite_utils.Database, learner_id: int, client_key: str) -> dict | None:
-    row = one(
-        db,
-        "SELECT * FROM attempts WHERE learner_id = ? AND client_key = ?",
-        (learner_id, client_key),
-    )
+    row = one(db, _BY_CLIENT_KEY, (learner_id, client_key))
     return dict(row) if row else None
 
 
 def count(db: sqlite_utils.Database) -> int:
-    return one(db, "SELECT count(*) FROM attempts")[0]
+    return value(db, "SELECT count(*) FROM attempts")
 
 
 def recent(db: sqlite_utils.Database, learner_id: int, limit: int = 50) -> list[dict]:
@@ -102,7 +101,7 @@ def recent(db: sqlite_utils.Database, learner_id: int, limit: int = 50) -> list[
 
 def since(db: sqlite_utils.Database, learner_id: int, lesson_id: str, after_id: str) -> dict:
     """Answers and correct answers in one lesson after a given attempt id (a practice session)."""
-    row = one(
+    row = the_row(
         db,
         "SELECT count(*) AS answered, coalesce(sum(correct), 0) AS correct FROM attempts"
         " WHERE learner_id = ? AND lesson_id = ? AND id > ?",

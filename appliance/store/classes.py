@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from appliance.messages import lazy as _l
-from appliance.store import audit, now, one, rows
+from appliance.store import audit, inserted, now, one, rows
 
 
 class ClassError(ValueError):
@@ -17,8 +17,7 @@ def create(db: sqlite_utils.Database, actor: audit.Actor, name: str, teacher_id:
     name = " ".join((name or "").split())
     if not 1 <= len(name) <= 60:
         raise ClassError(_l("A class name is 1 to 60 characters."))
-    cursor = db.conn.execute("INSERT INTO classes (name, created_at) VALUES (?, ?)", (name, now()))
-    class_id = cursor.lastrowid
+    class_id = inserted(db, "INSERT INTO classes (name, created_at) VALUES (?, ?)", (name, now()))
     audit.record(db, actor, "class.create", "class", class_id)
     if teacher_id is not None:
         add_teacher(db, actor, class_id, teacher_id)

@@ -4,12 +4,13 @@ prediction for each answer, and the follower's cursor over the attempts log."""
 from __future__ import annotations
 
 import json
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
 import sqlite_utils
 
-from appliance.store import now, one, rows
+from appliance.store import now, one, rows, value
 
 HISTORY = 10  # mastery values kept per learner x skill, to see a fall
 
@@ -70,7 +71,7 @@ def backlog(db: sqlite_utils.Database) -> int:
     """Answers the follower has not traced yet."""
     position = cursor(db)
     after = position.last_rowid if position else 0
-    return one(db, "SELECT count(*) FROM attempts WHERE rowid > ?", (after,))[0]
+    return value(db, "SELECT count(*) FROM attempts WHERE rowid > ?", (after,))
 
 
 def skills_of(db: sqlite_utils.Database, item_ids: set[str]) -> dict[str, list[str]]:
@@ -96,7 +97,8 @@ def counts(
     """(kind, id) -> [answers, right answers] traced so far: for every item and skill, or
     only for the `items` and `skills` named."""
     if items is None and skills is None:
-        query, params = "SELECT kind, id, answers, right_answers FROM answer_counts", ()
+        query = "SELECT kind, id, answers, right_answers FROM answer_counts"
+        params: tuple[str, ...] = ()
     else:
         keys = [("item", i) for i in sorted(items or ())] + [
             ("skill", s) for s in sorted(skills or ())
@@ -166,11 +168,13 @@ def save(
     """Keep a traced batch (inside one transaction): states, mastery, predictions, counts,
     the learners' chances on the items they practise, and how far the trace has got."""
     at = now()
-    changed = one(
+    changed = value(
         db, "UPDATE knowledge_cursor SET changes = changes + 1 WHERE id = 1 RETURNING changes"
-    )[0]
+    )
     save_chances(db, model, chances)
     for learner_id, found in learners.items():
+        if found.learner is None:  # a traced learner always has a state by now
+            raise ValueError(f"learner {learner_id} was traced without a learner state")
         db.conn.execute(
             "INSERT INTO learner_states (learner_id, state, model, updated_at)"
             " VALUES (?, ?, ?, ?) ON CONFLICT(learner_id) DO UPDATE SET"
@@ -249,7 +253,9 @@ def save_chances(
 
 
 def lesson_items(
-    db: sqlite_utils.Database, item_ids: set[str] = frozenset(), lesson_ids: set[str] = frozenset()
+    db: sqlite_utils.Database,
+    item_ids: AbstractSet[str] = frozenset(),
+    lesson_ids: AbstractSet[str] = frozenset(),
 ) -> dict[str, list[str]]:
     """Lesson id -> its current items, for the lessons of `item_ids` and `lesson_ids`."""
     items, lessons = sorted(item_ids), sorted(lesson_ids)

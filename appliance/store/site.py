@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from appliance.store import audit, now, one, rows
+from appliance.store import audit, now, one, rows, the_row
 from appliance.store.ids import uuid7
 
 # Optional features a school must switch on itself; each stays off until it does.
@@ -21,13 +21,21 @@ def get(db: sqlite_utils.Database) -> dict | None:
     return dict(row) if row else None
 
 
+def required(db: sqlite_utils.Database) -> dict:
+    """The site of a box that is set up; LookupError saying what to do on one that is not."""
+    found = get(db)
+    if found is None:
+        raise LookupError("This box is not set up yet: run `schoolbox init` first.")
+    return found
+
+
 def create(db: sqlite_utils.Database, name: str) -> dict:
     """Create the site with a new box id (once)."""
     db.conn.execute(
         "INSERT INTO site (id, name, box_id, created_at) VALUES (1, ?, ?, ?)",
         (name, uuid7(), now()),
     )
-    return get(db)
+    return dict(the_row(db, "SELECT * FROM site WHERE id = 1"))
 
 
 def consents(db: sqlite_utils.Database) -> dict[str, dict]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from appliance.store import one, rows
+from appliance.store import inserted, one, rows, the_row, value
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,9 @@ class Try:
 def subjects(attempt: Try, limits: Limits) -> list[tuple[str, int | None, str]]:
     """(subject, limit, scope) for every counter this try is counted against (and checked
     against, unless the limit is None)."""
-    found = [(f"pair:{attempt.account}|{attempt.source}", limits.per_source, "source")]
+    found: list[tuple[str, int | None, str]] = [
+        (f"pair:{attempt.account}|{attempt.source}", limits.per_source, "source")
+    ]
     if attempt.known_device:
         return found
     # Staff tries count towards the box's alarm but are not held back by learners' storm:
@@ -100,7 +102,7 @@ def blocked(db: sqlite_utils.Database, attempt: Try, limits: Limits) -> tuple[in
 def wait_seconds(db: sqlite_utils.Database, subject: str, limit: int, window_s: int) -> int:
     """Seconds until `subject` may try again; 0 if it may try now."""
     cutoff = time.time() - window_s
-    row = one(
+    row = the_row(
         db,
         "SELECT count(*) AS n, min(at) AS first FROM ("
         " SELECT at FROM login_failures WHERE subject = ? AND at > ? ORDER BY at DESC LIMIT ?)",
@@ -116,16 +118,14 @@ def count(db: sqlite_utils.Database, subject: str, window_s: int) -> int:
     """Failures against `subject` within the window."""
     cutoff = time.time() - window_s
     sql = "SELECT count(*) AS n FROM login_failures WHERE subject = ? AND at > ?"
-    return one(db, sql, (subject, cutoff))["n"]
+    return value(db, sql, (subject, cutoff))
 
 
 def fail(db: sqlite_utils.Database, attempt: Try, limits: Limits) -> list[int]:
     """Count one wrong try against every subject of `attempt`; the rows' ids."""
     at = time.time()
     return [
-        db.conn.execute(
-            "INSERT INTO login_failures (subject, at) VALUES (?, ?)", (subject, at)
-        ).lastrowid
+        inserted(db, "INSERT INTO login_failures (subject, at) VALUES (?, ?)", (subject, at))
         for subject, _limit, _scope in subjects(attempt, limits)
     ]
 

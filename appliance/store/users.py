@@ -12,8 +12,19 @@ import sqlite_utils
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
 
+from appliance.messages import LazyString
 from appliance.messages import lazy as _l
-from appliance.store import audit, mastery, now, one, recommendations, rows, throttle
+from appliance.store import (
+    audit,
+    inserted,
+    mastery,
+    now,
+    one,
+    recommendations,
+    rows,
+    throttle,
+    value,
+)
 from appliance.store.attempts import after_deleted as after_attempts_deleted
 from appliance.store.ids import uuid7
 
@@ -132,7 +143,7 @@ def validate_secret(kind: str, secret: str) -> str:
     return validate_pin(secret)
 
 
-def picture_names(code: str) -> list[tuple[str, str]]:
+def picture_names(code: str) -> list[tuple[str, LazyString]]:
     """The (picture, name) sequence a picture code stands for, for the teacher's sheet."""
     by_digit = {digit: (key, name) for digit, key, name in PICTURES}
     return [by_digit[d] for d in code if d in by_digit]
@@ -152,7 +163,8 @@ def create_staff(
     username = validate_username(username)
     if one(db, "SELECT 1 FROM users WHERE username = ?", (username,)):
         raise UserError(_l("The username %(name)s is taken.", name=username))
-    cursor = db.conn.execute(
+    user_id = inserted(
+        db,
         "INSERT INTO users (public_id, role, display_name, username, password_hash, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (
@@ -164,8 +176,8 @@ def create_staff(
             now(),
         ),
     )
-    audit.record(db, actor, "user.create", "user", cursor.lastrowid, role=role)
-    return cursor.lastrowid
+    audit.record(db, actor, "user.create", "user", user_id, role=role)
+    return user_id
 
 
 def create_learner(
@@ -178,7 +190,8 @@ def create_learner(
 ) -> int:
     """Create a learner with a PIN (or picture code); return the new id."""
     public_id = uuid7()
-    cursor = db.conn.execute(
+    learner_id = inserted(
+        db,
         "INSERT INTO users (public_id, role, display_name, pin_hash, sign_in_with, created_at)"
         " VALUES (?, 'learner', ?, ?, ?, ?)",
         (
@@ -189,8 +202,8 @@ def create_learner(
             now(),
         ),
     )
-    audit.record(db, actor, "user.create", "user", cursor.lastrowid, role="learner")
-    return cursor.lastrowid
+    audit.record(db, actor, "user.create", "user", learner_id, role="learner")
+    return learner_id
 
 
 def get(db: sqlite_utils.Database, user_id: int) -> dict | None:
@@ -270,12 +283,12 @@ def end_sessions(db: sqlite_utils.Database, user_id: int) -> None:
 
 
 def _is_last_admin(db: sqlite_utils.Database, user_id: int) -> bool:
-    others = one(
+    others = value(
         db,
         "SELECT count(*) FROM users WHERE role = 'admin' AND active = 1 AND erased_at IS NULL"
         " AND id != ?",
         (user_id,),
-    )[0]
+    )
     target = one(db, "SELECT role, active FROM users WHERE id = ?", (user_id,))
     return bool(target and target["role"] == "admin" and target["active"] and others == 0)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
 
@@ -129,7 +130,11 @@ def answer(
 
 
 def _streamed(stream, guard: AnswerGuard, record, endings: dict, asked_at: float):
-    state = {"model": None, "outcome": "left", "parts": []}  # "left" until it ends well
+    state: dict[str, Any] = {
+        "model": None,
+        "outcome": "left",
+        "parts": [],
+    }  # "left" until it ends well
     try:
         done = yield from _relay(stream, guard, endings, asked_at, state)
         yield {"done": done}

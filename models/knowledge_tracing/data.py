@@ -161,13 +161,14 @@ def load(root: Path, number: int = 1) -> DataSet:
     if not root.is_dir():
         raise DataError(f"There is no data folder {root}.")
     files = {part: _fold_file(root, part, number) for part in ("train", "valid", "test")}
-    for part in ("train", "test"):
-        if files[part] is None:
-            raise DataError(
-                f"{root} has no {part} file for fold {number}: expected files named "
-                f"<name>train{number}.csv, <name>valid{number}.csv (optional) and "
-                f"<name>test{number}.csv, in {FORMATS}."
-            )
+    train = files["train"]
+    if train is None or files["test"] is None:
+        part = "train" if train is None else "test"
+        raise DataError(
+            f"{root} has no {part} file for fold {number}: expected files named "
+            f"<name>train{number}.csv, <name>valid{number}.csv (optional) and "
+            f"<name>test{number}.csv, in {FORMATS}."
+        )
     read = {part: read_file(path) for part, path in files.items() if path}
     formats = {found for found, _ in read.values()}
     if len(formats) > 1:
@@ -178,7 +179,7 @@ def load(root: Path, number: int = 1) -> DataSet:
         parts["train"] = [a for i, a in enumerate(learners) if i % VALID_EVERY]
         parts["valid"] = learners[::VALID_EVERY]
     return DataSet(
-        name=files["train"].name.removesuffix(f"train{number}.csv").rstrip("_") or root.name,
+        name=train.name.removesuffix(f"train{number}.csv").rstrip("_") or root.name,
         fold=number,
         format=formats.pop(),
         parts={part: parts[part] for part in ("train", "valid", "test")},
@@ -219,7 +220,10 @@ class Difficulty:
 
 def difficulty(learners: list[list[Answer]]) -> Difficulty:
     """Smoothed log-odds of success per item and per skill from (training) answers."""
-    item_n, item_right, skill_n, skill_right = Counter(), Counter(), Counter(), Counter()
+    item_n: Counter[int] = Counter()
+    item_right: Counter[int] = Counter()
+    skill_n: Counter[int] = Counter()
+    skill_right: Counter[int] = Counter()
     item_skills: dict[int, tuple[int, ...]] = {}
     for answers in learners:
         for a in answers:

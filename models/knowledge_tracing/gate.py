@@ -48,6 +48,8 @@ def judge(new: Path, active: Path | None, learners: list[list[Answer]],
     diff = difficulty([learner[:cut] for learner, cut in zip(learners, recent_from, strict=True)])
     new_auc = auc(step_by_step(KTRuntime(new), learners, diff)[0][mask], labels)
     active_auc = auc(step_by_step(KTRuntime(active), learners, diff)[0][mask], labels)
+    if new_auc is None or active_auc is None:  # the labels hold both: never None here
+        raise ValueError("an AUC needs both right and wrong answers")
     figures = f"AUC {new_auc:.4f} against {active_auc:.4f} on {len(labels)} recent answers"
     if new_auc < active_auc - TOLERANCE:
         return Verdict(False, f"the new model is worse here ({figures}); the active model stays",

@@ -173,7 +173,8 @@ def step_by_step(
     With `timings`, each step's onnxruntime call time (ms) is appended to it."""
     predicted, labels = [], []
     for answers in learners:
-        skill_states, learner_state = {}, runtime.new_learner_state()
+        skill_states: dict[int, np.ndarray] = {}
+        learner_state = runtime.new_learner_state()
         for a in answers:
             states = np.stack([skill_states.get(s, runtime.new_skill_state()) for s in a.skills])
             item, skills = diff.of_item(a.problem, a.skills), [diff.of_skill(s) for s in a.skills]

@@ -20,6 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from models.registry import installed as store
 
@@ -128,7 +129,7 @@ class TutorRuntime:
         self._active_count: dict[str, int] = {}
         self._queued = 0
         self._stopping = False
-        self._model = None
+        self._model: Any = None  # a llama_cpp.Llama once loaded
         self._model_name: str | None = None
         self._model_stamp: int | None = None
         self._load_error: str | None = None
@@ -220,7 +221,8 @@ class TutorRuntime:
     def _round_robin_order_locked(self) -> list[Job]:
         """Waiting questions in the order they will be answered."""
         queues = [list(jobs) for jobs in self._waiting.values()]
-        order, depth = [], max((len(q) for q in queues), default=0)
+        order: list[Job] = []
+        depth = max((len(q) for q in queues), default=0)
         for level in range(depth):
             order.extend(q[level] for q in queues if level < len(q))
         return order

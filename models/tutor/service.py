@@ -16,6 +16,7 @@ import queue
 import signal
 import socketserver
 from pathlib import Path
+from typing import cast
 
 from models.tutor.client import status
 from models.tutor.runtime import Busy, Settings, TutorRuntime
@@ -26,7 +27,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
-        runtime: TutorRuntime = self.server.runtime
+        runtime = cast(_Server, self.server).runtime
         line = self.rfile.readline(MAX_REQUEST_BYTES)
         try:
             request = json.loads(line)
@@ -65,6 +66,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    runtime: TutorRuntime
 
 
 def serve(home: Path, socket_path: Path, settings: Settings | None = None) -> None:

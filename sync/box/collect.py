@@ -122,15 +122,17 @@ def _usage(db, marks, limit) -> tuple[list[list], str]:
         " AND substr(created_at, 1, 10) < ? GROUP BY day ORDER BY day LIMIT ?",
         (after, after, today, min(limit, 366)),
     )
-    tutor = dict(
-        rows(
+    tutor: dict[str, int] = {
+        r[0]: r[1]
+        for r in rows(
             db,
             "SELECT substr(created_at, 1, 10) AS day, count(*) FROM tutor_messages"
             " WHERE substr(created_at, 1, 10) > ? AND substr(created_at, 1, 10) < ?"
             " GROUP BY day",
             (after, today),
         )
-    )
+    }
+
     table = [[r[0], r[1], r[2], tutor.get(r[0], 0)] for r in answers]
     return table, table[-1][0] if table else after
 

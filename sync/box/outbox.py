@@ -26,7 +26,7 @@ import sqlite_utils
 
 from appliance import paths
 from appliance.config import Config
-from appliance.store import now, one, rows, site, transaction
+from appliance.store import now, one, rows, site, the_row, transaction
 from sync import bundle, enrolment
 from sync.box import collect
 from sync.files import write_durably
@@ -66,13 +66,13 @@ def seal_pending(
 ) -> list[int]:
     """Seal bundles until nothing is left to send; return their sequence numbers. Nothing
     is sealed unless the school consented to sync."""
-    sealed = []
+    sealed: list[int] = []
     if not site.is_consented(db, "sync"):
         return sealed
     district = enrolment.district_keys(home)
     if district is None:
         raise enrolment.EnrolmentError("No district key is pinned: `schoolbox sync trust` first.")
-    box = enrolment.ensure_box_keys(home, site.get(db)["box_id"])
+    box = enrolment.ensure_box_keys(home, site.required(db)["box_id"])
     with sealing_lock(home):
         _sweep(db, home)
         while (seq := _seal_one(db, home, settings, district, box)) is not None:
@@ -89,7 +89,7 @@ def pending(db: sqlite_utils.Database) -> list[dict]:
 
 def status(db: sqlite_utils.Database, home: Path, settings: Settings = Settings()) -> dict:
     """The queue for the admin page: bundles pending, sent, acknowledged, last contact."""
-    found = one(
+    found = the_row(
         db,
         "SELECT count(*) FILTER (WHERE acked_at IS NULL AND sent_at IS NULL),"
         " count(*) FILTER (WHERE acked_at IS NULL AND sent_at IS NOT NULL),"
@@ -114,7 +114,7 @@ def used_bytes(home: Path) -> int:
 def _seal_one(
     db: sqlite_utils.Database, home: Path, settings: Settings, district, box
 ) -> int | None:
-    marks = dict(rows(db, "SELECT kind, mark FROM sync_marks"))
+    marks: dict[str, str] = {r[0]: r[1] for r in rows(db, "SELECT kind, mark FROM sync_marks")}
     limit = settings.answers_per_bundle
     while True:
         found = collect.collect(db, home, marks, limit)

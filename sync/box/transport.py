@@ -115,6 +115,8 @@ def _message(error: urllib.error.HTTPError) -> str:
 def _accept(db: sqlite_utils.Database, home: Path, row: dict, ack: dict) -> None:
     """Mark a bundle acknowledged and prune its file, once the ack checks out."""
     district = enrolment.district_keys(home)
+    if district is None:
+        raise ValueError("No district key is pinned, so the acknowledgement cannot be checked.")
     acknowledgement.check(ack, district, lambda seq: row["digest"] if seq == row["seq"] else None)
     at = now()
     with transaction(db):
@@ -143,9 +145,10 @@ def fetch_updates(url: str, into: Path, timeout: float = 60.0, max_bytes: int = 
         if (target / updates.ENVELOPE).exists() and all((target / n).is_file() for n in names):
             continue
         files = {n: _download(url, f"{folder}/{n}", timeout, max_bytes) for n in names}
-        if any(data is None for data in files.values()):
+        downloaded = {n: data for n, data in files.items() if data is not None}
+        if len(downloaded) < len(files):
             continue
-        for name, data in files.items():
+        for name, data in downloaded.items():
             write_durably(target / name, data)
         write_durably(target / updates.ENVELOPE, json.dumps(envelope).encode())
         fetched += 1

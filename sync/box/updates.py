@@ -116,7 +116,7 @@ def _record_refusal(db: sqlite_utils.Database, folder: Path, error: UpdateError)
         if one(db, "SELECT 1 FROM sync_updates WHERE sha256 = ? AND outcome = ?",
                (sha256, outcome)):  # fmt: skip
             return
-        _log(db, sha256, *fields, outcome)
+        _log(db, sha256, fields[0], fields[1], fields[2], outcome)
         audit.record(db, audit.SYSTEM, "sync.update_refused", fields[0], fields[1],
                      version=fields[2], reason=str(error))  # fmt: skip
 

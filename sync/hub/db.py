@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 
 class HubDatabaseError(RuntimeError):
@@ -17,6 +18,8 @@ class HubDatabaseError(RuntimeError):
 
 class Row(tuple):
     """A result row readable by position and by column name, as sqlite3.Row is."""
+
+    _names: list[str]
 
     def __new__(cls, names: list[str], values):
         row = super().__new__(cls, values)
@@ -36,6 +39,7 @@ class HubDB:
     """One connection, with the dialect's differences kept here."""
 
     def __init__(self, url: str, sqlite_path: Path):
+        self.conn: Any  # psycopg's or sqlite3's connection: the methods used are the same
         self.postgres = url.startswith(("postgresql://", "postgres://"))
         if self.postgres:
             try:

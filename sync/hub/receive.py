@@ -39,7 +39,7 @@ def receive(db: HubDB, hub_home: Path, data: bytes) -> dict:
 
 
 def _open(db, data: bytes, district_keys: list[PrivateKeys]):
-    refused = None
+    refused = BundleError("The district has no keys to open bundles with.", 500)
     for key in district_keys:  # the current key first, then retired ones (rotation)
         try:
             return bundle.open_bundle(data, lambda box_id: hub_store.keys_of(db, box_id), key)

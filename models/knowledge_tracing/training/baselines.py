@@ -33,7 +33,8 @@ def _best_lr_rows(learners: list[list[Answer]], items: dict, skills: dict, grow:
     """Sparse rows (column, value) and labels; `grow` adds unseen items/skills as columns."""
     rows, labels = [], []
     for answers in learners:
-        right, wrong = Counter(), Counter()
+        right: Counter[int] = Counter()
+        wrong: Counter[int] = Counter()
         total_right = total_wrong = 0
         for a in answers:
             columns = []
@@ -79,7 +80,8 @@ def best_lr(train: list[list[Answer]], test: list[list[Answer]]) -> tuple:
     """Best-LR fitted on `train`; each test answer's predicted chance and its label."""
     from sklearn.linear_model import LogisticRegression
 
-    items, skills = {}, {}
+    items: dict[int, int] = {}
+    skills: dict[int, int] = {}
     train_rows, train_y = _best_lr_rows(train, items, skills, grow=True)
     test_rows, test_y = _best_lr_rows(test, items, skills, grow=False)
     model = LogisticRegression(max_iter=2000, C=1.0)

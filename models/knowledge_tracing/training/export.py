@@ -45,10 +45,10 @@ class StepModel(nn.Module):
 
 def _cell(gru: nn.GRU, inputs: int, hidden: int) -> nn.GRUCell:
     cell = nn.GRUCell(inputs, hidden)
-    cell.weight_ih.data.copy_(gru.weight_ih_l0.data)
-    cell.weight_hh.data.copy_(gru.weight_hh_l0.data)
-    cell.bias_ih.data.copy_(gru.bias_ih_l0.data)
-    cell.bias_hh.data.copy_(gru.bias_hh_l0.data)
+    cell.weight_ih.data.copy_(gru.get_parameter("weight_ih_l0").data)
+    cell.weight_hh.data.copy_(gru.get_parameter("weight_hh_l0").data)
+    cell.bias_ih.data.copy_(gru.get_parameter("bias_ih_l0").data)
+    cell.bias_hh.data.copy_(gru.get_parameter("bias_hh_l0").data)
     return cell
 
 

@@ -81,6 +81,8 @@ def _state_before(out: PackedSequence, sequence: torch.Tensor, step: torch.Tenso
     # Packed data holds time step t's outputs at rows start[t] .. start[t] + batch_sizes[t],
     # sequences in sorted order; row 0 of `data` below is the zero state.
     start = torch.cumsum(out.batch_sizes, 0) - out.batch_sizes
+    if out.unsorted_indices is None:  # pack_padded_sequence(enforce_sorted=False) sets it
+        raise ValueError("the packed sequences carry no unsorted indices")
     rank = out.unsorted_indices[sequence]
     previous = (step - 1).clamp(min=0)
     index = torch.where(step > 0, start[previous] + rank + 1, torch.zeros_like(step))
@@ -91,7 +93,9 @@ def _state_before(out: PackedSequence, sequence: torch.Tensor, step: torch.Tenso
 def batch_of(sequences: list[list[Answer]], diff: Difficulty | list[Difficulty]) -> dict:
     """Tensors for a batch of answer sequences, with one row per (answer, skill).
     `diff` is one Difficulty for all, or one per sequence."""
-    learner_x, pairs, rows = [], {}, []
+    learner_x: list = []
+    pairs: dict[tuple[int, int], int] = {}
+    rows: list = []
     skill_x: list[list[list[float]]] = []
     diffs = diff if isinstance(diff, list) else [diff] * len(sequences)
     for b, (answers, diff) in enumerate(zip(sequences, diffs, strict=True)):
