@@ -9,7 +9,7 @@ jobs) messages stay in English. `make messages` extracts `_` and `_l` as before.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def _english(text: str, **params: object) -> str:
@@ -55,6 +55,15 @@ class LazyString:
 
     def __len__(self) -> int:
         return len(str(self))
+
+    def __contains__(self, part: str) -> bool:
+        return part in str(self)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(str(self))
+
+    def __getitem__(self, index: int | slice) -> str:
+        return str(self)[index]
 
     def __add__(self, other: object) -> str:
         return str(self) + str(other)

@@ -296,3 +296,20 @@ def kt_graph(path, inputs=kt_runtime.INPUTS, outputs=kt_runtime.OUTPUTS, opset=1
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+# What makes a test slow (`make test-fast` leaves these out): the real LLM, a server or
+# database process, or cores kept busy on purpose. A test that uses one of these fixtures
+# is marked slow here; a module that starts such things itself carries the mark.
+SLOW_FIXTURES = {
+    "default_gguf", "tutor_home", "tutor_socket", "saturated_cpu", "hub_server", "postgres_url",
+    "boxes",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("hub_home") == "postgresql"
+        if on_postgres or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

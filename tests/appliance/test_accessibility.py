@@ -20,7 +20,7 @@ from tests.conftest import as_role, form_value
 
 ROOT = Path(__file__).parents[2]
 AXE = ROOT / ".cache" / "axe-core" / "axe.min.js"
-STYLE = ROOT / "appliance" / "static" / "style.css"
+STYLE = ROOT / "appliance" / "web" / "static" / "style.css"
 RUN_AXE = """<script>axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']})
 .then(function (r) { var p = document.createElement('pre'); p.id = 'axe-result';
 p.textContent = JSON.stringify(r.violations.map(function (v) { return {id: v.id,

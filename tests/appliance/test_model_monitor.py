@@ -78,6 +78,7 @@ def test_a_fresh_demo_shows_no_drift_warning(demo_home, tmp_path):
     assert f"{report['live_auc']:.3f}" in page and WARNING not in page
 
 
+@pytest.mark.slow  # traces thousands of answers through a model
 def test_a_genuinely_bad_model_on_as_many_answers_raises_it(demo_home, tmp_path):
     from federated import task
     from models.knowledge_tracing.training import export as kt_export

@@ -23,6 +23,8 @@ from sync.hub import home as hub_store
 from tests.conftest import as_role
 from tests.federated.conftest import make_box
 
+pytestmark = pytest.mark.slow  # trains and exports real models, then runs the gate
+
 
 @pytest.fixture
 def box(tmp_path, federated_template):

@@ -64,6 +64,7 @@ def test_a_box_sends_only_arrays_of_the_models_shapes_and_scalar_metrics(tmp_pat
     assert_only_model_arrays_and_scalars(reply.content, shapes)
 
 
+@pytest.mark.slow  # DP-SGD rounds (torch, Opacus)
 def test_a_box_insists_on_secure_aggregation_and_its_privacy_budget(tmp_path,
                                                                      federated_template):  # fmt: skip
     start = task.weights(task.new_model())

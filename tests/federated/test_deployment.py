@@ -25,6 +25,8 @@ from sync.hub import home as hub_store
 from tests.conftest import SCHOOLBOX, free_port, wait_ready
 from tests.federated.conftest import make_box
 
+pytestmark = pytest.mark.slow  # a real SuperLink and SuperNodes as processes
+
 
 def enrol(box: Path, hub_home: Path, admit: bool = True) -> None:
     """Sync enrolment at the hub and the district pinned (issue 6), then, if `admit`,

@@ -13,6 +13,8 @@ from flwr.simulation import run_simulation
 from appliance.store import training_data
 from federated import client_app, server_app, task
 
+pytestmark = pytest.mark.slow  # Flower's Simulation Engine (Ray) over real boxes
+
 
 def simulate(boxes, output, **settings) -> dict:
     """Run the app over `boxes` on the Simulation Engine; the run's summary."""

@@ -41,6 +41,7 @@ def test_a_local_round_learns_from_older_answers_and_scores_on_recent_ones(data)
     assert after["auc"] > before["auc"] + 0.02
 
 
+@pytest.mark.slow  # DP-SGD rounds (torch, Opacus)
 def test_a_private_run_spends_no_more_than_its_budget_over_all_its_rounds(data):
     budget = privacy.Budget(epsilon=8.0)
     arrays, history = task.weights(task.new_model()), []
@@ -55,6 +56,7 @@ def test_a_private_run_spends_no_more_than_its_budget_over_all_its_rounds(data):
     assert spent[1] > budget.epsilon * 0.9  # the noise is not wastefully high either
 
 
+@pytest.mark.slow  # DP-SGD rounds (torch, Opacus)
 def test_the_noise_takes_what_earlier_rounds_spent_into_account():
     budget = privacy.Budget(epsilon=3.0)
     rate = privacy.sample_rate(budget, 400)
@@ -67,6 +69,7 @@ def test_the_noise_takes_what_earlier_rounds_spent_into_account():
         privacy.noise_for(budget, rate, 25, [(0.3, rate, 500)])
 
 
+@pytest.mark.slow  # DP-SGD rounds (torch, Opacus)
 def test_more_privacy_means_more_noise():
     rate = privacy.sample_rate(privacy.Budget(epsilon=1.0), 400)
     assert rate == privacy.MAX_RATE  # a quarter of 400, under 128 learners a step

@@ -58,6 +58,7 @@ def test_twin_rows_of_a_multi_skill_problem_are_one_answer():
     ]
 
 
+@pytest.mark.slow  # trains a model (torch)
 def test_a_short_training_run_learns_from_a_slice(trained, data):
     _, _, test, diff = data
     assert trained.valid_auc > 0.65

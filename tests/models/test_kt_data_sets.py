@@ -17,6 +17,8 @@ import pytest
 from models.knowledge_tracing import data as kt_data
 from models.knowledge_tracing.training import build as kt_build
 
+pytestmark = pytest.mark.slow  # trains and exports a model per data set
+
 REPO = Path(__file__).resolve().parents[2]
 
 

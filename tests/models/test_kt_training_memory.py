@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from torch.nn.utils.rnn import pad_packed_sequence
 
@@ -17,6 +18,8 @@ from models.knowledge_tracing.data import Answer
 from models.knowledge_tracing.training import datasets
 from models.knowledge_tracing.training import model as kt_train
 from models.knowledge_tracing.training import optim as kt_optim
+
+pytestmark = pytest.mark.slow  # torch training in fresh interpreters
 
 REPO = datasets.REPO
 

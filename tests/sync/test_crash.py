@@ -10,12 +10,16 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from appliance.store import site, transaction
 from appliance.store.ids import uuid7
 from sync.box import outbox
 from sync.hub import home as hub_store
 from tests.conftest import SCHOOLBOX
 from tests.sync.conftest import make_box
+
+pytestmark = pytest.mark.slow  # real box and hub processes, killed with -9
 
 
 def _more_answers(db, count: int) -> None:
