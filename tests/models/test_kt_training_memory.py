@@ -127,7 +127,8 @@ def test_a_local_round_never_loads_torchs_compiler():
     # A fresh interpreter: whatever else this test session imported does not count.
     script = (
         "import sys\n"
-        "from models import kt_data, kt_train\n"
+        "from models.knowledge_tracing import data as kt_data\n"
+        "from models.knowledge_tracing.training import model as kt_train\n"
         "from tests.models.test_kt_training_memory import learners\n"
         "group = learners(12)\n"
         "kt_train.train(group, [], kt_data.difficulty(group), epochs=1, log=lambda _: None)\n"
