@@ -14,6 +14,7 @@ from typing import Any
 import platformdirs
 
 from appliance import paths
+from models.tutor import sizing
 
 ENV_PREFIX = "SCHOOLBOX_"
 
@@ -55,6 +56,12 @@ class Config:
     tutor_max_prompt_seconds: int = 60  # reading the prompt (lesson passages and question)
     tutor_max_wait_seconds: int = 180  # waiting in line; then the answer is from the lessons
     tutor_threads: int = 0  # llama.cpp threads; 0 = every core
+    # Answers written side by side in one batch (1: one at a time), the memory of their
+    # shared KV cache, and answers each web worker streams at once: 0 = chosen from the
+    # box's cores and memory (models/tutor/sizing.py, docs/tutor.md).
+    tutor_parallel: int = 0
+    tutor_cache_mb: int = 0
+    tutor_streams: int = 0
     tutor_retention_days: int = 30  # conversations are deleted after this many days
     # Knowledge tracing (issue 5): a follower job traces new answers this often.
     knowledge_trace_seconds: int = 1
@@ -97,6 +104,18 @@ class Config:
     @property
     def tutor_socket_path(self) -> Path:
         return Path(self.tutor_socket) if self.tutor_socket else paths.tutor_socket(self.home)
+
+    @property
+    def tutor_answers_at_once(self) -> int:
+        return self.tutor_parallel or sizing.parallel()
+
+    @property
+    def tutor_streams_per_worker(self) -> int:
+        """Tutor answers one web worker streams at once, on threads of their own."""
+        if self.tutor_streams:
+            return self.tutor_streams
+        answers = self.tutor_answers_at_once if self.tutor_service else 1
+        return sizing.streams(answers, self.workers, self.threads)
 
     @property
     def model_cache_dir(self) -> Path:

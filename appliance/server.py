@@ -32,6 +32,7 @@ from appliance.logs import event
 from appliance.logs import setup as setup_logs
 from models.knowledge_tracing import runtime as kt_runtime
 from models.tutor import service as tutor_service
+from models.tutor import sizing
 from models.tutor.runtime import Settings
 
 log = logging.getLogger("schoolbox.server")
@@ -181,7 +182,7 @@ def _worker(config: Config, supervisor: int) -> None:
     waitress.serve(
         app,
         sockets=[_listening_socket(config.host, config.port)],
-        threads=config.threads,
+        threads=config.threads + config.tutor_streams_per_worker,  # pages keep theirs
         connection_limit=config.http_connection_limit,
         channel_timeout=60,
         # How often idle and slow connections are looked for (and closed).
@@ -207,6 +208,8 @@ def tutor_settings(config: Config):
         max_seconds=float(config.tutor_max_seconds),
         max_prompt_seconds=float(config.tutor_max_prompt_seconds),
         max_wait_seconds=float(config.tutor_max_wait_seconds),
+        parallel=config.tutor_answers_at_once,
+        cache_mb=config.tutor_cache_mb or sizing.cache_mb(),
         **({"n_threads": config.tutor_threads} if config.tutor_threads else {}),
     )
 

@@ -129,7 +129,8 @@ def _locale() -> str:
 def _register_blueprints(app: Flask) -> None:
     for module in (ops, auth, learner, teacher, admin, api):
         app.register_blueprint(module.bp)
-    app.extensions["tutor_slots"] = tutor_http.StreamSlots(app.config["SCHOOLBOX"].threads)
+    streams = app.config["SCHOOLBOX"].tutor_streams_per_worker
+    app.extensions["tutor_slots"] = tutor_http.StreamSlots(streams)
 
 
 def _install_request_log(app: Flask) -> None:

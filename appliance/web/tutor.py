@@ -2,8 +2,8 @@
 as Server-Sent Events (words appear as they are made), as JSON, or whole for a page.
 
 A full queue is a 503 with Retry-After and a kind message. Each worker streams at most
-half its threads' worth of answers (`StreamSlots`), so waiting answers never take the
-threads that serve pages.
+`tutor_streams` answers at once (`StreamSlots`) on threads added beside the page
+threads, so waiting answers never take the threads that serve pages.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ MAX_QUESTION_BYTES = 4096  # a question is at most 500 characters; the rest is n
 
 
 class StreamSlots:
-    """How many tutor answers one worker streams at once."""
+    """How many tutor answers one worker streams at once (`tutor_streams`): waitress has
+    that many threads beside the page threads, so answers never take a page's thread."""
 
-    def __init__(self, threads: int):
-        # Half the threads, and never all of them: one is always left for pages.
-        self._semaphore = threading.BoundedSemaphore(max(1, min(threads // 2, threads - 1)))
+    def __init__(self, streams: int):
+        self._semaphore = threading.BoundedSemaphore(max(1, streams))
 
     def take(self) -> bool:
         return self._semaphore.acquire(blocking=False)

@@ -1,11 +1,13 @@
-"""The tutor runtime: one loaded GGUF model, a bounded fair queue, one generation at a time.
+"""The tutor runtime: one loaded GGUF model, a bounded fair queue, answers side by side.
 
-A box has 2-4 cores and llama.cpp already uses all of them for one answer, so answers
-are generated one after another by a single thread that owns the model. Questions wait
-in a bounded queue served round-robin by learner, so one learner with two tabs cannot
-starve a class; past the bound a question is refused at once with a retry time, rather
-than left to hang. Between answers the thread checks the model store and swaps in a
-newly activated model, so an answer in flight always finishes on the model it began on.
+Questions wait in a bounded queue served round-robin by learner, so one learner with two
+tabs cannot starve a class; past the bound a question is refused at once with a retry
+time, rather than left to hang. One thread owns the model. When the model and the box
+allow (`parallel` > 1), it writes many answers in one llama.cpp batch, taking new
+questions between steps (models/tutor/batching.py); otherwise, or for a model that cannot
+batch, one answer after another with every core. Between batches the thread checks the
+model store and swaps in a newly activated model, so an answer in flight always finishes
+on the model it began on (while a swap waits, new questions wait too).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from models.registry import installed as store
+from models.tutor.batching import Batcher
 
 log = logging.getLogger("schoolbox.tutor")
 HEARTBEAT_S = 3.0  # how often a waiting question hears its place in the queue
@@ -49,6 +52,10 @@ class Settings:
     n_ctx: int = 2048
     n_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     temperature: float = 0.3
+    parallel: int = 1  # answers written side by side in one batch (1: one at a time)
+    cache_mb: int = 256  # the shared KV cache's memory when answers are batched (MB)
+    batch_tokens: int = 256  # tokens per decode: bounds a step's time, so streams flow
+    prefix_slots: int = 8  # lessons whose prompt prefix is kept read
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Job:
     events: queue.Queue = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     queued_at: float = field(default_factory=time.monotonic)
+    prompt: tuple[list[int], int] | None = None  # tokens and shared part, once batched
 
     def stream(self, timeout: float, heartbeat: Callable[[], dict] | None = None):
         """Events until the answer ends: start, token..., end (or no_model / error).
@@ -95,6 +103,26 @@ def load_llama(path: Path, settings: Settings):
     )
 
 
+def load_model(path: Path, settings: Settings):
+    """A batching engine when the settings ask for one and the model can batch; else a
+    llama_cpp.Llama that answers one at a time."""
+    if settings.parallel > 1:
+        from models.tutor.engine import CannotBatch, LlamaEngine, Sampling  # loads llama.cpp
+
+        try:
+            return LlamaEngine(
+                path,
+                cache_bytes=settings.cache_mb << 20,
+                sequences=settings.parallel + settings.prefix_slots,
+                batch_tokens=settings.batch_tokens,
+                threads=settings.n_threads,
+                sampling=Sampling(temperature=settings.temperature),
+            )
+        except CannotBatch as why:
+            log.warning("tutor model %s cannot batch (%s): one answer at a time", path.name, why)
+    return load_llama(path, settings)
+
+
 def _interrupt_when(model, check: Callable[[], bool] | None) -> None:
     """Let llama.cpp stop reading a prompt midway once `check()` is true (None: never).
 
@@ -119,7 +147,7 @@ class TutorRuntime:
         self,
         home: Path,
         settings: Settings | None = None,
-        loader: Callable[[Path, Settings], object] = load_llama,
+        loader: Callable[[Path, Settings], object] = load_model,
     ):
         self.home = Path(home)
         self.settings = settings or Settings()
@@ -133,6 +161,8 @@ class TutorRuntime:
         self._model_name: str | None = None
         self._model_stamp: int | None = None
         self._load_error: str | None = None
+        self._batcher: Batcher | None = None  # when the model writes answers side by side
+        self._stamp_checked = 0.0
         self._recent_seconds: deque[float] = deque([5.0], maxlen=20)
         self._thread = threading.Thread(target=self._run, name="tutor-generate", daemon=True)
 
@@ -210,13 +240,16 @@ class TutorRuntime:
                 "queued": self._queued,
                 "queue_size": self.settings.queue_size,
                 "retry_after": self._retry_after_locked(),
+                **(self._batcher.status() if self._batcher else {"parallel": 1}),
             }
 
     # --- the generation thread ----------------------------------------------------------
 
     def _retry_after_locked(self) -> int:
         per_answer = sorted(self._recent_seconds)[len(self._recent_seconds) // 2]
-        return max(2, min(120, math.ceil(per_answer * (self._queued + 1))))
+        side_by_side = self._batcher.capacity if self._batcher else 1
+        rounds = math.ceil((self._queued + 1) / side_by_side)
+        return max(2, min(120, math.ceil(per_answer * rounds)))
 
     def _round_robin_order_locked(self) -> list[Job]:
         """Waiting questions in the order they will be answered."""
@@ -238,13 +271,16 @@ class TutorRuntime:
                         self._lock.acquire()
             if self._stopping:
                 return None
-            learner, jobs = next(iter(self._waiting.items()))
-            job = jobs.popleft()
-            del self._waiting[learner]
-            if jobs:  # round-robin: this learner's next question goes to the back
-                self._waiting[learner] = jobs
-            self._queued -= 1
-            return job
+            return self._pop_next_locked()
+
+    def _pop_next_locked(self) -> Job:
+        learner, jobs = next(iter(self._waiting.items()))
+        job = jobs.popleft()
+        del self._waiting[learner]
+        if jobs:  # round-robin: this learner's next question goes to the back
+            self._waiting[learner] = jobs
+        self._queued -= 1
+        return job
 
     def _withdraw_locked(self, job: Job) -> None:
         """Take a question off the queue if it is still waiting there."""
@@ -268,23 +304,74 @@ class TutorRuntime:
             self._active_count.pop(learner, None)
 
     def _run(self) -> None:
-        while (job := self._next_job()) is not None:
-            try:
-                self._refresh_model()
-                if job.cancelled.is_set():  # left after it was taken off the queue
-                    continue
-                if self._model is None:
-                    job.events.put({"event": "no_model", "reason": self._load_error or "none"})
-                    continue
-                started = time.monotonic()
-                self._generate(job)
-                self._recent_seconds.append(time.monotonic() - started)
-            except Exception as error:  # one bad answer must not stop the tutor
-                # The type only: a traceback's messages could quote the learner's question.
-                log.error("tutor generation failed: %s", type(error).__name__)
-                job.events.put({"event": "error", "error": type(error).__name__})
-            finally:
+        while True:
+            if self._batcher is not None and self._batcher.active:
+                if self._stopping:
+                    self._batcher.close()
+                    return
+                self._admit_waiting(self._batcher)
+                self._batcher.step()
+                continue
+            job = self._next_job()
+            if job is None:
+                return
+            self._serve(job)
+
+    def _serve(self, job: Job) -> None:
+        """Take one question while nothing is being written: swap models first if one
+        was activated, then start the batch with it, or answer it alone."""
+        try:
+            self._refresh_model()
+            if job.cancelled.is_set():  # left after it was taken off the queue
                 self._finished(job)
+                return
+            if self._model is None:
+                job.events.put({"event": "no_model", "reason": self._load_error or "none"})
+                self._finished(job)
+                return
+            if self._batcher is not None:
+                self._batcher.admit(job)  # an empty batch always takes it (or refuses it)
+                return
+            started = time.monotonic()
+            self._generate(job)
+            self._recent_seconds.append(time.monotonic() - started)
+            self._finished(job)
+        except Exception as error:  # one bad answer must not stop the tutor
+            # The type only: a traceback's messages could quote the learner's question.
+            log.error("tutor generation failed: %s", type(error).__name__)
+            job.events.put({"event": "error", "error": type(error).__name__})
+            self._finished(job)
+
+    def _admit_waiting(self, batcher: Batcher) -> None:
+        """Between steps: move waiting questions into the batch while it has room, unless
+        a newly activated model waits for this batch to end."""
+        if self._swap_pending():
+            return
+        while batcher.has_room():
+            with self._lock:
+                job = self._pop_next_locked() if self._waiting else None
+            if job is None:
+                return
+            if job.cancelled.is_set():
+                self._finished(job)
+            elif not batcher.admit(job):
+                with self._lock:  # no cells for it yet: first in line again
+                    self._waiting.setdefault(job.learner, deque()).appendleft(job)
+                    self._waiting.move_to_end(job.learner, last=False)
+                    self._queued += 1
+                return
+
+    def _swap_pending(self) -> bool:
+        now = time.monotonic()
+        if now - self._stamp_checked < IDLE_CHECK_S:
+            return False
+        self._stamp_checked = now
+        return store.active_stamp(self.home) != self._model_stamp
+
+    def _answer_ended(self, job: Job, seconds: float) -> None:
+        if seconds > 0:
+            self._recent_seconds.append(seconds)
+        self._finished(job)
 
     def _generate(self, job: Job) -> None:
         """Read the prompt (at most max_prompt_seconds), then write (at most max_seconds).
@@ -360,7 +447,7 @@ class TutorRuntime:
             log.error("tutor model store unreadable; keeping %s", self._model_name)
             return
         if manifest is None:
-            self._model, self._model_name = None, None
+            self._replace_model(None, None)
             self._load_error = "no tutor model is active"
             return
         if manifest.name == self._model_name:
@@ -372,5 +459,22 @@ class TutorRuntime:
             self._load_error = f"{manifest.name} failed to load ({type(error).__name__})"
             log.error("tutor model %s failed to load; keeping %s", manifest.name, self._model_name)
             return
-        self._model, self._model_name, self._load_error = model, manifest.name, None
+        self._replace_model(model, manifest.name)
         log.info("tutor model %s loaded", manifest.name)
+
+    def _replace_model(self, model: Any, name: str | None) -> None:
+        """Put `model` in service; an engine's memory is given back at once, not at GC."""
+        old = self._model
+        self._model, self._model_name, self._load_error = model, name, None
+        self._batcher = None
+        if hasattr(model, "decode"):  # a batching engine
+            self._batcher = Batcher(
+                model,
+                parallel=self.settings.parallel,
+                prefix_slots=self.settings.prefix_slots,
+                max_prompt_seconds=self.settings.max_prompt_seconds,
+                model_name=name,
+                finished=self._answer_ended,
+            )
+        if old is not None and old is not model and hasattr(old, "close"):
+            old.close()

@@ -1,7 +1,10 @@
 """The tutor runtime's queue and model swaps, and the service with the real model.
 
 The queue tests use a fake model (a few words, a short sleep each) so that orderings can
-be forced; the last tests run the same path with real llama.cpp and the default GGUF.
+be forced, once answering one at a time (a stand-in for llama_cpp.Llama) and once through
+the batcher with one answer at a time (a stand-in for the batching engine: the same
+queue rules must hold); the batching tests (test_tutor_batching.py) and the last tests
+here run the same paths with real llama.cpp and the default GGUF.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from models.registry import default
 from models.registry import installed as store
 from models.tutor import client as tutor
 from models.tutor.runtime import Busy, Settings, TutorRuntime
+from tests.models.fake_engine import FakeEngine
 
 WORDS = ["one ", "two ", "three "]
 
@@ -70,11 +74,25 @@ def home(tmp_path, two_models) -> Path:
     return home
 
 
-def fake_runtime(home, settings=None, gate=None, reading=0.0):
+@pytest.fixture(params=["one-at-a-time", "batcher"])
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def fake_runtime(kind):
+    def start(home, settings=None, gate=None, reading=0.0):
+        return make_fake_runtime(home, kind, settings, gate, reading)
+
+    return start
+
+
+def make_fake_runtime(home, kind, settings=None, gate=None, reading=0.0):
     loaded = []
+    fake = FakeModel if kind == "one-at-a-time" else FakeEngine
 
     def loader(path, settings):
-        model = FakeModel(path.parent.name, gate=gate, reading=reading)
+        model = fake(path.parent.name, gate=gate, reading=reading)
         loaded.append(model)
         return model
 
@@ -91,7 +109,7 @@ def answer_of(job) -> tuple[str, dict]:
     return "".join(e["text"] for e in events if e["event"] == "token"), events[-1]
 
 
-def test_questions_are_served_round_robin_by_learner(home):
+def test_questions_are_served_round_robin_by_learner(home, fake_runtime):
     gate = threading.Event()
     runtime, loaded = fake_runtime(home, Settings(queue_size=8, per_learner=3), gate)
     try:
@@ -108,7 +126,7 @@ def test_questions_are_served_round_robin_by_learner(home):
         runtime.stop()
 
 
-def test_a_full_queue_and_a_second_question_are_refused_at_once(home):
+def test_a_full_queue_and_a_second_question_are_refused_at_once(home, fake_runtime):
     gate = threading.Event()
     runtime, _ = fake_runtime(home, Settings(queue_size=2, per_learner=1), gate)
     try:
@@ -129,7 +147,7 @@ def test_a_full_queue_and_a_second_question_are_refused_at_once(home):
         runtime.stop()
 
 
-def test_token_and_time_limits_end_an_answer(home):
+def test_token_and_time_limits_end_an_answer(home, fake_runtime):
     runtime, _ = fake_runtime(home, Settings(queue_size=4, max_tokens=2, max_seconds=30))
     try:
         text, end = answer_of(ask(runtime, "a", max_tokens=50))  # capped by the settings
@@ -140,7 +158,7 @@ def test_token_and_time_limits_end_an_answer(home):
         runtime.stop()
 
 
-def test_the_time_cap_counts_writing_not_reading_the_prompt(home):
+def test_the_time_cap_counts_writing_not_reading_the_prompt(home, fake_runtime):
     # A busy processor makes reading the prompt slower than the whole cap: the answer
     # still gets its words (before issue 13 it ended with none).
     runtime, _ = fake_runtime(home, Settings(max_seconds=0.03), reading=0.3)
@@ -152,7 +170,7 @@ def test_the_time_cap_counts_writing_not_reading_the_prompt(home):
         runtime.stop()
 
 
-def test_while_the_prompt_is_read_the_place_in_line_is_not_zero(home, monkeypatch):
+def test_while_the_prompt_is_read_the_place_in_line_is_not_zero(home, fake_runtime, monkeypatch):
     monkeypatch.setattr("models.tutor.runtime.HEARTBEAT_S", 0.05)
     runtime, _ = fake_runtime(home, reading=0.3)
     try:
@@ -166,7 +184,9 @@ def test_while_the_prompt_is_read_the_place_in_line_is_not_zero(home, monkeypatc
         runtime.stop()
 
 
-def test_a_question_that_waits_too_long_is_given_up_and_frees_its_place(home, monkeypatch):
+def test_a_question_that_waits_too_long_is_given_up_and_frees_its_place(
+    home, fake_runtime, monkeypatch
+):
     monkeypatch.setattr("models.tutor.runtime.HEARTBEAT_S", 0.05)
     gate = threading.Event()
     runtime, loaded = fake_runtime(home, Settings(queue_size=1, max_wait_seconds=0.2), gate)
@@ -186,7 +206,7 @@ def test_a_question_that_waits_too_long_is_given_up_and_frees_its_place(home, mo
         runtime.stop()
 
 
-def test_a_cancelled_question_is_skipped(home):
+def test_a_cancelled_question_is_skipped(home, fake_runtime):
     gate = threading.Event()
     runtime, loaded = fake_runtime(home, Settings(queue_size=4), gate)
     try:
@@ -202,7 +222,7 @@ def test_a_cancelled_question_is_skipped(home):
         runtime.stop()
 
 
-def test_an_activated_model_is_swapped_in_between_answers(home):
+def test_an_activated_model_is_swapped_in_between_answers(home, fake_runtime):
     runtime, loaded = fake_runtime(home)
     try:
         assert answer_of(ask(runtime, "a"))[1]["model"] == "model-a"
@@ -213,11 +233,11 @@ def test_an_activated_model_is_swapped_in_between_answers(home):
         runtime.stop()
 
 
-def test_a_model_that_fails_to_load_leaves_the_old_one_serving(home):
+def test_a_model_that_fails_to_load_leaves_the_old_one_serving(home, kind):
     def loader(path, settings):
         if path.parent.name == "model-b":
             raise ValueError("llama.cpp could not load it")
-        return FakeModel(path.parent.name)
+        return (FakeModel if kind == "one-at-a-time" else FakeEngine)(path.parent.name)
 
     runtime = TutorRuntime(home, Settings(), loader=loader).start()
     try:
@@ -254,7 +274,7 @@ def test_closing_the_stream_cancels_the_answer_in_the_real_service(tutor_socket)
     assert events[-1]["event"] == "end" and time.monotonic() - started < 20
 
 
-def test_a_learner_who_leaves_while_waiting_frees_the_place_at_once(home):
+def test_a_learner_who_leaves_while_waiting_frees_the_place_at_once(home, fake_runtime):
     gate = threading.Event()
     runtime, _ = fake_runtime(home, Settings(queue_size=1, per_learner=1), gate)
     try:
@@ -274,7 +294,7 @@ def test_a_learner_who_leaves_while_waiting_frees_the_place_at_once(home):
         runtime.stop()
 
 
-def test_a_waiting_question_hears_its_place_in_line(home, monkeypatch):
+def test_a_waiting_question_hears_its_place_in_line(home, fake_runtime, monkeypatch):
     monkeypatch.setattr("models.tutor.runtime.HEARTBEAT_S", 0.05)
     gate = threading.Event()
     runtime, _ = fake_runtime(home, Settings(queue_size=4), gate)

@@ -1,0 +1,327 @@
+"""Continuous batching: many learners' answers advance together, one decode at a time.
+
+Each step builds one batch: the next token of every answer being written (so streams
+keep flowing), then prompt tokens up to the batch's size. Questions join between steps
+and each answer ends on its own (its end token, its length or time cap, or its learner
+leaving), so a class is served side by side instead of one after another.
+
+A question's prompt starts with what every learner on the same lesson shares: the
+rules and the lesson's passages. That prefix is read once into sequences of its own and
+kept (least recently used first out) while it fits; a question on the same lesson then
+shares the prefix's cells and reads only its own tokens. Cells are reserved when a
+question is admitted (its own tokens plus its longest answer), so an answer is never cut
+for want of memory; a question that does not fit waits in the queue.
+
+The engine is duck-typed (models/tutor/engine.py's LlamaEngine; a unit test's fake).
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("schoolbox.tutor")
+MIN_PREFIX_TOKENS = 32  # shorter shared parts are not worth a sequence of their own
+
+
+@dataclass
+class Feed:
+    """One token for the next decode: its sequences, its position, and whether we want
+    the next-token distribution after it (the last prompt token, or a generated one)."""
+
+    token: int
+    pos: int
+    seqs: tuple[int, ...]
+    logits: bool
+
+
+@dataclass
+class Prefix:
+    tokens: tuple[int, ...]
+    seq: int
+    fed: int = 0  # how many of its tokens are in the cache so far
+    waiting: list[Answer] = field(default_factory=list)  # their own tokens wait for the rest
+    users: int = 0  # answers whose cells include this prefix's
+
+    @property
+    def ready(self) -> bool:
+        return self.fed == len(self.tokens)
+
+
+@dataclass
+class Answer:
+    job: Any
+    seq: int
+    own: list[int]  # prompt tokens after the shared prefix, not yet read
+    pos: int  # the position of the next token in this sequence
+    prefix: Prefix | None
+    sampler: Any
+    reserved: int  # cells held for it
+    started: float
+    text: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    next_token: int | None = None  # sampled, to be read at the next step
+    generated: int = 0
+    sent: int = 0  # token events sent (a token may carry half a character: none sent)
+    first: float | None = None
+    writing_from: float | None = None
+    index: int = -1  # its logits' place in the batch being decoded
+
+
+class Batcher:
+    """Owns the engine's sequences. `admit()` and `step()` from the generation thread."""
+
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        parallel: int,
+        prefix_slots: int,
+        max_prompt_seconds: float,
+        model_name: str | None,
+        finished: Callable[[Any, float], None],
+    ):
+        self.engine = engine
+        self.model_name = model_name
+        self.max_prompt_seconds = max_prompt_seconds
+        self._finished = finished
+        self.capacity = parallel
+        self._free = list(range(parallel))  # answers' sequence ids
+        self._prefix_free = list(range(parallel, parallel + prefix_slots))
+        self._prefixes: OrderedDict[tuple[int, ...], Prefix] = OrderedDict()  # LRU first
+        self.answers: list[Answer] = []
+        self.used_cells = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.answers)
+
+    def has_room(self) -> bool:
+        return bool(self._free)
+
+    def status(self) -> dict:
+        # Read from other threads: plain numbers only, nothing iterated.
+        return {
+            "answering": len(self.answers),
+            "parallel": self.capacity,
+            "cached_prefixes": len(self._prefixes),
+            "cells_used": self.used_cells,
+            "cells": self.engine.cells,
+        }
+
+    # --- admitting a question ----------------------------------------------------------
+
+    def admit(self, job: Any) -> bool:
+        """Start answering `job`; False when the cache has no room for it yet (it waits).
+
+        A prompt that could never fit ends at once with an error event (True)."""
+        tokens, shared = self._prompt(job)
+        if len(tokens) + job.max_tokens > self.engine.cells:
+            self._refuse(job, "prompt_too_long")
+            return True
+        key = tuple(tokens[:shared]) if shared >= MIN_PREFIX_TOKENS else ()
+        prefix = self._prefixes.get(key) if key else None
+        own = tokens[len(key) :]
+        if not self._make_room(len(own) + job.max_tokens + (0 if prefix else len(key))):
+            return False  # it waits until answers end and give their cells back
+        if prefix is None and key:
+            prefix = self._new_prefix(key)
+            if prefix is None:  # no prefix sequence free: read it all as its own
+                own, key = tokens, ()
+        seq = self._free.pop()
+        now = time.monotonic()
+        answer = Answer(
+            job=job,
+            seq=seq,
+            own=own,
+            pos=len(key),
+            prefix=prefix,
+            sampler=self.engine.sampler(random.getrandbits(31)),
+            reserved=len(own) + job.max_tokens,
+            started=now,
+        )
+        self.used_cells += answer.reserved
+        if prefix is not None:
+            prefix.users += 1
+            self._prefixes.move_to_end(prefix.tokens)
+            if prefix.fed:
+                self.engine.share(prefix.seq, seq, prefix.fed)
+            if not prefix.ready:
+                prefix.waiting.append(answer)
+        self.answers.append(answer)
+        waited = now - job.queued_at
+        job.events.put({"event": "start", "model": self.model_name, "waited_s": waited})
+        return True
+
+    def _prompt(self, job: Any) -> tuple[list[int], int]:
+        prompt = getattr(job, "prompt", None)
+        if prompt is None:  # tokenized once, even if the question has to wait for room
+            prompt = job.prompt = self.engine.prompt(job.messages)
+        return prompt
+
+    def _refuse(self, job: Any, error: str) -> None:
+        job.events.put({"event": "error", "error": error})
+        self._finished(job, 0.0)
+
+    def _new_prefix(self, key: tuple[int, ...]) -> Prefix | None:
+        if not self._prefix_free:
+            self._evict(lambda p: True, 1)
+        if not self._prefix_free:
+            return None
+        prefix = Prefix(tokens=key, seq=self._prefix_free.pop())
+        self._prefixes[key] = prefix
+        self.used_cells += len(key)
+        return prefix
+
+    def _make_room(self, cells: int) -> bool:
+        """Evict unused cached prefixes, oldest use first, until `cells` are free."""
+        self._evict(lambda p: self.used_cells + cells > self.engine.cells, len(self._prefixes))
+        return self.used_cells + cells <= self.engine.cells
+
+    def _evict(self, still: Callable[[Prefix], bool], most: int) -> None:
+        for key in list(self._prefixes):
+            prefix = self._prefixes[key]
+            if most <= 0 or not still(prefix):
+                return
+            if prefix.users or not prefix.ready:
+                continue
+            self._forget_prefix(prefix)
+            most -= 1
+
+    # --- one step ----------------------------------------------------------------------
+
+    def step(self) -> None:
+        """End what must end, decode one batch, and hand out the tokens it gave."""
+        now = time.monotonic()
+        for answer in list(self.answers):
+            reason = self._must_end(answer, now)
+            if reason:
+                self._end(answer, reason)
+        feeds = self._feeds()
+        if not feeds:
+            return
+        try:
+            self.engine.decode(feeds)
+        except (MemoryError, RuntimeError) as error:
+            log.error("tutor batch failed (%s); ending %d answers", error, len(self.answers))
+            for answer in list(self.answers):
+                self._end(answer, "error")
+            self._drop_unready_prefixes()
+            return
+        for answer in [a for a in self.answers if a.index >= 0]:
+            self._took(answer, self.engine.sample(answer.sampler, answer.index))
+
+    def _must_end(self, answer: Answer, now: float) -> str | None:
+        if answer.job.cancelled.is_set():
+            return "cancelled"
+        if answer.writing_from is None:
+            return "prompt_time" if now - answer.started > self.max_prompt_seconds else None
+        return "time" if now - answer.writing_from > answer.job.max_seconds else None
+
+    def _feeds(self) -> list[Feed]:
+        feeds: list[Feed] = []
+        budget = self.engine.batch_tokens
+        for answer in self.answers:
+            answer.index = -1
+            if answer.next_token is not None and len(feeds) < budget:
+                answer.index = len(feeds)
+                feeds.append(Feed(answer.next_token, answer.pos, (answer.seq,), True))
+                answer.pos += 1
+                answer.next_token = None
+        for prefix in self._prefixes.values():
+            if prefix.ready or len(feeds) >= budget:
+                continue
+            seqs = (prefix.seq, *(a.seq for a in prefix.waiting))
+            shared = prefix.tokens[prefix.fed : prefix.fed + budget - len(feeds)]
+            feeds += [Feed(t, prefix.fed + i, seqs, False) for i, t in enumerate(shared)]
+            prefix.fed += len(shared)
+            if prefix.ready:
+                prefix.waiting.clear()
+        for answer in self.answers:
+            if not answer.own or len(feeds) >= budget:
+                continue
+            if answer.prefix is not None and (
+                not answer.prefix.ready or answer in answer.prefix.waiting
+            ):
+                continue
+            room = budget - len(feeds)
+            own, answer.own = answer.own[:room], answer.own[room:]
+            feeds += [Feed(t, answer.pos + i, (answer.seq,), False) for i, t in enumerate(own)]
+            answer.pos += len(own)
+            if not answer.own:  # its prompt is read: the next token is the answer's first
+                feeds[-1].logits = True
+                answer.index = len(feeds) - 1
+        return feeds
+
+    def _took(self, answer: Answer, token: int) -> None:
+        now = time.monotonic()
+        answer.writing_from = answer.writing_from or now
+        if self.engine.is_end(token):
+            self._end(answer, "stop")
+            return
+        answer.generated += 1
+        text = answer.text.decode(self.engine.piece(token))
+        if text:
+            answer.sent += 1
+            answer.first = answer.first or now
+            answer.job.events.put({"event": "token", "text": text})
+        if now - answer.writing_from > answer.job.max_seconds:
+            self._end(answer, "time")
+        elif answer.generated >= answer.job.max_tokens:
+            self._end(answer, "length")
+        else:
+            answer.next_token = token
+
+    def _end(self, answer: Answer, reason: str) -> None:
+        ended = time.monotonic()
+        tail = answer.text.decode(b"", final=True)
+        if tail and reason != "error":
+            answer.sent += 1
+            answer.job.events.put({"event": "token", "text": tail})
+        if reason == "error":
+            answer.job.events.put({"event": "error", "error": "batch_failed"})
+        else:
+            answer.job.events.put({
+                "event": "end",
+                "reason": reason,  # stop, length, time, prompt_time or cancelled
+                "tokens": answer.sent,
+                "ttft_s": (answer.first or ended) - answer.started,
+                "prompt_s": (answer.writing_from or ended) - answer.started,
+                "seconds": ended - answer.started,
+                "model": self.model_name,
+            })  # fmt: skip
+        self.engine.forget(answer.seq)
+        self.engine.free_sampler(answer.sampler)
+        self.answers.remove(answer)
+        self._free.append(answer.seq)
+        self.used_cells -= answer.reserved
+        prefix = answer.prefix
+        if prefix is not None:
+            prefix.users -= 1
+            if answer in prefix.waiting:
+                prefix.waiting.remove(answer)
+            if not prefix.users and not prefix.ready:  # nobody waits for the rest of it
+                self._forget_prefix(prefix)
+        self._finished(answer.job, ended - answer.started)
+
+    def _forget_prefix(self, prefix: Prefix) -> None:
+        self.engine.forget(prefix.seq)
+        del self._prefixes[prefix.tokens]
+        self._prefix_free.append(prefix.seq)
+        self.used_cells -= len(prefix.tokens)
+
+    def _drop_unready_prefixes(self) -> None:
+        """After a failed batch, a half-read prefix cannot be trusted: forget it."""
+        for prefix in list(self._prefixes.values()):
+            if not prefix.ready:
+                self._forget_prefix(prefix)
+
+    def close(self) -> None:
+        for answer in list(self.answers):
+            self._end(answer, "cancelled")
+        self._evict(lambda p: True, len(self._prefixes))

@@ -1,0 +1,87 @@
+"""A stand-in for the batching engine (models/tutor/engine.py's LlamaEngine) in unit tests.
+
+Every character is a token. Its KV cache remembers each sequence's tokens by position and
+fails a test when a batch puts a token anywhere but the next position of each sequence it
+belongs to, or reads a sequence whose shared prefix was not copied in: the scheduler's
+bookkeeping is checked on every decode. Each question is answered with WORDS, then an end
+token. The real engine runs the same scheduler in test_tutor_batching.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+WORDS = ["one ", "two ", "three "]
+QUESTION, ASKED, END = 1, 0, -1  # markers: the question starts; it ends; the answer ends
+
+
+class FakeEngine:
+    def __init__(
+        self,
+        name: str,
+        delay: float = 0.02,
+        gate: threading.Event | None = None,
+        reading: float = 0.0,
+        cells: int = 4096,
+        batch_tokens: int = 64,
+    ):
+        self.name, self.delay, self.gate, self.reading = name, delay, gate, reading
+        self.cells, self.batch_tokens = cells, batch_tokens
+        self.kv: dict[int, list[int]] = {}
+        self.asked: list[str] = []  # questions in the order their first word was written
+        self.batches: list[list] = []  # every decode's feeds
+        self.closed = False
+        self._outputs: dict[int, int] = {}
+
+    def prompt(self, messages: list[dict]) -> tuple[list[int], int]:
+        shared = [ord(c) for c in "".join(m["content"] for m in messages[:-1])]
+        own = [QUESTION, *(ord(c) for c in messages[-1]["content"]), ASKED]
+        return shared + own, len(shared)
+
+    def sampler(self, seed: int) -> dict:
+        return {"said": 0}
+
+    def free_sampler(self, sampler: dict) -> None:
+        sampler["freed"] = True
+
+    def share(self, source: int, target: int, length: int) -> None:
+        assert len(self.kv.get(source, [])) >= length, "shared cells that were never read"
+        self.kv[target] = list(self.kv[source][:length])
+
+    def forget(self, seq: int) -> None:
+        self.kv.pop(seq, None)
+
+    def decode(self, feeds: list) -> None:
+        if self.gate is not None:
+            self.gate.wait(5)
+        if any(f.token == ASKED for f in feeds):
+            time.sleep(self.reading)
+        time.sleep(self.delay)
+        self._outputs = {}
+        for index, feed in enumerate(feeds):
+            for seq in feed.seqs:
+                seen = self.kv.setdefault(seq, [])
+                assert feed.pos == len(seen), f"token at {feed.pos}, sequence {seq} has {len(seen)}"
+                seen.append(feed.token)
+            if feed.logits:
+                self._outputs[index] = feed.seqs[0]
+        self.batches.append(list(feeds))
+
+    def sample(self, sampler: dict, index: int) -> int:
+        history = self.kv[self._outputs[index]]
+        if sampler["said"] == 0:
+            start, end = history.index(QUESTION), history.index(ASKED)
+            self.asked.append("".join(chr(t) for t in history[start + 1 : end]))
+        said = sampler["said"]
+        sampler["said"] += 1
+        return 1000 + said if said < len(WORDS) else END
+
+    def piece(self, token: int) -> bytes:
+        return WORDS[token - 1000].encode()
+
+    def is_end(self, token: int) -> bool:
+        return token == END
+
+    def close(self) -> None:
+        self.closed = True
