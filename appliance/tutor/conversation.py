@@ -82,13 +82,16 @@ def prepare(
         raise AskError(_("Type a question for the tutor first."))
     lesson_id = lesson["id"] if lesson else None
     passages = grounding.retrieve(db, question, lesson_id)
+    # The whole lesson grounds the answer: the open one, or the best passage's.
+    grounded_in = lesson_id or (passages[0]["lesson_id"] if passages else None)
+    lesson_text = content.lesson_passages(db, grounded_in) if grounded_in else []
     prepared = Prepared(
         learner_id=learner_id,
         lesson_id=lesson_id,
         item=item,
         guarded=_guarded(db, learner_id, item),
         question=question,
-        messages=grounding.messages(question, passages, item),
+        messages=grounding.messages(question, passages, item, lesson_text),
         passages=passages,
         sources=grounding.sources(passages),
     )

@@ -3,7 +3,13 @@
 The passages come from SQLite FTS5 (BM25) over the imported packs, with the learner's
 current lesson preferred, so the tutor stays on topic. The prompt is plain chat
 messages; the model's own chat template (read from its GGUF) turns them into text.
-An open practice item's question goes in, its answer key never does.
+
+The first message is the same for every question on a lesson: the rules, then the
+lesson's passages in order (the open lesson, or the one the best passage comes from).
+The tutor reads it once for a whole class and keeps it (models/tutor/batching.py), so
+a learner's question costs only the learner's own turn: any other passages that
+matched, the practice question in view, and the question, last. An open practice
+item's question goes in, its answer key never does.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from appliance.store import content
 
 TOP_K = 3
 PASSAGE_CHARS = 700  # a small model reads short context best; three of these fit easily
+LESSON_CHARS = 2400  # the lesson in the shared first message: about 600 tokens
 CURRENT_LESSON_BOOST = 2.0  # BM25 scores are negative: doubling one makes it rank higher
 
 RULES = (
@@ -64,19 +71,46 @@ def sources(passages: list[dict]) -> list[dict]:
     ]
 
 
-def messages(question: str, passages: list[dict], item: dict | None) -> list[dict]:
-    """The chat messages for the model: rules and passages, then the learner's question."""
-    parts = [RULES]
+def messages(
+    question: str, passages: list[dict], item: dict | None, lesson: list[dict] | None = None
+) -> list[dict]:
+    """The chat messages for the model: the rules and `lesson` (its passages in order),
+    shared by every question on it; then the learner's turn: the `passages` not already
+    in the lesson, the practice question in view, and the question."""
+    shown = _within(lesson or [], LESSON_CHARS)
+    shared = [RULES]
+    if shown:
+        shared.append("Lesson passages:")
+        shared += [_numbered(n, p) for n, p in enumerate(shown, start=1)]
+    seen = {p["passage_id"] for p in shown}
+    more = [p for p in passages if p["passage_id"] not in seen]
+    turn = []
+    if more:
+        turn.append("More lesson passages:" if shown else "Lesson passages:")
+        turn += [_numbered(n, p) for n, p in enumerate(more, start=len(shown) + 1)]
     if item is not None:
-        parts.append(PRACTICE_RULE.format(prompt=_quoted(text_of(item["prompt_html"]))))
-    parts.append("Lesson passages:")
-    for number, passage in enumerate(passages, start=1):
-        title = passage["lesson_title"] + (f" - {passage['heading']}" if passage["heading"] else "")
-        parts.append(f"[{number}] {title}\n{plain(passage['body'])[:PASSAGE_CHARS]}")
+        turn.append(PRACTICE_RULE.format(prompt=_quoted(text_of(item["prompt_html"]))))
+    asked = "\n\n".join([*turn, f"My question: {question}"]) if turn else question
     return [
-        {"role": "system", "content": "\n\n".join(parts)},
-        {"role": "user", "content": question},
+        {"role": "system", "content": "\n\n".join(shared)},
+        {"role": "user", "content": asked},
     ]
+
+
+def _within(passages: list[dict], budget: int) -> list[dict]:
+    """The first passages whose text fits in `budget` characters (at least one)."""
+    kept, used = [], 0
+    for passage in passages:
+        used += min(len(plain(passage["body"])), PASSAGE_CHARS)
+        if kept and used > budget:
+            break
+        kept.append(passage)
+    return kept
+
+
+def _numbered(number: int, passage: dict) -> str:
+    title = passage["lesson_title"] + (f" - {passage['heading']}" if passage["heading"] else "")
+    return f"[{number}] {title}\n{plain(passage['body'])[:PASSAGE_CHARS]}"
 
 
 def _quoted(text: str) -> str:
@@ -87,5 +121,6 @@ def plain(markdown: str) -> str:
     """Markdown as plain prose: no images, link targets or emphasis marks to waste tokens."""
     text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", markdown)
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"[*_`#>]+", "", text)
+    text = re.sub(r"(?m)^\s*>+", "", text)  # quote marks, not "is bigger than"
+    text = re.sub(r"[*_`#]+", "", text)
     return " ".join(text.split())

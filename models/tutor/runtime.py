@@ -163,6 +163,7 @@ class TutorRuntime:
         self._load_error: str | None = None
         self._batcher: Batcher | None = None  # when the model writes answers side by side
         self._stamp_checked = 0.0
+        self._stamp_seen: int | None = None
         self._recent_seconds: deque[float] = deque([5.0], maxlen=20)
         self._thread = threading.Thread(target=self._run, name="tutor-generate", daemon=True)
 
@@ -362,11 +363,12 @@ class TutorRuntime:
                 return
 
     def _swap_pending(self) -> bool:
+        """Whether a newly activated model waits (the store is looked at every few seconds)."""
         now = time.monotonic()
-        if now - self._stamp_checked < IDLE_CHECK_S:
-            return False
-        self._stamp_checked = now
-        return store.active_stamp(self.home) != self._model_stamp
+        if now - self._stamp_checked >= IDLE_CHECK_S:
+            self._stamp_checked = now
+            self._stamp_seen = store.active_stamp(self.home)
+        return self._stamp_seen != self._model_stamp
 
     def _answer_ended(self, job: Job, seconds: float) -> None:
         if seconds > 0:

@@ -10,10 +10,8 @@ here run the same paths with real llama.cpp and the default GGUF.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +19,7 @@ from models.registry import default
 from models.registry import installed as store
 from models.tutor import client as tutor
 from models.tutor.runtime import Busy, Settings, TutorRuntime
-from tests.models.fake_engine import FakeEngine
+from tests.models.tutor_fakes import FakeEngine, answer_of
 
 WORDS = ["one ", "two ", "three "]
 
@@ -56,24 +54,6 @@ class FakeModel:
         return chunks()
 
 
-@pytest.fixture(scope="session")
-def two_models(tmp_path_factory, default_gguf) -> Path:
-    home = tmp_path_factory.mktemp("two-models") / "home"
-    store.import_file(home, default_gguf, name="model-a", sha256=default.GGUF_SHA256)
-    store.import_file(home, default_gguf, name="model-b", sha256=default.GGUF_SHA256)
-    store.activate(home, "model-a")
-    return home
-
-
-@pytest.fixture
-def home(tmp_path, two_models) -> Path:
-    """A store with model-a active and model-b beside it. Files are hard links: the store
-    never writes a model file in place, and active.json is replaced, not edited."""
-    home = tmp_path / "home"
-    shutil.copytree(two_models, home, copy_function=os.link)
-    return home
-
-
 @pytest.fixture(params=["one-at-a-time", "batcher"])
 def kind(request) -> str:
     return request.param
@@ -102,11 +82,6 @@ def make_fake_runtime(home, kind, settings=None, gate=None, reading=0.0):
 
 def ask(runtime, learner, text="hi", **kw):
     return runtime.submit([{"role": "user", "content": text}], learner, **kw)
-
-
-def answer_of(job) -> tuple[str, dict]:
-    events = list(job.stream(timeout=10))
-    return "".join(e["text"] for e in events if e["event"] == "token"), events[-1]
 
 
 def test_questions_are_served_round_robin_by_learner(home, fake_runtime):

@@ -1,4 +1,4 @@
-"""A stand-in for the batching engine (models/tutor/engine.py's LlamaEngine) in unit tests.
+"""Stand-ins for the tutor's tests: the batching engine (models/tutor/engine.py).
 
 Every character is a token. Its KV cache remembers each sequence's tokens by position and
 fails a test when a batch puts a token anywhere but the next position of each sequence it
@@ -14,6 +14,7 @@ import time
 
 WORDS = ["one ", "two ", "three "]
 QUESTION, ASKED, END = 1, 0, -1  # markers: the question starts; it ends; the answer ends
+FIRST_WORD = 1000  # WORDS[i] is token FIRST_WORD + i
 
 
 class FakeEngine:
@@ -75,13 +76,19 @@ class FakeEngine:
             self.asked.append("".join(chr(t) for t in history[start + 1 : end]))
         said = sampler["said"]
         sampler["said"] += 1
-        return 1000 + said if said < len(WORDS) else END
+        return FIRST_WORD + said if said < len(WORDS) else END
 
     def piece(self, token: int) -> bytes:
-        return WORDS[token - 1000].encode()
+        return WORDS[token - FIRST_WORD].encode()
 
     def is_end(self, token: int) -> bool:
         return token == END
 
     def close(self) -> None:
         self.closed = True
+
+
+def answer_of(job) -> tuple[str, dict]:
+    """A job's whole answer text and its last event."""
+    events = list(job.stream(timeout=10))
+    return "".join(e["text"] for e in events if e["event"] == "token"), events[-1]
