@@ -16,7 +16,15 @@ What it measures, in one run on one machine:
   4. A class at once: N learners (default 20) ask at the same instant; a learner told to
      retry (503 + Retry-After) waits that long and asks again. Every request must end in
      an answer or a retry, never an error; it reports wait until the first word, p50/p95.
-  5. Memory: resident set size of the server's processes with the model loaded.
+  5. A class (issue 15): 30 learners with one lesson open ask 30 different questions at
+     the same instant, then a second round on two lessons (bench/tutor_class.yaml), through
+     the old runtime (one answer at a time, `tutor_parallel = 1`) and the batching one
+     (the box's default), each on a fresh server in this run with the same web tier. For
+     each: answered, empty, cut, refused; first word p50/p95/max; whole answer p50/p95;
+     answer tokens per second while answers flowed; CPU seconds; and one learner alone on
+     the cached lesson. Targets: all answered, none empty, first word p95 < 5 s, aggregate
+     >= 3x one stream, one learner on a cached lesson < 0.5 s to the first word.
+  6. Memory: resident set size of the server's processes with the model loaded.
 
 The two paths take turns, prompt by prompt (direct, then HTTP), so a slow moment of a
 shared machine falls on both and each model's prompt-prefix cache sees the same
@@ -66,6 +74,7 @@ from models.tutor.runtime import load_llama  # noqa: E402
 
 HOST = "127.0.0.1"
 QUESTIONS = REPO / "bench" / "tutor_questions.yaml"
+CLASS_QUESTIONS = REPO / "bench" / "tutor_class.yaml"
 RESULTS = REPO / "bench" / "results"
 
 
@@ -75,6 +84,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=12, help="questions timed per path")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--learners", type=int, default=20, help="asking at once")
+    parser.add_argument(
+        "--class-size", type=int, default=30, help="the class scenario's learners (0: skip it)"
+    )
+    parser.add_argument(
+        "--old-parallel", type=int, default=1, help="the baseline's answers at once"
+    )
     parser.add_argument("--workers", type=int, default=0, help="web workers (default: box's)")
     parser.add_argument("--threads", type=int, default=8, help="threads per web worker")
     parser.add_argument("--server-log-level", default="WARNING")
@@ -90,11 +105,12 @@ def build_box(home: Path, args: argparse.Namespace) -> tuple[config_module.Confi
     config = config_module.load(
         home=home, tutor_max_tokens=args.max_tokens, tutor_queue_size=max(16, args.learners)
     )
+    per_class = max(7, -(-args.class_size // 3))  # the demo school has three classes
     home.mkdir(parents=True, exist_ok=True)
     config_module.ensure_secret(config)
     db = open_db(config.db_path)
     migrate(db)
-    seed(db, config, learners_per_class=7)
+    seed(db, config, learners_per_class=per_class)
     db.conn.close()
     if args.model:
         manifest = store.import_file(home, args.model, source=f"benchmark: {args.model.name}")
@@ -285,23 +301,179 @@ def class_at_once(base: str, learner_ids: list[int], asked: list[dict]) -> dict:
     }
 
 
-# --- 5. memory --------------------------------------------------------------------------
+# --- 5. a class on one lesson, then two: one answer at a time against side by side -----
 
 
-def server_memory(root_pid: int, model_file: Path) -> dict:
-    """RSS of the server's processes (MB), the tutor service's apart (it maps the model)."""
+def class_rounds(size: int) -> list[dict]:
+    """The class scenario's rounds (bench/tutor_class.yaml) for `size` learners."""
+    spec = yaml.safe_load(CLASS_QUESTIONS.read_text())["rounds"]
+    first = spec[0]
+    one = [{"q": q, "lesson": first["lesson"]} for q in first["questions"]][:size]
+    two: list[dict] = []
+    for part in spec[1]["lessons"]:
+        if "take" in part:
+            two += one[: part["take"]]
+        else:
+            two += [{"q": q, "lesson": part["lesson"]} for q in part["questions"]]
+    return [{"name": first["name"], "asks": one}, {"name": spec[1]["name"], "asks": two[:size]}]
+
+
+def class_scenario(home: Path, args, manifest, learner_ids: list[int], parallel: int) -> dict:
+    """Serve the box with `tutor_parallel = parallel`; each round's learners ask at once;
+    then one learner alone on the first round's (cached) lesson, five times."""
+    env = {"SCHOOLBOX_TUTOR_PARALLEL": str(parallel), "SCHOOLBOX_TUTOR_STREAMS": "20"}
+    os.environ.update(env)  # the same web tier for both: only the tutor runtime differs
+    port = free_port()
+    server = start_server(home, port, args)
+    base = f"http://{HOST}:{port}"
+    model_file = store.file_path(home, manifest)
+    try:
+        status = _wait_for_model(home)
+        rounds = []
+        for spec in class_rounds(args.class_size):
+            before = cpu_seconds(server.pid, model_file)
+            outcome = ask_at_once(base, learner_ids, spec["asks"])
+            after = cpu_seconds(server.pid, model_file)
+            outcome["cpu_s"] = {k: round(after[k] - before[k], 1) for k in after}
+            rounds.append({"name": spec["name"], **outcome})
+        lesson = class_rounds(args.class_size)[0]["asks"]
+        alone = signed_in(base, learner_ids[0])
+        single = [ask_streaming(alone, base, lesson[i]) for i in range(5)]
+    finally:
+        stop_server(server)
+        for key in env:
+            os.environ.pop(key, None)
+    firsts = [r["ttft_ms"] / 1000 for r in single if r.get("ttft_ms") is not None]
+    return {
+        "tutor_parallel": parallel,
+        "service": {k: status.get(k) for k in ("parallel", "cells", "model")},
+        "rounds": rounds,
+        "single_learner_cached_lesson_first_word_s": {
+            "median": round(statistics.median(firsts), 3) if firsts else None,
+            "max": round(max(firsts), 3) if firsts else None,
+        },
+    }
+
+
+def _wait_for_model(home: Path) -> dict:
+    socket_path = config_module.load(home=home).tutor_socket_path
+    for _ in range(600):
+        status = tutor_client.status(socket_path) or {}
+        if status.get("model"):
+            return status
+        time.sleep(0.1)
+    raise RuntimeError("the tutor service did not load its model")
+
+
+def ask_at_once(base: str, learner_ids: list[int], asks: list[dict]) -> dict:
+    """Each learner asks their own question at the same instant; a learner told to retry
+    (503 + Retry-After) waits that long and asks again."""
+    sessions = [signed_in(base, learner_id) for learner_id in learner_ids[: len(asks)]]
+    barrier = threading.Barrier(len(sessions))
+    results: list[dict] = [{} for _ in sessions]
+
+    def learner(index: int) -> None:
+        barrier.wait()
+        started = time.perf_counter()
+        refused = 0
+        while True:
+            try:
+                reply = ask_streaming(sessions[index], base, asks[index])
+            except requests.RequestException as error:
+                reply = {"status": type(error).__name__}
+            if reply["status"] != 503:
+                break
+            refused += 1
+            time.sleep(reply["retry_after"] or 1)
+        ended = time.perf_counter()
+        first_at = reply.get("first_at")
+        results[index] = {
+            "status": reply["status"],
+            "outcome": reply.get("outcome"),
+            "tokens": reply.get("tokens") or 0,
+            "refused": refused,
+            "first_word_s": None if first_at is None else first_at - started,
+            "whole_s": ended - started,
+            "first_at": first_at,
+            "ended": ended,
+        }
+
+    threads = [threading.Thread(target=learner, args=(i,)) for i in range(len(sessions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return summarise_class(results)
+
+
+EMPTY_OUTCOMES = ("empty", "waited", "from_lessons")  # the lessons' words, not the model's
+
+
+def summarise_class(results: list[dict]) -> dict:
+    outcomes = Counter(
+        (r["outcome"] or str(r["status"])).replace("_key_hidden", "") for r in results
+    )
+    firsts = [r["first_word_s"] for r in results if r["first_word_s"] is not None]
+    wholes = [r["whole_s"] for r in results if r["status"] == 200]
+    tokens = sum(r["tokens"] for r in results)
+    flowing = [r for r in results if r["first_at"] is not None]
+    span = max(r["ended"] for r in flowing) - min(r["first_at"] for r in flowing) if flowing else 0
+    return {
+        "learners": len(results),
+        "answered": outcomes.get("answered", 0) + outcomes.get("cut", 0),
+        "empty": sum(outcomes.get(k, 0) for k in EMPTY_OUTCOMES),
+        "cut": outcomes.get("cut", 0),
+        "refused": sum(r["refused"] for r in results),  # 503s, each retried after Retry-After
+        "errors": sum(1 for r in results if r["status"] != 200),
+        "outcomes": dict(outcomes),
+        "first_word_s": {**_percentiles(firsts), "max": round(max(firsts), 3) if firsts else None},
+        "whole_answer_s": _percentiles(wholes),
+        "tokens": tokens,
+        # Answer tokens per second while answers flowed (first word to last end).
+        "aggregate_tokens_per_s": round(tokens / span, 1) if span > 0 else None,
+    }
+
+
+def cpu_seconds(root_pid: int, model_file: Path) -> dict:
+    """CPU seconds used so far by the server's processes, and by the tutor service alone."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = tutor = 0.0
+    for pid in _process_tree(root_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except (OSError, IndexError):
+            continue
+        total += used
+        if str(model_file) in maps:
+            tutor += used
+    return {"server": total, "tutor_service": tutor}
+
+
+def _process_tree(root_pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError):
+        except (OSError, IndexError, ValueError):
             continue
         children.setdefault(parent, []).append(int(stat.parent.name))
-    total = tutor = 0.0
-    todo = [root_pid]
+    tree, todo = [], [root_pid]
     while todo:
         pid = todo.pop()
+        tree.append(pid)
         todo.extend(children.get(pid, []))
+    return tree
+
+
+# --- 6. memory --------------------------------------------------------------------------
+
+
+def server_memory(root_pid: int, model_file: Path) -> dict:
+    """RSS of the server's processes (MB), the tutor service's apart (it maps the model)."""
+    total = tutor = 0.0
+    for pid in _process_tree(root_pid):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
             rss = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1])
@@ -363,7 +535,15 @@ def main() -> int:
         crowd = class_at_once(base, learner_ids[: args.learners], asked)
     finally:
         stop_server(server)
+    class_runs = {}
+    if args.class_size:
+        for label, parallel in (("one_at_a_time", args.old_parallel), ("side_by_side", 0)):
+            print(f"class scenario: {label}", flush=True)
+            class_runs[label] = class_scenario(home, args, manifest, learner_ids, parallel)
     report = build_report(args, manifest, retrieval, direct_runs, http_runs, crowd, memory)
+    if class_runs:
+        report["class"] = class_report(class_runs, report["http"]["tokens_per_s_median"])
+        report["targets"].update(report["class"]["targets"])
     print_table(report)
     path = args.json or RESULTS / (
         "tutor.json" if not args.model else f"tutor-{manifest.name}.json"
@@ -426,6 +606,60 @@ def build_report(args, manifest, retrieval, direct_runs, http_runs, crowd, memor
     }
 
 
+def class_report(runs: dict, one_stream_tokens_per_s: float | None) -> dict:
+    new = runs["side_by_side"]
+    first_round, rounds = new["rounds"][0], new["rounds"]
+    speedup = None
+    if one_stream_tokens_per_s and first_round["aggregate_tokens_per_s"]:
+        speedup = round(first_round["aggregate_tokens_per_s"] / one_stream_tokens_per_s, 2)
+    cached = new["single_learner_cached_lesson_first_word_s"]["median"]
+    return {
+        **runs,
+        "aggregate_vs_one_stream": speedup,
+        "targets": {
+            "class_all_answered_none_empty": all(
+                r["answered"] == r["learners"] and r["empty"] == 0 for r in rounds
+            ),
+            "class_first_word_p95<5s": (first_round["first_word_s"]["p95"] or 1e9) < 5,
+            "class_aggregate>=3x_one_stream": speedup is not None and speedup >= 3,
+            "single_learner_cached_lesson<0.5s": cached is not None and cached < 0.5,
+        },
+    }
+
+
+def print_class(report: dict) -> None:
+    runs = {k: v for k, v in report["class"].items() if isinstance(v, dict) and "rounds" in v}
+    columns = [(label, i) for i in range(2) for label in runs]
+    print("\nclass scenario (" + "; ".join(
+        f"round {i + 1}: {r['name']}, {r['learners']} learners"
+        for i, r in enumerate(runs["side_by_side"]["rounds"])) + ")")  # fmt: skip
+    print(f"{'':28}" + "".join(f"{label[:14] + ' r' + str(i + 1):>18}" for label, i in columns))
+
+    def row(name: str, pick) -> None:
+        print(
+            f"{name:28}"
+            + "".join(f"{pick(runs[label]['rounds'][i])!s:>18}" for label, i in columns)
+        )
+
+    row("answered", lambda r: r["answered"])
+    row("empty (from the lessons)", lambda r: r["empty"])
+    row("cut (length or time cap)", lambda r: r["cut"])
+    row("refused (503, retried)", lambda r: r["refused"])
+    row("first word p50 s", lambda r: r["first_word_s"]["p50"])
+    row("first word p95 s", lambda r: r["first_word_s"]["p95"])
+    row("first word max s", lambda r: r["first_word_s"]["max"])
+    row("whole answer p50 s", lambda r: r["whole_answer_s"]["p50"])
+    row("whole answer p95 s", lambda r: r["whole_answer_s"]["p95"])
+    row("aggregate tokens/s", lambda r: r["aggregate_tokens_per_s"])
+    row("CPU s, tutor service", lambda r: r["cpu_s"]["tutor_service"])
+    row("CPU s, whole server", lambda r: r["cpu_s"]["server"])
+    for label, run in runs.items():
+        single = run["single_learner_cached_lesson_first_word_s"]
+        print(f"{label}: one learner on the cached lesson, first word median {single['median']} s "
+              f"(max {single['max']}); service: {run['service']}")  # fmt: skip
+    print(f"aggregate vs one stream: {report['class']['aggregate_vs_one_stream']}x")
+
+
 def print_table(report: dict) -> None:
     d, h = report["direct"], report["http"]
     rows = [
@@ -451,6 +685,8 @@ def print_table(report: dict) -> None:
     retrieval = report["retrieval"]
     print(f"retrieval recall@3: {retrieval['recall_at_3']} over {retrieval['questions']} "
           "questions (>= 0.9)")  # fmt: skip
+    if "class" in report:
+        print_class(report)
     memory = report["memory"]
     print(f"server RSS with the model loaded: {memory['server_total_mb']} MB in all, "
           f"tutor service {memory['tutor_service_mb']} MB")  # fmt: skip

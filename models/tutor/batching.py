@@ -85,11 +85,13 @@ class Batcher:
         max_prompt_seconds: float,
         model_name: str | None,
         finished: Callable[[Any, float], None],
+        ends_sentence: Callable[[str, int, int], bool] = lambda text, tokens, cap: False,
     ):
         self.engine = engine
         self.model_name = model_name
         self.max_prompt_seconds = max_prompt_seconds
         self._finished = finished
+        self.ends_sentence = ends_sentence  # (text, tokens, max_tokens): stop here?
         self.capacity = parallel
         self._free = list(range(parallel))  # answers' sequence ids
         self._prefix_free = list(range(parallel, parallel + prefix_slots))
@@ -270,6 +272,9 @@ class Batcher:
             answer.sent += 1
             answer.first = answer.first or now
             answer.job.events.put({"event": "token", "text": text})
+            if self.ends_sentence(text, answer.generated, answer.job.max_tokens):
+                self._end(answer, "stop")
+                return
         if now - answer.writing_from > answer.job.max_seconds:
             self._end(answer, "time")
         elif answer.generated >= answer.job.max_tokens:

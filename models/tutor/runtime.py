@@ -30,6 +30,7 @@ from models.tutor.batching import Batcher
 log = logging.getLogger("schoolbox.tutor")
 HEARTBEAT_S = 3.0  # how often a waiting question hears its place in the queue
 IDLE_CHECK_S = 2.0  # how often an idle runtime looks for a newly activated model
+SENTENCE_STOP = 0.6  # past this share of its length cap, an answer ends at a sentence's end
 
 
 class Busy(Exception):
@@ -87,6 +88,12 @@ class Job:
             yield event
             if event["event"] in ("end", "no_model", "error"):
                 return
+
+
+def ends_a_sentence_late(text: str, tokens: int, max_tokens: int) -> bool:
+    """Whether an answer should stop here: it is past SENTENCE_STOP of its length cap and
+    `text` (its latest piece) ends a sentence, so a long answer ends whole, not cut."""
+    return tokens >= SENTENCE_STOP * max_tokens and text.rstrip().endswith((".", "!", "?"))
 
 
 def load_llama(path: Path, settings: Settings):
@@ -331,7 +338,9 @@ class TutorRuntime:
                 self._finished(job)
                 return
             if self._batcher is not None:
-                self._batcher.admit(job)  # an empty batch always takes it (or refuses it)
+                # An empty batch takes any question that can ever fit (or refuses it).
+                if not self._batcher.admit(job):
+                    raise MemoryError("no room in an empty batch")
                 return
             started = time.monotonic()
             self._generate(job)
@@ -410,6 +419,8 @@ class TutorRuntime:
                     job.events.put({"event": "token", "text": text})
                 if choice.get("finish_reason"):
                     reason = choice["finish_reason"]
+                elif text and ends_a_sentence_late(text, tokens, job.max_tokens):
+                    break  # reason stays "stop": the answer ended at a sentence
                 if job.cancelled.is_set():
                     reason = "cancelled"
                     break
@@ -477,6 +488,7 @@ class TutorRuntime:
                 max_prompt_seconds=self.settings.max_prompt_seconds,
                 model_name=name,
                 finished=self._answer_ended,
+                ends_sentence=ends_a_sentence_late,
             )
         if old is not None and old is not model and hasattr(old, "close"):
             old.close()

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -66,3 +67,100 @@ def test_serve_starts_the_tutor_and_answers_stream_over_real_http(tmp_path, tuto
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+CLASS_QUESTIONS = [
+    "What are equal parts?",
+    "What does the bottom number mean?",
+    "What does the top number mean?",
+    "What is a unit fraction?",
+    "Why must the parts be the same size?",
+    "How do I write three out of four as a fraction?",
+    "What is a numerator?",
+    "What is a denominator?",
+    "Is one half a fraction?",
+    "How many quarters make a whole?",
+    "What fraction is one slice of a pizza cut in 8?",
+    "Can a whole be cut into 5 equal parts?",
+]
+
+
+def test_a_classroom_asking_at_once_all_get_the_models_words(tmp_path, tutor_home):
+    # Issue 15: twelve learners on one lesson ask at the same instant, through the real
+    # server, waitress and the tutor service's batch; every one gets the model's words.
+    home = tmp_path / "box"
+    home.mkdir()
+    shutil.copytree(tutor_home / "models", home / "models", copy_function=os.link)
+    subprocess.run([SCHOOLBOX, "--home", str(home), "demo", "--no-serve"], check=True,
+                   capture_output=True)  # fmt: skip
+    server, port = start_serve(
+        home, tmp_path / "serve.log", workers=2, tutor_socket=tmp_path / "t.sock",
+        tutor_max_tokens=24,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, tmp_path / "serve.log")
+        for _ in range(300):
+            if (tutor.status(tmp_path / "t.sock") or {}).get("model"):
+                break
+            time.sleep(0.1)
+        assert tutor.status(tmp_path / "t.sock")["parallel"] >= len(CLASS_QUESTIONS)
+        learners = [_signed_in(base, n) for n in range(len(CLASS_QUESTIONS))]
+        barrier = threading.Barrier(len(learners))
+        finals: dict[int, tuple[int, list[str], dict]] = {}
+
+        def ask(n: int) -> None:
+            session, headers = learners[n]
+            body = {"question": CLASS_QUESTIONS[n], "lesson_id": LESSON, "stream": True}
+            barrier.wait()
+            reply = session.post(f"{base}/api/v1/tutor/answers", json=body, headers=headers,
+                                 stream=True, timeout=300)  # fmt: skip
+            words, done = [], {}
+            for event, data in _events(reply):
+                if event == "token":
+                    words.append(data["text"])
+                elif event == "done":
+                    done = data
+            finals[n] = (reply.status_code, words, done)
+
+        threads = [threading.Thread(target=ask, args=(n,)) for n in range(len(learners))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert len(finals) == len(CLASS_QUESTIONS)
+        for status, words, done in finals.values():
+            assert status == 200 and "".join(words).strip(), (status, done)
+            assert done["model"] == default.NAME
+            assert done["outcome"] in ("answered", "cut"), (
+                done
+            )  # the model's words, not the lessons'
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+LESSON = "fractions-01-parts-of-a-whole"
+
+
+def _signed_in(base: str, index: int) -> tuple[requests.Session, dict]:
+    """Learner `index` of the demo school, signed in with the demo PIN."""
+    session = requests.Session()
+    token = session.get(f"{base}/api/v1/session").json()["csrf_token"]
+    roster = session.get(f"{base}/api/v1/signin/classes/1/learners").json()["learners"]
+    reply = session.post(
+        f"{base}/api/v1/session",
+        json={"learner_id": roster[index]["id"], "pin": LEARNER_PIN},
+        headers={"X-CSRFToken": token},
+    )
+    assert reply.ok, reply.text
+    return session, {"X-CSRFToken": reply.json()["csrf_token"]}
+
+
+def _events(reply: requests.Response):
+    event = None
+    for line in reply.iter_lines(decode_unicode=True):
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            yield event, json.loads(line[6:])

@@ -256,3 +256,15 @@ def test_a_model_that_cannot_batch_is_answered_one_at_a_time(tutor_home, paralle
         assert answer_of(runtime.submit([{"role": "user", "content": "Hi"}], "a"))[1]["tokens"]
     finally:
         runtime.stop()
+
+
+def test_a_long_answer_ends_at_a_sentence_not_mid_way(home, monkeypatch):
+    # Past 60% of its length cap, an answer stops at the next sentence's end: the learner
+    # reads whole sentences rather than a cut one ("…").
+    monkeypatch.setattr("tests.models.tutor_fakes.WORDS", ["One. ", "Two ", "three. ", "Four. "])
+    runtime, _ = batched(home, parallel=2, max_tokens=4)
+    try:
+        text, end = answer_of(ask(runtime, "a", "q"))
+        assert text == "One. Two three. " and end["reason"] == "stop" and end["tokens"] == 3
+    finally:
+        runtime.stop()

@@ -342,3 +342,12 @@ def test_on_a_saturated_cpu_the_real_model_still_writes_after_a_slow_read(
         assert end["seconds"] - end["prompt_s"] < 1.0 + 2  # the cap held for the writing
     finally:
         runtime.stop()
+
+
+def test_the_sentence_rule_waits_for_most_of_the_cap_and_a_sentence_end():
+    from models.tutor.runtime import ends_a_sentence_late
+
+    assert not ends_a_sentence_late("fractions.", tokens=10, max_tokens=100)  # too early
+    assert not ends_a_sentence_late("denominator", tokens=70, max_tokens=100)  # mid-sentence
+    assert ends_a_sentence_late("denominator. ", tokens=70, max_tokens=100)
+    assert ends_a_sentence_late("Try it!", tokens=60, max_tokens=100)
