@@ -283,23 +283,10 @@ class Batcher:
             answer.next_token = token
 
     def _end(self, answer: Answer, reason: str) -> None:
+        """Give the answer's sequence and cells back, then tell its asker it ended (in
+        that order: whoever hears the end may at once ask again, or read the status)."""
         ended = time.monotonic()
         tail = answer.text.decode(b"", final=True)
-        if tail and reason != "error":
-            answer.sent += 1
-            answer.job.events.put({"event": "token", "text": tail})
-        if reason == "error":
-            answer.job.events.put({"event": "error", "error": "batch_failed"})
-        else:
-            answer.job.events.put({
-                "event": "end",
-                "reason": reason,  # stop, length, time, prompt_time or cancelled
-                "tokens": answer.sent,
-                "ttft_s": (answer.first or ended) - answer.started,
-                "prompt_s": (answer.writing_from or ended) - answer.started,
-                "seconds": ended - answer.started,
-                "model": self.model_name,
-            })  # fmt: skip
         self.engine.forget(answer.seq)
         self.engine.free_sampler(answer.sampler)
         self.answers.remove(answer)
@@ -313,6 +300,22 @@ class Batcher:
             if not prefix.users and not prefix.ready:  # nobody waits for the rest of it
                 self._forget_prefix(prefix)
         self._finished(answer.job, ended - answer.started)
+        events = answer.job.events
+        if reason == "error":
+            events.put({"event": "error", "error": "batch_failed"})
+            return
+        if tail:
+            answer.sent += 1
+            events.put({"event": "token", "text": tail})
+        events.put({
+            "event": "end",
+            "reason": reason,  # stop, length, time, prompt_time or cancelled
+            "tokens": answer.sent,
+            "ttft_s": (answer.first or ended) - answer.started,
+            "prompt_s": (answer.writing_from or ended) - answer.started,
+            "seconds": ended - answer.started,
+            "model": self.model_name,
+        })  # fmt: skip
 
     def _forget_prefix(self, prefix: Prefix) -> None:
         self.engine.forget(prefix.seq)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import llama_cpp
+from llama_cpp._logger import set_verbose
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from models.tutor.batching import Feed
@@ -55,6 +56,7 @@ class LlamaEngine:
         threads: int,
         sampling: Sampling,
     ):
+        set_verbose(False)  # llama.cpp's own log: errors only (as Llama(verbose=False))
         llama_cpp.llama_backend_init()
         model_params = llama_cpp.llama_model_default_params()
         model_params.use_mmap = True  # pages shared with the page cache; quick to load
