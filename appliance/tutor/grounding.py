@@ -82,8 +82,7 @@ def messages(
     if shown:
         shared.append("Lesson passages:")
         shared += [_numbered(n, p) for n, p in enumerate(shown, start=1)]
-    seen = {p["passage_id"] for p in shown}
-    more = [p for p in passages if p["passage_id"] not in seen]
+    more = _elsewhere(passages, shown)
     turn = []
     if more:
         turn.append("More lesson passages:" if shown else "Lesson passages:")
@@ -95,6 +94,17 @@ def messages(
         {"role": "system", "content": "\n\n".join(shared)},
         {"role": "user", "content": asked},
     ]
+
+
+def _elsewhere(passages: list[dict], shown: list[dict]) -> list[dict]:
+    """The one passage from outside the lesson worth the learner's own reading time: the
+    best match, when the lesson in the prompt has nothing that ranks above it. Every
+    token of the learner's turn is read per question (the lesson's, once per class), and
+    reading is most of a 2-core box's time to the first word."""
+    seen = {p["passage_id"] for p in shown}
+    if not passages or passages[0]["passage_id"] in seen:
+        return []
+    return passages[:1]
 
 
 def _within(passages: list[dict], budget: int) -> list[dict]:

@@ -6,9 +6,12 @@ and each answer ends on its own (its end token, its length or time cap, or its l
 leaving), so a class is served side by side instead of one after another.
 
 A question's prompt starts with what every learner on the same lesson shares: the
-rules and the lesson's passages. That prefix is read once into sequences of its own and
-kept (least recently used first out) while it fits; a question on the same lesson then
-shares the prefix's cells and reads only its own tokens. Cells are reserved when a
+rules and the lesson's passages. That prefix is read once into a sequence of its own; a
+question on the same lesson shares the prefix's cells and reads only its own tokens.
+When no question uses a lesson any more, its cells are saved to memory and dropped from
+the cache ("parked", least recently used out first past `parked_bytes`): every token
+attends to every cell in a unified cache, so lessons nobody asks about would slow every
+answer; bringing a parked lesson back is a copy, not a reread. Cells are reserved when a
 question is admitted (its own tokens plus its longest answer), so an answer is never cut
 for want of memory; a question that does not fit waits in the queue.
 
@@ -44,10 +47,11 @@ class Feed:
 @dataclass
 class Prefix:
     tokens: tuple[int, ...]
-    seq: int
+    seq: int = -1  # its sequence while its cells are in the cache
     fed: int = 0  # how many of its tokens are in the cache so far
     waiting: list[Answer] = field(default_factory=list)  # their own tokens wait for the rest
     users: int = 0  # answers whose cells include this prefix's
+    state: bytes = b""  # its cells, saved, while it is parked
 
     @property
     def ready(self) -> bool:
@@ -82,6 +86,7 @@ class Batcher:
         *,
         parallel: int,
         prefix_slots: int,
+        parked_bytes: int,
         max_prompt_seconds: float,
         model_name: str | None,
         finished: Callable[[Any, float], None],
@@ -95,7 +100,10 @@ class Batcher:
         self.capacity = parallel
         self._free = list(range(parallel))  # answers' sequence ids
         self._prefix_free = list(range(parallel, parallel + prefix_slots))
-        self._prefixes: OrderedDict[tuple[int, ...], Prefix] = OrderedDict()  # LRU first
+        self._live: dict[tuple[int, ...], Prefix] = {}  # in the cache, used by answers
+        self._parked: OrderedDict[tuple[int, ...], Prefix] = OrderedDict()  # LRU first
+        self._parked_budget = parked_bytes
+        self.parked_bytes = 0
         self.answers: list[Answer] = []
         self.used_cells = 0
 
@@ -111,7 +119,8 @@ class Batcher:
         return {
             "answering": len(self.answers),
             "parallel": self.capacity,
-            "cached_prefixes": len(self._prefixes),
+            "lessons_kept": len(self._live) + len(self._parked),
+            "lessons_parked_mb": round(self.parked_bytes / 2**20, 1),
             "cells_used": self.used_cells,
             "cells": self.engine.cells,
         }
@@ -127,13 +136,14 @@ class Batcher:
             self._refuse(job, "prompt_too_long")
             return True
         key = tuple(tokens[:shared]) if shared >= MIN_PREFIX_TOKENS else ()
-        prefix = self._prefixes.get(key) if key else None
+        prefix = self._live.get(key) if key else None
         own = tokens[len(key) :]
-        if not self._make_room(len(own) + job.max_tokens + (0 if prefix else len(key))):
+        need = len(own) + job.max_tokens + (0 if prefix else len(key))
+        if self.used_cells + need > self.engine.cells:
             return False  # it waits until answers end and give their cells back
         if prefix is None and key:
-            prefix = self._new_prefix(key)
-            if prefix is None:  # no prefix sequence free: read it all as its own
+            prefix = self._bring_in(key)
+            if prefix is None:  # every prefix sequence is in use: read it all as its own
                 own, key = tokens, ()
         seq = self._free.pop()
         now = time.monotonic()
@@ -150,7 +160,6 @@ class Batcher:
         self.used_cells += answer.reserved
         if prefix is not None:
             prefix.users += 1
-            self._prefixes.move_to_end(prefix.tokens)
             if prefix.fed:
                 self.engine.share(prefix.seq, seq, prefix.fed)
             if not prefix.ready:
@@ -170,30 +179,44 @@ class Batcher:
         job.events.put({"event": "error", "error": error})
         self._finished(job, 0.0)
 
-    def _new_prefix(self, key: tuple[int, ...]) -> Prefix | None:
-        if not self._prefix_free:
-            self._evict(lambda p: True, 1)
+    def _bring_in(self, key: tuple[int, ...]) -> Prefix | None:
+        """A lesson's prefix into the cache: its parked cells copied back, or, if it was
+        never read (or was dropped), a new sequence to read it into. None: no sequence."""
         if not self._prefix_free:
             return None
-        prefix = Prefix(tokens=key, seq=self._prefix_free.pop())
-        self._prefixes[key] = prefix
+        seq = self._prefix_free.pop()
+        prefix = self._parked.pop(key, None)
+        if prefix is not None:
+            self.parked_bytes -= len(prefix.state)
+            state, prefix.state = prefix.state, b""
+            if self.engine.restore(seq, state):
+                prefix.seq, prefix.fed = seq, len(key)
+            else:  # the cache had no room in one piece for it: read it again
+                log.warning("a kept lesson could not be brought back; reading it again")
+                prefix = None
+        prefix = prefix or Prefix(tokens=key, seq=seq)
+        self._live[key] = prefix
         self.used_cells += len(key)
         return prefix
 
-    def _make_room(self, cells: int) -> bool:
-        """Evict unused cached prefixes, oldest use first, until `cells` are free."""
-        self._evict(lambda p: self.used_cells + cells > self.engine.cells, len(self._prefixes))
-        return self.used_cells + cells <= self.engine.cells
+    def _park(self, prefix: Prefix) -> None:
+        """No question uses this lesson now: save its cells, free them, keep the copy."""
+        prefix.state = self.engine.save(prefix.seq)
+        self._drop(prefix)
+        if not prefix.state:
+            return
+        self._parked[prefix.tokens] = prefix
+        self.parked_bytes += len(prefix.state)
+        while self.parked_bytes > self._parked_budget and self._parked:
+            _, oldest = self._parked.popitem(last=False)
+            self.parked_bytes -= len(oldest.state)
 
-    def _evict(self, still: Callable[[Prefix], bool], most: int) -> None:
-        for key in list(self._prefixes):
-            prefix = self._prefixes[key]
-            if most <= 0 or not still(prefix):
-                return
-            if prefix.users or not prefix.ready:
-                continue
-            self._forget_prefix(prefix)
-            most -= 1
+    def _drop(self, prefix: Prefix) -> None:
+        """Take a prefix out of the cache (a copy it was parked to stays)."""
+        self.engine.forget(prefix.seq)
+        del self._live[prefix.tokens]
+        self._prefix_free.append(prefix.seq)
+        self.used_cells -= len(prefix.tokens)
 
     # --- one step ----------------------------------------------------------------------
 
@@ -235,7 +258,7 @@ class Batcher:
                 feeds.append(Feed(answer.next_token, answer.pos, (answer.seq,), True))
                 answer.pos += 1
                 answer.next_token = None
-        for prefix in self._prefixes.values():
+        for prefix in self._live.values():
             if prefix.ready or len(feeds) >= budget:
                 continue
             seqs = (prefix.seq, *(a.seq for a in prefix.waiting))
@@ -297,8 +320,10 @@ class Batcher:
             prefix.users -= 1
             if answer in prefix.waiting:
                 prefix.waiting.remove(answer)
-            if not prefix.users and not prefix.ready:  # nobody waits for the rest of it
-                self._forget_prefix(prefix)
+            if not prefix.users and prefix.ready:  # no question uses it: keep a copy
+                self._park(prefix)
+            elif not prefix.users:  # half read, and nobody waits for the rest
+                self._drop(prefix)
         self._finished(answer.job, ended - answer.started)
         events = answer.job.events
         if reason == "error":
@@ -317,19 +342,12 @@ class Batcher:
             "model": self.model_name,
         })  # fmt: skip
 
-    def _forget_prefix(self, prefix: Prefix) -> None:
-        self.engine.forget(prefix.seq)
-        del self._prefixes[prefix.tokens]
-        self._prefix_free.append(prefix.seq)
-        self.used_cells -= len(prefix.tokens)
-
     def _drop_unready_prefixes(self) -> None:
         """After a failed batch, a half-read prefix cannot be trusted: forget it."""
-        for prefix in list(self._prefixes.values()):
+        for prefix in list(self._live.values()):
             if not prefix.ready:
-                self._forget_prefix(prefix)
+                self._drop(prefix)
 
     def close(self) -> None:
         for answer in list(self.answers):
             self._end(answer, "cancelled")
-        self._evict(lambda p: True, len(self._prefixes))

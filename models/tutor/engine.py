@@ -218,6 +218,18 @@ class LlamaEngine:
         """Drop a sequence; cells no other sequence shares become free."""
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
 
+    def save(self, seq: int) -> bytes:
+        """A sequence's cells, copied out of the cache (b"" if llama.cpp cannot)."""
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, seq)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, seq)
+        return bytes(buffer)[:written]
+
+    def restore(self, seq: int, state: bytes) -> bool:
+        """Copy saved cells back into the cache as sequence `seq`; False if no room."""
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        return llama_cpp.llama_state_seq_set_data(self._ctx, buffer, len(state), seq) > 0
+
     def decode(self, feeds: list[Feed]) -> None:
         """Run one batch; raise MemoryError when the KV cache has no room for it."""
         batch = self._batch

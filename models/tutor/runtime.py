@@ -56,7 +56,8 @@ class Settings:
     parallel: int = 1  # answers written side by side in one batch (1: one at a time)
     cache_mb: int = 256  # the shared KV cache's memory when answers are batched (MB)
     batch_tokens: int = 256  # tokens per decode: bounds a step's time, so streams flow
-    prefix_slots: int = 8  # lessons whose prompt prefix is kept read
+    prefix_slots: int = 8  # lessons being asked about at once that share their prefix
+    parked_mb: float = 64  # memory for the read prefixes of lessons nobody is asking about
 
 
 @dataclass
@@ -485,6 +486,7 @@ class TutorRuntime:
                 model,
                 parallel=self.settings.parallel,
                 prefix_slots=self.settings.prefix_slots,
+                parked_bytes=int(self.settings.parked_mb * 2**20),
                 max_prompt_seconds=self.settings.max_prompt_seconds,
                 model_name=name,
                 finished=self._answer_ended,

@@ -66,6 +66,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # A class asks at once: socketserver's backlog of 5 made the 6th learner's connect
+    # wait past the client's timeout, and that learner got the lessons instead.
+    request_queue_size = 128
     runtime: TutorRuntime
 
 

@@ -4,6 +4,7 @@ llama.cpp and the default GGUF."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -67,9 +68,11 @@ def test_the_lesson_is_read_once_for_the_class_and_kept_for_later_questions(home
             answer_of(job)
         own = len("q0") + 2  # the question and its two markers
         assert prompt_tokens_read(engines[0]) == len(LESSON_A) + 3 * own
+        # Nobody asks now: the lesson's cells leave the cache, a copy stays in memory.
+        assert runtime.status()["cells_used"] == 0 and runtime.status()["lessons_kept"] == 1
         answer_of(ask(runtime, "learner-9", "q9"))  # later, on the same lesson
-        assert prompt_tokens_read(engines[0]) == len(LESSON_A) + 4 * own
-        assert runtime.status()["cached_prefixes"] == 1
+        assert prompt_tokens_read(engines[0]) == len(LESSON_A) + 4 * own  # not read again
+        assert engines[0].restored == 1
     finally:
         runtime.stop()
 
@@ -90,16 +93,17 @@ def test_a_question_joins_a_lesson_whose_reading_has_begun(home):
         runtime.stop()
 
 
-def test_the_least_recently_used_lesson_leaves_the_cache_first(home):
-    runtime, engines = batched(home, parallel=2, prefix_slots=2)
+def test_past_its_memory_the_least_recently_used_lesson_is_forgotten_first(home):
+    third = "Rules. Lesson C: a story's events come in an order. " * 2
+    kept = sum(len(json.dumps([ord(c) for c in lesson])) for lesson in (LESSON_A, third))
+    runtime, engines = batched(home, parallel=2, parked_mb=(kept + 10) / 2**20)
     try:
-        third = "Rules. Lesson C: a story's events come in an order. " * 2
-        for lesson in (LESSON_A, LESSON_B, LESSON_A, third):  # C evicts B, not A
+        for lesson in (LESSON_A, LESSON_B, LESSON_A, third):  # C pushes B out, not A
             answer_of(ask(runtime, "a", "q", lesson=lesson))
         read = prompt_tokens_read(engines[0])
         answer_of(ask(runtime, "a", "q", lesson=LESSON_A))  # still kept
         assert prompt_tokens_read(engines[0]) == read + 3
-        answer_of(ask(runtime, "a", "q", lesson=LESSON_B))  # evicted: read again
+        answer_of(ask(runtime, "a", "q", lesson=LESSON_B))  # forgotten: read again
         assert prompt_tokens_read(engines[0]) == read + 3 + len(LESSON_B) + 3
     finally:
         runtime.stop()
@@ -119,7 +123,7 @@ def test_a_question_without_room_in_memory_waits_for_an_answer_to_end(home):
         gate.set()
         assert answer_of(first)[1]["reason"] in ("stop", "length")
         assert answer_of(second)[1]["reason"] in ("stop", "length")
-        assert runtime.status()["cells_used"] == len(LESSON_A)  # the lesson stays cached
+        assert runtime.status()["cells_used"] == 0  # the lesson is parked in memory
     finally:
         runtime.stop()
 
@@ -144,9 +148,8 @@ def test_a_learner_who_leaves_mid_answer_gives_back_the_sequence_and_its_memory(
         gate.set()
         assert answer_of(leaving)[1]["reason"] == "cancelled"
         assert answer_of(staying)[1]["reason"] == "stop"
-        assert runtime.status()["answering"] == 0
-        assert runtime.status()["cells_used"] == len(LESSON_A)
-        assert len(engines[0].kv) == 1 and min(engines[0].kv) >= 2  # the lesson's sequence
+        assert runtime.status()["answering"] == 0 and runtime.status()["cells_used"] == 0
+        assert engines[0].kv == {}  # every sequence forgotten; the lesson parked
     finally:
         runtime.stop()
 
@@ -211,7 +214,7 @@ def test_the_real_engine_answers_four_learners_at_once_reading_the_lesson_once(t
             assert end["reason"] in ("stop", "length") and end["tokens"] >= 3, (text, end)
             assert text.strip()
         status = runtime.status()
-        assert status["cached_prefixes"] == 1 and status["answering"] == 0
+        assert status["lessons_kept"] == 1 and status["answering"] == 0
         # A fifth learner on the same lesson reads only the question: the first word
         # comes much sooner than for the first four, who waited for the lesson.
         text, end = answer_of(

@@ -9,6 +9,7 @@ token. The real engine runs the same scheduler in test_tutor_batching.py.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -33,6 +34,7 @@ class FakeEngine:
         self.asked: list[str] = []  # questions in the order their first word was written
         self.batches: list[list] = []  # every decode's feeds
         self.closed = False
+        self.restored = 0  # parked prefixes brought back
         self._outputs: dict[int, int] = {}
 
     def prompt(self, messages: list[dict]) -> tuple[list[int], int]:
@@ -52,6 +54,14 @@ class FakeEngine:
 
     def forget(self, seq: int) -> None:
         self.kv.pop(seq, None)
+
+    def save(self, seq: int) -> bytes:
+        return json.dumps(self.kv[seq]).encode()
+
+    def restore(self, seq: int, state: bytes) -> bool:
+        self.kv[seq] = json.loads(state)
+        self.restored += 1
+        return True
 
     def decode(self, feeds: list) -> None:
         if self.gate is not None:
