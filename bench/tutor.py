@@ -332,7 +332,7 @@ def class_scenario(home: Path, args, manifest, learner_ids: list[int], parallel:
         rounds = []
         for spec in class_rounds(args.class_size):
             before = cpu_seconds(server.pid, model_file)
-            outcome = ask_at_once(base, learner_ids, spec["asks"])
+            outcome = ask_at_once(base, learner_ids, spec["asks"], args.reading_s)
             after = cpu_seconds(server.pid, model_file)
             outcome["cpu_s"] = {k: round(after[k] - before[k], 1) for k in after}
             rounds.append({"name": spec["name"], **outcome})
@@ -365,15 +365,19 @@ def _wait_for_model(home: Path) -> dict:
     raise RuntimeError("the tutor service did not load its model")
 
 
-def ask_at_once(base: str, learner_ids: list[int], asks: list[dict]) -> dict:
-    """Each learner asks their own question at the same instant; a learner told to retry
-    (503 + Retry-After) waits that long and asks again."""
+def ask_at_once(base: str, learner_ids: list[int], asks: list[dict], reading_s: float) -> dict:
+    """Each learner opens their lesson, reads for `reading_s`, and asks their own question
+    at the same instant as the rest; one told to retry (503 + Retry-After) waits that long
+    and asks again."""
     sessions = [signed_in(base, learner_id) for learner_id in learner_ids[: len(asks)]]
     barrier = threading.Barrier(len(sessions))
     results: list[dict] = [{} for _ in sessions]
 
     def learner(index: int) -> None:
+        # The learner opens the lesson page (the tutor panel is on it), reads, then asks.
+        sessions[index].get(f"{base}/learn/lessons/{asks[index]['lesson']}", timeout=60)
         barrier.wait()
+        time.sleep(reading_s)
         started = time.perf_counter()
         refused = 0
         while True:
@@ -542,7 +546,10 @@ def main() -> int:
             class_runs[label] = class_scenario(home, args, manifest, learner_ids, parallel)
     report = build_report(args, manifest, retrieval, direct_runs, http_runs, crowd, memory)
     if class_runs:
-        report["class"] = class_report(class_runs, report["http"]["tokens_per_s_median"])
+        reference = None if args.no_reference else llama_reference(args, config, manifest)
+        report["class"] = class_report(
+            class_runs, report["http"]["tokens_per_s_median"], reference, args
+        )
         report["targets"].update(report["class"]["targets"])
     print_table(report)
     path = args.json or RESULTS / (
@@ -606,16 +613,57 @@ def build_report(args, manifest, retrieval, direct_runs, http_runs, crowd, memor
     }
 
 
-def class_report(runs: dict, one_stream_tokens_per_s: float | None) -> dict:
+def llama_reference(args, config, manifest) -> dict:
+    """llama.cpp's own batched benchmark with the same model, threads and batch size, the
+    lesson's shared prompt as long as the box's (bench/llama_reference.py)."""
+    import llama_reference as reference
+
+    db = open_db(config.db_path)
+    learner = db.conn.execute("SELECT id FROM users WHERE role = 'learner'").fetchone()[0]
+    lesson = class_rounds(args.class_size)[0]["asks"][0]
+    messages = tutoring.prepare(db, learner, lesson["q"], lesson["lesson"], None).messages
+    db.conn.close()
+    shared = _shared_tokens(store.file_path(config.home, manifest), messages)
+    threads = tutor_settings(config).n_threads
+    rows = reference.measure(
+        store.file_path(config.home, manifest), threads, shared, args.max_tokens,
+        [1, args.class_size],
+    )  # fmt: skip
+    return {"threads": threads, "shared_prompt_tokens": shared, "rows": rows}
+
+
+def _shared_tokens(model: Path, messages: list[dict]) -> int:
+    from models.tutor.engine import LlamaEngine, Sampling
+
+    engine = LlamaEngine(
+        model, cache_bytes=64 << 20, sequences=1, batch_tokens=64, threads=1, sampling=Sampling()
+    )
+    try:
+        return engine.prompt(messages)[1]
+    finally:
+        engine.close()
+
+
+def class_report(runs: dict, one_stream: float | None, reference: dict | None, args) -> dict:
     new = runs["side_by_side"]
     first_round, rounds = new["rounds"][0], new["rounds"]
-    speedup = None
-    if one_stream_tokens_per_s and first_round["aggregate_tokens_per_s"]:
-        speedup = round(first_round["aggregate_tokens_per_s"] / one_stream_tokens_per_s, 2)
+    ours = first_round["aggregate_tokens_per_s"]
+    speedup = round(ours / one_stream, 2) if one_stream and ours else None
     cached = new["single_learner_cached_lesson_first_word_s"]["median"]
+    vs_llama = None
+    if reference:
+        at_size = [
+            r for r in reference["rows"] if int(r.get("pl", r.get("B", 0))) == args.class_size
+        ]
+        if at_size and ours:
+            generation = at_size[0].get("speed_tg", at_size[0].get("S_TG t/s"))
+            vs_llama = {"llama_cpp_tokens_per_s": generation, "ratio": round(ours / generation, 3)}
     return {
         **runs,
+        "reading_s": args.reading_s,
         "aggregate_vs_one_stream": speedup,
+        "llama_cpp_reference": reference,
+        "aggregate_vs_llama_cpp": vs_llama,
         "targets": {
             "class_all_answered_none_empty": all(
                 r["answered"] == r["learners"] and r["empty"] == 0 for r in rounds
@@ -623,6 +671,7 @@ def class_report(runs: dict, one_stream_tokens_per_s: float | None) -> dict:
             "class_first_word_p95<5s": (first_round["first_word_s"]["p95"] or 1e9) < 5,
             "class_aggregate>=3x_one_stream": speedup is not None and speedup >= 3,
             "single_learner_cached_lesson<0.5s": cached is not None and cached < 0.5,
+            "class_aggregate>=0.8x_llama_cpp": bool(vs_llama and vs_llama["ratio"] >= 0.8),
         },
     }
 
@@ -657,7 +706,8 @@ def print_class(report: dict) -> None:
         single = run["single_learner_cached_lesson_first_word_s"]
         print(f"{label}: one learner on the cached lesson, first word median {single['median']} s "
               f"(max {single['max']}); service: {run['service']}")  # fmt: skip
-    print(f"aggregate vs one stream: {report['class']['aggregate_vs_one_stream']}x")
+    print(f"aggregate vs one stream: {report['class']['aggregate_vs_one_stream']}x; "
+          f"vs llama.cpp's batched bench: {report['class']['aggregate_vs_llama_cpp']}")  # fmt: skip
 
 
 def print_table(report: dict) -> None:

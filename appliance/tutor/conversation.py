@@ -26,7 +26,7 @@ from appliance.tutor.safety import AnswerGuard, looks_like_injection, mask_perso
 from models.tutor import client as tutor
 from models.tutor.client import TutorBusy, TutorUnavailable
 
-__all__ = ["TutorBusy", "TutorOff", "AskError", "prepare", "answer", "Prepared"]
+__all__ = ["TutorBusy", "TutorOff", "AskError", "prepare", "answer", "read_ahead", "Prepared"]
 
 
 class TutorOff(Exception):
@@ -98,6 +98,15 @@ def prepare(
     if looks_like_injection(question):
         prepared.refusal = _refusal(item)
     return prepared
+
+
+def read_ahead(db: sqlite_utils.Database, config: Config, lesson_id: str) -> None:
+    """A learner opened a lesson: let the tutor read its shared part (rules and lesson)
+    now, so the class's questions about it cost only their own words. Best effort."""
+    lesson_text = content.lesson_passages(db, lesson_id)
+    if lesson_text:
+        shared = grounding.messages("", [], None, lesson_text)[:1]
+        tutor.warm(config.tutor_socket_path, shared)
 
 
 def answer(

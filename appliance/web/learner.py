@@ -18,6 +18,7 @@ from flask import (
 from appliance import practice
 from appliance.knowledge import recommend
 from appliance.store import attempts, content, conversations, mastery
+from appliance.tutor import conversation as tutoring
 from appliance.web import tutor as tutor_http
 from appliance.web.access import current_user, learner_required, signed_in_required
 from appliance.web.db import get_db
@@ -50,7 +51,10 @@ def lesson(lesson_id: str):
     found = content.lesson(get_db(), lesson_id)
     if not found:
         abort(404)
-    return render_template("learner/lesson.html", lesson=found, **_tutor_panel(lesson_id))
+    panel = _tutor_panel(lesson_id)
+    if panel["tutor_on"]:  # the class will ask about it: the tutor reads it now
+        tutoring.read_ahead(get_db(), current_app.config["SCHOOLBOX"], lesson_id)
+    return render_template("learner/lesson.html", lesson=found, **panel)
 
 
 @bp.get("/practice/<lesson_id>")

@@ -109,7 +109,8 @@ class Batcher:
 
     @property
     def active(self) -> bool:
-        return bool(self.answers)
+        """Answers are being written, or a lesson is being read ahead of its questions."""
+        return bool(self.answers) or any(not p.ready for p in self._live.values())
 
     def has_room(self) -> bool:
         return bool(self._free)
@@ -168,6 +169,17 @@ class Batcher:
         waited = now - job.queued_at
         job.events.put({"event": "start", "model": self.model_name, "waited_s": waited})
         return True
+
+    def warm(self, messages: list[dict]) -> bool:
+        """Read a lesson's prefix before anyone asks (a learner opened the lesson), when
+        it is neither kept nor being read and there is room; True if reading began."""
+        tokens, shared = self.engine.prompt([*messages, {"role": "user", "content": "?"}])
+        key = tuple(tokens[:shared])
+        if shared < MIN_PREFIX_TOKENS or key in self._live or key in self._parked:
+            return False
+        if self.used_cells + len(key) > self.engine.cells:
+            return False
+        return self._bring_in(key) is not None
 
     def _prompt(self, job: Any) -> tuple[list[int], int]:
         prompt = getattr(job, "prompt", None)
@@ -240,6 +252,8 @@ class Batcher:
             return
         for answer in [a for a in self.answers if a.index >= 0]:
             self._took(answer, self.engine.sample(answer.sampler, answer.index))
+        for prefix in [p for p in self._live.values() if p.ready and not p.users]:
+            self._park(prefix)  # read ahead of its questions: kept for them
 
     def _must_end(self, answer: Answer, now: float) -> str | None:
         if answer.job.cancelled.is_set():

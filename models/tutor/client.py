@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 CONNECT_TIMEOUT_S = 2.0
+WARM_TIMEOUT_S = 0.2  # a page view never waits on the tutor
 
 
 class TutorUnavailable(Exception):
@@ -67,6 +68,21 @@ def ask(
         connection.close()
 
 
+def warm(socket_path: Path, messages: list[dict]) -> None:
+    """Ask the service to read a lesson's shared part ahead of its questions (`messages`:
+    all but the learner's turn). Best effort: a busy or absent service is not an error."""
+    try:
+        connection = _connect(socket_path, timeout=WARM_TIMEOUT_S)
+    except TutorUnavailable:
+        return
+    try:
+        connection.sendall(json.dumps({"op": "warm", "messages": messages}).encode() + b"\n")
+    except OSError:
+        pass
+    finally:
+        connection.close()
+
+
 def status(socket_path: Path) -> dict | None:
     """The service's model and queue, or None when it is not running."""
     try:
@@ -83,9 +99,9 @@ def status(socket_path: Path) -> dict | None:
         connection.close()
 
 
-def _connect(socket_path: Path) -> socket.socket:
+def _connect(socket_path: Path, timeout: float = CONNECT_TIMEOUT_S) -> socket.socket:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(CONNECT_TIMEOUT_S)
+    connection.settimeout(timeout)
     try:
         connection.connect(str(socket_path))
     except OSError as error:

@@ -30,6 +30,7 @@ from models.tutor.batching import Batcher
 log = logging.getLogger("schoolbox.tutor")
 HEARTBEAT_S = 3.0  # how often a waiting question hears its place in the queue
 IDLE_CHECK_S = 2.0  # how often an idle runtime looks for a newly activated model
+WARM_REQUESTS = 4  # lessons waiting to be read ahead; more requests are dropped
 SENTENCE_STOP = 0.6  # past this share of its length cap, an answer ends at a sentence's end
 
 
@@ -172,6 +173,7 @@ class TutorRuntime:
         self._batcher: Batcher | None = None  # when the model writes answers side by side
         self._stamp_checked = 0.0
         self._stamp_seen: int | None = None
+        self._warm: deque[list[dict]] = deque()  # lessons to read ahead, newest last
         self._recent_seconds: deque[float] = deque([5.0], maxlen=20)
         self._thread = threading.Thread(target=self._run, name="tutor-generate", daemon=True)
 
@@ -214,6 +216,14 @@ class TutorRuntime:
             self._lock.notify()
         job.events.put({"event": "queued", "position": position})
         return job
+
+    def warm(self, messages: list[dict]) -> None:
+        """Read a lesson's shared part ahead of its questions, when the tutor has time
+        (nothing waits): a learner opened the lesson, and the class will ask about it."""
+        with self._lock:
+            if len(self._warm) < WARM_REQUESTS:
+                self._warm.append(messages)
+                self._lock.notify()
 
     def cancel(self, job: Job) -> None:
         """The asker went away: drop the question if it is still waiting, else stop it."""
@@ -271,16 +281,21 @@ class TutorRuntime:
 
     def _next_job(self) -> Job | None:
         with self._lock:
-            while not self._waiting and not self._stopping:
+            while not (self._waiting or self._stopping or self._warm_ready_locked()):
                 if not self._lock.wait(timeout=IDLE_CHECK_S):
                     self._lock.release()  # load outside the lock: submit() stays quick
                     try:
                         self._refresh_model()
                     finally:
                         self._lock.acquire()
-            if self._stopping:
+            if self._stopping or not self._waiting:
                 return None
             return self._pop_next_locked()
+
+    def _warm_ready_locked(self) -> bool:
+        if self._batcher is None:  # one at a time: nothing is read ahead
+            self._warm.clear()
+        return bool(self._warm)
 
     def _pop_next_locked(self) -> Job:
         learner, jobs = next(iter(self._waiting.items()))
@@ -313,18 +328,31 @@ class TutorRuntime:
             self._active_count.pop(learner, None)
 
     def _run(self) -> None:
-        while True:
+        while not self._stopping:
+            self._read_ahead()
             if self._batcher is not None and self._batcher.active:
-                if self._stopping:
-                    self._batcher.close()
-                    return
                 self._admit_waiting(self._batcher)
                 self._batcher.step()
                 continue
-            job = self._next_job()
-            if job is None:
+            job = self._next_job()  # None: stopping, or woken to read a lesson ahead
+            if job is not None:
+                self._serve(job)
+        if self._batcher is not None:
+            self._batcher.close()
+
+    def _read_ahead(self) -> None:
+        """Start reading the lessons learners opened, while no question waits."""
+        with self._lock:
+            if self._waiting or not self._warm:
                 return
-            self._serve(job)
+            asked, self._warm = list(self._warm), deque()
+        if self._batcher is None or self._swap_pending():
+            return
+        for messages in asked:
+            try:
+                self._batcher.warm(messages)
+            except Exception as error:  # a bad request must not stop the tutor
+                log.error("tutor read-ahead failed: %s", type(error).__name__)
 
     def _serve(self, job: Job) -> None:
         """Take one question while nothing is being written: swap models first if one

@@ -37,6 +37,9 @@ class _Handler(socketserver.StreamRequestHandler):
         if request.get("op") == "status":
             self._send({"event": "status", **runtime.status()})
             return
+        if request.get("op") == "warm" and isinstance(request.get("messages"), list):
+            runtime.warm(request["messages"])  # read ahead; nothing to answer
+            return
         try:
             job = runtime.submit(
                 request["messages"],

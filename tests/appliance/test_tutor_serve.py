@@ -106,6 +106,14 @@ def test_a_classroom_asking_at_once_all_get_the_models_words(tmp_path, tutor_hom
             time.sleep(0.1)
         assert tutor.status(tmp_path / "t.sock")["parallel"] >= len(CLASS_QUESTIONS)
         learners = [_signed_in(base, n) for n in range(len(CLASS_QUESTIONS))]
+        # Opening the lesson page has the tutor read the lesson before anyone asks.
+        session, _ = learners[0]
+        assert session.get(f"{base}/learn/lessons/{LESSON}").status_code == 200
+        for _ in range(300):
+            if tutor.status(tmp_path / "t.sock").get("lessons_kept"):
+                break
+            time.sleep(0.1)
+        assert tutor.status(tmp_path / "t.sock")["lessons_kept"] == 1
         barrier = threading.Barrier(len(learners))
         finals: dict[int, tuple[int, list[str], dict]] = {}
 

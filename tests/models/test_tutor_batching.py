@@ -271,3 +271,20 @@ def test_a_long_answer_ends_at_a_sentence_not_mid_way(home, monkeypatch):
         assert text == "One. Two three. " and end["reason"] == "stop" and end["tokens"] == 3
     finally:
         runtime.stop()
+
+
+def test_a_lesson_a_learner_opened_is_read_before_anyone_asks(home):
+    runtime, engines = batched(home, parallel=2)
+    try:
+        runtime.warm([{"role": "system", "content": LESSON_A}])
+        runtime.warm([{"role": "system", "content": LESSON_A}])  # the class opens it too
+        for _ in range(100):
+            if runtime.status().get("lessons_kept") == 1 and not runtime.status()["cells_used"]:
+                break
+            time.sleep(0.02)
+        assert prompt_tokens_read(engines[0]) == len(LESSON_A)  # read once, ahead
+        assert answer_of(ask(runtime, "a", "q"))[0] == "".join(WORDS)
+        assert prompt_tokens_read(engines[0]) == len(LESSON_A) + 3  # then only the question
+        assert engines[0].restored == 1
+    finally:
+        runtime.stop()
