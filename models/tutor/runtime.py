@@ -207,7 +207,7 @@ class TutorRuntime:
         with self._lock:
             if self._active_count.get(learner, 0) >= self.settings.per_learner:
                 raise Busy(self._retry_after_locked(), "already_asking")
-            if self._queued >= self.settings.queue_size:
+            if self._queued >= self.settings.queue_size + self._free_places():
                 raise Busy(self._retry_after_locked())
             self._waiting.setdefault(learner, deque()).append(job)
             self._active_count[learner] = self._active_count.get(learner, 0) + 1
@@ -224,6 +224,13 @@ class TutorRuntime:
             if len(self._warm) < WARM_REQUESTS:
                 self._warm.append(messages)
                 self._lock.notify()
+
+    def _free_places(self) -> int:
+        """Questions the batch will take at its next step: they wait a moment, not in
+        line, so a class asking at once is not told to retry (read from other threads:
+        two numbers)."""
+        batcher = self._batcher
+        return batcher.capacity - len(batcher.answers) if batcher is not None else 0
 
     def cancel(self, job: Job) -> None:
         """The asker went away: drop the question if it is still waiting, else stop it."""

@@ -12,7 +12,7 @@ import pytest
 
 from models.registry import installed as store
 from models.tutor import client as tutor
-from models.tutor.runtime import Settings, TutorRuntime
+from models.tutor.runtime import Busy, Settings, TutorRuntime
 from tests.models.tutor_fakes import FIRST_WORD, WORDS, FakeEngine, answer_of
 
 LESSON_A = "Rules. Lesson A: a fraction names equal parts of a whole. " * 2
@@ -26,7 +26,8 @@ def batched(home, gate=None, engine_args=None, **settings):
         engines.append(FakeEngine(path.parent.name, gate=gate, **(engine_args or {})))
         return engines[-1]
 
-    runtime = TutorRuntime(home, Settings(queue_size=16, **settings), loader=loader).start()
+    settings = {"queue_size": 16, **settings}
+    runtime = TutorRuntime(home, Settings(**settings), loader=loader).start()
     return runtime, engines
 
 
@@ -286,5 +287,18 @@ def test_a_lesson_a_learner_opened_is_read_before_anyone_asks(home):
         assert answer_of(ask(runtime, "a", "q"))[0] == "".join(WORDS)
         assert prompt_tokens_read(engines[0]) == len(LESSON_A) + 3  # then only the question
         assert engines[0].restored == 1
+    finally:
+        runtime.stop()
+
+
+def test_a_class_arriving_at_once_is_not_told_to_retry_while_the_batch_has_places(home):
+    gate = threading.Event()
+    runtime, _ = batched(home, gate, parallel=4, queue_size=1)
+    try:
+        jobs = [ask(runtime, f"learner-{n}", f"q{n}") for n in range(5)]  # 4 places + 1
+        with pytest.raises(Busy):
+            ask(runtime, "learner-6", "one too many")
+        gate.set()
+        assert all(answer_of(job)[1]["reason"] == "stop" for job in jobs)
     finally:
         runtime.stop()
