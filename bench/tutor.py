@@ -90,6 +90,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--old-parallel", type=int, default=1, help="the baseline's answers at once"
     )
+    parser.add_argument(
+        "--reading-s", type=float, default=10, help="class: from opening the lesson to asking"
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip llama.cpp's own batched benchmark"
+    )
     parser.add_argument("--workers", type=int, default=0, help="web workers (default: box's)")
     parser.add_argument("--threads", type=int, default=8, help="threads per web worker")
     parser.add_argument("--server-log-level", default="WARNING")
@@ -321,7 +327,8 @@ def class_rounds(size: int) -> list[dict]:
 def class_scenario(home: Path, args, manifest, learner_ids: list[int], parallel: int) -> dict:
     """Serve the box with `tutor_parallel = parallel`; each round's learners ask at once;
     then one learner alone on the first round's (cached) lesson, five times."""
-    env = {"SCHOOLBOX_TUTOR_PARALLEL": str(parallel), "SCHOOLBOX_TUTOR_STREAMS": "20"}
+    streams = str(args.class_size + 2)  # the same web tier for both: room for the class
+    env = {"SCHOOLBOX_TUTOR_PARALLEL": str(parallel), "SCHOOLBOX_TUTOR_STREAMS": streams}
     os.environ.update(env)  # the same web tier for both: only the tutor runtime differs
     port = free_port()
     server = start_server(home, port, args)
