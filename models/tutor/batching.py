@@ -44,7 +44,7 @@ class Feed:
     logits: bool
 
 
-@dataclass
+@dataclass(eq=False)  # one prefix is one object: compared by identity
 class Prefix:
     tokens: tuple[int, ...]
     seq: int = -1  # its sequence while its cells are in the cache
@@ -58,7 +58,7 @@ class Prefix:
         return self.fed == len(self.tokens)
 
 
-@dataclass
+@dataclass(eq=False)
 class Answer:
     job: Any
     seq: int
@@ -263,6 +263,9 @@ class Batcher:
         return "time" if now - answer.writing_from > answer.job.max_seconds else None
 
     def _feeds(self) -> list[Feed]:
+        """This step's tokens: the next token of every answer being written, then prompts
+        in the order their questions came, each question's lesson before its own words,
+        so the first to ask hear first; then lessons read ahead of any question."""
         feeds: list[Feed] = []
         budget = self.engine.batch_tokens
         for answer in self.answers:
@@ -272,29 +275,39 @@ class Batcher:
                 feeds.append(Feed(answer.next_token, answer.pos, (answer.seq,), True))
                 answer.pos += 1
                 answer.next_token = None
-        for prefix in self._live.values():
-            if prefix.ready or len(feeds) >= budget:
-                continue
-            seqs = (prefix.seq, *(a.seq for a in prefix.waiting))
-            shared = prefix.tokens[prefix.fed : prefix.fed + budget - len(feeds)]
-            feeds += [Feed(t, prefix.fed + i, seqs, False) for i, t in enumerate(shared)]
-            prefix.fed += len(shared)
-            if prefix.ready:
-                prefix.waiting.clear()
+        read: list[Prefix] = []  # a lesson shared by several questions is read once a step
         for answer in self.answers:
-            if not answer.own or len(feeds) >= budget:
-                continue
-            if answer.prefix is not None and (
-                not answer.prefix.ready or answer in answer.prefix.waiting
-            ):
-                continue
-            room = budget - len(feeds)
-            own, answer.own = answer.own[:room], answer.own[room:]
-            feeds += [Feed(t, answer.pos + i, (answer.seq,), False) for i, t in enumerate(own)]
-            answer.pos += len(own)
-            if not answer.own:  # its prompt is read: the next token is the answer's first
-                feeds[-1].logits = True
-                answer.index = len(feeds) - 1
+            prefix = answer.prefix
+            if len(feeds) >= budget:
+                break
+            if prefix is not None and not prefix.ready:
+                if prefix not in read:
+                    read.append(prefix)
+                    feeds += self._prefix_feeds(prefix, budget - len(feeds))
+                continue  # its own words wait for the rest of the lesson
+            if answer.own:
+                feeds += self._own_feeds(answer, budget - len(feeds), len(feeds))
+        for prefix in self._live.values():
+            if not prefix.ready and prefix not in read and len(feeds) < budget:
+                feeds += self._prefix_feeds(prefix, budget - len(feeds))
+        return feeds
+
+    def _prefix_feeds(self, prefix: Prefix, room: int) -> list[Feed]:
+        seqs = (prefix.seq, *(a.seq for a in prefix.waiting))
+        shared = prefix.tokens[prefix.fed : prefix.fed + room]
+        feeds = [Feed(t, prefix.fed + i, seqs, False) for i, t in enumerate(shared)]
+        prefix.fed += len(shared)
+        if prefix.ready:
+            prefix.waiting.clear()
+        return feeds
+
+    def _own_feeds(self, answer: Answer, room: int, at: int) -> list[Feed]:
+        own, answer.own = answer.own[:room], answer.own[room:]
+        feeds = [Feed(t, answer.pos + i, (answer.seq,), False) for i, t in enumerate(own)]
+        answer.pos += len(own)
+        if not answer.own:  # its prompt is read: the next token is the answer's first
+            feeds[-1].logits = True
+            answer.index = at + len(feeds) - 1
         return feeds
 
     def _took(self, answer: Answer, token: int) -> None:

@@ -302,3 +302,21 @@ def test_a_class_arriving_at_once_is_not_told_to_retry_while_the_batch_has_place
         assert all(answer_of(job)[1]["reason"] == "stop" for job in jobs)
     finally:
         runtime.stop()
+
+
+def test_the_first_to_ask_hears_first_when_two_lessons_must_be_read(home):
+    # Lesson A, then lesson B, neither read yet, 8 tokens a step: A's question is read
+    # right after A's lesson, so its first word comes before B's lesson is fully read.
+    gate = threading.Event()
+    runtime, engines = batched(home, gate, engine_args={"batch_tokens": 8}, parallel=2)
+    try:
+        first = ask(runtime, "a", "qa", lesson=LESSON_A)
+        second = ask(runtime, "b", "qb", lesson=LESSON_B)
+        time.sleep(0.2)
+        gate.set()
+        answer_of(first), answer_of(second)
+        heard = engines[0].heard_after  # prompt tokens read when each got its first word
+        assert heard["qa"] < len(LESSON_A) + len(LESSON_B)
+        assert heard["qb"] >= len(LESSON_A) + len(LESSON_B)
+    finally:
+        runtime.stop()

@@ -35,6 +35,8 @@ class FakeEngine:
         self.batches: list[list] = []  # every decode's feeds
         self.closed = False
         self.restored = 0  # parked prefixes brought back
+        self.prompt_read = 0  # prompt tokens decoded so far (once however many share each)
+        self.heard_after: dict[str, int] = {}  # question -> prompt_read at its first word
         self._outputs: dict[int, int] = {}
 
     def prompt(self, messages: list[dict]) -> tuple[list[int], int]:
@@ -70,6 +72,7 @@ class FakeEngine:
             time.sleep(self.reading)
         time.sleep(self.delay)
         self._outputs = {}
+        self.prompt_read += sum(1 for feed in feeds if feed.token < FIRST_WORD)
         for index, feed in enumerate(feeds):
             for seq in feed.seqs:
                 seen = self.kv.setdefault(seq, [])
@@ -83,7 +86,9 @@ class FakeEngine:
         history = self.kv[self._outputs[index]]
         if sampler["said"] == 0:
             start, end = history.index(QUESTION), history.index(ASKED)
-            self.asked.append("".join(chr(t) for t in history[start + 1 : end]))
+            question = "".join(chr(t) for t in history[start + 1 : end])
+            self.asked.append(question)
+            self.heard_after[question] = self.prompt_read
         said = sampler["said"]
         sampler["said"] += 1
         return FIRST_WORD + said if said < len(WORDS) else END
