@@ -109,7 +109,8 @@ def _elsewhere(passages: list[dict], shown: list[dict]) -> list[dict]:
 
 def _within(passages: list[dict], budget: int) -> list[dict]:
     """The first passages whose text fits in `budget` characters (at least one)."""
-    kept, used = [], 0
+    kept: list[dict] = []
+    used = 0
     for passage in passages:
         used += min(len(plain(passage["body"])), PASSAGE_CHARS)
         if kept and used > budget:

@@ -166,19 +166,24 @@ def test_names_phones_and_emails_are_masked_before_the_model_and_the_log(
     assert "[name]" in kept and "[phone]" in kept and "[email]" in kept
 
 
-def test_a_full_queue_answers_503_with_retry_after(config, tutor_home, ids, sockets):
-    socket_path = sockets / "small.sock"
-    service = start_tutor_service(tutor_home, socket_path, queue_size=1, max_tokens=200)
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_full_queue_answers_503_with_retry_after(config, tutor_home, ids, sockets, parallel):
+    # One place in the queue beside the answers being written (1: one at a time; 2: a
+    # batch of two): the next learner is told to retry.
+    socket_path = sockets / f"small{parallel}.sock"
+    service = start_tutor_service(
+        tutor_home, socket_path, queue_size=1, max_tokens=200, parallel=parallel
+    )
     try:
         app = create_app(config.with_(tutor_socket=str(socket_path)))
-        first, second, third = (Browser(app) for _ in range(3))
+        browsers = [Browser(app) for _ in range(parallel + 2)]
         for browser, learner_id in zip(
-            (first, second, third), ids["learners"]["Class 4A"][:3], strict=True
+            browsers, ids["learners"]["Class 4A"][: parallel + 2], strict=True
         ):
             assert browser.signin_learner(learner_id).status_code == 302
         ask = {"question": "Explain equal parts, please, in detail.", "lesson_id": LESSON}
         stream = {"Accept": "text/event-stream"}
-        answering = first.post("/learn/tutor", ask, headers=stream, buffered=False)
+        answering = browsers[0].post("/learn/tutor", ask, headers=stream, buffered=False)
         chunks = iter(answering.response)
         assert next(chunks).startswith(b"event: sources")
         # The first answer is being generated (a loaded machine may first say it waits
@@ -187,14 +192,18 @@ def test_a_full_queue_answers_503_with_retry_after(config, tutor_home, ids, sock
         while first_event.startswith((b"event: waiting", b"event: reading")):
             first_event = next(chunks)
         assert b"event: token" in first_event
-        waiting = second.post("/learn/tutor", ask, headers=stream, buffered=False)
-        assert waiting.status_code == 200  # queued: the one place in the queue
-        refused = third.api("POST", "/api/v1/tutor/answers", ask)
+        taken = [
+            browser.post("/learn/tutor", ask, headers=stream, buffered=False)
+            for browser in browsers[1:-1]
+        ]
+        assert all(reply.status_code == 200 for reply in taken)  # in the batch, or queued
+        refused = browsers[-1].api("POST", "/api/v1/tutor/answers", ask)
         assert refused.status_code == 503
         assert int(refused.headers["Retry-After"]) >= 2
         assert "try again" in refused.get_json()["error"]["message"]
         answering.close()
-        waiting.close()
+        for reply in taken:
+            reply.close()
     finally:
         stop(service)
 
@@ -267,9 +276,10 @@ def test_on_a_saturated_cpu_an_answer_with_no_words_falls_back_to_the_lessons(
 def test_a_question_left_too_long_in_line_is_answered_from_the_lessons(
     config, tutor_home, ids, db, sockets, saturated_cpu
 ):
-    # A busy processor keeps the first (long) answer going well past the 1 s wait cap.
+    # A busy processor keeps the first (long) answer going well past the 1 s wait cap
+    # (one answer at a time: a batch would take the second question beside it).
     socket_path = sockets / "line.sock"
-    service = start_tutor_service(tutor_home, socket_path, max_wait_seconds=1)
+    service = start_tutor_service(tutor_home, socket_path, max_wait_seconds=1, parallel=1)
     try:
         app = create_app(config.with_(tutor_socket=str(socket_path)))
         first, second = Browser(app), Browser(app)
