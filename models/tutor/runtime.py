@@ -165,6 +165,7 @@ class TutorRuntime:
         self._waiting: OrderedDict[str, deque[Job]] = OrderedDict()
         self._active_count: dict[str, int] = {}
         self._queued = 0
+        self._taking = 0  # taken off the queue, not yet in the batch (or answered alone)
         self._stopping = False
         self._model: Any = None  # a llama_cpp.Llama once loaded
         self._model_name: str | None = None
@@ -230,7 +231,9 @@ class TutorRuntime:
         line, so a class asking at once is not told to retry (read from other threads:
         two numbers)."""
         batcher = self._batcher
-        return batcher.capacity - len(batcher.answers) if batcher is not None else 0
+        if batcher is None:
+            return 0
+        return max(0, batcher.capacity - len(batcher.answers) - self._taking)
 
     def cancel(self, job: Job) -> None:
         """The asker went away: drop the question if it is still waiting, else stop it."""
@@ -311,7 +314,12 @@ class TutorRuntime:
         if jobs:  # round-robin: this learner's next question goes to the back
             self._waiting[learner] = jobs
         self._queued -= 1
+        self._taking += 1  # still holds its place until it is in the batch
         return job
+
+    def _taken(self) -> None:
+        with self._lock:
+            self._taking -= 1
 
     def _withdraw_locked(self, job: Job) -> None:
         """Take a question off the queue if it is still waiting there."""
@@ -343,7 +351,10 @@ class TutorRuntime:
                 continue
             job = self._next_job()  # None: stopping, or woken to read a lesson ahead
             if job is not None:
-                self._serve(job)
+                try:
+                    self._serve(job)
+                finally:
+                    self._taken()
         if self._batcher is not None:
             self._batcher.close()
 
@@ -398,14 +409,17 @@ class TutorRuntime:
                 job = self._pop_next_locked() if self._waiting else None
             if job is None:
                 return
-            if job.cancelled.is_set():
-                self._finished(job)
-            elif not batcher.admit(job):
-                with self._lock:  # no cells for it yet: first in line again
-                    self._waiting.setdefault(job.learner, deque()).appendleft(job)
-                    self._waiting.move_to_end(job.learner, last=False)
-                    self._queued += 1
-                return
+            try:
+                if job.cancelled.is_set():
+                    self._finished(job)
+                elif not batcher.admit(job):
+                    with self._lock:  # no cells for it yet: first in line again
+                        self._waiting.setdefault(job.learner, deque()).appendleft(job)
+                        self._waiting.move_to_end(job.learner, last=False)
+                        self._queued += 1
+                    return
+            finally:
+                self._taken()
 
     def _swap_pending(self) -> bool:
         """Whether a newly activated model waits (the store is looked at every few seconds)."""

@@ -172,7 +172,7 @@ def test_a_full_queue_answers_503_with_retry_after(config, tutor_home, ids, sock
     # batch of two): the next learner is told to retry.
     socket_path = sockets / f"small{parallel}.sock"
     service = start_tutor_service(
-        tutor_home, socket_path, queue_size=1, max_tokens=200, parallel=parallel
+        tutor_home, socket_path, queue_size=1, max_tokens=400, parallel=parallel
     )
     try:
         app = create_app(config.with_(tutor_socket=str(socket_path)))

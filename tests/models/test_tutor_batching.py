@@ -304,6 +304,36 @@ def test_a_class_arriving_at_once_is_not_told_to_retry_while_the_batch_has_place
         runtime.stop()
 
 
+def test_a_question_being_taken_into_the_batch_still_holds_its_place(home):
+    # Between leaving the queue and joining the batch (its prompt being prepared), a
+    # question is in neither: the bound must still count it, or one learner too many
+    # is taken (seen in CI as a 200 where the queue's bound said 503).
+    gate, entered, release = threading.Event(), threading.Event(), threading.Event()
+    runtime, engines = batched(home, gate, parallel=2, queue_size=1)
+    try:
+        first = ask(runtime, "learner-0", "q0")
+        prompt = engines[0].prompt
+
+        def slow_prompt(messages):
+            if messages[-1]["content"] == "slow":
+                entered.set()
+                release.wait(5)
+            return prompt(messages)
+
+        engines[0].prompt = slow_prompt  # type: ignore[method-assign]
+        taken = ask(runtime, "learner-1", "slow")
+        gate.set()
+        assert entered.wait(5)  # learner-1 is off the queue, not yet in the batch
+        queued = ask(runtime, "learner-2", "q2")  # the queue's one place
+        with pytest.raises(Busy):
+            ask(runtime, "learner-3", "one too many")
+        release.set()
+        assert all(answer_of(job)[1]["reason"] == "stop" for job in (first, taken, queued))
+    finally:
+        release.set()
+        runtime.stop()
+
+
 def test_the_first_to_ask_hears_first_when_two_lessons_must_be_read(home):
     # Lesson A, then lesson B, neither read yet, 8 tokens a step: A's question is read
     # right after A's lesson, so its first word comes before B's lesson is fully read.
