@@ -195,10 +195,12 @@ def _git(*args: str) -> str:
 
 
 def code_version() -> dict[str, object]:
-    """The commit measured, and whether the server's code had uncommitted changes."""
+    """The commit measured, and whether the code the run uses (the box's packages and
+    the benchmarks) had uncommitted changes."""
+    code = ("appliance", "sync", "models", "federated", "bench", ":!bench/results")
     try:
         commit = _git("rev-parse", "--short", "HEAD").strip()
-        dirty = bool(_git("status", "--porcelain", "--", "appliance").strip())
+        dirty = bool(_git("status", "--porcelain", "--", *code).strip())
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
