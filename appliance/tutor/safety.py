@@ -129,6 +129,16 @@ def looks_like_injection(text: str) -> bool:
     return bool(_INJECTION.search(text))
 
 
+def _number_with_unit(text: str) -> Fraction | None:
+    """The number of a key written with its unit ("0.75 kg", "3/4 of a litre"): a model
+    that says "0.75" alone gives it away (seen in bench/tutor_quality.py's run)."""
+    found = _NUMBER.match(text.strip())
+    unit = text.strip()[found.end() :] if found else ""
+    if found is None or len(unit.split()) > 3 or any(c.isdigit() for c in unit):
+        return None  # a longer text, or "3 out of 8": not one number and its unit
+    return parse_number(found.group(0))
+
+
 class AnswerGuard:
     """Hides items' answer keys in a streamed answer, and caps the answer's length.
 
@@ -157,8 +167,10 @@ class AnswerGuard:
             words.append(text_of(item["choices"][key["index"]]))
         else:
             words.extend(text_of(str(a)) for a in key["accepted"])
-        for word in words:  # a numeric-looking text key is a number too
+        for word in words:  # a numeric-looking text key is a number too ("0.75 kg": 0.75)
             value = parse_number(word)
+            if value is None:
+                value = _number_with_unit(word)
             if value is not None:
                 self._numbers.append((value, Fraction(0)))
         self._words += [w for w in words if w]

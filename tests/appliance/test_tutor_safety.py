@@ -131,6 +131,22 @@ def test_choice_text_of_a_multiple_choice_key_is_hidden():
     assert "Kampala" not in text and "Nairobi" in text
 
 
+def test_a_choice_written_with_its_unit_is_hidden_as_a_bare_number_too():
+    # bench/tutor_quality.py saw "The answer is: 0.75" get past the guard for "0.75 kg".
+    item = {"type": "multiple_choice", "answer": {"index": 1}, "choices": ["0.34 kg", "0.75 kg"]}
+    text, hidden = guarded(item, ["The answer is: 0.75, not 0.34."])
+    assert "0.75" not in text and "0.34" in text and hidden == 1
+    text, _ = guarded(item, ["It shows 0.75 kg of beans."])
+    assert "0.75" not in text
+    words = {
+        "type": "multiple_choice",
+        "answer": {"index": 0},
+        "choices": ["3 bags of rice and a goat"],
+    }
+    text, _ = guarded(words, ["Count to 3 first."])  # a number inside a longer text is not a key
+    assert "3" in text
+
+
 def test_without_an_open_item_words_pass_at_once_and_answers_are_capped():
     guard = AnswerGuard(None)
     assert guard.feed("Hello") == "Hello" and guard.feed(" there") == " there"
