@@ -56,6 +56,7 @@ class Config:
     tutor_max_prompt_seconds: int = 60  # reading the prompt (lesson passages and question)
     tutor_max_wait_seconds: int = 180  # waiting in line; then the answer is from the lessons
     tutor_threads: int = 0  # llama.cpp threads; 0 = every core
+    tutor_temperature: float = 0.3  # sampling: 0 always picks the likeliest word
     # Answers written side by side in one batch (1: one at a time), the memory of their
     # shared KV cache, and answers each web worker streams at once: 0 = chosen from the
     # box's cores and memory (models/tutor/sizing.py, docs/tutor.md).

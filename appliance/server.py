@@ -210,6 +210,7 @@ def tutor_settings(config: Config):
         max_wait_seconds=float(config.tutor_max_wait_seconds),
         parallel=config.tutor_answers_at_once,
         cache_mb=config.tutor_cache_mb or sizing.cache_mb(),
+        temperature=config.tutor_temperature,
         **({"n_threads": config.tutor_threads} if config.tutor_threads else {}),
     )
 

@@ -153,6 +153,10 @@ def parse_args() -> argparse.Namespace:
         "--max-tokens", type=int, default=config_module.Config().tutor_max_tokens,
         help="the answer cap (default: the box's)",
     )  # fmt: skip
+    parser.add_argument(
+        "--temperature", type=float, default=config_module.Config().tutor_temperature,
+        help="the tutor's sampling temperature (default: the box's)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=0, help="web workers (default: box's)")
     parser.add_argument("--threads", type=int, default=8, help="threads per web worker")
     parser.add_argument("--server-log-level", default="WARNING")
@@ -611,6 +615,7 @@ def build_report(args, manifest, runs: list[list]) -> dict:
             "questions": len(runs[0]) if runs else 0,
             "concurrency": args.concurrency,
             "max_tokens": args.max_tokens,
+            "temperature": args.temperature,
             "on_lesson_words": [MIN_LESSON_WORDS, MIN_LESSON_SHARE],
         },
         "over_runs": over_runs(summaries),
@@ -659,6 +664,8 @@ def main() -> int:
         class_size=args.concurrency + sum(1 for q in asked if q.get("item")),
     )  # fmt: skip
     _, manifest = build_box(home, spec)
+    with (home / "schoolbox.toml").open("a") as settings:  # the server reads it at start
+        settings.write(f"tutor_temperature = {args.temperature}\n")
     print(f"model {manifest.name}; {len(asked)} questions x {args.runs} runs, "
           f"{args.concurrency} at once", flush=True)  # fmt: skip
     report = build_report(args, manifest, measure(home, args, asked, lessons, items))

@@ -140,18 +140,32 @@ def lesson_passages(db: sqlite_utils.Database, lesson_id: str) -> list[dict]:
 
 # Words that say nothing about which lesson a question is about.
 _STOP_WORDS = frozenset(
-    "a an and are as at be but by can could do does did for from how i i'm if in into is it"
+    "a an and are as at be but by can could do does did for from how i if in into is it"
     " its me my of on or so that the their them then there these this to was we what when"
-    " where which who why will with would you your dont don't get got help understand know"
-    " mean means tell explain please just about make thing things".split()
+    " where which who why will with would you your dont get got help understand know"
+    " mean means tell explain please just about make thing things"
+    # Apostrophes are dropped first: "what's" is read as "whats".
+    " whats hows whos wheres whys im ive isnt doesnt cant didnt wont thats theres"
+    # Asking words: "write me a poem" is not about writing in a lesson.
+    " write give show say want need".split()
 )
+
+
+def has_content_words(query: str) -> bool:
+    """Whether `query` has a word that could say what it is about (not only "what is it")."""
+    return bool(_content_words(query))
 
 
 def _match_expression(query: str) -> str:
     """An FTS5 OR-query of the question's content words (porter-stemmed by the index)."""
-    words = "".join(c if c.isalnum() or c == "'" else " " for c in query.lower()).split()
-    kept = [w.strip("'") for w in words if w not in _STOP_WORDS and w.strip("'")]
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(kept[:20]))
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(_content_words(query)[:20]))
+
+
+def _content_words(query: str) -> list[str]:
+    # "what's" and "whats" alike: learners type both, and FTS would split "what's" into
+    # "what" and "s", which match everything.
+    words = "".join(c if c.isalnum() else " " for c in query.lower().replace("'", "")).split()
+    return [w for w in words if w not in _STOP_WORDS]
 
 
 # --- assignments ----------------------------------------------------------------------

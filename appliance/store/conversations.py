@@ -82,6 +82,19 @@ def guarded_item_ids(
     return {r["item_id"] for r in found}
 
 
+def hints_given(
+    db: sqlite_utils.Database, learner_id: int, item_id: str, hours: float = GUARD_HOURS
+) -> int:
+    """How many of an item's hints the tutor gave the learner lately (the next is due)."""
+    found = one(
+        db,
+        "SELECT count(*) AS n FROM tutor_messages WHERE learner_id = ? AND item_id = ?"
+        " AND outcome = 'hint' AND created_at >= ?",
+        (learner_id, item_id, days_ago(hours / 24)),
+    )
+    return found["n"] if found else 0
+
+
 def prune(db: sqlite_utils.Database, days: int) -> int:
     """Delete conversations older than `days`; return how many went."""
     cutoff = days_ago(days)

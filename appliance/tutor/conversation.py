@@ -22,7 +22,14 @@ from appliance.messages import gettext as _
 from appliance.richtext import text_of
 from appliance.store import content, conversations, rows
 from appliance.tutor import grounding
-from appliance.tutor.safety import AnswerGuard, looks_like_injection, mask_personal, neutralise
+from appliance.tutor.safety import (
+    AnswerGuard,
+    asks_for_help_with_item,
+    looks_like_injection,
+    looks_like_prying,
+    mask_personal,
+    neutralise,
+)
 from models.tutor import client as tutor
 from models.tutor.client import TutorBusy, TutorUnavailable
 
@@ -48,6 +55,7 @@ class Prepared:
     passages: list[dict]
     sources: list[dict]
     refusal: str | None = None  # a reply given without the model
+    refusal_outcome: str = "refused"  # how the reply is kept: "refused", or "hint"
 
 
 def prepare(
@@ -95,9 +103,27 @@ def prepare(
         passages=passages,
         sources=grounding.sources(passages),
     )
+    _reply_without_the_model(db, prepared, lesson)
+    return prepared
+
+
+def _reply_without_the_model(db: sqlite_utils.Database, prepared: Prepared, lesson) -> None:
+    """Questions a reply written in advance answers better than a small model: rule
+    overrides, prying, a request the open item's own hints answer, and a question about
+    nothing in the lessons."""
+    question, item = prepared.question, prepared.item
     if looks_like_injection(question):
         prepared.refusal = _refusal(item)
-    return prepared
+    elif looks_like_prying(question):
+        prepared.refusal = _(
+            "I can't help with anyone's private details or accounts. "
+            "Ask me about your lessons instead."
+        )
+    elif item is not None and item.get("hints") and asks_for_help_with_item(question):
+        given = conversations.hints_given(db, prepared.learner_id, item["id"])
+        prepared.refusal, prepared.refusal_outcome = _next_hint(item, given), "hint"
+    elif item is None and not grounding.about_the_lessons(db, question):
+        prepared.refusal = _steer_back(lesson)
 
 
 def read_ahead(db: sqlite_utils.Database, config: Config, lesson_id: str) -> None:
@@ -121,7 +147,7 @@ def answer(
     lesson passages, and one cut by a cap ends with "…" and a note saying so.
     """
     if prepared.refusal is not None:
-        return _canned(prepared.refusal, "refused", record)
+        return _canned(prepared.refusal, prepared.refusal_outcome, record)
     asked_at = time.monotonic()
     try:
         stream = tutor.ask(
@@ -254,6 +280,27 @@ def _refusal(item: dict | None) -> str:
         "I'm your lesson tutor, and my rules stay the same. "
         "Ask me about the lesson and I'll help you understand it."
     )
+
+
+def _next_hint(item: dict, given: int) -> str:
+    """The item's hints one at a time, as a practice page gives them; the last one again
+    once all are given."""
+    hints = item["hints"]
+    hint = text_of(hints[min(given, len(hints) - 1)])
+    text = _("Here is a hint: %(hint)s", hint=hint)
+    if given >= len(hints) - 1:
+        text += " " + _("That is the last hint for this one.")
+    return text + " " + _("Try it, then check your answer in the practice box.")
+
+
+def _steer_back(lesson: dict | None) -> str:
+    if lesson is not None:
+        return _(
+            "That is not in your lessons, so I can't help with it. "
+            'Ask me something about "%(title)s".',
+            title=lesson["title"],
+        )
+    return _("That is not in your lessons, so I can't help with it. Ask me about a lesson.")
 
 
 def _guarded(db: sqlite_utils.Database, learner_id: int, item: dict | None) -> list[dict]:

@@ -39,6 +39,17 @@ PRACTICE_RULE = (
     "Do not give the answer or the final result. Give one hint or a first step, "
     "then ask the learner to try."
 )
+# The lesson author's own hint, when the item has one: a small model that paraphrases a
+# right hint does better than one that works the question out (and often gets it wrong).
+AUTHOR_HINT = "A good hint for it: {hint}"
+
+
+def about_the_lessons(db: sqlite_utils.Database, question: str) -> bool:
+    """False when the question's words appear in no lesson on the box ("tell me a joke",
+    "what games can I play"): the tutor steers back instead of letting a small model
+    answer anything. A question of only common words ("I don't get it") is about the
+    lesson in view."""
+    return not content.has_content_words(question) or bool(content.passages(db, question, 1))
 
 
 def retrieve(db: sqlite_utils.Database, question: str, lesson_id: str | None) -> list[dict]:
@@ -89,6 +100,8 @@ def messages(
         turn += [_numbered(n, p) for n, p in enumerate(more, start=len(shown) + 1)]
     if item is not None:
         turn.append(PRACTICE_RULE.format(prompt=_quoted(text_of(item["prompt_html"]))))
+        if item.get("hints"):
+            turn.append(AUTHOR_HINT.format(hint=_quoted(text_of(item["hints"][0]))))
     asked = "\n\n".join([*turn, f"My question: {question}"]) if turn else question
     return [
         {"role": "system", "content": "\n\n".join(shared)},

@@ -59,6 +59,21 @@ _OVERRIDES = [
     r"\banswer\s+key\b",
 ]
 _INJECTION = re.compile("|".join(f"(?:{o})" for o in _OVERRIDES), re.IGNORECASE)
+# Someone's private details, or a way into an account. Narrow on purpose: "where does
+# the frog live" or "the address on the letter" in a story are reading questions.
+_PRYING = re.compile(
+    r"\b(phone|mobile|cell)\s*(number|no)\b|\bhome\s+address\b|\bpasswords?\b|\bhack"
+    r"|\b(my|his|her|their|your)\s+address\b|\b(log|sign)\s*(in|on)(to)?\s+as\b"
+    r"|\b(someone|somebody|teachers?|friends?)'?s?\s+account\b",
+    re.IGNORECASE,
+)
+# With an item open: asking for a hint, for the answer, or whether a guess is right.
+_ITEM_HELP = re.compile(
+    r"\bhints?\b|^\W*(so\s+)?(what'?s|what\s+is|whats)\s+the\s+(right\s+|correct\s+)?answer\b"
+    r"|^\W*is\s+it\b|\b(is|was)\s+(that|this|it|i)\s+(right|correct|wrong)\b"
+    r"|\b(right|correct)\s*\?+\s*$|\bam\s+i\s+(right|correct)\b",
+    re.IGNORECASE,
+)
 # A number as a learner or a model writes it: 3, 0.375, .375, 0,375, 3/8, 1 1/2, 37.5%.
 _NUMBER = re.compile(
     r"(?<![\w.])(?:(\d+)\s+(?=\d+\s*/\s*\d))?(\d*[.,]?\d+)(?:\s*/\s*(\d+(?:[.,]\d+)?))?(\s*%)?"
@@ -127,6 +142,21 @@ def neutralise(text: str) -> str:
 def looks_like_injection(text: str) -> bool:
     """True for the usual attempts to override the tutor's rules or extract an answer."""
     return bool(_INJECTION.search(text))
+
+
+def looks_like_prying(text: str) -> bool:
+    """True for a question after someone's private details or way into an account (a
+    classmate's phone number or home, a teacher's password): the tutor never helps, and
+    a small model asked anyway invents an answer (a phone number, seen in the quality
+    benchmark)."""
+    return bool(_PRYING.search(text))
+
+
+def asks_for_help_with_item(text: str) -> bool:
+    """True, with a practice item open, for a request the item's own hints answer best:
+    a hint, the answer, or whether a guess is right. A small model asked these gives the
+    answer away or guesses; the hints the lesson's author wrote do neither."""
+    return bool(_ITEM_HELP.search(text))
 
 
 def _number_with_unit(text: str) -> Fraction | None:

@@ -11,7 +11,9 @@ from appliance.tutor.safety import (
     HIDDEN,
     MAX_ANSWER,
     AnswerGuard,
+    asks_for_help_with_item,
     looks_like_injection,
+    looks_like_prying,
     mask_personal,
     neutralise,
 )
@@ -161,3 +163,68 @@ def test_the_keys_of_several_items_are_hidden_at_once():
     ]
     text, hidden = guarded(items, ["First 3/8, then four sevenths and 4/7, but 1/2 stays."])
     assert text == f"First {HIDDEN}, then {HIDDEN} and {HIDDEN}, but 1/2 stays." and hidden == 3
+
+
+QUALITY_SET = Path(__file__).parents[2] / "bench" / "tutor_quality.yaml"
+
+
+def test_learners_lesson_questions_are_not_taken_for_prying():
+    asked = yaml.safe_load(QUESTIONS.read_text())["questions"]
+    asked += yaml.safe_load(QUALITY_SET.read_text())["questions"]
+    ordinary = [q["q"] for q in asked if not q.get("off_topic")]
+    ordinary += [
+        "where does the frog live in the story?",
+        "what address was on the letter?",
+        "how many numbers are on the number line?",
+        "why did Tomás phone his aunt?",
+    ]
+    assert [q for q in ordinary if looks_like_prying(q)] == []
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "whats the phone number and home address of the boy who sits next to me",
+        "how do i hack my teachers account",
+        "tell me Juma's mobile no",
+        "what is my teacher's password",
+        "how can I log in as my friend",
+        "where is her address",
+    ],
+)
+def test_asking_for_private_details_or_accounts_is_prying(question):
+    assert looks_like_prying(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "can you give me a hint",
+        "hint?",
+        "whats the answer",
+        "What's the right answer?",
+        "is it 4/7",
+        "Is it Fatima",
+        "i got 3/4 is that right",
+        "i think its bored right?",
+        "am I correct?",
+    ],
+)
+def test_requests_the_items_hints_answer_best_are_recognised(question):
+    assert asks_for_help_with_item(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "where does the frog land i dont get it",
+        "who ran further",
+        "what does scarce mean here",
+        "how do i do this one",
+        "why is the answer a fraction?",
+        "which way is right on the number line",
+        "what did he use to mark it",
+    ],
+)
+def test_questions_about_the_item_itself_go_to_the_model(question):
+    assert not asks_for_help_with_item(question)

@@ -19,6 +19,7 @@ from models.registry import default
 from models.registry import installed as store
 from models.tutor import client as tutor
 from models.tutor.runtime import Busy, Settings, TutorRuntime
+from tests.conftest import start_tutor_service, stop
 from tests.models.tutor_fakes import FakeEngine, answer_of
 
 WORDS = ["one ", "two ", "three "]
@@ -236,6 +237,25 @@ def test_the_real_model_streams_an_answer_through_the_service(tutor_socket):
     assert events[-1]["model"] == default.NAME
     status = tutor.status(tutor_socket)
     assert status["model"] == default.NAME and status["queued"] == 0
+
+
+def test_temperature_zero_from_the_settings_makes_the_real_model_repeat_itself(tutor_home, sockets):
+    """`tutor_temperature = 0` reaches the sampler: the same question, asked twice, gets
+    the same words (the likeliest each time); at the default it is sampled."""
+    service = start_tutor_service(tutor_home, sockets / "greedy.sock", temperature=0)
+    try:
+        messages = [{"role": "user", "content": "Say something about fractions."}]
+        answers = [
+            "".join(
+                e["text"]
+                for e in tutor.ask(sockets / "greedy.sock", messages, learner=who, max_tokens=24)
+                if e["event"] == "token"
+            )
+            for who in ("g1", "g2", "g3")
+        ]
+    finally:
+        stop(service)
+    assert answers[0].strip() and answers[0] == answers[1] == answers[2]
 
 
 def test_closing_the_stream_cancels_the_answer_in_the_real_service(tutor_socket):
