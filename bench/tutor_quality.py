@@ -11,8 +11,10 @@ the item's practice page (so the answer-key guard knows the item is in view) and
 the item. A few learners ask at once (`--concurrency`), each one question at a time (the
 service takes one question per learner at a time); each item question has a learner of
 its own, and lesson questions are asked by learners who never open an item, so the keys
-hidden from one question do not change another's answer. Sampling is random, so the whole
-set is asked `--runs` times; the report gives each run and the median and range over runs.
+hidden from one question do not change another's answer; each run starts with no kept
+conversations (the tutor gives an item's hints one more each time it is asked). Sampling
+is random, so the whole set is asked `--runs` times; the report gives each run and the
+median and range over runs.
 
 How an answer is scored (pure functions below; tests/bench/test_tutor_quality.py):
 
@@ -583,6 +585,7 @@ def measure(home: Path, args, asked: list[dict], lessons: dict, items: dict) -> 
         }
         runs = []
         for run in range(args.runs):
+            forget_conversations(home)
             began = time.perf_counter()
             replies = ask_all(base, asked, askers, by_question)
             pairs = zip(asked, replies, strict=True)
@@ -592,6 +595,18 @@ def measure(home: Path, args, asked: list[dict], lessons: dict, items: dict) -> 
     finally:
         stop_server(server)
     return runs
+
+
+def forget_conversations(home: Path) -> None:
+    """Each run starts as the first: the tutor gives an item's hints one more each time
+    a learner asks (counted from the kept conversations), so runs would otherwise differ
+    by what the run before asked."""
+    db = open_db(config_module.load(home=home).db_path)
+    try:
+        with db.conn:
+            db.conn.execute("DELETE FROM tutor_messages")
+    finally:
+        db.conn.close()
 
 
 # --- report --------------------------------------------------------------------------------
