@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance.store import conversations
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -198,3 +200,13 @@ def test_summaries_give_shares_per_run_and_median_and_range_over_runs(asked, pac
     assert run["per_lesson_correct"] == {"fractions-05-adding-same-denominator": 0.5}
     spread = quality.over_runs([run, {**run, "correct": 1.0}, {**run, "correct": 0.0}])
     assert spread["correct"] == {"median": 0.5, "min": 0.0, "max": 1.0}
+
+
+def test_each_run_starts_with_no_kept_conversations(config, db):
+    """The hint ladder counts a learner's kept conversations, so a run that kept the one
+    before's would hear later hints: the benchmark forgets them before each run."""
+    learner = db.conn.execute("SELECT id FROM users WHERE role = 'learner'").fetchone()[0]
+    conversations.record(db, learner, None, "fr01-02", "hint?", "Here is a hint", [], "hint", None)
+    assert conversations.hints_given(db, learner, "fr01-02") == 1
+    quality.forget_conversations(config.home)
+    assert conversations.hints_given(db, learner, "fr01-02") == 0
