@@ -74,6 +74,13 @@ _ITEM_HELP = re.compile(
     r"|\b(right|correct)\s*\?+\s*$|\bam\s+i\s+(right|correct)\b",
     re.IGNORECASE,
 )
+# LaTeX that models write for sums: fractions, \text{}, a few symbols and \( \) \[ \].
+_LATEX_FRACTION = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]*?)\s*\}\s*\{\s*([^{}]*?)\s*\}")
+_LATEX_TEXT = re.compile(r"\\(?:text|mathrm)\s*\{([^{}]*)\}")
+_LATEX_SYMBOLS = {"times": "×", "div": "÷", "cdot": "·", "le": "≤", "ge": "≥", "neq": "≠"}
+_LATEX_SYMBOL = re.compile(r"\\(" + "|".join(_LATEX_SYMBOLS) + r")(?![a-zA-Z])")
+_LATEX_DELIMITER = re.compile(r"\\[()\[\]]")
+_LATEX_WAIT = 40  # characters a started LaTeX command may take to finish before it is shown
 # A number as a learner or a model writes it: 3, 0.375, .375, 0,375, 3/8, 1 1/2, 37.5%.
 _NUMBER = re.compile(
     r"(?<![\w.])(?:(\d+)\s+(?=\d+\s*/\s*\d))?(\d*[.,]?\d+)(?:\s*/\s*(\d+(?:[.,]\d+)?))?(\s*%)?"
@@ -159,6 +166,16 @@ def asks_for_help_with_item(text: str) -> bool:
     return bool(_ITEM_HELP.search(text))
 
 
+def plain_math(text: str) -> str:
+    """LaTeX as a learner reads it without a math renderer: "\\(\\frac{3}{4}\\)" is
+    "3/4", "\\times" is "×". Larger models write it (Qwen2.5 does); the box shows plain
+    text, and the answer-key guard must see the number."""
+    text = _LATEX_FRACTION.sub(r"\1/\2", text)
+    text = _LATEX_TEXT.sub(r"\1", text)
+    text = _LATEX_SYMBOL.sub(lambda m: _LATEX_SYMBOLS[m.group(1)], text)
+    return _LATEX_DELIMITER.sub("", text)
+
+
 def _number_with_unit(text: str) -> Fraction | None:
     """The number of a key written with its unit ("0.75 kg", "3/4 of a litre"): a model
     that says "0.75" alone gives it away (seen in bench/tutor_quality.py's run)."""
@@ -211,13 +228,24 @@ class AnswerGuard:
         # NFKC turns "⅜" into "3⁄8" and "²" into "2"; the fraction slash then reads as "/".
         chunk = unicodedata.normalize("NFKC", chunk).replace("\u2044", "/")
         self._text += chunk[: max(room, 0)]
+        # Text not yet shown may still be rewritten: LaTeX becomes what a learner reads
+        # (and what the key check sees: "\frac{3}{8}" is 3/8).
+        self._text = self._text[: self._sent] + plain_math(self._text[self._sent :])
         if not self._holdback:
-            return self._release(len(self._text))
-        return self._release(self._safe_cut(len(self._text) - self._holdback))
+            cut = len(self._text)
+        else:
+            cut = self._safe_cut(len(self._text) - self._holdback)
+        return self._release(min(cut, self._unfinished_math()))
 
     def finish(self) -> str:
         """The rest of the answer, once the model has stopped."""
         return self._release(len(self._text))
+
+    def _unfinished_math(self) -> int:
+        """Where a LaTeX command near the end starts ("\\frac{3" waiting for "}{8}"), or
+        the end: it is shown once complete, and rewritten."""
+        start = self._text.rfind("\\", self._sent)
+        return start if start >= 0 and len(self._text) - start < _LATEX_WAIT else len(self._text)
 
     @property
     def full(self) -> bool:

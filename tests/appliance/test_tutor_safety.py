@@ -16,6 +16,7 @@ from appliance.tutor.safety import (
     looks_like_prying,
     mask_personal,
     neutralise,
+    plain_math,
 )
 
 QUESTIONS = Path(__file__).parents[2] / "bench" / "tutor_questions.yaml"
@@ -228,3 +229,23 @@ def test_requests_the_items_hints_answer_best_are_recognised(question):
 )
 def test_questions_about_the_item_itself_go_to_the_model(question):
     assert not asks_for_help_with_item(question)
+
+
+def test_a_key_written_in_latex_is_hidden_however_it_is_streamed():
+    # Qwen2.5 answered "they ate \(\frac{3}{4}\) of the pizza" in the quality benchmark.
+    for chunks in (
+        ["So Tendai ate \\(\\frac{3}{8}\\) of the bar."],
+        ["So Tendai ate \\(", "\\frac", "{3", "}{", "8}", "\\) of the bar."],
+        ["So Tendai ate \\[ \\dfrac{ 3 }{ 8 } \\] of the bar."],
+    ):
+        shown, hidden = guarded(numeric(0.375, 0.001), chunks)
+        assert hidden == 1 and HIDDEN in shown and "\\" not in shown, shown
+
+
+def test_latex_is_shown_as_plain_text_and_never_half_written():
+    guard = AnswerGuard(None)
+    pieces = [guard.feed(c) for c in ["It is \\(", "\\frac{3", "}{4}", "\\) and 2 \\times 3 = 6."]]
+    pieces.append(guard.finish())
+    assert "".join(pieces) == "It is 3/4 and 2 × 3 = 6."
+    assert all("\\" not in p for p in pieces)
+    assert plain_math("\\text{cm} and \\left( x \\le 1") == "cm and \\left( x ≤ 1"
