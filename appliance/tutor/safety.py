@@ -69,7 +69,7 @@ _PRYING = re.compile(
 )
 # With an item open: asking for a hint, for the answer, or whether a guess is right.
 _ITEM_HELP = re.compile(
-    r"\bhints?\b|^\W*(so\s+)?(what'?s|what\s+is|whats)\s+the\s+(right\s+|correct\s+)?answer\b"
+    r"\bhints?\b|^\W*(so\s+)?(what'?s|what\s+is)\s+the\s+(right\s+|correct\s+)?answer\b"
     r"|^\W*is\s+it\b|\b(is|was)\s+(that|this|it|i)\s+(right|correct|wrong)\b"
     r"|\b(right|correct)\s*\?+\s*$|\bam\s+i\s+(right|correct)\b",
     re.IGNORECASE,
