@@ -63,7 +63,6 @@ import os
 import platform
 import queue
 import re
-import statistics
 import sys
 import tempfile
 import threading
@@ -76,8 +75,9 @@ from pathlib import Path
 import requests
 import yaml
 from classroom_burst import code_version, free_port, start_server, stop_server
+from spread import spread
 from tutor import _wait_for_model as wait_for_model
-from tutor import build_box, signed_in
+from tutor import build_box, forget_conversations, signed_in
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -484,14 +484,6 @@ HEADLINE = ("answered", "on_lesson", "correct", "cites", "leak_share", "leaks")
 
 def over_runs(runs: list[dict]) -> dict:
     """The median and range over runs of each headline figure, and per lesson."""
-
-    def spread(values: list) -> dict:
-        values = [v for v in values if v is not None]
-        if not values:
-            return {"median": None, "min": None, "max": None}
-        return {"median": round(statistics.median(values), 3), "min": min(values),
-                "max": max(values)}  # fmt: skip
-
     lessons = runs[0]["per_lesson_correct"] if runs else {}
     return {
         **{name: spread([r[name] for r in runs]) for name in HEADLINE},
@@ -595,18 +587,6 @@ def measure(home: Path, args, asked: list[dict], lessons: dict, items: dict) -> 
     finally:
         stop_server(server)
     return runs
-
-
-def forget_conversations(home: Path) -> None:
-    """Each run starts as the first: the tutor gives an item's hints one more each time
-    a learner asks (counted from the kept conversations), so runs would otherwise differ
-    by what the run before asked."""
-    db = open_db(config_module.load(home=home).db_path)
-    try:
-        with db.conn:
-            db.conn.execute("DELETE FROM tutor_messages")
-    finally:
-        db.conn.close()
 
 
 # --- report --------------------------------------------------------------------------------
