@@ -2,6 +2,7 @@
 
     schoolbox.toml            settings (appliance/config.py)
     schoolbox.db              the one SQLite file (appliance/store)
+    provisioning.json         what first boot made of the site file (appliance/provisioning)
     secret.key                signs sessions; learners' PINs are keyed from it (0600)
     media/                    content packs' media files
     models/                   verified model files and which is active (models/registry)
@@ -68,6 +69,16 @@ def district_keys(home: Path) -> Path:
 def pseudonym_key(home: Path) -> Path:
     """The key learners' pseudonymous ids upstream are made with; never leaves the box."""
     return home / "keys" / "pseudonym.key"
+
+
+def provisioning_status(home: Path) -> Path:
+    """What first boot made of the site file: provisioned, or refused and why."""
+    return home / "provisioning.json"
+
+
+def setup_code(home: Path) -> Path:
+    """The hash of the one-time code that lets the first admin claim a provisioned box."""
+    return home / "keys" / "setup-code"
 
 
 def federation_node_key(home: Path) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from appliance import config as config_module
-from appliance import health, paths, server
+from appliance import health, paths, provisioning, server
 from appliance.cli.common import box_of, config_of, guarded, migrated_db, read_json, write_or_print
 from appliance.logs import setup as setup_logs
 from appliance.packs.importer import import_pack
@@ -40,8 +40,10 @@ from sync.box.outbox import OutboxFull
 from sync.box.transport import SendStopped
 from sync.bundle import BundleError
 from sync.enrolment import EnrolmentError
+from sync.files import create_secret
 from sync.keys import KeyFileError
 from sync.policy import PolicyError
+from sync.site_file import SiteFileError
 
 
 @click.command()
@@ -494,5 +496,40 @@ def federated_join(ctx, port: int) -> None:
     os.execve(command[0], command, node.environment(config.home))  # noqa: S606 - the service is the node
 
 
-COMMANDS = (init, serve, content, learner, user, models, tutor, sync)
+@click.command()
+@click.option("--site-file", "candidates", multiple=True, required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the site file may be (repeat; the first found is read).")  # fmt: skip
+@click.option("--trusted", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("/usr/share/schoolbox/district.json"), show_default=True,
+              help="The district's public keys, baked into the image.")  # fmt: skip
+@click.option("--os-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/var/lib/schoolbox-os"), show_default=True,
+              help="Where the Wi-Fi and SSH settings for the image's units go.")  # fmt: skip
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the fingerprint and the setup code (0600), for the screen "
+                   "and the stick; they are never printed, so never logged.")  # fmt: skip
+@click.pass_context
+def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> None:
+    """First boot: set this box up from the district's signed site file."""
+    home = config_of(ctx).home
+    found = next((path for path in candidates if path.exists()), None)
+    try:
+        if found is None:
+            raise provisioning.ProvisioningError(
+                "No site file was found. Put the district's schoolbox-site.json on the "
+                "card's boot partition or a USB stick, and restart the box."
+            )
+        done = provisioning.provision(home, found, trusted, os_dir)
+    except (provisioning.ProvisioningError, SiteFileError, EnrolmentError, KeyFileError) as error:
+        provisioning.record_status(home, refused=str(error))
+        raise click.ClickException(f"Not set up: {error}") from error
+    provisioning.record_status(home, fingerprint=done.fingerprint)
+    report.unlink(missing_ok=True)
+    create_secret(report, json.dumps(done.to_json(), indent=2).encode() + b"\n")
+    click.echo(f"Set up {done.site_name!r} from {found}; box keys {done.fingerprint}. "
+               f"The first admin's setup code is in {report}.")  # fmt: skip
+
+
+COMMANDS = (init, serve, content, learner, user, models, tutor, sync, provision)
 FEDERATED = (federated_enrol, federated_trust, federated_join)

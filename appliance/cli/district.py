@@ -15,7 +15,8 @@ import click
 from appliance.cli.common import guarded, read_json, write_or_print
 from appliance.packs.loader import PackError, load
 from federated import district
-from sync import enrolment, updates
+from sync import enrolment, site_file, updates
+from sync.files import create_secret
 from sync.hub import home as hub_store
 from sync.hub import receive
 from sync.hub.app import make_app
@@ -261,5 +262,57 @@ def _auc(scores: dict) -> str:
     return "not scored" if auc is None or math.isnan(auc) else f"{auc:.4f}"
 
 
-COMMANDS = (hub,)
+@click.group()
+def image() -> None:
+    """The OS image district IT flashes: the site file each school's box sets itself up from."""
+
+
+@image.command("site-file")
+@click.option("--hub-home", type=click.Path(file_okay=False, path_type=Path),
+              envvar="SCHOOLBOX_HUB_HOME", required=True,
+              help="The hub's data directory: the district key signs the file.")  # fmt: skip
+@click.option("--school-id", required=True, help="Short id, e.g. hill-primary.")
+@click.option("--site-name", required=True, help="The school's name, shown on the box.")
+@click.option("--wifi-mode", type=click.Choice(site_file.WIFI_MODES), required=True,
+              help="join: the school's network; access-point: the box is the network.")  # fmt: skip
+@click.option("--ssid", required=True, help="The Wi-Fi network's name.")
+@click.option("--passphrase", prompt="Wi-Fi passphrase", hide_input=True,
+              confirmation_prompt=True, help="8-63 characters (prompted if left out).")  # fmt: skip
+@click.option("--country", required=True, help="Two-letter country code (radio rules), e.g. KE.")
+@click.option("--hub-url", help="The district hub's address; leave out for USB-only sync.")
+@click.option("--consent", "consents", multiple=True, type=click.Choice(site_file.CONSENTS),
+              help="A feature the school already agreed to (repeat; default: none).")  # fmt: skip
+@click.option("--admin-ssh-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An admin's SSH public key file; without one, SSH stays off.")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help=f"Where to write it (boot partition: {site_file.FILE_NAME}).")  # fmt: skip
+def image_site_file(hub_home: Path, school_id, site_name, wifi_mode, ssid, passphrase, country,
+                    hub_url, consents, admin_ssh_key, out: Path) -> None:  # fmt: skip
+    """Write a school's site file, signed with the district's key."""
+    district_keys = guarded(hub_store.district_keys, hub_home)
+    try:
+        document = site_file.write(
+            district_keys,
+            school_id=school_id,
+            site_name=site_name,
+            wifi={"mode": wifi_mode, "ssid": ssid, "passphrase": passphrase, "country": country},
+            hub=hub_url,
+            consent={name: name in consents for name in site_file.CONSENTS},
+            admin_ssh_key=admin_ssh_key.read_text().strip() if admin_ssh_key else None,
+        )
+    except site_file.SiteFileError as error:
+        raise click.ClickException(str(error)) from error
+    create_secret_file(out, json.dumps(document, indent=2).encode() + b"\n")
+    click.echo(f"Wrote {out} for {site_name!r}, signed by district key "
+               f"{document['signed_by']}. It holds the Wi-Fi passphrase: keep it as you "
+               "would the passphrase.")  # fmt: skip
+
+
+def create_secret_file(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read, refusing to overwrite one that exists."""
+    if not create_secret(path, data):
+        raise click.ClickException(f"{path} exists already; choose another name or remove it.")
+
+
+COMMANDS = (hub, image)
 FEDERATED = (federated_admit, federated_serve, federated_run)

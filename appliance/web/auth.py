@@ -8,6 +8,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
+from appliance import provisioning, setup_code
 from appliance.logs import event
 from appliance.store import audit, classes, site, throttle, transaction, users
 from appliance.web import access, devices
@@ -35,9 +36,17 @@ def index():
     user = access.current_user()
     if user:
         return redirect(home_url(user))
-    if site.get(get_db()) is None:
-        return render_template("not_set_up.html"), 503
+    db = get_db()
+    if site.get(db) is None:
+        first_boot = provisioning.last_status(_home())
+        return render_template("not_set_up.html", first_boot=first_boot), 503
+    if setup_code.waiting(_home(), db):
+        return redirect(url_for("auth.setup"))
     return redirect(url_for("auth.signin"))
+
+
+def _home():
+    return current_app.config["SCHOOLBOX"].home
 
 
 @bp.get("/signin")
@@ -217,6 +226,60 @@ def signin_staff():
 def _retry_header(error: HTTPException) -> dict:
     retry = getattr(error, "retry_after", None)
     return {"Retry-After": str(retry)} if retry else {}
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    """The first admin claims a box that set itself up from a site file, with the
+    one-time code first boot showed on the screen and wrote to the stick."""
+    db = get_db()
+    if site.get(db) is None or not setup_code.waiting(_home(), db):
+        return redirect(url_for("auth.index"))
+    if request.method == "GET":
+        return render_template("setup.html", form={})
+    try:
+        user = _claim(request.form)
+    except HTTPException as error:
+        page = render_template("setup.html", error=error.description, form=request.form)
+        return page, error.code, _retry_header(error)
+    return redirect(url_for(HOME_BY_ROLE[user["role"]]))
+
+
+def _claim(form) -> dict:
+    """Check the code with sign-in throttling, then create the first admin, once: the
+    check that no admin exists and the creation are one write transaction."""
+    attempt = _try("setup-code")
+    db = get_db()
+    with transaction(db):
+        wait, scope = throttle.blocked(db, attempt, limits())
+        counted = [] if wait else _count_failure(db, attempt)
+    if wait:
+        _too_many(wait, scope)
+    if not setup_code.matches(_home(), form.get("code", "")):
+        with transaction(db):
+            _audit_failure(db, attempt, "setup-code", None)
+        fail(401, _("That setup code is not right. It is on the box's screen and in "
+                    "schoolbox-setup.txt on the stick the site file came from."))  # fmt: skip
+    if form.get("password", "") != form.get("password_again", ""):
+        fail(400, _("The two passwords are not the same."))
+    try:
+        with transaction(db):
+            if setup_code.has_admin(db):
+                fail(409, _("This box already has an admin: sign in instead."))
+            user_id = users.create_staff(
+                db, audit.SYSTEM, "admin", form.get("display_name", ""),
+                form.get("username", ""), form.get("password", ""),
+            )  # fmt: skip
+            throttle.forget(db, counted)
+            audit.record(db, audit.SYSTEM, "site.claim", "user", user_id)
+    except users.UserError as error:
+        fail(400, str(error))
+    setup_code.use(_home())
+    user = users.get(db, user_id)
+    with transaction(db):
+        _succeeded(db, attempt, user)
+    access.sign_in(user)
+    return user
 
 
 @bp.post("/signout")
