@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from flask import render_template
 
 from tests.conftest import as_role, form_value
 
@@ -100,6 +101,13 @@ def _pages(app, ids, db) -> dict[str, str]:
     for path in ("", "users", "classes", "learners", "content", "audit", "consent"):
         pages[f"admin-{path or 'status'}"] = admin.get(f"/admin/{path}").data
     pages["not-found"] = admin.get("/teach/classes/99999").data
+    # First boot's pages, shown on a box set up from a site file (tests/appliance/test_provisioning.py)
+    with app.test_request_context("/setup"):
+        pages["first-admin-setup"] = render_template(
+            "setup.html", form={}, error="That setup code is not right."
+        ).encode()
+        refused = {"state": "refused", "message": "The site file is not signed."}
+        pages["site-file-refused"] = render_template("not_set_up.html", first_boot=refused).encode()
     return {name: html.decode() for name, html in pages.items()}
 
 
