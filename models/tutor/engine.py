@@ -221,6 +221,10 @@ class LlamaEngine:
         """Drop a sequence; cells no other sequence shares become free."""
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
 
+    def keep(self, seq: int, length: int) -> None:
+        """Cut a sequence to its first `length` cells."""
+        llama_cpp.llama_memory_seq_rm(self._memory, seq, length, -1)
+
     def save(self, seq: int) -> bytes:
         """A sequence's cells, copied out of the cache (b"" if llama.cpp cannot)."""
         size = llama_cpp.llama_state_seq_get_size(self._ctx, seq)

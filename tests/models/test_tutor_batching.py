@@ -110,6 +110,42 @@ def test_past_its_memory_the_least_recently_used_lesson_is_forgotten_first(home)
         runtime.stop()
 
 
+RULES = "Rules: be kind, be brief, use the lesson. "  # every lesson's prompt starts so
+
+
+def test_a_new_lesson_reads_only_what_differs_from_a_kept_one(home):
+    first, second = RULES + "Lesson A: equal parts.", RULES + "Lesson B: the main idea."
+    runtime, engines = batched(home, parallel=2)
+    try:
+        answer_of(ask(runtime, "a", "q", lesson=first))  # answered, then parked
+        read = prompt_tokens_read(engines[0])
+        text, _ = answer_of(ask(runtime, "a", "q", lesson=second))
+        assert text == "".join(WORDS)  # the fake checks every cell's place on each decode
+        common = len(RULES + "Lesson ")
+        assert prompt_tokens_read(engines[0]) == read + len(second) - common + 3
+        assert engines[0].restored == 1  # the rules came back from the parked copy
+    finally:
+        runtime.stop()
+
+
+def test_a_new_lesson_shares_the_rules_with_a_lesson_being_answered(home):
+    gate = threading.Event()
+    first, second = RULES + "Lesson A: equal parts.", RULES + "Lesson B: the main idea."
+    runtime, engines = batched(home, gate, parallel=4)
+    try:
+        jobs = [ask(runtime, "a", "q", lesson=first)]
+        time.sleep(0.2)  # lesson A is in the cache, its answer waiting on the gate
+        jobs.append(ask(runtime, "b", "q", lesson=second))
+        time.sleep(0.2)
+        gate.set()
+        assert all(answer_of(job)[0] == "".join(WORDS) for job in jobs)
+        common = len(RULES + "Lesson ")
+        assert prompt_tokens_read(engines[0]) == len(first) + len(second) - common + 2 * 3
+        assert engines[0].restored == 0  # shared from the cache, not copied
+    finally:
+        runtime.stop()
+
+
 def test_a_question_without_room_in_memory_waits_for_an_answer_to_end(home):
     # Room for the lesson and one answer's reserve (its tokens and max_tokens), not two.
     gate = threading.Event()
@@ -224,6 +260,33 @@ def test_the_real_engine_answers_four_learners_at_once_reading_the_lesson_once(t
         assert end["ttft_s"] < min(e["ttft_s"] for _, e in answers)
     finally:
         runtime.stop()
+
+
+def test_the_real_engine_gives_the_same_answer_with_the_rules_taken_from_another_lesson(
+    tutor_home,
+):
+    # Greedy sampling: the same cells give the same words. Lesson B's rules come from
+    # lesson A's parked copy in one runtime, and are read afresh in the other.
+    rules = "You are a tutor for children. Answer from the lesson in two short sentences. "
+    lesson_a = {"role": "system", "content": rules + "Lesson: " + PASSAGE * 2}
+    lesson_b = {"role": "system", "content": rules + "Lesson: the main idea is what a "
+                "text is mostly about; details tell more about the main idea. " * 2}  # fmt: skip
+    question = {"role": "user", "content": "What is the main idea?"}
+    settings = Settings(parallel=2, cache_mb=64, max_tokens=12, temperature=0.0)
+    answers, not_reread = [], []
+    for asked_before in ([], [[lesson_a, question]]):
+        runtime = TutorRuntime(tutor_home, settings).start()
+        try:
+            for messages in asked_before:
+                answer_of(runtime.submit(messages, "a"))
+            answers.append(answer_of(runtime.submit([lesson_b, question], "b")))
+            not_reread.append(runtime.status()["tokens_not_reread"])
+        finally:
+            runtime.stop()
+    assert not_reread[0] == 0 and not_reread[1] >= 16  # the rules and "Lesson: "
+    (fresh, fresh_end), (reused, reused_end) = answers
+    assert fresh_end["tokens"] >= 3 and fresh.strip()
+    assert reused == fresh, (fresh, reused)
 
 
 def test_the_service_batches_by_default_on_this_box(tutor_socket):

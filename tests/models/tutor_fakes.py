@@ -57,6 +57,9 @@ class FakeEngine:
     def forget(self, seq: int) -> None:
         self.kv.pop(seq, None)
 
+    def keep(self, seq: int, length: int) -> None:
+        self.kv[seq] = self.kv[seq][:length]
+
     def save(self, seq: int) -> bytes:
         return json.dumps(self.kv[seq]).encode()
 
