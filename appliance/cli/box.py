@@ -3,6 +3,7 @@ the tutor, sync with the district and federated training."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -521,9 +522,17 @@ def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> Non
                 "card's boot partition or a USB stick, and restart the box."
             )
         done = provisioning.provision(home, found, trusted, os_dir)
-    except (provisioning.ProvisioningError, SiteFileError, EnrolmentError, KeyFileError) as error:
+    except (
+        provisioning.ProvisioningError, SiteFileError, EnrolmentError, KeyFileError,
+        ModelStoreError,
+    ) as error:  # fmt: skip
         provisioning.record_status(home, refused=str(error))
         raise click.ClickException(f"Not set up: {error}") from error
+    except OSError as error:  # a full or read-only data partition
+        message = f"the data folder could not be written ({error.strerror}: {error.filename})"
+        with contextlib.suppress(OSError):
+            provisioning.record_status(home, refused=message)
+        raise click.ClickException(f"Not set up: {message}") from error
     provisioning.record_status(home, fingerprint=done.fingerprint)
     report.unlink(missing_ok=True)
     create_secret(report, json.dumps(done.to_json(), indent=2).encode() + b"\n")

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from markupsafe import escape
 
-from appliance import paths, setup_code
+from appliance import paths, provisioning, setup_code
 from appliance.cli import main
 from appliance.config import Config
 from appliance.store import open_db, site
@@ -232,3 +232,16 @@ def test_a_box_set_up_with_init_has_no_setup_page(app):
     browser = Browser(app)
     assert browser.get("/setup").status_code == 302
     assert claim(browser, "ABCD-EFGH-JKLM").status_code == 302
+
+
+def test_a_full_data_partition_is_reported_in_one_line(tmp_path, district, monkeypatch):
+    # A full disk cannot be made here (tests run as root); the fault is raised where
+    # the real one would be, inside the setup.
+    def full(*_args):
+        raise OSError(28, "No space left on device", "/var/lib/schoolbox/schoolbox.db")
+
+    monkeypatch.setattr(provisioning, "provision", full)
+    result, home, report = provision(tmp_path, district, site_file_of(district, tmp_path))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "No space left on device" in result.output and not report.exists()
+    assert json.loads(paths.provisioning_status(home).read_text())["state"] == "refused"
