@@ -26,7 +26,7 @@ from appliance.store.migrations import migrate
 from federated import identity
 from models.registry import default
 from sync import enrolment, site_file
-from sync.files import create_secret, write_durably
+from sync.files import write_durably
 from sync.keys import PublicKeys
 
 SITE_FILE_ACTOR = audit.SYSTEM  # consent defaults are the district's, recorded as set by it
@@ -94,7 +94,6 @@ def record_status(home: Path, *, refused: str | None = None, fingerprint: str = 
         "fingerprint": fingerprint,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    home.mkdir(parents=True, exist_ok=True)
     write_durably(paths.provisioning_status(home), json.dumps(status, indent=2).encode())
 
 
@@ -145,14 +144,14 @@ def write_os_settings(os_dir: Path, school: dict) -> None:
     os_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     wifi = school["wifi"]
     if wifi["mode"] == "access-point":
-        _replace_secret(os_dir / "hostapd.conf", hostapd_conf(wifi))
+        write_durably(os_dir / "hostapd.conf", hostapd_conf(wifi))
         (os_dir / "wpa_supplicant.conf").unlink(missing_ok=True)
     else:
-        _replace_secret(os_dir / "wpa_supplicant.conf", wpa_supplicant_conf(wifi))
+        write_durably(os_dir / "wpa_supplicant.conf", wpa_supplicant_conf(wifi))
         (os_dir / "hostapd.conf").unlink(missing_ok=True)
-    _replace_secret(os_dir / "hostname", b"schoolbox\n")
+    write_durably(os_dir / "hostname", b"schoolbox\n")
     if school["admin_ssh_key"]:
-        _replace_secret(os_dir / "authorized_keys", school["admin_ssh_key"].encode() + b"\n")
+        write_durably(os_dir / "authorized_keys", school["admin_ssh_key"].encode() + b"\n")
     else:
         (os_dir / "authorized_keys").unlink(missing_ok=True)  # SSH stays off
 
@@ -197,8 +196,3 @@ def _hex(ssid: str) -> str:
 
 def _lines(*lines: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
-
-
-def _replace_secret(path: Path, data: bytes) -> None:
-    path.unlink(missing_ok=True)
-    create_secret(path, data)

@@ -17,7 +17,7 @@ import sqlite_utils
 
 from appliance import paths
 from appliance.store import one
-from sync.files import create_secret
+from sync.files import write_durably
 
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
 LENGTH = 12  # 60 bits: typed by one person, once, on a page throttled like a sign-in
@@ -27,11 +27,11 @@ def issue(home: Path, db: sqlite_utils.Database) -> str | None:
     """A new code ("ABCD-EFGH-JKLM"); one issued before is void. None once the box has
     an admin: it is claimed, and a code would be a second way in."""
     path = paths.setup_code(home)
-    path.unlink(missing_ok=True)
     if has_admin(db):
+        path.unlink(missing_ok=True)
         return None
     code = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-    create_secret(path, _digest(code).encode())
+    write_durably(path, _digest(code).encode())  # replaces the earlier one, owner-only
     return "-".join(code[i : i + 4] for i in range(0, LENGTH, 4))
 
 

@@ -751,11 +751,9 @@ def targets(figures: dict, args) -> dict:
     }
     if not args.class_size:
         return judged
-    rounds = {name.split(".")[1] for name in figures if name.startswith("side_by_side.r")}
+    rounds = {name.rsplit(".", 1)[0] for name in figures if name.startswith("side_by_side.r")}
     answered_all = all(
-        figures[f"{label}.{r}.answered"]["min"] == args.class_size
-        and figures[f"{label}.{r}.empty"]["max"] == 0
-        for label in ("side_by_side",)
+        figures[f"{r}.answered"]["min"] == args.class_size and figures[f"{r}.empty"]["max"] == 0
         for r in rounds
     )
     return {

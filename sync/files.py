@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def write_durably(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: temporary file, fsync, rename, fsync of the folder."""
+    """Replace `path` with `data`: temporary file, fsync, rename, fsync of the folder.
+    The file is readable by its owner only (mkstemp's 0600), so it may hold a secret."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:

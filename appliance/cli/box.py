@@ -41,7 +41,7 @@ from sync.box.outbox import OutboxFull
 from sync.box.transport import SendStopped
 from sync.bundle import BundleError
 from sync.enrolment import EnrolmentError
-from sync.files import create_secret
+from sync.files import write_durably
 from sync.keys import KeyFileError
 from sync.policy import PolicyError
 from sync.site_file import SiteFileError
@@ -534,8 +534,7 @@ def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> Non
             provisioning.record_status(home, refused=message)
         raise click.ClickException(f"Not set up: {message}") from error
     provisioning.record_status(home, fingerprint=done.fingerprint)
-    report.unlink(missing_ok=True)
-    create_secret(report, json.dumps(done.to_json(), indent=2).encode() + b"\n")
+    write_durably(report, json.dumps(done.to_json(), indent=2).encode() + b"\n")  # 0600
     click.echo(f"Set up {done.site_name!r} from {found}; box keys {done.fingerprint}. "
                f"The first admin's setup code is in {report}.")  # fmt: skip
 

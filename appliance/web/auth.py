@@ -109,6 +109,18 @@ def _count_failure(db, attempt: throttle.Try) -> list[int]:
     return throttle.fail(db, attempt, rules)
 
 
+def _count_first(db, attempt: throttle.Try) -> list[int]:
+    """A try checked slowly (scrypt, a file) is counted as a failure before the check,
+    atomically with the limit, and taken back (`throttle.forget`) if it succeeds; a
+    blocked try is refused with 429 and not counted."""
+    with transaction(db):
+        wait, scope = throttle.blocked(db, attempt, limits())
+        counted = [] if wait else _count_failure(db, attempt)
+    if wait:
+        _too_many(wait, scope)
+    return counted
+
+
 def _audit_failure(db, attempt: throttle.Try, kind: str, target_id) -> None:
     """Audit a wrong try, and alert the admin when the box is being guessed at."""
     audit.record(db, audit.SYSTEM, "signin.failure", "user", target_id, kind=kind)
@@ -155,18 +167,11 @@ def learner_signin(learner_id: int, pin: str) -> dict:
 
 def staff_signin(username: str, password: str) -> dict:
     """Check a staff password with throttling; the signed-in user, or an HTTP error.
-
-    scrypt is too slow to run while holding the write lock, so the try is counted as a
-    failure first (atomically with the limit check) and taken back if it succeeds.
-    """
+    scrypt is too slow to run while holding the write lock: see `_count_first`."""
     username = (username or "").strip().lower()[:64]
     attempt = _try(throttle.staff_account(current_app.config["PIN_KEY"], username))
     db = get_db()
-    with transaction(db):
-        wait, scope = throttle.blocked(db, attempt, limits())
-        counted = [] if wait else _count_failure(db, attempt)
-    if wait:
-        _too_many(wait, scope)
+    counted = _count_first(db, attempt)
     user = users.check_password(db, username, password)
     if user is not None and user["role"] == "learner":
         user = None
@@ -250,11 +255,7 @@ def _claim(form) -> dict:
     check that no admin exists and the creation are one write transaction."""
     attempt = _try("setup-code")
     db = get_db()
-    with transaction(db):
-        wait, scope = throttle.blocked(db, attempt, limits())
-        counted = [] if wait else _count_failure(db, attempt)
-    if wait:
-        _too_many(wait, scope)
+    counted = _count_first(db, attempt)
     if not setup_code.matches(_home(), form.get("code", "")):
         with transaction(db):
             _audit_failure(db, attempt, "setup-code", None)
