@@ -14,7 +14,9 @@ from typing import Any
 import platformdirs
 
 from appliance import paths
+from appliance.paths import shared_with_group
 from models.tutor import sizing
+from sync.files import create_secret
 
 ENV_PREFIX = "SCHOOLBOX_"
 
@@ -47,6 +49,9 @@ class Config:
     login_max_per_class: int = 60
     login_max_per_box: int = 200
     login_alarm_at: int = 50  # wrong tries on the box within the window that alert the admin
+    # `serve` runs the housekeeping jobs (appliance/jobs.py) in its supervisor; the image
+    # turns this off and runs them as a service of their own (`schoolbox jobs`).
+    jobs: bool = True
     # The tutor (issue 4): one service process holds the model for every worker.
     tutor_service: bool = True  # `serve` starts it; off for a box with too little memory
     tutor_socket: str = ""  # default: <home>/run/tutor.sock
@@ -197,15 +202,9 @@ def load(**overrides) -> Config:
 
 
 def ensure_secret(config: Config) -> bytes:
-    """The per-box secret that signs session cookies; created (mode 0600) on first use."""
+    """The per-box secret that signs session cookies; created private on first use."""
     config.home.mkdir(parents=True, exist_ok=True)
-    path = config.secret_path
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
-            out.flush()
-            os.fsync(out.fileno())
+    create_secret(config.secret_path, secrets.token_hex(32).encode())  # keeps an existing one
     return read_secret(config)
 
 
@@ -226,11 +225,13 @@ def read_secret(config: Config) -> bytes:
 
 
 def secret_is_private(config: Config) -> bool:
-    """False when people other than the box's own user can read secret.key."""
+    """False when people other than the box's own services can read secret.key."""
+    path = config.secret_path
     try:
-        return config.secret_path.stat().st_mode & 0o077 == 0
+        mode = path.stat().st_mode
     except OSError:
         return True  # missing: made private when it is created
+    return mode & 0o007 == 0 and (mode & 0o070 == 0 or shared_with_group(path.parent))
 
 
 def pin_key(config: Config) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ from functools import partial
 import sqlite_utils
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from appliance import paths
+from appliance import notify, paths
 from appliance.config import Config
 from appliance.knowledge import tracing as knowledge
 from appliance.logs import event
@@ -100,8 +101,9 @@ def sync_with_district(config: Config) -> int:
     return sent
 
 
-def start(config: Config) -> BackgroundScheduler:
-    """Start every job: once soon after start-up, then on its interval."""
+def start(config: Config, sync: bool = True) -> BackgroundScheduler:
+    """Start every job (sync with the district too, unless `sync` is False: the image runs
+    it as a unit of its own): once soon after start-up, then on its interval."""
     scheduler = BackgroundScheduler(timezone="UTC")
     # (job, its id, first run after this many seconds, the interval)
     plan = [
@@ -112,6 +114,8 @@ def start(config: Config) -> BackgroundScheduler:
         (partial(sync_with_district, config), "sync_with_district", 60,
          {"minutes": max(1, config.sync_interval_minutes)}),
     ]  # fmt: skip
+    if not sync:
+        plan = [entry for entry in plan if entry[1] != "sync_with_district"]
     for job, name, first_s, interval in plan:
         scheduler.add_job(
             job, "interval", id=name, coalesce=True, max_instances=1,
@@ -119,3 +123,20 @@ def start(config: Config) -> BackgroundScheduler:
         )  # fmt: skip
     scheduler.start()
     return scheduler
+
+
+def run(config: Config) -> None:
+    """The jobs as a service of their own (`schoolbox jobs`, the image's schoolbox-jobs
+    unit), sync left to its own unit: until SIGTERM, feeding systemd's watchdog while the
+    scheduler runs."""
+    scheduler = start(config, sync=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    notify.ready("housekeeping jobs scheduled")
+    notify.keep_alive(lambda: scheduler.running, stop)
+    try:
+        stop.wait()
+    finally:
+        notify.stopping()
+        scheduler.shutdown(wait=True)

@@ -3,7 +3,7 @@
     schoolbox.toml            settings (appliance/config.py)
     schoolbox.db              the one SQLite file (appliance/store)
     provisioning.json         what first boot made of the site file (appliance/provisioning)
-    secret.key                signs sessions; learners' PINs are keyed from it (0600)
+    secret.key                signs sessions; learners' PINs are keyed from it (private_mode)
     media/                    content packs' media files
     models/                   verified model files and which is active (models/registry)
     outbox/                   sealed sync bundles waiting for the district (sync/box)
@@ -17,6 +17,7 @@ The OS image puts this folder on the data partition; nothing else is written.
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 
@@ -98,3 +99,19 @@ def federation_ca(home: Path) -> Path:
 
 def flower(home: Path) -> Path:
     return home / "flwr"
+
+
+def shared_with_group(folder: Path) -> bool:
+    """True where `folder` is set-group-ID: on the box image the data folder is shared by
+    the services' group (each service its own user: the image's sysusers.d), and Linux
+    gives every folder made inside it the same bit."""
+    try:
+        return bool(folder.stat().st_mode & stat.S_ISGID)
+    except OSError:
+        return False
+
+
+def private_mode(folder: Path) -> int:
+    """The mode of a secret in `folder`: its owner's alone (0600), or readable by the
+    services' group too (0640) where the folder is shared with one; never by others."""
+    return 0o640 if shared_with_group(folder) else 0o600

@@ -67,6 +67,7 @@ def provision(home: Path, site_path: Path, trusted_path: Path, os_dir: Path) -> 
         migrate(db)
         box_id = _site(db, school)
         default.install_knowledge_tracing(home)
+        _install_shipped_tutor(config)
         box_keys = enrolment.ensure_box_keys(home, box_id)
         identity.ensure_node_key(paths.federation_node_key(home))
         enrolment.pin_district(home, school["district"], replace=False)
@@ -83,6 +84,14 @@ def provision(home: Path, site_path: Path, trusted_path: Path, os_dir: Path) -> 
         fingerprint=box_keys.public().fingerprint(),
         admin_setup_code=code,
     )
+
+
+def _install_shipped_tutor(config: config_module.Config) -> None:
+    """The default tutor model the image carries (its model cache, /usr/share/schoolbox/
+    models), never downloaded here: without it the box serves lessons without the tutor
+    until an admin imports a model."""
+    if (config.model_cache_dir / default.GGUF_FILE).is_file():
+        default.install(config.home, config.model_cache_dir)
 
 
 def record_status(home: Path, *, refused: str | None = None, fingerprint: str = "") -> None:

@@ -24,9 +24,11 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
+import urllib.request
 
-from appliance import jobs, paths
+from appliance import jobs, notify, paths
 from appliance.config import Config
 from appliance.logs import event
 from appliance.logs import setup as setup_logs
@@ -231,8 +233,10 @@ def run(config: Config) -> None:
     workers = [_start(context, config) for _ in range(max(1, config.workers))]
     tutor = _start(context, config, _tutor) if config.tutor_service else None
     tutor_deaths = 0
-    scheduler = jobs.start(config)
+    scheduler = jobs.start(config) if config.jobs else None
     stopping = False
+    tell_systemd = threading.Event()  # set: stop telling systemd anything
+    threading.Thread(target=_ready_when_healthy, args=(config, tell_systemd), daemon=True).start()
 
     def stop(*_):
         nonlocal stopping
@@ -265,11 +269,40 @@ def run(config: Config) -> None:
                     tutor = _start(context, config, _tutor)
             time.sleep(0.5)
     finally:  # whatever ends the loop, no child is left serving
-        scheduler.shutdown(wait=False)
+        tell_systemd.set()
+        notify.stopping()
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         _stop_children(workers + ([tutor] if tutor is not None else []))
     if quick_deaths >= MAX_QUICK_DEATHS:
         event(log, "workers_keep_dying", logging.ERROR, deaths=quick_deaths)
         raise SystemExit("Schoolbox workers keep dying at start; see the log above.")
+
+
+def healthz_url(config: Config) -> str:
+    """This server's /healthz on loopback, whatever address it listens on."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.host, config.host)  # noqa: S104
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.port}/healthz"
+
+
+def answers_healthz(config: Config, timeout_s: float = 5) -> bool:
+    """True when a worker answers /healthz: the box really serves, not just runs."""
+    try:
+        with urllib.request.urlopen(healthz_url(config), timeout=timeout_s) as response:  # noqa: S310 - loopback
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def _ready_when_healthy(config: Config, stop: threading.Event) -> None:
+    """Tell systemd READY=1 once a worker answers /healthz, then keep its watchdog fed
+    while they do (the image's schoolbox-web.service)."""
+    while not stop.is_set() and not answers_healthz(config):
+        stop.wait(0.5)
+    if stop.is_set():
+        return
+    notify.ready(f"serving on port {config.port}")
+    notify.keep_alive(lambda: answers_healthz(config), stop)
 
 
 def _stop_children(children: list) -> None:

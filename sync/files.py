@@ -7,13 +7,16 @@ import os
 import tempfile
 from pathlib import Path
 
+from appliance.paths import private_mode
+
 
 def write_durably(path: Path, data: bytes) -> None:
     """Replace `path` with `data`: temporary file, fsync, rename, fsync of the folder.
-    The file is readable by its owner only (mkstemp's 0600), so it may hold a secret."""
+    The file is private (`private_mode`), so it may hold a secret."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, private_mode(path.parent))
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
@@ -26,12 +29,13 @@ def write_durably(path: Path, data: bytes) -> None:
 
 
 def create_secret(path: Path, data: bytes) -> bool:
-    """Create `path` holding `data`, readable by its owner only, whole or not at all, and
+    """Create `path` holding `data`, private (`private_mode`), whole or not at all, and
     never over an existing file (False then). Written to a temporary file, fsynced, then
     linked into place, so a power cut cannot leave an empty or half-written key."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)  # mode 0600
+    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, private_mode(path.parent))
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()

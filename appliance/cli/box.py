@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
+import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import click
 
 from appliance import config as config_module
-from appliance import health, paths, provisioning, server
+from appliance import health, jobs, notify, paths, provisioning, server
 from appliance.cli.common import box_of, config_of, guarded, migrated_db, read_json, write_or_print
 from appliance.logs import setup as setup_logs
 from appliance.packs.importer import import_pack
@@ -333,6 +335,22 @@ def tutor_serve(ctx) -> None:
     tutor_service.serve(config.home, config.tutor_socket_path, tutor_settings(config))
 
 
+# EX_CONFIG: the school has not switched the feature on. The image's units neither restart
+# on it nor count it as a failure (RestartPreventExitStatus, SuccessExitStatus).
+NO_CONSENT = 78
+
+
+@click.command("jobs")
+@click.pass_context
+def jobs_command(ctx) -> None:
+    """Run the housekeeping jobs alone (`serve` runs them for you; sync has its own timer)."""
+
+    config, _ = box_of(ctx)
+    setup_logs(config.log_level)
+    click.echo(f"Schoolbox jobs running (data in {config.home}).")
+    jobs.run(config)
+
+
 @click.group()
 def sync() -> None:
     """This box's side of sync with the district: keys, enrolment, trust."""
@@ -401,7 +419,8 @@ def sync_now(ctx, url: str | None) -> None:
     config, found = box_of(ctx)
     db = open_db(config.db_path)
     if not site.is_consented(db, "sync"):
-        raise click.ClickException("The school has not switched sync on (admin, consent page).")
+        click.echo("The school has not switched sync on (admin, consent page).", err=True)
+        ctx.exit(NO_CONSENT)
     sealed = _sync_errors(outbox.seal_pending, db, config.home, outbox.Settings.of(config))
     click.echo(f"Sealed {len(sealed)} bundle(s); {len(outbox.pending(db))} waiting.")
     target = url or config.sync_url
@@ -454,9 +473,6 @@ def sync_import(ctx, stick: Path) -> None:
         click.echo(f"Update {name}: {outcome}")
 
 
-NO_CONSENT = 78  # EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus)
-
-
 @click.command("enrol")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write it here.")
 @click.pass_context
@@ -494,7 +510,23 @@ def federated_join(ctx, port: int) -> None:
     window = f"{config.federated_hours}, weekends {config.federated_weekends}"
     click.echo(f"Joining federated training as box home {config.home} (window {window}).")
     node.limit_self(config.federated_memory_mb)
-    os.execve(command[0], command, node.environment(config.home))  # noqa: S606 - the service is the node
+    ctx.exit(_supervise(command, node.environment(config.home)))
+
+
+def _supervise(command: list[str], env: dict[str, str]) -> int:
+    """Run the SuperNode as a child, passing SIGTERM on, and tell systemd it is ready and
+    alive while it runs (Flower's SuperNode does not speak sd_notify itself); its exit code."""
+    process = subprocess.Popen(command, env=env)  # noqa: S603 - our own venv's tool
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: process.terminate())
+    alive = threading.Event()
+    notify.ready("SuperNode started")
+    notify.keep_alive(lambda: process.poll() is None, alive)
+    try:
+        return process.wait()
+    finally:
+        alive.set()
+        notify.stopping()
 
 
 @click.command()
@@ -515,6 +547,9 @@ def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> Non
     """First boot: set this box up from the district's signed site file."""
     home = config_of(ctx).home
     found = next((path for path in candidates if path.exists()), None)
+    if found is None and (provisioning.last_status(home) or {}).get("state") == "provisioned":
+        click.echo("This box is already set up, and no new site file was found.")
+        return
     try:
         if found is None:
             raise provisioning.ProvisioningError(
@@ -539,5 +574,5 @@ def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> Non
                f"The first admin's setup code is in {report}.")  # fmt: skip
 
 
-COMMANDS = (init, serve, content, learner, user, models, tutor, sync, provision)
+COMMANDS = (init, serve, content, learner, user, models, tutor, jobs_command, sync, provision)
 FEDERATED = (federated_enrol, federated_trust, federated_join)

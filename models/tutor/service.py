@@ -15,9 +15,12 @@ import os
 import queue
 import signal
 import socketserver
+import threading
 from pathlib import Path
 from typing import cast
 
+from appliance import notify
+from appliance.paths import shared_with_group
 from models.tutor.client import status
 from models.tutor.runtime import Busy, Settings, TutorRuntime
 
@@ -84,7 +87,9 @@ def serve(home: Path, socket_path: Path, settings: Settings | None = None) -> No
     socket_path.unlink(missing_ok=True)  # left by a service that died
     _yield_to_pages()
     runtime = TutorRuntime(home, settings).start()
-    old_umask = os.umask(0o077)  # the socket is for the service user alone
+    # The socket is for the service's user alone, or for the services' group where the
+    # data folder is shared with one (the image: the web app runs as another user).
+    old_umask = os.umask(0o007 if shared_with_group(socket_path.parent) else 0o077)
     try:
         server = _Server(str(socket_path), _Handler)
     finally:
@@ -93,9 +98,13 @@ def serve(home: Path, socket_path: Path, settings: Settings | None = None) -> No
     ours = socket_path.stat().st_ino
     signal.signal(signal.SIGTERM, lambda *_: _stop(server))
     log.info("tutor service ready (model: %s)", runtime.status()["model"])
+    watchdog = threading.Event()
+    notify.ready(f"tutor ready (model: {runtime.status()['model']})")
+    notify.keep_alive(lambda: status(socket_path) is not None, watchdog)
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        watchdog.set()
         runtime.stop()
         if socket_path.exists() and socket_path.stat().st_ino == ours:  # not a successor's
             socket_path.unlink()

@@ -15,6 +15,8 @@ from appliance.cli import main
 from appliance.config import Config
 from appliance.store import open_db, site
 from appliance.web.app import create_app
+from models.registry import default
+from models.registry import installed as model_store
 from sync import enrolment
 from sync.hub import home as hub_store
 from tests.conftest import Browser
@@ -24,8 +26,8 @@ ADMIN_PASSWORD = "kiboko-ndogo-juu-7"  # noqa: S105 - a test's own
 SSH_KEY = "ssh-ed25519 " + "A" * 68 + " it@district"
 
 
-def cli(*args, input=None):
-    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+def cli(*args, input=None, env=None):
+    return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
 
 
 @pytest.fixture
@@ -50,14 +52,43 @@ def site_file_of(district, tmp_path, name="site.json"):
     return out
 
 
-def provision(tmp_path, district, site_path):
+def provision(tmp_path, district, site_path, model_cache=None):
+    """`schoolbox provision` as the image runs it; `model_cache` stands for the image's
+    /usr/share/schoolbox/models (default: an image without the tutor model)."""
     home, report = tmp_path / "box", tmp_path / "report.json"
     result = cli(
         "--home", str(home), "provision", "--site-file", str(tmp_path / "not-here.json"),
         "--site-file", str(site_path), "--trusted", str(district / "district.json"),
         "--os-dir", str(tmp_path / "os"), "--report", str(report),
+        env={"SCHOOLBOX_MODEL_CACHE": str(model_cache or tmp_path / "image-models")},
     )  # fmt: skip
     return result, home, report
+
+
+def test_the_tutor_model_the_image_carries_is_installed_and_active(tmp_path, district,
+                                                                   default_gguf):  # fmt: skip
+    result, home, _ = provision(tmp_path, district, site_file_of(district, tmp_path),
+                                model_cache=default_gguf.parent)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    active = model_store.active(home, "tutor-llm")
+    assert active is not None and active.sha256 == default.GGUF_SHA256
+
+
+def test_an_image_without_a_tutor_model_is_set_up_without_one(tmp_path, district):
+    result, home, _ = provision(tmp_path, district, site_file_of(district, tmp_path))
+    assert result.exit_code == 0, result.output
+    assert model_store.active(home, "tutor-llm") is None
+    assert model_store.active(home, "knowledge-tracing") is not None
+
+
+def test_a_provisioned_box_boots_without_its_site_file(tmp_path, district):
+    """After the stick is taken away, first boot says it is done, not refused."""
+    site_path = site_file_of(district, tmp_path)
+    provision(tmp_path, district, site_path)
+    site_path.unlink()
+    result, home, _ = provision(tmp_path, district, site_path)
+    assert result.exit_code == 0, result.output
+    assert provisioning.last_status(home)["state"] == "provisioned"
 
 
 def test_a_box_sets_itself_up_from_a_signed_site_file(tmp_path, district):
