@@ -8,7 +8,8 @@ PORT ?= 8080
 AXE_VERSION := 4.14.1
 AXE := .cache/axe-core/axe.min.js
 
-.PHONY: run test test-fast lint format bench clean messages chromium postgresql strace kt-baselines
+.PHONY: run test test-fast lint format bench clean messages chromium postgresql strace kt-baselines \
+	image image-test image-tools
 
 # llama-cpp-python compiles llama.cpp from source (minutes). The wheel is built once into
 # a wheelhouse outside the checkout, so fresh clones and rebuilt venvs reuse it. It is
@@ -62,13 +63,40 @@ run: $(BOX) $(DEFAULT_GGUF)
 	SCHOOLBOX_HOME=$(HOME_DIR) $(BIN)/schoolbox demo --port $(PORT)
 
 test: $(DEV) $(AXE) $(DEFAULT_GGUF) chromium postgresql strace lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not image"
 
 # The fast lane (a few minutes): every test not marked slow, so no real LLM, no Flower
 # deployment, no browser and no server processes; run it while you work, `make test` before
 # you push.
 test-fast: $(DEV) lint
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not image"
+
+# The OS image (docs/image.md), as root on a Debian 12 build host. HUB_HOME is the
+# district hub whose public keys the image trusts and whose key signs it; without one, a
+# throwaway test district is made in build/ (fit for tests, never for a real box).
+HUB_HOME ?= build/test-district
+ARCH ?= x86_64
+IMAGE_TOOLS := mmdebstrap genimage mtools dosfstools e2fsprogs xz-utils qemu-system-x86 ovmf swtpm swtpm-tools rauc
+
+image-tools:
+	@for tool in mmdebstrap genimage mcopy mkfs.vfat mke2fs xz qemu-system-x86_64 swtpm rauc; do \
+	  command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q $(IMAGE_TOOLS) >/dev/null || { apt-get update -q && apt-get install -y -q $(IMAGE_TOOLS); }; \
+	  else echo "Building the image needs root and: apt-get install $(IMAGE_TOOLS)"; exit 1; fi; fi
+
+$(HUB_HOME)/district.json: | $(DEV)
+	@echo "No HUB_HOME given: making a throwaway test district in $(HUB_HOME) (never for a real box)."
+	$(BIN)/python -c "import sys; from pathlib import Path; from sync.hub import home; home.init(Path(sys.argv[1]))" $(HUB_HOME)
+
+image: $(DEV) $(DEFAULT_GGUF) image-tools $(HUB_HOME)/district.json
+	$(BIN)/python image/build.py --arch $(ARCH) --hub-home $(HUB_HOME)
+
+# Build the x86-64 image (uncompressed) and boot it under qemu: provisioning, a school
+# day, a power cut, a tampered site file (tests/image/test_boot.py).
+image-test: $(DEV) $(DEFAULT_GGUF) image-tools $(HUB_HOME)/district.json
+	$(BIN)/python image/build.py --arch x86_64 --hub-home $(HUB_HOME) --no-compress
+	SCHOOLBOX_IMAGE_HUB_HOME=$(HUB_HOME) $(BIN)/pytest -m image tests/image
 
 # Style, types and the package boundaries (pyproject.toml: [tool.importlinter], [tool.mypy]).
 lint: $(DEV)
@@ -121,7 +149,7 @@ $(BKT_VENV)/bin/python:
 kt-baselines: $(BKT_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) $(BKT_VENV) $(HOME_DIR)
+	rm -rf $(VENV) $(BKT_VENV) $(HOME_DIR) build
 
 # PostgreSQL for the hub's tests (the fixture starts its own server with initdb and
 # pg_ctl in a temporary directory), from Debian's packages.

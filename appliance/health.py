@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from appliance.config import Config, ConfigError, read_secret
 from models.registry import installed as store
@@ -52,6 +53,23 @@ def model_problems(config: Config) -> list[str]:
         if not path.is_file() or path.stat().st_size != manifest.size:
             problems.append(f"the active {kind} model's file is missing: import it again")
     return problems
+
+
+# Where systemd keeps each service's figures (cgroup v2); the image runs one per part.
+SERVICES_CGROUP = Path("/sys/fs/cgroup/system.slice")
+
+
+def service_memory(cgroups: Path | None = None) -> dict[str, int]:
+    """Bytes of memory each of the box's services uses now (systemd's memory.current), on
+    the image, where each runs as a unit of its own; empty elsewhere."""
+    found = {}
+    for folder in sorted((cgroups or SERVICES_CGROUP).glob("schoolbox-*.service")):
+        try:
+            used = int((folder / "memory.current").read_text())
+        except (OSError, ValueError):  # stopped between the listing and the read
+            continue
+        found[folder.name.removesuffix(".service")] = used
+    return found
 
 
 def problems(config: Config, database_fault: str | None) -> list[str]:

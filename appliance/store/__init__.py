@@ -12,6 +12,8 @@ from typing import Any, TypeVar, cast
 
 import sqlite_utils
 
+from appliance.paths import shared_with_group
+
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
@@ -36,6 +38,17 @@ class DatabaseFileError(ValueError):
     """The database file is not one Schoolbox can open; the message names it and what to do."""
 
 
+def _share_with_group(path: Path) -> None:
+    """On the image every service shares the database through its group (docs/image.md):
+    SQLite makes a new file 0644 less the umask, and its -wal and -shm files copy that
+    mode, so the creator makes the file writable by the group (never by others)."""
+    try:
+        if shared_with_group(path.parent) and path.stat().st_mode & 0o060 != 0o060:
+            path.chmod(0o660)
+    except OSError:  # not the creator: the creator made it so already
+        pass
+
+
 def open_db(path: str | Path) -> sqlite_utils.Database:
     """Open the box's database with the settings every connection needs."""
     path = Path(path)
@@ -51,6 +64,7 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     conn = sqlite3.connect(
         str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
     )
+    _share_with_group(path)
     conn.row_factory = sqlite3.Row
     try:
         conn.execute("PRAGMA journal_mode=WAL")  # the first read of the file's header

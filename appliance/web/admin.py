@@ -66,6 +66,7 @@ def box_status() -> dict:
         "knowledge": model_monitor.report(db, config.home),
         "sync": _sync_status(db, config),
         "signin": _signin_status(db, config),
+        "services": health.service_memory(),
     }
 
 

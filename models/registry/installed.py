@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance import paths
+from appliance.paths import private_mode
 from models.registry.formats import ModelFileError, inspect, sha256_of
 
 KINDS = ("tutor-llm", "knowledge-tracing")
@@ -308,6 +309,8 @@ def _write_json(path: Path, value: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
+        # Readable by the box's other services where the data folder is shared (the image).
+        os.fchmod(fd, private_mode(path.parent))
         with os.fdopen(fd, "w") as out:
             json.dump(value, out, indent=2, sort_keys=True)
             out.flush()

@@ -187,3 +187,37 @@ def test_the_tutor_says_ready_once_its_socket_answers(tutor_home, tmp_path, syst
         assert wait_for(systemd, "WATCHDOG=1", 5)
     finally:
         stop(process)
+
+
+def test_in_the_shared_folder_the_database_and_model_list_are_the_groups(tmp_path):
+    from appliance.store import open_db
+    from models.registry import default
+    from models.registry import installed as model_store
+
+    shared = tmp_path / "data"
+    shared.mkdir()
+    shared.chmod(0o2770)
+    db = open_db(shared / "schoolbox.db")
+    db.execute("CREATE TABLE t (x)")
+    db.conn.close()
+    assert stat.S_IMODE((shared / "schoolbox.db").stat().st_mode) == 0o660
+    default.install_knowledge_tracing(shared)
+    listed = model_store.root(shared) / model_store.ACTIVE_FILE
+    assert stat.S_IMODE(listed.stat().st_mode) & 0o040  # the web app's user reads it
+
+
+def test_the_status_page_shows_each_services_memory_on_the_image(tmp_path, monkeypatch, app,
+                                                                 ids):  # fmt: skip
+    from appliance import health
+    from tests.conftest import as_role
+
+    for name, used in (("schoolbox-web", 150_000_000), ("schoolbox-tutor", 380_000_000)):
+        (tmp_path / f"{name}.service").mkdir()
+        (tmp_path / f"{name}.service" / "memory.current").write_text(f"{used}\n")
+    (tmp_path / "ssh.service").mkdir()  # not the box's: not shown
+    monkeypatch.setattr(health, "SERVICES_CGROUP", tmp_path)
+    assert health.service_memory() == {"schoolbox-tutor": 380_000_000, "schoolbox-web": 150_000_000}
+    page = as_role(app, "admin", ids).get("/admin/").data.decode()
+    assert '<th scope="row">schoolbox-tutor</th><td data-bytes="380000000">380 MB</td>' in page
+    monkeypatch.setattr(health, "SERVICES_CGROUP", tmp_path / "none")  # not on the image
+    assert "schoolbox-web" not in as_role(app, "admin", ids).get("/admin/").data.decode()

@@ -1,0 +1,151 @@
+"""A built image, booted under qemu the way a box boots it: UEFI (OVMF), its own disk with
+room for the data partition, the site file on its ESP, and the box's port 80 forwarded to
+a loopback port of this machine. The image test (tests/image/test_boot.py) and
+bench/image.py drive it; nothing here runs on a box.
+
+The guest's network is qemu's user-mode network with `restrict=on`: the box can reach
+nothing but the host's forwarded ports, so nothing it does can leave this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+ESP_OFFSET = 1 << 20  # image/build.py puts the ESP at 1 MiB
+DATA_ROOM_GB = 6  # free space after the image's partitions, for the data partition
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def kvm_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def prepare_disk(image: Path, work: Path, site_file: Path | None) -> Path:
+    """A writable copy of `image` (sparse: quick), grown so first boot finds free space,
+    with the site file put on its ESP (mtools: no mount)."""
+    disk = work / "disk.img"
+    subprocess.run(["cp", "--sparse=always", str(image), str(disk)], check=True)
+    with disk.open("r+b") as out:
+        out.truncate(disk.stat().st_size + (DATA_ROOM_GB << 30))
+    if site_file is not None:
+        subprocess.run(["mcopy", "-o", "-i", f"{disk}@@{ESP_OFFSET}", str(site_file),
+                        "::/schoolbox-site.json"], check=True)  # fmt: skip
+    return disk
+
+
+def read_esp_file(disk: Path, name: str) -> bytes | None:
+    """A file from the disk's ESP (the setup report the box leaves for the admin)."""
+    result = subprocess.run(["mtype", "-i", f"{disk}@@{ESP_OFFSET}", f"::/{name}"],
+                            capture_output=True)  # fmt: skip
+    return result.stdout if result.returncode == 0 else None
+
+
+def grubenv(disk: Path) -> dict[str, str]:
+    """The boot loader's A/B state on the disk's ESP (GRUB's 1 KiB environment block)."""
+    text = read_esp_file(disk, "EFI/BOOT/grubenv") or b""
+    pairs = (line.split("=", 1) for line in text.decode().splitlines() if "=" in line)
+    return {key: value for key, value in pairs if not key.startswith("#")}
+
+
+def set_grubenv(disk: Path, work: Path, **changes: str) -> None:
+    """Change the ESP's grubenv (e.g. EXTRA kernel parameters), keeping its 1 KiB size."""
+    values = {**grubenv(disk), **changes}
+    body = "# GRUB Environment Block\n" + "".join(f"{k}={v}\n" for k, v in values.items())
+    block = work / "grubenv"
+    block.write_bytes(body.encode().ljust(1024, b"#"))
+    subprocess.run(["mcopy", "-o", "-i", f"{disk}@@{ESP_OFFSET}", str(block),
+                    "::/EFI/BOOT/grubenv"], check=True)  # fmt: skip
+
+
+@dataclass
+class Machine:
+    """One running guest: its qemu process, serial log and the loopback port of its :80."""
+
+    disk: Path
+    work: Path
+    port: int = field(default_factory=free_port)
+    memory_mb: int = 2048
+    cpus: int = 2
+    accel: str = "tcg"
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+
+    @property
+    def serial_log(self) -> Path:
+        return self.work / "serial.log"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        variables = self.work / "OVMF_VARS.fd"
+        if not variables.exists():
+            shutil.copy(OVMF_VARS, variables)
+        cpu = "host" if self.accel == "kvm" else "max"
+        return [
+            "qemu-system-x86_64", "-machine", f"q35,accel={self.accel}", "-cpu", cpu,
+            "-smp", str(self.cpus), "-m", str(self.memory_mb),
+            "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,file={variables}",
+            "-drive", f"file={self.disk},if=virtio,format=raw,cache=unsafe",
+            "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:80",
+            "-device", "virtio-net-pci,netdev=net0",
+            "-display", "none", "-monitor", "none", "-nodefaults",
+            "-serial", f"file:{self.serial_log}",
+        ]  # fmt: skip
+
+    def start(self) -> Machine:
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                        stderr=(self.work / "qemu.log").open("ab"))  # fmt: skip
+        return self
+
+    def wait_for(self, path: str = "/healthz", timeout_s: float = 600) -> float:
+        """Seconds from power-on until `path` answers 200; TimeoutError with the serial log."""
+        deadline = self.started_at + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"qemu stopped ({self.process.returncode}):\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.base + path, timeout=5) as response:  # noqa: S310
+                    if response.status == 200:
+                        return time.monotonic() - self.started_at
+            except OSError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"{path} did not answer in {timeout_s:.0f} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 80) -> str:
+        try:
+            text = self.serial_log.read_text(errors="replace")
+        except OSError:
+            return "(no serial output)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 120) -> None:
+        """Power off: ACPI would need a monitor, so the box is simply switched off, as a
+        power cut does (every write the box acknowledged is already on its disk)."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
