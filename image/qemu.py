@@ -9,6 +9,7 @@ nothing but the host's forwarded ports, so nothing it does can leave this machin
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -52,6 +53,25 @@ def read_esp_file(disk: Path, name: str) -> bytes | None:
     result = subprocess.run(["mtype", "-i", f"{disk}@@{ESP_OFFSET}", f"::/{name}"],
                             capture_output=True)  # fmt: skip
     return result.stdout if result.returncode == 0 else None
+
+
+def data_file(disk: Path, path: str) -> str:
+    """A file from the box's data partition (mounted at /var on the box), read without
+    mounting (debugfs, forgiving a disk whose power was cut): what a failing test shows."""
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(disk)], check=True,
+                                      capture_output=True, text=True).stdout)  # fmt: skip
+    data = [p for p in table["partitiontable"]["partitions"] if p.get("name") == "schoolbox-data"]
+    if not data:
+        return "(no data partition yet)"
+    loop = subprocess.run(["losetup", "--find", "--show", "--read-only",
+                           f"--offset={data[0]['start'] * 512}", str(disk)],
+                          check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    try:
+        shown = subprocess.run(["debugfs", "-c", "-R", f"cat {path}", loop],
+                               capture_output=True, text=True)  # fmt: skip
+        return shown.stdout or shown.stderr
+    finally:
+        subprocess.run(["losetup", "--detach", loop], check=False)
 
 
 def grubenv(disk: Path) -> dict[str, str]:

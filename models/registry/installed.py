@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance import paths
-from appliance.paths import private_mode
+from appliance.paths import private_mode, shared_with_group
 from models.registry.formats import ModelFileError, inspect, sha256_of
 
 KINDS = ("tutor-llm", "knowledge-tracing")
@@ -244,6 +244,10 @@ def _copy_in(home, source_file, facts, kind, name, digest, licence, source, mode
     store = root(home)
     store.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".importing-", dir=store))
+    if shared_with_group(store):  # mkdtemp's 0700 would hide the model from the other services
+        # Without the set-group-ID bit: the units forbid setting it (RestrictSUIDSGID), and
+        # every service's own group is the shared one anyway.
+        staging.chmod(0o750)
     try:
         target = staging / source_file.name
         with source_file.open("rb") as src, target.open("wb") as out:
@@ -271,6 +275,8 @@ def _copy_in(home, source_file, facts, kind, name, digest, licence, source, mode
         _write_json(staging / "manifest.json", manifest.to_json())
         if model_card is not None:
             _write_json(staging / CARD_FILE, model_card)
+        for written in staging.iterdir():  # the staging folder is not shared: share by hand
+            written.chmod(private_mode(store) | (written.stat().st_mode & 0o060))
         os.rename(staging, store / name)
         _fsync_dir(store)
         return manifest

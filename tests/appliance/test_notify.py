@@ -204,6 +204,11 @@ def test_in_the_shared_folder_the_database_and_model_list_are_the_groups(tmp_pat
     default.install_knowledge_tracing(shared)
     listed = model_store.root(shared) / model_store.ACTIVE_FILE
     assert stat.S_IMODE(listed.stat().st_mode) & 0o040  # the web app's user reads it
+    for folder in model_store.root(shared).iterdir():  # and enters each model's folder
+        if folder.is_dir():
+            assert stat.S_IMODE(folder.stat().st_mode) & 0o050 == 0o050, folder
+            for file in folder.iterdir():  # and reads its manifest, card and weights
+                assert stat.S_IMODE(file.stat().st_mode) & 0o040, file
 
 
 def test_the_status_page_shows_each_services_memory_on_the_image(tmp_path, monkeypatch, app,

@@ -65,7 +65,7 @@ def box(tmp_path_factory):
 
 def test_the_box_provisions_itself_and_waits_for_its_first_admin(box):
     page = requests.get(box.base + "/", timeout=30)
-    assert page.url.endswith("/setup"), page.url
+    assert page.url.endswith("/setup"), qemu.data_file(box.disk, "/lib/schoolbox/provisioning.json")
     report = json.loads(qemu.read_esp_file(box.disk, "schoolbox-setup.txt") or b"{}")
     assert report["site_name"] == "Hill Primary" and len(report["fingerprint"]) > 10
     assert qemu.read_esp_file(box.disk, "schoolbox-setup.txt") is not None
