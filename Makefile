@@ -9,7 +9,7 @@ AXE_VERSION := 4.14.1
 AXE := .cache/axe-core/axe.min.js
 
 .PHONY: run test test-fast lint format bench clean messages chromium postgresql strace kt-baselines \
-	image image-test image-tools
+	image image-test image-tools image-bench
 
 # llama-cpp-python compiles llama.cpp from source (minutes). The wheel is built once into
 # a wheelhouse outside the checkout, so fresh clones and rebuilt venvs reuse it. It is
@@ -97,6 +97,10 @@ image: $(DEV) $(DEFAULT_GGUF) image-tools $(HUB_HOME)/district.json
 image-test: $(DEV) $(DEFAULT_GGUF) image-tools $(HUB_HOME)/district.json
 	$(BIN)/python image/build.py --arch x86_64 --hub-home $(HUB_HOME) --no-compress
 	SCHOOLBOX_IMAGE_HUB_HOME=$(HUB_HOME) $(BIN)/pytest -m image tests/image
+
+# The image's figures (bench/image.py): size, build time, power-on to serving, memory.
+image-bench: image
+	$(BIN)/python bench/image.py --hub-home $(HUB_HOME)
 
 # Style, types and the package boundaries (pyproject.toml: [tool.importlinter], [tool.mypy]).
 lint: $(DEV)
