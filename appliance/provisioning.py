@@ -14,6 +14,7 @@ screen and written to the stick the site file came from, never logged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -94,16 +95,34 @@ def _install_shipped_tutor(config: config_module.Config) -> None:
         default.install(config.home, config.model_cache_dir)
 
 
-def record_status(home: Path, *, refused: str | None = None, fingerprint: str = "") -> None:
+def record_status(home: Path, *, refused: str | None = None, fingerprint: str = "",
+                  site_file: Path | None = None) -> None:  # fmt: skip
     """What first boot did, for the status page and the not-set-up page: the reason a
-    site file was refused, or the box's key fingerprint. Never the setup code."""
+    site file was refused, or the box's key fingerprint and which site file set it up
+    (its sha256). Never the setup code."""
     status = {
         "state": "refused" if refused else "provisioned",
         "message": refused or "",
         "fingerprint": fingerprint,
+        "site_file_sha256": _sha256(site_file) if site_file else "",
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_durably(paths.provisioning_status(home), json.dumps(status, indent=2).encode())
+
+
+def already_applied(home: Path, site_file: Path | None) -> bool:
+    """True when the box was set up and `site_file` is the one it was set up from (or there
+    is none now): every later boot then ends at once, and a setup code not yet used stays
+    the one on the stick. A new site file (new Wi-Fi, say) is applied."""
+    status = last_status(home) or {}
+    if status.get("state") != "provisioned":
+        return False
+    return site_file is None or status.get("site_file_sha256") == _sha256(site_file)
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as source:  # a site file is at most 64 KB; a bigger one is refused
+        return hashlib.sha256(source.read(site_file.MAX_BYTES + 1)).hexdigest()
 
 
 def last_status(home: Path) -> dict | None:

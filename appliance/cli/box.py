@@ -547,7 +547,7 @@ def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> Non
     """First boot: set this box up from the district's signed site file."""
     home = config_of(ctx).home
     found = next((path for path in candidates if path.exists()), None)
-    if found is None and (provisioning.last_status(home) or {}).get("state") == "provisioned":
+    if provisioning.already_applied(home, found):  # every later boot: nothing new to do
         click.echo("This box is already set up, and no new site file was found.")
         return
     try:
@@ -568,7 +568,7 @@ def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> Non
         with contextlib.suppress(OSError):
             provisioning.record_status(home, refused=message)
         raise click.ClickException(f"Not set up: {message}") from error
-    provisioning.record_status(home, fingerprint=done.fingerprint)
+    provisioning.record_status(home, fingerprint=done.fingerprint, site_file=found)
     write_durably(report, json.dumps(done.to_json(), indent=2).encode() + b"\n")  # 0600
     click.echo(f"Set up {done.site_name!r} from {found}; box keys {done.fingerprint}. "
                f"The first admin's setup code is in {report}.")  # fmt: skip

@@ -38,13 +38,13 @@ def district(tmp_path):
     return hub_home
 
 
-def site_file_of(district, tmp_path, name="site.json"):
+def site_file_of(district, tmp_path, name="site.json", ssid="Hill Primary"):
     key = tmp_path / "admin.pub"
     key.write_text(SSH_KEY + "\n")
     out = tmp_path / name
     result = cli(
         "image", "site-file", "--hub-home", str(district), "--school-id", "hill-primary",
-        "--site-name", "Hill Primary", "--wifi-mode", "access-point", "--ssid", "Hill Primary",
+        "--site-name", "Hill Primary", "--wifi-mode", "access-point", "--ssid", ssid,
         "--passphrase", PASSPHRASE, "--country", "KE", "--hub-url", "http://127.0.0.1:8090",
         "--consent", "tutor", "--admin-ssh-key", str(key), "--out", str(out),
     )  # fmt: skip
@@ -124,18 +124,36 @@ def test_a_box_sets_itself_up_from_a_signed_site_file(tmp_path, district):
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
 
 
-def test_first_boot_again_after_a_power_cut_keeps_the_keys_and_voids_the_old_code(
-    tmp_path, district
-):
+def test_every_later_boot_with_the_same_site_file_changes_nothing(tmp_path, district):
+    """The code on the stick stays the one that works until the admin uses it."""
     site_path = site_file_of(district, tmp_path)
     _, home, report = provision(tmp_path, district, site_path)
     first = json.loads(report.read_text())
-    result, _, report = provision(tmp_path, district, site_path)
+    result, _, _ = provision(tmp_path, district, site_path)
+    assert result.exit_code == 0 and "already set up" in result.output
+    assert json.loads(report.read_text()) == first
+    assert setup_code.matches(home, first["admin_setup_code"])
+
+
+def test_a_new_site_file_keeps_the_keys_and_voids_the_old_code(tmp_path, district):
+    _, home, report = provision(tmp_path, district, site_file_of(district, tmp_path))
+    first = json.loads(report.read_text())
+    newer = site_file_of(district, tmp_path, name="newer.json", ssid="Hill Primary 2")
+    result, _, report = provision(tmp_path, district, newer)
     assert result.exit_code == 0, result.output
     second = json.loads(report.read_text())
     assert (second["box_id"], second["fingerprint"]) == (first["box_id"], first["fingerprint"])
     assert not setup_code.matches(home, first["admin_setup_code"])
     assert setup_code.matches(home, second["admin_setup_code"])
+
+
+def test_first_boot_cut_short_runs_again_whole(tmp_path, district):
+    site_path = site_file_of(district, tmp_path)
+    _, home, report = provision(tmp_path, district, site_path)
+    paths.provisioning_status(home).unlink()  # the power went before the last step
+    result, _, _ = provision(tmp_path, district, site_path)
+    assert result.exit_code == 0 and "already set up" not in result.output
+    assert provisioning.last_status(home)["state"] == "provisioned"
 
 
 @pytest.mark.parametrize("fault", ["tampered", "other district", "unsigned", "missing"])
