@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ CHECKOUT = HERE.parent
 sys.path.insert(0, str(CHECKOUT))  # run as a script from a checkout
 
 from models.registry import default  # noqa: E402
+from models.registry.formats import sha256_of  # noqa: E402
 from sync.files import canonical, write_durably  # noqa: E402
 from sync.hub import home as hub_store  # noqa: E402
 
@@ -94,15 +94,20 @@ def packages(arch: Arch) -> list[str]:
     return names
 
 
+def customize_env(wheels: Path, hub_home: Path, model: Path, **more: str) -> dict[str, str]:
+    """What image/recipe/customize.sh reads (its header lists each)."""
+    return {**os.environ, "SCHOOLBOX_TREE": str(HERE / "rootfs"), "SCHOOLBOX_WHEELS": str(wheels),
+            "SCHOOLBOX_DISTRICT": str(hub_store.public_keys_path(hub_home)),
+            "SCHOOLBOX_MODEL": str(model), **more}  # fmt: skip
+
+
 def root_filesystem(arch: Arch, root: Path, cache: Path, wheels: Path, hub_home: Path,
                     model: Path) -> None:  # fmt: skip
     """Debian with the box installed, in the folder `root` (mmdebstrap as root)."""
     apt_cache = cache / f"apt-{arch.debian}"
     apt_cache.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(root, ignore_errors=True)
-    env = {**os.environ, "SCHOOLBOX_TREE": str(HERE / "rootfs"), "SCHOOLBOX_WHEELS": str(wheels),
-           "SCHOOLBOX_DISTRICT": str(hub_store.public_keys_path(hub_home)),
-           "SCHOOLBOX_MODEL": str(model)}  # fmt: skip
+    env = customize_env(wheels, hub_home, model)
     run("mmdebstrap", "--mode=root", "--variant=minbase", f"--architectures={arch.debian}",
         "--include=" + ",".join(packages(arch)),
         # Downloads are kept between builds (mmdebstrap(1), "--skip=download/empty").
@@ -118,9 +123,7 @@ def root_filesystem(arch: Arch, root: Path, cache: Path, wheels: Path, hub_home:
 def refresh_root(root: Path, wheels: Path, hub_home: Path, model: Path) -> None:
     """An earlier build's root with this checkout's image/rootfs and schoolbox wheel
     (customize.sh with SCHOOLBOX_REFRESH=1): seconds, not minutes, while working."""
-    env = {**os.environ, "SCHOOLBOX_TREE": str(HERE / "rootfs"), "SCHOOLBOX_WHEELS": str(wheels),
-           "SCHOOLBOX_DISTRICT": str(hub_store.public_keys_path(hub_home)),
-           "SCHOOLBOX_MODEL": str(model), "SCHOOLBOX_REFRESH": "1"}  # fmt: skip
+    env = customize_env(wheels, hub_home, model, SCHOOLBOX_REFRESH="1")
     run(HERE / "recipe" / "customize.sh", root, env=env)
 
 
@@ -218,14 +221,6 @@ image {name} {{
         "--inputpath", out, "--outputpath", out)  # fmt: skip
     shutil.rmtree(tmp, ignore_errors=True)
     return out / name
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as src:
-        for block in iter(lambda: src.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def publish(image: Path, packages_in: list[dict], hub_home: Path, compress: bool) -> dict:
