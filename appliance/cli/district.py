@@ -15,11 +15,12 @@ import click
 from appliance.cli.common import guarded, read_json, write_or_print
 from appliance.packs.loader import PackError, load
 from federated import district
-from sync import enrolment, site_file, updates
+from sync import enrolment, release, site_file, updates
 from sync.files import create_secret
 from sync.hub import home as hub_store
 from sync.hub import receive
 from sync.hub.app import make_app
+from sync.keys import PublicKeys
 
 
 @click.group()
@@ -264,7 +265,29 @@ def _auc(scores: dict) -> str:
 
 @click.group()
 def image() -> None:
-    """The OS image district IT flashes: the site file each school's box sets itself up from."""
+    """The OS image district IT flashes: check a download, and write each school's site file."""
+
+
+@image.command("verify")
+@click.argument("signature", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--district-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The district's public keys file (district.json from the hub).")  # fmt: skip
+@click.option("--hub-home", type=click.Path(file_okay=False, path_type=Path),
+              envvar="SCHOOLBOX_HUB_HOME", help="Or the hub's data directory.")  # fmt: skip
+def image_verify(signature: Path, district_keys: Path | None, hub_home: Path | None) -> None:
+    """Check a downloaded image before flashing: SIGNATURE is its .sig.json; every file it
+    names must be beside it, unchanged, and signed by the district."""
+    if district_keys is None and hub_home is None:
+        raise click.UsageError("Say whose signature to trust: --district-keys or --hub-home.")
+    keys_file = district_keys or hub_store.public_keys_path(hub_home)
+    trusted = guarded(lambda: PublicKeys.from_json(read_json(keys_file)))
+    try:
+        checked = release.verify(signature, trusted)
+    except release.ReleaseError as error:
+        raise click.ClickException(f"Do not flash: {error}") from error
+    for name, digest in checked.items():
+        click.echo(f"ok  {digest[:16]}  {name}")
+    click.echo(f"Signed by district key {trusted.fingerprint()}: safe to flash.")
 
 
 @image.command("site-file")
