@@ -76,10 +76,10 @@ test-fast: $(DEV) lint
 # throwaway test district is made in build/ (fit for tests, never for a real box).
 HUB_HOME ?= build/test-district
 ARCH ?= x86_64
-IMAGE_TOOLS := mmdebstrap genimage mtools dosfstools e2fsprogs xz-utils qemu-system-x86 ovmf swtpm swtpm-tools rauc
+IMAGE_TOOLS := mmdebstrap genimage mtools dosfstools e2fsprogs xz-utils qemu-system-x86 ovmf swtpm swtpm-tools rauc squashfs-tools
 
 image-tools:
-	@for tool in mmdebstrap genimage mcopy mkfs.vfat mke2fs xz qemu-system-x86_64 swtpm rauc; do \
+	@for tool in mmdebstrap genimage mcopy mkfs.vfat mke2fs xz qemu-system-x86_64 swtpm rauc mksquashfs; do \
 	  command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q $(IMAGE_TOOLS) >/dev/null || { apt-get update -q && apt-get install -y -q $(IMAGE_TOOLS); }; \
@@ -93,10 +93,12 @@ image: $(DEV) $(DEFAULT_GGUF) image-tools $(HUB_HOME)/district.json
 	$(BIN)/python image/build.py --arch $(ARCH) --hub-home $(HUB_HOME)
 
 # Build the x86-64 image (uncompressed) and boot it under qemu: provisioning, a school
-# day, a power cut, a tampered site file (tests/image/test_boot.py).
+# day, a power cut, a tampered site file (tests/image/test_boot.py); signed updates from
+# a stick, a forged one refused, a broken one rolled back (tests/image/test_update.py).
+IMAGE_TESTS ?= tests/image
 image-test: $(DEV) $(DEFAULT_GGUF) image-tools $(HUB_HOME)/district.json
 	$(BIN)/python image/build.py --arch x86_64 --hub-home $(HUB_HOME) --no-compress
-	SCHOOLBOX_IMAGE_HUB_HOME=$(HUB_HOME) $(BIN)/pytest -m image tests/image
+	SCHOOLBOX_IMAGE_HUB_HOME=$(HUB_HOME) $(BIN)/pytest -m image $(IMAGE_TESTS)
 
 # The image's figures (bench/image.py): size, build time, power-on to serving, memory.
 image-bench: image

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from appliance.config import Config, ConfigError, read_secret
 from models.registry import installed as store
+from sync.box import os_update
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,23 @@ def service_memory(cgroups: Path | None = None) -> dict[str, int]:
             continue
         found[folder.name.removesuffix(".service")] = used
     return found
+
+
+RELEASE_FILE = Path("/etc/schoolbox-release")  # written by image/build.py
+CMDLINE = Path("/proc/cmdline")  # GRUB's rauc.slot=A or B, on the image
+
+
+def system(home: Path) -> dict | None:
+    """The OS image's version, the slot this boot came from, and recent OS updates
+    (installed, rolled back, refused); None off the image."""
+    slot = os_update.booted_slot(CMDLINE)
+    if slot is None:
+        return None
+    try:
+        release = RELEASE_FILE.read_text().partition("VERSION=")[2].strip()
+    except OSError:
+        release = ""
+    return {"release": release, "slot": slot, "updates": os_update.history(home)[:5]}
 
 
 def problems(config: Config, database_fault: str | None) -> list[str]:

@@ -11,6 +11,7 @@
     keys/                     the box's own keys and what it pinned (sync, federated)
     run/                      sockets and per-process metrics; safe to empty when stopped
     flwr/                     the Flower SuperNode's own state
+    os-update/                an OS update in progress and past ones (sync/box/os_update.py)
 
 The OS image puts this folder on the data partition; nothing else is written.
 """
@@ -99,6 +100,10 @@ def federation_ca(home: Path) -> Path:
 
 def flower(home: Path) -> Path:
     return home / "flwr"
+
+
+def os_update(home: Path) -> Path:
+    return home / "os-update"
 
 
 def shared_with_group(folder: Path) -> bool:

@@ -14,13 +14,13 @@ it. docs/image.md explains the layout.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +28,12 @@ HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parent
 sys.path.insert(0, str(CHECKOUT))  # run as a script from a checkout
 
+from image import update  # noqa: E402
 from models.registry import default  # noqa: E402
 from models.registry.formats import sha256_of  # noqa: E402
-from sync.files import canonical, write_durably  # noqa: E402
+from sync import release  # noqa: E402
 from sync.hub import home as hub_store  # noqa: E402
+from sync.hub import os_update_signer  # noqa: E402
 
 SUITE = "bookworm"
 MIRRORS = [
@@ -40,7 +42,6 @@ MIRRORS = [
     f"deb http://deb.debian.org/debian-security {SUITE}-security main",
 ]
 LLAMA_VERSION = "0.3.36"  # as the Makefile's
-SIGNATURE_FORMAT = "schoolbox-image-signature/1"
 # The slots' partition UUIDs: fixed, so GRUB, the kernel's root= and RAUC's system.conf
 # name the same partitions on every box.
 SLOT_A_UUID = "6b1f1a36-5c1e-4c57-9a3e-0d5f6c0a0a01"
@@ -94,20 +95,30 @@ def packages(arch: Arch) -> list[str]:
     return names
 
 
-def customize_env(wheels: Path, hub_home: Path, model: Path, **more: str) -> dict[str, str]:
+def release_version() -> str:
+    """This build's version: the package's, and when it was built (RAUC and the status page)."""
+    with (CHECKOUT / "pyproject.toml").open("rb") as source:
+        version = tomllib.load(source)["project"]["version"]
+    return f"{version}+{time.strftime('%Y%m%d.%H%M', time.gmtime())}"
+
+
+def customize_env(wheels: Path, hub_home: Path, model: Path, version: str,
+                  **more: str) -> dict[str, str]:  # fmt: skip
     """What image/recipe/customize.sh reads (its header lists each)."""
+    certificate = os_update_signer.ensure(hub_home)[1]
     return {**os.environ, "SCHOOLBOX_TREE": str(HERE / "rootfs"), "SCHOOLBOX_WHEELS": str(wheels),
             "SCHOOLBOX_DISTRICT": str(hub_store.public_keys_path(hub_home)),
-            "SCHOOLBOX_MODEL": str(model), **more}  # fmt: skip
+            "SCHOOLBOX_MODEL": str(model), "SCHOOLBOX_UPDATE_CERT": str(certificate),
+            "SCHOOLBOX_RELEASE": version, **more}  # fmt: skip
 
 
 def root_filesystem(arch: Arch, root: Path, cache: Path, wheels: Path, hub_home: Path,
-                    model: Path) -> None:  # fmt: skip
+                    model: Path, version: str) -> None:  # fmt: skip
     """Debian with the box installed, in the folder `root` (mmdebstrap as root)."""
     apt_cache = cache / f"apt-{arch.debian}"
     apt_cache.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(root, ignore_errors=True)
-    env = customize_env(wheels, hub_home, model)
+    env = customize_env(wheels, hub_home, model, version)
     run("mmdebstrap", "--mode=root", "--variant=minbase", f"--architectures={arch.debian}",
         "--include=" + ",".join(packages(arch)),
         # Downloads are kept between builds (mmdebstrap(1), "--skip=download/empty").
@@ -120,10 +131,10 @@ def root_filesystem(arch: Arch, root: Path, cache: Path, wheels: Path, hub_home:
         SUITE, root, *MIRRORS, env=env)  # fmt: skip
 
 
-def refresh_root(root: Path, wheels: Path, hub_home: Path, model: Path) -> None:
+def refresh_root(root: Path, wheels: Path, hub_home: Path, model: Path, version: str) -> None:
     """An earlier build's root with this checkout's image/rootfs and schoolbox wheel
     (customize.sh with SCHOOLBOX_REFRESH=1): seconds, not minutes, while working."""
-    env = customize_env(wheels, hub_home, model, SCHOOLBOX_REFRESH="1")
+    env = customize_env(wheels, hub_home, model, version, SCHOOLBOX_REFRESH="1")
     run(HERE / "recipe" / "customize.sh", root, env=env)
 
 
@@ -223,24 +234,22 @@ image {name} {{
     return out / name
 
 
-def publish(image: Path, packages_in: list[dict], hub_home: Path, compress: bool) -> dict:
-    """The files district IT downloads: the image (xz), its sha256, the package list, and
-    the district's Ed25519 signature over the sha256 of each (`schoolbox-image-signature/1`)."""
+def publish(image: Path, packages_in: list[dict], hub_home: Path, compress: bool,
+            bundle: Path) -> dict:  # fmt: skip
+    """The files district IT downloads: the image (xz), the same system as an update bundle,
+    the package list, their sha256 and the district's signature over each (sync/release.py)."""
     files = [image]
     if compress:
         run("xz", "--threads=0", "-6", "--keep", "--force", image)
         files = [image.with_name(image.name + ".xz")]
     sbom = image.with_name(image.name.replace(".img", ".packages.json"))
     sbom.write_text(json.dumps(packages_in, indent=1) + "\n")
-    sums = {path.name: sha256_of(path) for path in [*files, sbom]}
+    sums = {path.name: sha256_of(path) for path in [*files, bundle, sbom]}
     image.with_name(image.name + ".sha256").write_text(
         "".join(f"{digest}  {name}\n" for name, digest in sums.items())
     )
     district = hub_store.district_keys(hub_home)
-    body = {"format": SIGNATURE_FORMAT, "files": sums}
-    signature = base64.b64encode(district.signing.sign(canonical(body))).decode()
-    signed = {**body, "signed_by": district.public().fingerprint(), "signature": signature}
-    write_durably(image.with_name(image.name + ".sig.json"), json.dumps(signed, indent=2).encode())
+    release.sign(district, [*files, bundle, sbom], image.with_name(image.name + release.SUFFIX))
     return sums
 
 
@@ -275,20 +284,27 @@ def main(argv: list[str] | None = None) -> int:
     model = step("default model", default.fetch, model_cache)
     wheels = step("wheelhouse", wheelhouse, arch, args.cache)
     root = out / "root"
+    version = release_version()
     if args.refresh and (root / "opt" / "schoolbox" / ".venv").is_dir():
-        step("root refreshed", refresh_root, root, wheels, args.hub_home, model)
+        step("root refreshed", refresh_root, root, wheels, args.hub_home, model, version)
     else:
         step("root filesystem", root_filesystem, arch, root, args.cache, wheels, args.hub_home,
-             model)  # fmt: skip
+             model, version)  # fmt: skip
     esp = step("boot loader", boot_loader, root, out)
     step("update slots", rauc_config, arch, root)
     listed = step("package list", package_list, root)
     root_image = step("root partition", root_partition, root, out)
     image = step("disk", disk, arch, out, esp, root_image)
-    sums = step("publish", publish, image, listed, args.hub_home, not args.no_compress)
+    bundle = out / f"schoolbox-{arch.name}-{version}.raucb"
+    for old in out.glob("*.raucb"):
+        old.unlink()
+    step("update bundle", update.bundle, root_image, f"schoolbox-{arch.name}", version,
+         args.hub_home, bundle)  # fmt: skip
+    sums = step("publish", publish, image, listed, args.hub_home, not args.no_compress, bundle)
     root_mb = subprocess.run(["du", "-sm", str(root)], check=True, capture_output=True,
                              text=True).stdout.split()[0]  # fmt: skip
-    report = {"arch": arch.name, "image": str(image), "files": sums, "seconds": timings,
+    report = {"arch": arch.name, "image": str(image), "release": version, "bundle": str(bundle),
+              "bundle_mb": round(bundle.stat().st_size / 1e6), "files": sums, "seconds": timings,
               "installed_root_mb": int(root_mb)}  # fmt: skip
     (out / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

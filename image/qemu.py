@@ -74,6 +74,18 @@ def data_file(disk: Path, path: str) -> str:
         subprocess.run(["losetup", "--detach", loop], check=False)
 
 
+def stick(files: list[Path], out: Path) -> Path:
+    """A USB stick's image: one FAT file system (no partition table, as many sticks come)
+    holding `files` (mtools: no mount)."""
+    size_kb = sum(path.stat().st_size for path in files) // 1024 + 32 * 1024
+    out.unlink(missing_ok=True)
+    subprocess.run(["mkfs.vfat", "-C", "-F", "32", "-n", "UPDATE", str(out), str(size_kb)],
+                   check=True, capture_output=True)  # fmt: skip
+    for path in files:
+        subprocess.run(["mcopy", "-i", str(out), str(path), f"::/{path.name}"], check=True)
+    return out
+
+
 def grubenv(disk: Path) -> dict[str, str]:
     """The boot loader's A/B state on the disk's ESP (GRUB's 1 KiB environment block)."""
     text = read_esp_file(disk, "EFI/BOOT/grubenv") or b""
@@ -101,6 +113,7 @@ class Machine:
     memory_mb: int = 2048
     cpus: int = 2
     accel: str = "tcg"
+    stick: Path | None = None  # a USB stick's image, plugged in from power-on
     process: subprocess.Popen | None = None
     started_at: float = 0.0
 
@@ -122,12 +135,19 @@ class Machine:
             "-smp", str(self.cpus), "-m", str(self.memory_mb),
             "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,file={variables}",
-            "-drive", f"file={self.disk},if=virtio,format=raw,cache=unsafe",
+            # The disk first, whatever else is plugged in (a USB stick must not be booted),
+            # and no network boot ROM: the box only ever starts from its own disk.
+            "-drive", f"file={self.disk},if=none,id=disk,format=raw,cache=unsafe",
+            "-device", "virtio-blk-pci,drive=disk,bootindex=0",
             "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:80",
-            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-net-pci,netdev=net0,romfile=",
             "-display", "none", "-monitor", "none", "-nodefaults",
             "-serial", f"file:{self.serial_log}",
-        ]  # fmt: skip
+        ] + ([] if self.stick is None else [
+            "-device", "qemu-xhci,id=usb",
+            "-drive", f"if=none,id=stick,format=raw,file={self.stick}",
+            "-device", "usb-storage,bus=usb.0,drive=stick",
+        ])  # fmt: skip
 
     def start(self) -> Machine:
         self.started_at = time.monotonic()

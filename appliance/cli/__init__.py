@@ -1,6 +1,7 @@
 """The `schoolbox` command: a thin layer over the library functions the tests call too.
 
 Commands are grouped by who runs them: box.py (a school's admin, on the box),
+os_update.py (the box's system updates),
 district.py (district IT, at the hub) and developer.py (trying and developing the box).
 `schoolbox --help` lists them together, as one command.
 """
@@ -12,14 +13,9 @@ from pathlib import Path
 import click
 
 from appliance import config as config_module
-from appliance.cli import box, developer, district
-from appliance.store import DatabaseFileError
-from appliance.store.migrations import SchemaTooNew
+from appliance.cli import box, developer, district, os_update
+from appliance.cli.common import OPERATOR_ERRORS
 from models import offline
-
-# Faults an operator can fix (a setting, the database file): one line saying what to do,
-# never a traceback.
-OPERATOR_ERRORS = (config_module.ConfigError, DatabaseFileError, SchemaTooNew)
 
 
 class _Main(click.Group):
@@ -45,7 +41,7 @@ def federated() -> None:
     """Federated training of the knowledge-tracing model (Flower)."""
 
 
-for _command in (*box.COMMANDS, *district.COMMANDS, *developer.COMMANDS):
+for _command in (*box.COMMANDS, *os_update.COMMANDS, *district.COMMANDS, *developer.COMMANDS):
     main.add_command(_command)
 for _command in (*box.FEDERATED, *district.FEDERATED):
     federated.add_command(_command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import signal
 import subprocess
@@ -16,7 +17,15 @@ import click
 
 from appliance import config as config_module
 from appliance import health, jobs, notify, paths, provisioning, server
-from appliance.cli.common import box_of, config_of, guarded, migrated_db, read_json, write_or_print
+from appliance.cli.common import (
+    OPERATOR_ERRORS,
+    box_of,
+    config_of,
+    guarded,
+    migrated_db,
+    read_json,
+    write_or_print,
+)
 from appliance.logs import setup as setup_logs
 from appliance.packs.importer import import_pack
 from appliance.packs.loader import PackError
@@ -37,7 +46,7 @@ from models.registry.installed import ModelStoreError
 from models.tutor import service as tutor_service
 from sync import enrolment
 from sync import stick as stick_layout
-from sync.box import outbox, transport
+from sync.box import os_update, outbox, transport
 from sync.box import updates as box_updates
 from sync.box.outbox import OutboxFull
 from sync.box.transport import SendStopped
@@ -118,10 +127,26 @@ def ensure_port_free(config: config_module.Config, hint: str) -> None:
         ) from error
 
 
+def _migrated_or_stop(config: config_module.Config):
+    """The database, migrated. A migration that fails stops the server with its reason
+    (on the image, an update's trial boot then falls back to the previous slot)."""
+    try:
+        return migrated_db(config)
+    except (*OPERATOR_ERRORS, OSError):  # each says what to do already
+        raise
+    except Exception as error:  # whatever a migration raises, this schema cannot serve
+        logging.getLogger("schoolbox.server").error("database migration failed: %s", error)
+        raise click.ClickException(
+            f"The database could not be upgraded, so nothing is served: {error}. It is "
+            "unchanged (each migration is one transaction); install the previous version "
+            "again, or ask for help with this message."
+        ) from error
+
+
 def run_server(config: config_module.Config, hint: str) -> None:
 
     setup_logs(config.log_level)
-    db = migrated_db(config)  # migrate once, before any worker starts
+    db = _migrated_or_stop(config)  # migrate once, before any worker starts
     database_fault = quick_check(db)
     db.conn.close()
     config_module.ensure_secret(config)
@@ -544,8 +569,12 @@ def _supervise(command: list[str], env: dict[str, str]) -> int:
                    "and the stick; they are never printed, so never logged.")  # fmt: skip
 @click.pass_context
 def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> None:
-    """First boot: set this box up from the district's signed site file."""
+    """Every boot, before the services: set this box up from the district's signed site
+    file if it is new, and first finish or roll back an OS update (os-update settle)."""
     home = config_of(ctx).home
+    settled = os_update.settle(home, os_update.booted_slot())
+    if settled:
+        click.echo(f"OS update {settled}.")
     found = next((path for path in candidates if path.exists()), None)
     if provisioning.already_applied(home, found):  # every later boot: nothing new to do
         click.echo("This box is already set up, and no new site file was found.")

@@ -9,13 +9,18 @@ import click
 
 from appliance import config as config_module
 from appliance.store import (
+    DatabaseFileError,
     open_db,
     site,
 )
-from appliance.store.migrations import migrate
+from appliance.store.migrations import SchemaTooNew, migrate
 from sync.enrolment import EnrolmentError
 from sync.hub.db import HubDatabaseError
 from sync.keys import KeyFileError
+
+# Faults an operator can fix (a setting, the database file): one line saying what to do,
+# never a traceback.
+OPERATOR_ERRORS = (config_module.ConfigError, DatabaseFileError, SchemaTooNew)
 
 
 def config_of(ctx: click.Context) -> config_module.Config:

@@ -67,6 +67,7 @@ def box_status() -> dict:
         "sync": _sync_status(db, config),
         "signin": _signin_status(db, config),
         "services": health.service_memory(),
+        "system": health.system(config.home),
     }
 
 

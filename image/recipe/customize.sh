@@ -6,6 +6,8 @@
 #   SCHOOLBOX_DISTRICT  the district's public keys (district.json), which site files and
 #                       updates are checked against
 #   SCHOOLBOX_MODEL     the default tutor model to carry (its GGUF; first boot installs it)
+#   SCHOOLBOX_UPDATE_CERT  the district's OS update certificate: RAUC's keyring
+#   SCHOOLBOX_RELEASE   this build's version, for /etc/schoolbox-release and the status page
 set -eu
 root=$1
 # Inside the root, nothing of the build machine's environment (its pip settings above all).
@@ -14,6 +16,8 @@ in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root 
 # The box's own files, as they lie in image/rootfs.
 cp -a "$SCHOOLBOX_TREE"/. "$root"/
 install -D -m 0644 "$SCHOOLBOX_DISTRICT" "$root/usr/share/schoolbox/district.json"
+install -D -m 0644 "$SCHOOLBOX_UPDATE_CERT" "$root/etc/rauc/keyring.pem"
+printf 'VERSION=%s\n' "$SCHOOLBOX_RELEASE" > "$root/etc/schoolbox-release"
 install -d "$root/usr/share/schoolbox/models"
 install -m 0644 "$SCHOOLBOX_MODEL" "$root/usr/share/schoolbox/models/"
 

@@ -11,45 +11,15 @@ out: they take minutes under qemu without KVM).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import requests
-from click.testing import CliRunner
 
-from appliance.cli import main
 from image import qemu
+from tests.image.machines import BOOT_TIMEOUT_S, boot, claim, site_file
 from tests.over_http import answers_seen_by_teacher, post_form, practise, set_up_a_class
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-IMAGE = Path(os.environ.get("SCHOOLBOX_IMAGE", ROOT / "build/image/x86_64/schoolbox-x86_64.img"))
-# The district whose public keys the image carries (make image-test makes a test one).
-DISTRICT = Path(os.environ.get("SCHOOLBOX_IMAGE_HUB_HOME", ROOT / "build/test-district"))
-BOOT_TIMEOUT_S = 900  # qemu without KVM on 2 cores; bench/image.py measures the real figure
-ADMIN = ("head", "kiboko-ndogo-juu-7")
-
-
-def site_file(folder: Path, name: str = "schoolbox-site.json") -> Path:
-    out = folder / name
-    result = CliRunner().invoke(main, [
-        "image", "site-file", "--hub-home", str(DISTRICT), "--school-id", "hill-primary",
-        "--site-name", "Hill Primary", "--wifi-mode", "join", "--ssid", "Hill Staff",
-        "--passphrase", "tembo-kubwa-42", "--country", "KE", "--consent", "tutor",
-        "--out", str(out),
-    ])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def boot(work: Path, site: Path | None) -> qemu.Machine:
-    if not IMAGE.is_file():
-        pytest.fail(f"No image at {IMAGE}: run `make image-test`, which builds it first.")
-    disk = qemu.prepare_disk(IMAGE, work, site)
-    accel = "kvm" if os.environ.get("SCHOOLBOX_IMAGE_KVM") == "1" and qemu.kvm_usable() else "tcg"
-    return qemu.Machine(disk, work, accel=accel).start()
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +43,7 @@ def test_the_box_provisions_itself_and_waits_for_its_first_admin(box):
 
 def test_the_first_admin_claims_it_and_a_learner_practises_then_a_reboot_keeps_it(box):
     base = box.base
-    report = json.loads(qemu.read_esp_file(box.disk, "schoolbox-setup.txt"))
-    admin = requests.Session()
-    r = post_form(admin, base, "/setup", "/setup", {
-        "code": report["admin_setup_code"], "display_name": "Head Teacher",
-        "username": ADMIN[0], "password": ADMIN[1], "password_again": ADMIN[1]})  # fmt: skip
-    assert r.status_code == 200 and "/admin" in r.url, r.text[:2000]
+    admin = claim(box)
     room = set_up_a_class(base, admin)
     practise(base, room.learner, 3)
     assert answers_seen_by_teacher(base, room.teacher, room.learner_id) == 3

@@ -4,6 +4,8 @@ itself accepts, a dedicated user each, and a sandbox that systemd rates safe or 
 from __future__ import annotations
 
 import configparser
+import hashlib
+import json
 import os
 import re
 import shlex
@@ -23,6 +25,8 @@ SERVICES = sorted(UNIT_DIR.glob("*.service"))
 # The box's own programs, each as its own user; the rest are root's small helpers.
 BOX_UNITS = [u for u in SERVICES if "/opt/schoolbox/" in u.read_text()]
 MARK_GOOD = UNIT_DIR / "schoolbox-mark-good.service"
+FALL_BACK = UNIT_DIR / "schoolbox-fall-back.service"
+UPDATE_INSTALL = UNIT_DIR / "schoolbox-update-install.service"
 DISTRICT_UNITS = sorted((ROOT / "image" / "district").glob("*.service"))
 VENV_SCHOOLBOX = "/opt/schoolbox/.venv/bin/schoolbox"
 LONG_RUNNING = {"schoolbox-web", "schoolbox-tutor", "schoolbox-jobs", "schoolbox-federated"}
@@ -47,13 +51,43 @@ def test_the_box_has_a_unit_for_each_service():
     names = {u.stem for u in BOX_UNITS}
     assert names >= LONG_RUNNING | {"schoolbox-sync", "schoolbox-firstboot"}
     assert (UNIT_DIR / "schoolbox-sync.timer").is_file()
-    assert set(SERVICES) - set(BOX_UNITS) == {MARK_GOOD}
+    assert set(SERVICES) - set(BOX_UNITS) == {MARK_GOOD, FALL_BACK}
 
 
 def test_a_slot_is_marked_good_only_once_the_web_app_serves():
     unit = MARK_GOOD.read_text()
     assert "Requires=schoolbox-web.service" in unit and "After=schoolbox-web.service" in unit
-    assert service(MARK_GOOD)["ExecStart"] == "/usr/bin/rauc status mark-good"
+    # Good: this slot; the one it came from is not started by itself again.
+    assert settings(MARK_GOOD, "ExecStart") == [
+        "/usr/bin/rauc status mark-good", "/usr/bin/rauc status mark-bad other"]  # fmt: skip
+
+
+def test_a_trial_boot_that_cannot_serve_restarts_into_the_previous_slot():
+    web = (UNIT_DIR / "schoolbox-web.service").read_text()
+    assert "OnFailure=schoolbox-fall-back.service" in web and "StartLimitBurst=3" in web
+    timer = (UNIT_DIR / "schoolbox-fall-back.timer").read_text()
+    for unit in (FALL_BACK.read_text(), timer):
+        assert "ConditionKernelCommandLine=schoolbox.trial=1" in unit  # never an ordinary boot
+    assert "Unit=schoolbox-fall-back.service" in timer
+    assert settings(FALL_BACK, "ExecStart")[-1] == "/usr/bin/systemctl --no-block reboot"
+    grub = (ROOT / "image" / "recipe" / "grub.cfg").read_text()
+    assert grub.count('set trial="schoolbox.trial=1"') == 2 and "$trial" in grub
+
+
+def test_updates_are_installed_only_from_a_good_slot_and_settled_before_the_database_opens():
+    unit = UPDATE_INSTALL.read_text()
+    assert "Requires=schoolbox-mark-good.service" in unit
+    assert settings(UPDATE_INSTALL, "ExecStart") == [
+        f"{VENV_SCHOOLBOX} os-update settle --good",
+        f"{VENV_SCHOOLBOX} os-update install --stick /run/schoolbox/os-update-stick",
+    ]
+    assert service(UPDATE_INSTALL)["CapabilityBoundingSet"] == ""  # root, with no privilege
+    firstboot = UNIT_DIR / "schoolbox-firstboot.service"
+    assert "schoolbox provision" in service(firstboot)["ExecStart"]  # which settles first
+    before = service(firstboot).parser["Unit"]["Before"].split()  # type: ignore[union-attr]
+    assert {f"{name}.service" for name in LONG_RUNNING} <= set(before)
+    rauc = (ROOT / "image" / "recipe" / "rauc-system.conf").read_text()
+    assert "path=/etc/rauc/keyring.pem" in rauc and "bundle-formats=-plain" in rauc
 
 
 @pytest.mark.parametrize("unit", BOX_UNITS + DISTRICT_UNITS, ids=lambda u: u.name)
@@ -149,6 +183,8 @@ def test_first_boot_creates_the_users_and_a_data_folder_only_they_share(tmp_path
     passwd = {line.split(":")[0]: line.split(":") for line in (tmp_path / "etc/passwd").read_text().splitlines()}  # fmt: skip
     group = {line.split(":")[0]: line.split(":")[2] for line in (tmp_path / "etc/group").read_text().splitlines()}  # fmt: skip
     for unit in BOX_UNITS:
+        if service(unit)["User"] == "root":
+            continue  # the update installer: root without privileges, in the group
         user = passwd[service(unit)["User"]]
         assert user[3] == group["schoolbox"] and user[6] == "/usr/sbin/nologin"
     subprocess.run(["systemd-tmpfiles", f"--root={tmp_path}", "--create",
@@ -158,3 +194,38 @@ def test_first_boot_creates_the_users_and_a_data_folder_only_they_share(tmp_path
     assert oct(data.st_mode & 0o7777) == "0o2770"
     assert (data.st_uid, data.st_gid) == (int(passwd["schoolbox"][2]), int(group["schoolbox"]))
     assert os.stat(tmp_path / "var/lib/schoolbox/run").st_mode & 0o7777 == 0o2770
+
+
+def test_first_boot_is_skipped_only_when_it_has_nothing_to_do(tmp_path):
+    """find-site-file --needed, its unit's ExecCondition: 0 runs first boot, 1 skips it."""
+    home, esp = tmp_path / "data", tmp_path / "esp"
+    home.mkdir()
+    esp.mkdir()
+    env = {**os.environ, "SCHOOLBOX_HOME": str(home), "SCHOOLBOX_SITE_PLACES": str(esp)}
+
+    def needed() -> bool:
+        script = TREE / "usr/libexec/schoolbox/find-site-file"
+        result = subprocess.run([str(script), "--needed"], env=env, capture_output=True)
+        assert result.returncode in (0, 1), result.stderr
+        return result.returncode == 0
+
+    site = esp / "schoolbox-site.json"
+    site.write_text('{"format": "schoolbox-site-file/1"}\n')
+    digest = hashlib.sha256(site.read_bytes()).hexdigest()
+    assert needed()  # a new box
+    status = {"state": "provisioned", "site_file_sha256": digest}
+    (home / "provisioning.json").write_text(json.dumps(status, indent=2))
+    assert not needed()  # set up from this very file
+    site.unlink()
+    assert not needed()  # set up, and the stick taken away
+    site.write_text('{"format": "schoolbox-site-file/1", "changed": true}\n')
+    assert needed()  # a new site file
+    site.unlink()
+    (home / "os-update").mkdir()
+    (home / "os-update" / "pending.json").write_text("{}")
+    assert needed()  # an OS update to finish or roll back
+    (home / "os-update" / "pending.json").unlink()
+    (home / "provisioning.json").write_text(
+        json.dumps({"state": "refused", "site_file_sha256": ""}, indent=2)
+    )
+    assert needed()  # refused last time: try again

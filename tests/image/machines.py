@@ -1,0 +1,55 @@
+"""What the image tests share: the built image, the test district, a signed site file, a
+booted box, and its first admin (tests/image/test_boot.py, test_update.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from appliance.cli import main
+from image import qemu
+from tests.over_http import post_form
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = Path(os.environ.get("SCHOOLBOX_IMAGE", ROOT / "build/image/x86_64/schoolbox-x86_64.img"))
+# The district whose public keys the image carries (make image-test makes a test one).
+DISTRICT = Path(os.environ.get("SCHOOLBOX_IMAGE_HUB_HOME", ROOT / "build/test-district"))
+BOOT_TIMEOUT_S = 900  # qemu without KVM on 2 cores; bench/image.py measures the real figure
+ADMIN = ("head", "kiboko-ndogo-juu-7")
+
+
+def site_file(folder: Path, name: str = "schoolbox-site.json") -> Path:
+    out = folder / name
+    result = CliRunner().invoke(main, [
+        "image", "site-file", "--hub-home", str(DISTRICT), "--school-id", "hill-primary",
+        "--site-name", "Hill Primary", "--wifi-mode", "join", "--ssid", "Hill Staff",
+        "--passphrase", "tembo-kubwa-42", "--country", "KE", "--consent", "tutor",
+        "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def boot(work: Path, site: Path | None) -> qemu.Machine:
+    """A fresh copy of the image, with `site` on its ESP, powered on."""
+    if not IMAGE.is_file():
+        pytest.fail(f"No image at {IMAGE}: run `make image-test`, which builds it first.")
+    disk = qemu.prepare_disk(IMAGE, work, site)
+    accel = "kvm" if os.environ.get("SCHOOLBOX_IMAGE_KVM") == "1" and qemu.kvm_usable() else "tcg"
+    return qemu.Machine(disk, work, accel=accel).start()
+
+
+def claim(box: qemu.Machine) -> requests.Session:
+    """The first admin claims the box with the setup code it left on its ESP."""
+    report = json.loads(qemu.read_esp_file(box.disk, "schoolbox-setup.txt"))
+    admin = requests.Session()
+    r = post_form(admin, box.base, "/setup", "/setup", {
+        "code": report["admin_setup_code"], "display_name": "Head Teacher",
+        "username": ADMIN[0], "password": ADMIN[1], "password_again": ADMIN[1]})  # fmt: skip
+    assert r.status_code == 200 and "/admin" in r.url, r.text[:2000]
+    return admin
