@@ -1,7 +1,8 @@
 """A built image, booted under qemu the way a box boots it: UEFI (OVMF), its own disk with
-room for the data partition, the site file on its ESP, and the box's port 80 forwarded to
-a loopback port of this machine. The image test (tests/image/test_boot.py) and
-bench/image.py drive it; nothing here runs on a box.
+room for the data partition, the site file on its ESP, a USB stick if one is given, and
+the box's port 80 (and 22, for SSH where the site file allows it) forwarded to loopback
+ports of this machine. The image tests (tests/image/) and bench/image.py drive it;
+nothing here runs on a box.
 
 The guest's network is qemu's user-mode network with `restrict=on`: the box can reach
 nothing but the host's forwarded ports, so nothing it does can leave this machine.
@@ -110,10 +111,12 @@ class Machine:
     disk: Path
     work: Path
     port: int = field(default_factory=free_port)
+    ssh_port: int = field(default_factory=free_port)  # the box's :22 (SSH is off unless keyed)
     memory_mb: int = 2048
     cpus: int = 2
     accel: str = "tcg"
     stick: Path | None = None  # a USB stick's image, plugged in from power-on
+    capture: Path | None = None  # every frame on the box's network, as a pcap file
     process: subprocess.Popen | None = None
     started_at: float = 0.0
 
@@ -139,11 +142,14 @@ class Machine:
             # and no network boot ROM: the box only ever starts from its own disk.
             "-drive", f"file={self.disk},if=none,id=disk,format=raw,cache=unsafe",
             "-device", "virtio-blk-pci,drive=disk,bootindex=0",
-            "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:80",
+            "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:80,"
+                       f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
             "-device", "virtio-net-pci,netdev=net0,romfile=",
             "-display", "none", "-monitor", "none", "-nodefaults",
             "-serial", f"file:{self.serial_log}",
-        ] + ([] if self.stick is None else [
+        ] + ([] if self.capture is None else [
+            "-object", f"filter-dump,id=capture,netdev=net0,file={self.capture}",
+        ]) + ([] if self.stick is None else [
             "-device", "qemu-xhci,id=usb",
             "-drive", f"if=none,id=stick,format=raw,file={self.stick}",
             "-device", "usb-storage,bus=usb.0,drive=stick",
@@ -151,6 +157,8 @@ class Machine:
 
     def start(self) -> Machine:
         self.started_at = time.monotonic()
+        if self.capture is not None and self.capture.exists():  # qemu starts a new file
+            self.capture.rename(self.capture.with_suffix(f".{time.monotonic_ns()}.pcap"))
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
                                         stderr=(self.work / "qemu.log").open("ab"))  # fmt: skip
         return self

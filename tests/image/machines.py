@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import requests
 from click.testing import CliRunner
 
 from appliance.cli import main
-from image import qemu
+from image import netaudit, qemu
 from tests.over_http import post_form
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,25 +24,57 @@ BOOT_TIMEOUT_S = 900  # qemu without KVM on 2 cores; bench/image.py measures the
 ADMIN = ("head", "kiboko-ndogo-juu-7")
 
 
-def site_file(folder: Path, name: str = "schoolbox-site.json") -> Path:
+def site_file(folder: Path, name: str = "schoolbox-site.json",
+              admin_ssh_key: Path | None = None) -> Path:  # fmt: skip
     out = folder / name
+    ssh = ["--admin-ssh-key", str(admin_ssh_key)] if admin_ssh_key else []
     result = CliRunner().invoke(main, [
         "image", "site-file", "--hub-home", str(DISTRICT), "--school-id", "hill-primary",
         "--site-name", "Hill Primary", "--wifi-mode", "join", "--ssid", "Hill Staff",
         "--passphrase", "tembo-kubwa-42", "--country", "KE", "--consent", "tutor",
-        "--out", str(out),
+        "--out", str(out), *ssh,
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     return out
 
 
 def boot(work: Path, site: Path | None) -> qemu.Machine:
-    """A fresh copy of the image, with `site` on its ESP, powered on."""
+    """A fresh copy of the image, with `site` on its ESP, powered on; every packet on its
+    network is captured (work/box*.pcap), for `no_connection_of_its_own`."""
     if not IMAGE.is_file():
         pytest.fail(f"No image at {IMAGE}: run `make image-test`, which builds it first.")
     disk = qemu.prepare_disk(IMAGE, work, site)
     accel = "kvm" if os.environ.get("SCHOOLBOX_IMAGE_KVM") == "1" and qemu.kvm_usable() else "tcg"
-    return qemu.Machine(disk, work, accel=accel).start()
+    return qemu.Machine(disk, work, accel=accel, capture=work / "box.pcap").start()
+
+
+def no_connection_of_its_own(work: Path) -> None:
+    """The privacy check, on the image: over every boot captured in `work`, the box sent
+    nothing but answers and the local network's plumbing (image/netaudit.py)."""
+    captures = sorted(work.glob("box*.pcap"))
+    assert captures, f"nothing was captured in {work}"
+    sent = [packet for capture in captures for packet in netaudit.sent_by_guest(capture)]
+    assert sent, "the capture holds none of the box's packets: is the filter on its NIC?"
+    assert netaudit.unexpected(sent) == [], "the box tried to reach out"
+
+
+def ssh_key(folder: Path) -> Path:
+    """A district IT admin's key pair; returns the private key (the public one beside it)."""
+    key = folder / "admin_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "it@district",
+                    "-f", str(key)], check=True)  # fmt: skip
+    return key
+
+
+def ssh(box: qemu.Machine, key: Path | None, command: str, *options: str):
+    """`command` on the box over SSH as root (its forwarded :22); the finished process."""
+    identity = ["-i", str(key)] if key else []
+    return subprocess.run(
+        ["ssh", *identity, "-p", str(box.ssh_port), "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30",
+         *options, "root@127.0.0.1", command],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
 
 
 def claim(box: qemu.Machine) -> requests.Session:

@@ -11,12 +11,21 @@ out: they take minutes under qemu without KVM).
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
 
 from image import qemu
-from tests.image.machines import BOOT_TIMEOUT_S, boot, claim, site_file
+from tests.image.machines import (
+    BOOT_TIMEOUT_S,
+    boot,
+    claim,
+    no_connection_of_its_own,
+    site_file,
+    ssh,
+    ssh_key,
+)
 from tests.over_http import answers_seen_by_teacher, post_form, practise, set_up_a_class
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
@@ -25,7 +34,9 @@ pytestmark = [pytest.mark.image, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
     work = tmp_path_factory.mktemp("box")
-    machine = boot(work, site_file(work))
+    key = ssh_key(work)
+    machine = boot(work, site_file(work, admin_ssh_key=key.with_suffix(".pub")))
+    machine.admin_key = key  # type: ignore[attr-defined]
     try:
         machine.wait_for("/healthz", BOOT_TIMEOUT_S)
         yield machine
@@ -38,7 +49,27 @@ def test_the_box_provisions_itself_and_waits_for_its_first_admin(box):
     assert page.url.endswith("/setup"), qemu.data_file(box.disk, "/lib/schoolbox/provisioning.json")
     report = json.loads(qemu.read_esp_file(box.disk, "schoolbox-setup.txt") or b"{}")
     assert report["site_name"] == "Hill Primary" and len(report["fingerprint"]) > 10
+    # And on the box's own screen (its consoles' login banner; qemu's serial port here).
+    deadline = time.monotonic() + 120
+    while report["admin_setup_code"] not in box.serial_log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, box.tail()
+        time.sleep(2)
+    assert report["fingerprint"] in box.serial_log.read_text(errors="replace")
     assert qemu.read_esp_file(box.disk, "schoolbox-setup.txt") is not None
+
+
+def test_district_it_reaches_it_over_ssh_with_the_site_files_key_and_nothing_else(box):
+    found = ssh(box, box.admin_key, "cat /proc/cmdline; /opt/schoolbox/.venv/bin/schoolbox "
+                "--home /var/lib/schoolbox os-update status")  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "rauc.slot=A" in found.stdout and "Booted from slot A" in found.stdout
+    # Keys only: no password is even asked for, and no other key gets in.
+    password = ssh(
+        box, None, "true", "-o", "PreferredAuthentications=password,keyboard-interactive"
+    )
+    assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr
+    other = ssh_key(box.work / "other")
+    assert ssh(box, other, "true").returncode == 255
 
 
 def test_the_first_admin_claims_it_and_a_learner_practises_then_a_reboot_keeps_it(box):
@@ -70,5 +101,14 @@ def test_a_tampered_site_file_sets_nothing_up_and_the_box_says_why(tmp_path):
         page = requests.get(machine.base + "/", timeout=30).text
         assert "did not set itself up" in page and "signature" in page
         assert qemu.read_esp_file(machine.disk, "schoolbox-setup.txt") is None
+        # Not set up, so no admin's key: SSH is off (nothing answers on :22).
+        closed = ssh(machine, None, "true")
+        assert closed.returncode == 255 and "Permission denied" not in closed.stderr, closed.stderr
     finally:
         machine.stop()
+    no_connection_of_its_own(tmp_path)
+
+
+def test_through_a_school_day_and_a_reboot_the_box_reached_out_to_no_one(box):
+    """Last: everything above ran on this box (first boot, SSH, pages, a power cut)."""
+    no_connection_of_its_own(box.work)

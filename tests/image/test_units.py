@@ -51,7 +51,9 @@ def test_the_box_has_a_unit_for_each_service():
     names = {u.stem for u in BOX_UNITS}
     assert names >= LONG_RUNNING | {"schoolbox-sync", "schoolbox-firstboot"}
     assert (UNIT_DIR / "schoolbox-sync.timer").is_file()
-    assert set(SERVICES) - set(BOX_UNITS) == {MARK_GOOD, FALL_BACK}
+    os_units = {"schoolbox-ssh", "schoolbox-wifi-join", "schoolbox-wifi-ap", "schoolbox-wifi-dhcp"}
+    expected = {MARK_GOOD, FALL_BACK} | {UNIT_DIR / f"{name}.service" for name in os_units}
+    assert set(SERVICES) - set(BOX_UNITS) == expected
 
 
 def test_a_slot_is_marked_good_only_once_the_web_app_serves():
@@ -76,7 +78,9 @@ def test_a_trial_boot_that_cannot_serve_restarts_into_the_previous_slot():
 
 def test_updates_are_installed_only_from_a_good_slot_and_settled_before_the_database_opens():
     unit = UPDATE_INSTALL.read_text()
-    assert "Requires=schoolbox-mark-good.service" in unit
+    assert "Wants=schoolbox-mark-good.service" in unit and "Requires=" not in unit
+    assert service(UPDATE_INSTALL)["ExecCondition"] == (
+        "/usr/bin/systemctl -q is-active schoolbox-mark-good.service")  # fmt: skip
     assert settings(UPDATE_INSTALL, "ExecStart") == [
         f"{VENV_SCHOOLBOX} os-update settle --good",
         f"{VENV_SCHOOLBOX} os-update install --stick /run/schoolbox/os-update-stick",
@@ -144,6 +148,10 @@ def checkable_units(tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("units")
     real = {VENV_SCHOOLBOX: str(ROOT / ".venv" / "bin" / "schoolbox"),
             "/usr/libexec/schoolbox/": str(TREE / "usr" / "libexec" / "schoolbox") + "/"}  # fmt: skip
+    # The Wi-Fi programs are in the image (packages-common.txt), not always on this machine.
+    for program in ("/usr/sbin/hostapd", "/usr/sbin/dnsmasq", "/usr/sbin/wpa_supplicant"):
+        if not Path(program).exists():
+            real[program] = "/usr/bin/true"
     for unit in [*UNIT_DIR.iterdir(), *DISTRICT_UNITS]:
         text = unit.read_text()
         for image_path, here in real.items():
@@ -169,7 +177,9 @@ def test_systemd_rates_every_box_service_safe_or_ok(checkable_units):
         result = subprocess.run([SYSTEMD, "security", "--offline=yes", str(unit)],
                                 capture_output=True, text=True)  # fmt: skip
         score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)[1])
-        assert score <= 2.0, f"{unit.name}: {score}\n{result.stdout}"
+        # The Wi-Fi units drive the radio (NET_ADMIN, NET_RAW), as a user of their own.
+        limit = 3.0 if unit.stem.startswith("schoolbox-wifi-") else 2.0
+        assert score <= limit, f"{unit.name}: {score}\n{result.stdout}"
 
 
 @needs_systemd
@@ -229,3 +239,35 @@ def test_first_boot_is_skipped_only_when_it_has_nothing_to_do(tmp_path):
         json.dumps({"state": "refused", "site_file_sha256": ""}, indent=2)
     )
     assert needed()  # refused last time: try again
+
+
+def test_ssh_is_keys_only_and_on_only_with_an_admins_key():
+    config = (TREE / "etc/ssh/sshd_config.d/schoolbox.conf").read_text()
+    for line in ("PasswordAuthentication no", "KbdInteractiveAuthentication no",
+                 "PermitRootLogin prohibit-password", "AllowTcpForwarding no"):  # fmt: skip
+        assert f"\n{line}\n" in config, line
+    # Host keys and the admin's key on the data partition, root's alone: none in the image.
+    assert all(line.split()[1].startswith("/var/lib/schoolbox-ssh/")
+               for line in config.splitlines() if line.startswith(("HostKey", "AuthorizedKeysFile")))  # fmt: skip
+    unit = UNIT_DIR / "schoolbox-ssh.service"
+    assert "ConditionPathExists=/var/lib/schoolbox-os/authorized_keys" in unit.read_text()
+    assert settings(unit, "ExecStart")[-1] == "/usr/bin/systemctl --no-block start ssh.service"
+    tmpfiles = (TREE / "usr/lib/tmpfiles.d/schoolbox.conf").read_text()
+    assert re.search(r"^d /var/lib/schoolbox-ssh\s+0700 root\s+root", tmpfiles, re.MULTILINE)
+    recipe = (ROOT / "image/recipe/customize.sh").read_text()
+    assert "systemctl disable ssh.service" in recipe and "ssh_host_*" in recipe
+
+
+def test_the_schools_wifi_is_joined_or_served_as_first_boot_wrote_it_never_open():
+    join, ap, dhcp = (
+        UNIT_DIR / f"schoolbox-wifi-{name}.service" for name in ("join", "ap", "dhcp")
+    )
+    assert "ConditionPathExists=/var/lib/schoolbox-os/wpa_supplicant.conf" in join.read_text()
+    for unit in (ap, dhcp):  # only where the site file made the box the access point
+        assert "ConditionPathExists=/var/lib/schoolbox-os/hostapd.conf" in unit.read_text()
+    assert service(ap)["ExecStart"] == "/usr/sbin/hostapd /var/lib/schoolbox-os/hostapd.conf"
+    assert all(service(unit)["DynamicUser"] == "yes" for unit in (join, ap, dhcp))
+    command = service(dhcp)["ExecStart"]
+    assert "--no-resolv" in command and "--address=/schoolbox.local/10.42.0.1" in command
+    ap_network = (TREE / "usr/share/schoolbox/network/25-schoolbox-ap.network").read_text()
+    assert "Address=10.42.0.1/24" in ap_network

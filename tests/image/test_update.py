@@ -21,7 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from image import qemu, update
 from sync.hub import os_update_signer
-from tests.image.machines import ADMIN, BOOT_TIMEOUT_S, DISTRICT, IMAGE, boot, claim, site_file
+from tests.image.machines import (
+    ADMIN,
+    BOOT_TIMEOUT_S,
+    DISTRICT,
+    IMAGE,
+    boot,
+    claim,
+    no_connection_of_its_own,
+    site_file,
+)
 from tests.over_http import (
     TEACHER,
     answers_seen_by_teacher,
@@ -182,3 +191,7 @@ def test_an_update_whose_migration_fails_is_rolled_back_with_the_database(school
     assert answers_now(box, room) == 3
     practise(box.base, room.learner, 1)  # and it records answers again
     assert answers_now(box, room) == 4
+
+
+def test_through_every_update_the_box_reached_out_to_no_one(school):
+    no_connection_of_its_own(school[0].work)
