@@ -63,31 +63,29 @@ def inspect(path: Path) -> Inspected:
 
 
 def _inspect_gguf(path: Path) -> Inspected:
-    import gguf  # the reader that ships with llama.cpp; only needed when importing
+    # gguf-py (and numpy with it) only when a model is imported, not in every process.
+    from gguf import LlamaFileType
+
+    from models.registry import gguf_header
 
     try:
-        reader = gguf.GGUFReader(path)
-    except (ValueError, IndexError, OSError) as error:
-        # The reader maps every tensor; one that runs past the end means a cut-off copy.
+        header = gguf_header.read(path)
+    except gguf_header.HeaderError as error:
         raise ModelFileError(
             f"{path.name} is damaged or cut short (truncated): {error}. "
             "Copy it again from the source and check its sha256."
         ) from error
-    last_byte = max(
-        (int(t.data_offset) + int(t.n_bytes) for t in reader.tensors),  # absolute offsets
-        default=0,
-    )
-    if not reader.tensors or last_byte > path.stat().st_size:
+    if not header.tensors or header.data_end > path.stat().st_size:
         raise ModelFileError(f"{path.name} is cut short (truncated): its tensors run past its end.")
 
     def field(key: str, default=None):
-        found = reader.fields.get(key)
-        return found.contents() if found is not None else default
+        found = header.metadata.get(key)
+        return found if found is not None else default
 
     architecture = str(field("general.architecture", "unknown"))
     file_type = field("general.file_type")
     try:
-        quantisation = gguf.LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
+        quantisation = LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
     except (TypeError, ValueError):
         quantisation = "unknown"
     context = field(f"{architecture}.context_length")
