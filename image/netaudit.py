@@ -58,9 +58,17 @@ def sent_by_guest(pcap: Path) -> list[Sent]:
             found.append(_transport(frame[23], str(ipaddress.IPv4Address(frame[30:34])),
                                     frame[14 + header :]))  # fmt: skip
         elif kind == ETH_IPV6 and len(frame) >= 54:
-            found.append(_transport(frame[20], str(ipaddress.IPv6Address(frame[38:54])),
-                                    frame[54:]))  # fmt: skip
+            protocol, payload = _past_extension_headers(frame[20], frame[54:])
+            found.append(_transport(protocol, str(ipaddress.IPv6Address(frame[38:54])), payload))
     return found
+
+
+def _past_extension_headers(protocol: int, payload: bytes) -> tuple[int, bytes]:
+    """IPv6's hop-by-hop, routing and destination options headers skipped (an MLD report
+    carries a hop-by-hop router alert before its ICMPv6)."""
+    while protocol in (0, 43, 60) and len(payload) >= 2:
+        protocol, payload = payload[0], payload[(payload[1] + 1) * 8 :]
+    return protocol, payload
 
 
 def _transport(protocol: int, destination: str, payload: bytes) -> Sent:

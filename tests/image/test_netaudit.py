@@ -49,6 +49,8 @@ def test_only_what_the_box_opens_itself_is_reported(tmp_path):
         ipv4("255.255.255.255", netaudit.UDP, udp(68, 67)),  # DHCP
         ipv4("224.0.0.251", netaudit.UDP, udp(5353, 5353)),  # mDNS: schoolbox.local
         ipv6("ff02::2", netaudit.ICMPV6, b"\x85\x00\x00\x00"),  # router solicitation
+        # An MLD report: a hop-by-hop header (router alert), then ICMPv6.
+        ipv6("ff02::16", 0, bytes([netaudit.ICMPV6, 0, 5, 2, 0, 0, 1, 0]) + b"\x8f\x00\x00\x00"),
         ipv4("10.0.2.3", netaudit.UDP, udp(41000, 53)),  # a DNS lookup
         ipv4("151.101.2.132", netaudit.TCP, tcp(41001, 443, 0x02)),  # opening a connection
         ipv4("10.0.2.3", netaudit.UDP, udp(41000, 53), source_mac=HOST),  # not the box's
