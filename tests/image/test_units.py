@@ -271,3 +271,12 @@ def test_the_schools_wifi_is_joined_or_served_as_first_boot_wrote_it_never_open(
     assert "--no-resolv" in command and "--address=/schoolbox.local/10.42.0.1" in command
     ap_network = (TREE / "usr/share/schoolbox/network/25-schoolbox-ap.network").read_text()
     assert "Address=10.42.0.1/24" in ap_network
+
+
+@pytest.mark.parametrize(
+    "name", ["schoolbox-web", "schoolbox-firstboot", "schoolbox-update-install"]
+)
+def test_the_units_that_need_the_booted_slot_can_read_the_kernel_command_line(name):
+    """rauc.slot= on /proc/cmdline: Admin > Status shows it, and settling an update needs it
+    (ProcSubset=pid would hide the file, and the rollback with it)."""
+    assert "ProcSubset" not in service(UNIT_DIR / f"{name}.service")
