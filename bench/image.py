@@ -10,7 +10,10 @@ the image with a signed site file: the first boot (which provisions the box) and
 a power cut, a second one, each timed from power-on to /healthz answering; the baseline
 in the same run is power-on to the OS's own login prompt on the serial console, so the
 ratio says what the box's services add. Memory is each service's cgroup figure on
-Admin > Status, read a minute after the first admin claimed the box.
+Admin > Status, read a minute after the first admin claimed the box. Then a USB stick
+with the build's update bundle is plugged in and the box powered on: the update's figure
+is from power-on to the box serving from the other slot with the update recorded (a
+boot, the install, a restart, the trial boot); its download is the bundle's size.
 
 Targets: compressed image < 1.5 GB with the default models; power-on to serving < 60 s
 under qemu TCG; idle memory of our services < 300 MB without the tutor model.
@@ -85,7 +88,28 @@ def service_memory(base: str) -> dict[str, int]:
     return {name: int(used) for name, used in rows}
 
 
-def one_run(image: Path, hub_home: Path, work: Path) -> dict:
+def update_s(machine: qemu.Machine, bundle: Path, deadline_s: float = 2400) -> float:
+    """Power-on with a USB stick holding `bundle` until the box serves from the other
+    slot with the update recorded (Admin > Status): boot, install, restart, trial boot."""
+    machine.stop()
+    machine.stick = qemu.stick([bundle], machine.work / "stick.img")
+    machine.start()
+    machine.wait_for("/healthz", 900)
+    admin = requests.Session()
+    post_form(admin, machine.base, "/signin/staff", "/signin/staff",
+              {"username": ADMIN[0], "password": ADMIN[1]})  # fmt: skip
+    while time.monotonic() - machine.started_at < deadline_s:
+        try:
+            page = admin.get(machine.base + "/admin/", timeout=30).text
+        except requests.RequestException:
+            page = ""
+        if 'data-outcome="installed"' in page:
+            return time.monotonic() - machine.started_at
+        time.sleep(5)
+    raise TimeoutError(f"the update was not installed in {deadline_s} s:\n{machine.tail()}")
+
+
+def one_run(image: Path, hub_home: Path, work: Path, bundle: Path | None) -> dict:
     disk = qemu.prepare_disk(image, work, site_file(hub_home, work))
     machine = qemu.Machine(disk, work).start()
     try:
@@ -103,6 +127,7 @@ def one_run(image: Path, hub_home: Path, work: Path) -> dict:
         machine.start()
         os_up_again = login_prompt_s(machine)
         again = machine.wait_for("/healthz", 900)
+        updated = update_s(machine, bundle) if bundle is not None else None
     finally:
         machine.stop()
     mb = {name: used / 1e6 for name, used in memory.items()}
@@ -112,7 +137,7 @@ def one_run(image: Path, hub_home: Path, work: Path) -> dict:
         "first_boot_vs_os": first / os_up if os_up else None,
         "boot_vs_os": again / os_up_again if os_up_again else None,
         "idle_services_mb": idle_without_tutor, "tutor_service_mb": mb.get("schoolbox-tutor"),
-        "idle_all_mb": sum(mb.values()),
+        "idle_all_mb": sum(mb.values()), "update_s": updated,
         **{f"{name}_mb": value for name, value in mb.items()},
     }  # fmt: skip
 
@@ -124,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hub-home", type=Path, default=REPO / "build/test-district",
                         help="The district the image trusts (make image's HUB_HOME).")  # fmt: skip
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--update-runs", type=int, default=None,
+                        help="How many of the runs also install the update (default: all; "
+                             "each adds about 10 minutes under TCG).")  # fmt: skip
     args = parser.parse_args(argv)
     if not args.image.is_file():
         raise SystemExit(f"No image at {args.image}: run `make image` first.")
@@ -134,16 +162,20 @@ def main(argv: list[str] | None = None) -> int:
         "compressed_mb": packed.stat().st_size / 1e6,
         "raw_mb": args.image.stat().st_size / 1e6,
         "installed_root_mb": build["installed_root_mb"],
+        "update_bundle_mb": Path(build["bundle"]).stat().st_size / 1e6,
         "compress_s": time.monotonic() - started,
     }
     runs = []
     for number in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="bench-image-") as work:
-            runs.append(one_run(args.image, args.hub_home, Path(work)))
+            updating = args.update_runs is None or number < args.update_runs
+            bundle = Path(build["bundle"]) if updating else None
+            runs.append(one_run(args.image, args.hub_home, Path(work), bundle))
         print(f"run {number + 1}: {json.dumps(runs[-1])}", flush=True)
     figures = over_runs(runs)
     result = {"image": str(args.image), "sizes": sizes, "build_seconds": build["seconds"],
               "runs": runs, "over_runs": figures, "targets": TARGETS,
+              "update_measured_in_runs": sum(run["update_s"] is not None for run in runs),
               "accelerator": "qemu TCG (no KVM), 2 vCPUs, 2 GB"}  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
@@ -153,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'build, total s':<36} {sum(build['seconds'].values()):<26.1f}")
     for name, figure in figures.items():
         print(f"{name:<36} {as_text(figure):<26} {TARGETS.get(name, '')}")
+    print(f"(update_s over {result['update_measured_in_runs']} of {len(runs)} runs)")
     print(f"\nJSON: {RESULTS.relative_to(REPO)}")
     return 0
 
