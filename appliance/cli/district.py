@@ -277,9 +277,12 @@ def image() -> None:
 def image_verify(signature: Path, district_keys: Path | None, hub_home: Path | None) -> None:
     """Check a downloaded image before flashing: SIGNATURE is its .sig.json; every file it
     names must be beside it, unchanged, and signed by the district."""
-    if district_keys is None and hub_home is None:
+    if district_keys is not None:
+        keys_file = district_keys
+    elif hub_home is not None:
+        keys_file = hub_store.public_keys_path(hub_home)
+    else:
         raise click.UsageError("Say whose signature to trust: --district-keys or --hub-home.")
-    keys_file = district_keys or hub_store.public_keys_path(hub_home)
     trusted = guarded(lambda: PublicKeys.from_json(read_json(keys_file)))
     try:
         checked = release.verify(signature, trusted)

@@ -35,9 +35,12 @@ def os_update_group() -> None:
 def install(ctx, bundle: Path | None, stick: Path | None, no_reboot: bool) -> None:
     """Install a district-signed update into the other slot; the box restarts into it."""
     home = config_of(ctx).home
-    if bundle is None and stick is None:
+    if bundle is not None:
+        found = [bundle]
+    elif stick is not None:
+        found = os_update.find_bundles([stick])
+    else:
         raise click.UsageError("Name a bundle, or a stick with --stick.")
-    found = [bundle] if bundle is not None else os_update.find_bundles([stick])
     if not found:
         click.echo("No OS update was found.")
         return
