@@ -296,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     root_image = step("root partition", root_partition, root, out)
     image = step("disk", disk, arch, out, esp, root_image)
     bundle = out / f"schoolbox-{arch.name}-{version}.raucb"
-    for old in out.glob("*.raucb"):
-        old.unlink()
+    for old in [*out.glob("*.raucb"), *out.glob("*.raucb.content")]:  # earlier builds'
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
     step("update bundle", update.bundle, root_image, f"schoolbox-{arch.name}", version,
          args.hub_home, bundle)  # fmt: skip
     sums = step("publish", publish, image, listed, args.hub_home, not args.no_compress, bundle)

@@ -60,6 +60,7 @@ def no_connection_of_its_own(work: Path) -> None:
 
 def ssh_key(folder: Path) -> Path:
     """A district IT admin's key pair; returns the private key (the public one beside it)."""
+    folder.mkdir(parents=True, exist_ok=True)
     key = folder / "admin_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "it@district",
                     "-f", str(key)], check=True)  # fmt: skip

@@ -280,3 +280,9 @@ def test_the_units_that_need_the_booted_slot_can_read_the_kernel_command_line(na
     """rauc.slot= on /proc/cmdline: Admin > Status shows it, and settling an update needs it
     (ProcSubset=pid would hide the file, and the rollback with it)."""
     assert "ProcSubset" not in service(UNIT_DIR / f"{name}.service")
+
+
+def test_only_avahi_speaks_on_the_local_network():
+    """systemd-resolved's LLMNR probes were the one packet the image's audit flagged."""
+    resolved = (TREE / "etc/systemd/resolved.conf.d/schoolbox.conf").read_text()
+    assert "\nLLMNR=no\n" in resolved and "\nMulticastDNS=no\n" in resolved

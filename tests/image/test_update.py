@@ -80,6 +80,7 @@ def restart_with_stick(box: qemu.Machine, bundle: Path) -> None:
     """Power off, plug in a stick holding `bundle`, power on."""
     box.stop()
     box.stick = qemu.stick([bundle], box.work / "stick.img")
+    bundle.unlink()  # on the stick now; each is most of a gigabyte
     box.start()
 
 
