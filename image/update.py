@@ -37,12 +37,10 @@ def manifest(compatible: str, version: str, root_name: str) -> str:
     )
 
 
-def bundle(root_image: Path, compatible: str, version: str, hub_home: Path, out: Path,
-           key: Path | None = None, certificate: Path | None = None) -> Path:  # fmt: skip
-    """Sign `root_image` as an update bundle at `out`: with the district's OS update key,
-    or with `key` and `certificate` (another signer, which the box must refuse)."""
-    if key is None or certificate is None:
-        key, certificate = os_update_signer.ensure(hub_home)
+def bundle(root_image: Path, compatible: str, version: str, hub_home: Path, out: Path) -> Path:
+    """Sign `root_image` as an update bundle at `out` with the OS update key of the district
+    whose hub home is `hub_home` (another district's home: a bundle the box must refuse)."""
+    key, certificate = os_update_signer.ensure(hub_home)
     content = out.with_name(out.name + ".content")
     shutil.rmtree(content, ignore_errors=True)
     content.mkdir(parents=True)

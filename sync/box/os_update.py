@@ -32,7 +32,7 @@ from pathlib import Path
 
 from appliance import paths
 from models.registry.formats import sha256_of
-from sync.files import write_durably
+from sync.files import fsync_dir, write_durably
 
 log = logging.getLogger("schoolbox.os_update")
 
@@ -106,14 +106,13 @@ def install(home: Path, bundle: Path, booted: str | None, stop_services: list[st
             f"Version {checked.version} ({bundle.name}) was installed before and rolled "
             "back because the box could not serve with it; it is not tried again."
         )
-    from_slot = booted
-    if from_slot is None:
+    if booted is None:
         raise OsUpdateError("This system was not started from an A/B slot; nothing installed.")
-    to_slot = "B" if from_slot == "A" else "A"
+    to_slot = "B" if booted == "A" else "A"
     # The copy and pending.json exist before RAUC switches slots, so a power cut at any
     # moment after the switch still finds them; after the services stop, a final copy
     # replaces the first, holding every answer given while the bundle was written.
-    _prepare_rollback(home, checked, from_slot, to_slot)
+    _prepare_rollback(home, checked, booted, to_slot)
     log.info("installing OS update %s from %s", checked.version, bundle.name)
     result = subprocess.run([RAUC, "install", str(bundle)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -121,7 +120,7 @@ def install(home: Path, bundle: Path, booted: str | None, stop_services: list[st
         raise OsUpdateError(f"Installing {bundle.name} failed: {_last_line(result.stderr)}.")
     if stop_services:  # nothing may write the database after the copy is taken
         subprocess.run(["systemctl", "stop", *stop_services], check=False)
-    _prepare_rollback(home, checked, from_slot, to_slot)
+    _prepare_rollback(home, checked, booted, to_slot)
     return checked
 
 
@@ -153,7 +152,7 @@ def copy_database(database: Path, into: Path) -> Path | None:
         os.fsync(written.fileno())
     os.chmod(partial, database.stat().st_mode & 0o777)  # as private as the database
     os.replace(partial, into)
-    _sync_folder(into.parent)
+    fsync_dir(into.parent)
     return into
 
 
@@ -176,7 +175,7 @@ def settle(home: Path, booted: str | None, good: bool = False) -> str | None:
             os.replace(snapshot, paths.database(home))
             for stale in ("-wal", "-shm"):  # the failed update's journal, not ours
                 Path(f"{paths.database(home)}{stale}").unlink(missing_ok=True)
-            _sync_folder(home)
+            fsync_dir(home)
         _record(home, pending, "rolled back")
         _forget(home)
         return f"rolled back from {pending['version']}"
@@ -214,7 +213,7 @@ def _record(home: Path, pending: dict, outcome: str, reason: str | None = None) 
 def _forget(home: Path) -> None:
     _pending_path(home).unlink(missing_ok=True)
     (paths.os_update(home) / "before-update.db").unlink(missing_ok=True)
-    _sync_folder(paths.os_update(home))
+    fsync_dir(paths.os_update(home))
 
 
 def _pending_path(home: Path) -> Path:
@@ -228,14 +227,6 @@ def _read_json(path: Path) -> dict | None:
         return None
     except (OSError, ValueError) as error:
         raise OsUpdateError(f"{path} is damaged ({error}); see docs/image.md.") from error
-
-
-def _sync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _last_line(text: str) -> str:
