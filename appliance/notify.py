@@ -19,11 +19,16 @@ NOTIFY_SOCKET = "NOTIFY_SOCKET"
 WATCHDOG_USEC = "WATCHDOG_USEC"
 
 
+def listening() -> bool:
+    """True when run by systemd with a notify socket: only then is a check worth making."""
+    return os.environ.get(NOTIFY_SOCKET, "")[:1] in ("/", "@")
+
+
 def send(*fields: str) -> bool:
     """Send `fields` ("READY=1", "STATUS=...") to systemd; False when not run by systemd."""
-    address = os.environ.get(NOTIFY_SOCKET, "")
-    if not address or address[0] not in "/@":
+    if not listening():
         return False
+    address = os.environ[NOTIFY_SOCKET]
     if address[0] == "@":  # an abstract socket
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:

@@ -43,6 +43,10 @@ log = logging.getLogger("schoolbox.server")
 QUICK_DEATH_S = 10
 MAX_QUICK_DEATHS = 5
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The kinds of metric the web app keeps (appliance/web/metrics.py: counters and histograms)
+# and prometheus_client's first size for a file of them, which it grows only when full.
+METRIC_KINDS = ("counter", "histogram")
+METRIC_FILE_BYTES = 1 << 20
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -167,14 +171,15 @@ def _die_with_supervisor(supervisor: int) -> None:
 
 def _worker(config: Config, supervisor: int) -> None:
     """One worker process: the app and waitress on its own socket."""
+    _die_with_supervisor(supervisor)
+    setup_logs(config.log_level)
+    _reserve_metric_files()  # before prometheus_client is imported, which reads the folder
     # Only workers load the web app: the supervisor, the follower and the tutor service
     # (spawned, so each imports this module afresh) stay without Flask on a 2 GB box.
     import waitress
 
     from appliance.web.app import create_app
 
-    _die_with_supervisor(supervisor)
-    setup_logs(config.log_level)
     _stop_waitress_busy_loop()
     _drop_slow_headers(config.http_header_timeout_s)
     app = create_app(config)
@@ -236,7 +241,10 @@ def run(config: Config) -> None:
     scheduler = jobs.start(config) if config.jobs else None
     stopping = False
     tell_systemd = threading.Event()  # set: stop telling systemd anything
-    threading.Thread(target=_ready_when_healthy, args=(config, tell_systemd), daemon=True).start()
+    if notify.listening():  # outside systemd its probes would only add to /metrics' counts
+        probe = threading.Thread(target=_ready_when_healthy, args=(config, tell_systemd))
+        probe.daemon = True
+        probe.start()
 
     def stop(*_):
         nonlocal stopping
@@ -340,3 +348,31 @@ def _prepare_metrics_dir(config: Config) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     os.environ[METRICS_ENV] = str(folder)
+
+
+def _reserve_metric_files() -> bool:
+    """Give this worker's metric files their disk blocks now, or count in memory.
+
+    prometheus_client keeps each process's counts in a file it memory-maps after making
+    it 1 MiB long but sparse. When the disk is full, the first write to a page with no
+    block behind it is a SIGBUS: the worker dies mid-request (seen in CI's full-disk test).
+    So the files it will open (`<kind>_<pid>.db`, prometheus_client.values) are made here
+    with every block allocated; it reuses a file that exists. Without the space, this
+    worker counts in its own memory (its counts leave /metrics' sum) and says so.
+    """
+    folder = os.environ.get(METRICS_ENV)
+    if not folder:
+        return False
+    try:
+        for kind in METRIC_KINDS:
+            path = os.path.join(folder, f"{kind}_{os.getpid()}.db")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, METRIC_FILE_BYTES)
+            finally:
+                os.close(fd)
+    except OSError as error:
+        del os.environ[METRICS_ENV]
+        event(log, "metrics_in_memory", logging.WARNING, reason=error.strerror)
+        return False
+    return True

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import requests
 
+from appliance import server
 from appliance.demo.seed import ADMIN, LEARNER_PIN
 from appliance.store import open_db
 from tests.conftest import start_serve, wait_ready
@@ -113,6 +116,54 @@ def test_a_full_disk_is_a_kind_503_and_the_box_recovers_when_space_returns(
         process.terminate()
         process.wait(timeout=15)
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+# A worker on a full disk: reserve its metric files (or not), then count 300 new routes.
+_COUNT_ON_A_FULL_DISK = """
+import os, sys
+from appliance import server
+reserved = server._reserve_metric_files() if sys.argv[1] == "reserve" else False
+fd = os.open(os.path.join(sys.argv[2], "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+for size in (1 << 20, 4096, 1):
+    try:
+        while os.write(fd, b"\\0" * size):
+            pass
+    except OSError:
+        pass
+from prometheus_client import Counter, Histogram
+requests, seconds = Counter("requests", "r", ["route"]), Histogram("seconds", "s", ["route"])
+for route in range(300):
+    requests.labels(str(route)).inc()
+    seconds.labels(str(route)).observe(0.1)
+print("counted", reserved, server.METRICS_ENV in os.environ)
+"""
+
+
+@pytest.mark.parametrize("reserve", [True, False])
+def test_a_full_disk_cannot_kill_a_worker_through_its_metric_files(small_disk, reserve):
+    # prometheus_client memory-maps a sparse file: on a full disk a write to a new page
+    # is a SIGBUS. The reserved files have their blocks, so counting carries on.
+    folder = small_disk / "metrics"
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", _COUNT_ON_A_FULL_DISK, "reserve" if reserve else "no", str(small_disk)],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if reserve:
+        assert (done.returncode, done.stdout.strip()) == (0, "counted True True"), done.stderr
+    else:  # what the reservation prevents
+        assert done.returncode == -signal.SIGBUS, (done.returncode, done.stdout, done.stderr)
+
+
+def test_a_worker_started_on_a_full_disk_counts_in_its_own_memory(small_disk, monkeypatch):
+    folder = small_disk / "metrics"
+    folder.mkdir()
+    monkeypatch.setenv(server.METRICS_ENV, str(folder))
+    _fill(small_disk)
+    assert server._reserve_metric_files() is False
+    assert server.METRICS_ENV not in os.environ  # prometheus_client then counts in memory
+    assert all(path.stat().st_blocks * 512 < server.METRIC_FILE_BYTES for path in folder.iterdir())
 
 
 def _problems(app) -> list[str]:
