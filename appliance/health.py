@@ -60,16 +60,30 @@ def model_problems(config: Config) -> list[str]:
 SERVICES_CGROUP = Path("/sys/fs/cgroup/system.slice")
 
 
-def service_memory(cgroups: Path | None = None) -> dict[str, int]:
-    """Bytes of memory each of the box's services uses now (systemd's memory.current), on
-    the image, where each runs as a unit of its own; empty elsewhere."""
+@dataclass(frozen=True)
+class ServiceMemory:
+    """One service's memory: `total` is systemd's memory.current, page cache included;
+    `working_set` leaves out the cache the kernel drops first when memory runs short
+    (inactive file pages), as the kubelet and `docker stats` count it."""
+
+    total: int
+    working_set: int
+
+
+def service_memory(cgroups: Path | None = None) -> dict[str, ServiceMemory]:
+    """The memory each of the box's services uses now, on the image, where each runs as a
+    unit of its own; empty elsewhere."""
     found = {}
     for folder in sorted((cgroups or SERVICES_CGROUP).glob("schoolbox-*.service")):
         try:
-            used = int((folder / "memory.current").read_text())
+            total = int((folder / "memory.current").read_text())
+            stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines())
+            dropped_first = int(stat.get("inactive_file", 0))
         except (OSError, ValueError):  # stopped between the listing and the read
             continue
-        found[folder.name.removesuffix(".service")] = used
+        found[folder.name.removesuffix(".service")] = ServiceMemory(
+            total, max(0, total - dropped_first)
+        )
     return found
 
 

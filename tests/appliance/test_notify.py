@@ -216,13 +216,21 @@ def test_the_status_page_shows_each_services_memory_on_the_image(tmp_path, monke
     from appliance import health
     from tests.conftest import as_role
 
-    for name, used in (("schoolbox-web", 150_000_000), ("schoolbox-tutor", 380_000_000)):
+    for name, used, cache in (("schoolbox-web", 150_000_000, 40_000_000),
+                              ("schoolbox-tutor", 380_000_000, 200_000_000)):  # fmt: skip
         (tmp_path / f"{name}.service").mkdir()
         (tmp_path / f"{name}.service" / "memory.current").write_text(f"{used}\n")
+        (tmp_path / f"{name}.service" / "memory.stat").write_text(
+            f"anon 1000\nfile {cache + 5}\nactive_file 5\ninactive_file {cache}\n"
+        )
     (tmp_path / "ssh.service").mkdir()  # not the box's: not shown
     monkeypatch.setattr(health, "SERVICES_CGROUP", tmp_path)
-    assert health.service_memory() == {"schoolbox-tutor": 380_000_000, "schoolbox-web": 150_000_000}
+    assert health.service_memory() == {
+        "schoolbox-tutor": health.ServiceMemory(380_000_000, 180_000_000),
+        "schoolbox-web": health.ServiceMemory(150_000_000, 110_000_000),
+    }
     page = as_role(app, "admin", ids).get("/admin/").data.decode()
-    assert '<th scope="row">schoolbox-tutor</th><td data-bytes="380000000">380 MB</td>' in page
+    assert ('<th scope="row">schoolbox-tutor</th><td data-bytes="180000000">180 MB</td>'
+            '<td data-bytes-total="380000000">380 MB</td>') in page  # fmt: skip
     monkeypatch.setattr(health, "SERVICES_CGROUP", tmp_path / "none")  # not on the image
     assert "schoolbox-web" not in as_role(app, "admin", ids).get("/admin/").data.decode()
