@@ -89,6 +89,14 @@ def test_the_check_sees_the_web_app_where_it_is():
     assert {"flask", "flask_babel", "werkzeug.routing"} <= set(loaded_by("appliance.web.app", WEB))
 
 
+def test_the_password_word_lists_load_only_where_a_password_is_checked():
+    # zxcvbn's lists are 13 MB in each process that has them; only setting a password needs them.
+    assert loaded_by("appliance.web.app", ("zxcvbn",)) == []
+    assert loaded_by("appliance.cli", ("zxcvbn",)) == []
+    checked = "appliance.store.users; appliance.store.users.validate_password('tembo kubwa juu 7')"
+    assert loaded_by(checked, ("zxcvbn",)) == ["zxcvbn"]
+
+
 def test_importing_appliance_loads_nothing_heavy():
     assert loaded_by("appliance", WEB + TRAINING + ("sqlite_utils", "onnxruntime")) == []
 

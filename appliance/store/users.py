@@ -10,7 +10,6 @@ import secrets
 
 import sqlite_utils
 from werkzeug.security import check_password_hash, generate_password_hash
-from zxcvbn import zxcvbn
 
 from appliance.messages import LazyString
 from appliance.messages import lazy as _l
@@ -88,6 +87,10 @@ def validate_password(password: str, *about: str) -> str:
     if len(password or "") < MIN_PASSWORD:
         raise UserError(_l("A password needs at least %(n)d characters.", n=MIN_PASSWORD))
     if len(password) <= 100:  # zxcvbn's time grows with length; past 100 no list helps
+        # Loaded here, where a password is set: its word lists hold 13 MB in every process
+        # that imports the store (each web worker, the jobs, the tutor) and is never used.
+        from zxcvbn import zxcvbn
+
         words = [w for a in about if a for w in (a, *a.split())]  # "Amina Diallo" -> amina
         if zxcvbn(password, user_inputs=words)["score"] < MIN_PASSWORD_SCORE:
             raise UserError(
