@@ -76,10 +76,10 @@ test-fast: $(DEV) lint
 # throwaway test district is made in build/ (fit for tests, never for a real box).
 HUB_HOME ?= build/test-district
 ARCH ?= x86_64
-IMAGE_TOOLS := mmdebstrap genimage mtools dosfstools e2fsprogs xz-utils qemu-system-x86 ovmf swtpm swtpm-tools rauc squashfs-tools
+IMAGE_TOOLS := mmdebstrap genimage fdisk mtools dosfstools e2fsprogs xz-utils qemu-system-x86 ovmf swtpm swtpm-tools rauc squashfs-tools
 
 image-tools:
-	@for tool in mmdebstrap genimage mcopy mkfs.vfat mke2fs xz qemu-system-x86_64 swtpm rauc mksquashfs; do \
+	@for tool in mmdebstrap genimage sfdisk mcopy mkfs.vfat mke2fs xz qemu-system-x86_64 swtpm rauc mksquashfs; do \
 	  command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q $(IMAGE_TOOLS) >/dev/null || { apt-get update -q && apt-get install -y -q $(IMAGE_TOOLS); }; \

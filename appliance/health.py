@@ -89,11 +89,27 @@ def service_memory(cgroups: Path | None = None) -> dict[str, ServiceMemory]:
 
 RELEASE_FILE = Path("/etc/schoolbox-release")  # written by image/build.py
 CMDLINE = Path("/proc/cmdline")  # GRUB's rauc.slot=A or B, on the image
+# Block devices as sysfs lists them, which every sandbox sees (a private /dev has no
+# /dev/mapper): the data partition's LUKS2 volume is the device-mapper device named in
+# the image's /etc/crypttab, absent on a box without a TPM2, whose partition is plain.
+SYS_BLOCK = Path("/sys/block")
+DATA_VOLUME_NAME = "schoolbox-data"
+
+
+def data_encrypted() -> bool:
+    """Whether the data partition is open as the LUKS2 volume (a box with a TPM2)."""
+    for name in SYS_BLOCK.glob("dm-*/dm/name"):
+        try:
+            if name.read_text().strip() == DATA_VOLUME_NAME:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def system(home: Path) -> dict | None:
-    """The OS image's version, the slot this boot came from, and recent OS updates
-    (installed, rolled back, refused); None off the image."""
+    """The OS image's version, the slot this boot came from, whether the data partition is
+    encrypted, and recent OS updates (installed, rolled back, refused); None off the image."""
     slot = os_update.booted_slot(CMDLINE)
     if slot is None:
         return None
@@ -101,7 +117,12 @@ def system(home: Path) -> dict | None:
         release = RELEASE_FILE.read_text().partition("VERSION=")[2].strip()
     except OSError:
         release = ""
-    return {"release": release, "slot": slot, "updates": os_update.history(home)[:5]}
+    return {
+        "release": release,
+        "slot": slot,
+        "data_encrypted": data_encrypted(),
+        "updates": os_update.history(home)[:5],
+    }
 
 
 def problems(config: Config, database_fault: str | None) -> list[str]:

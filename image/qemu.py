@@ -56,16 +56,24 @@ def read_esp_file(disk: Path, name: str) -> bytes | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def data_file(disk: Path, path: str) -> str:
-    """A file from the box's data partition (mounted at /var on the box), read without
-    mounting (debugfs, forgiving a disk whose power was cut): what a failing test shows."""
+def data_partition(disk: Path) -> tuple[int, int] | None:
+    """Where the box's data partition lies on `disk`: (offset, size) in bytes; None before
+    first boot made it."""
     table = json.loads(subprocess.run(["sfdisk", "--json", str(disk)], check=True,
                                       capture_output=True, text=True).stdout)  # fmt: skip
-    data = [p for p in table["partitiontable"]["partitions"] if p.get("name") == "schoolbox-data"]
-    if not data:
+    found = [p for p in table["partitiontable"]["partitions"] if p.get("name") == "schoolbox-data"]
+    return (found[0]["start"] * 512, found[0]["size"] * 512) if found else None
+
+
+def data_file(disk: Path, path: str) -> str:
+    """A file from the box's data partition (mounted at /var on the box), read without
+    mounting (debugfs, forgiving a disk whose power was cut): what a failing test shows.
+    An encrypted partition (a box with a TPM2) cannot be read this way."""
+    where = data_partition(disk)
+    if where is None:
         return "(no data partition yet)"
     loop = subprocess.run(["losetup", "--find", "--show", "--read-only",
-                           f"--offset={data[0]['start'] * 512}", str(disk)],
+                           f"--offset={where[0]}", str(disk)],
                           check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
     try:
         shown = subprocess.run(["debugfs", "-c", "-R", f"cat {path}", loop],
@@ -73,6 +81,24 @@ def data_file(disk: Path, path: str) -> str:
         return shown.stdout or shown.stderr
     finally:
         subprocess.run(["losetup", "--detach", loop], check=False)
+
+
+def data_partition_holds(disk: Path, needle: bytes, chunk: int = 16 << 20) -> bool:
+    """Whether `needle` is anywhere in the data partition's raw bytes: what someone who
+    took the card or disk out of the box could read."""
+    where = data_partition(disk)
+    if where is None:
+        return False
+    offset, size = where
+    with disk.open("rb") as raw:
+        raw.seek(offset)
+        tail = b""
+        for _ in range(0, size, chunk):
+            block = tail + raw.read(chunk)
+            if needle in block:
+                return True
+            tail = block[-len(needle) :]
+    return False
 
 
 def stick(files: list[Path], out: Path) -> Path:
@@ -117,7 +143,9 @@ class Machine:
     accel: str = "tcg"
     stick: Path | None = None  # a USB stick's image, plugged in from power-on
     capture: Path | None = None  # every frame on the box's network, as a pcap file
+    tpm: bool = False  # a TPM2 (swtpm; its state in work/tpm, kept across power cuts)
     process: subprocess.Popen | None = None
+    swtpm: subprocess.Popen | None = None
     started_at: float = 0.0
 
     @property
@@ -149,13 +177,38 @@ class Machine:
             "-serial", f"file:{self.serial_log}",
         ] + ([] if self.capture is None else [
             "-object", f"filter-dump,id=capture,netdev=net0,file={self.capture}",
+        ]) + ([] if not self.tpm else [
+            "-chardev", f"socket,id=tpm,path={self.tpm_socket}",
+            "-tpmdev", "emulator,id=tpm0,chardev=tpm", "-device", "tpm-tis,tpmdev=tpm0",
         ]) + ([] if self.stick is None else [
             "-device", "qemu-xhci,id=usb",
             "-drive", f"if=none,id=stick,format=raw,file={self.stick}",
             "-device", "usb-storage,bus=usb.0,drive=stick",
         ])  # fmt: skip
 
+    @property
+    def tpm_socket(self) -> Path:
+        return self.work / "tpm" / "swtpm.sock"
+
+    def start_tpm(self) -> None:
+        """The box's TPM2 chip: swtpm, until qemu lets go of it (--terminate)."""
+        self.tpm_socket.parent.mkdir(exist_ok=True)
+        self.tpm_socket.unlink(missing_ok=True)
+        self.swtpm = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--terminate",
+             "--tpmstate", f"dir={self.tpm_socket.parent}",
+             "--ctrl", f"type=unixio,path={self.tpm_socket}"],
+            stdout=subprocess.DEVNULL, stderr=(self.work / "swtpm.log").open("ab"),
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not self.tpm_socket.exists():
+            if self.swtpm.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"swtpm did not start: {(self.work / 'swtpm.log').read_text()}")
+            time.sleep(0.1)
+
     def start(self) -> Machine:
+        if self.tpm:
+            self.start_tpm()
         self.started_at = time.monotonic()
         if self.capture is not None and self.capture.exists():  # qemu starts a new file
             self.capture.rename(self.capture.with_suffix(f".{time.monotonic_ns()}.pcap"))
@@ -197,3 +250,7 @@ class Machine:
             self.process.kill()
             self.process.wait()
         self.process = None
+        if self.swtpm is not None:  # it ends with qemu's connection; this is in case not
+            self.swtpm.terminate()
+            self.swtpm.wait(timeout=30)
+            self.swtpm = None

@@ -46,7 +46,7 @@ mkdir -p "$root/boot/efi"
 # Services: the box's, the network, schoolbox.local; SSH off (first boot turns it on only
 # for a site file with an admin's key).
 in_root systemctl enable schoolbox.target schoolbox-mark-good.service systemd-networkd \
-    systemd-resolved avahi-daemon
+    systemd-resolved avahi-daemon schoolbox-data-encrypt.service
 in_root systemctl disable ssh.service ssh.socket hostapd.service wpa_supplicant.service 2>/dev/null || true
 
 # No secrets and no identity in the image: every box makes its own at first boot.

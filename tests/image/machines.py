@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -22,30 +23,32 @@ IMAGE = Path(os.environ.get("SCHOOLBOX_IMAGE", ROOT / "build/image/x86_64/school
 DISTRICT = Path(os.environ.get("SCHOOLBOX_IMAGE_HUB_HOME", ROOT / "build/test-district"))
 BOOT_TIMEOUT_S = 900  # qemu without KVM on 2 cores; bench/image.py measures the real figure
 ADMIN = ("head", "kiboko-ndogo-juu-7")
+WIFI_PASSPHRASE = "tembo-kubwa-42"  # the site file's
 
 
 def site_file(folder: Path, name: str = "schoolbox-site.json",
-              admin_ssh_key: Path | None = None) -> Path:  # fmt: skip
+              admin_ssh_key: Path | None = None, wifi_mode: str = "join") -> Path:  # fmt: skip
     out = folder / name
     ssh = ["--admin-ssh-key", str(admin_ssh_key)] if admin_ssh_key else []
     result = CliRunner().invoke(main, [
         "image", "site-file", "--hub-home", str(DISTRICT), "--school-id", "hill-primary",
-        "--site-name", "Hill Primary", "--wifi-mode", "join", "--ssid", "Hill Staff",
-        "--passphrase", "tembo-kubwa-42", "--country", "KE", "--consent", "tutor",
+        "--site-name", "Hill Primary", "--wifi-mode", wifi_mode, "--ssid", "Hill Staff",
+        "--passphrase", WIFI_PASSPHRASE, "--country", "KE", "--consent", "tutor",
         "--out", str(out), *ssh,
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     return out
 
 
-def boot(work: Path, site: Path | None) -> qemu.Machine:
-    """A fresh copy of the image, with `site` on its ESP, powered on; every packet on its
-    network is captured (work/box*.pcap), for `no_connection_of_its_own`."""
+def boot(work: Path, site: Path | None, tpm: bool = False) -> qemu.Machine:
+    """A fresh copy of the image, with `site` on its ESP (and a TPM2 chip), powered on;
+    every packet on its network is captured (work/box*.pcap), for
+    `no_connection_of_its_own`."""
     if not IMAGE.is_file():
         pytest.fail(f"No image at {IMAGE}: run `make image-test`, which builds it first.")
     disk = qemu.prepare_disk(IMAGE, work, site)
     accel = "kvm" if os.environ.get("SCHOOLBOX_IMAGE_KVM") == "1" and qemu.kvm_usable() else "tcg"
-    return qemu.Machine(disk, work, accel=accel, capture=work / "box.pcap").start()
+    return qemu.Machine(disk, work, accel=accel, capture=work / "box.pcap", tpm=tpm).start()
 
 
 def no_connection_of_its_own(work: Path) -> None:
@@ -76,6 +79,16 @@ def ssh(box: qemu.Machine, key: Path | None, command: str, *options: str):
          *options, "root@127.0.0.1", command],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def ssh_when_up(box: qemu.Machine, key: Path, command: str, timeout_s: float = 300):
+    """`command` over SSH once the box's sshd answers (it starts once the box has made its
+    host keys); the finished process."""
+    deadline = time.monotonic() + timeout_s
+    while (found := ssh(box, key, command)).returncode != 0:
+        assert time.monotonic() < deadline, found.stderr
+        time.sleep(10)
+    return found
 
 
 def claim(box: qemu.Machine) -> requests.Session:

@@ -11,6 +11,7 @@ out: they take minutes under qemu without KVM).
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -18,6 +19,7 @@ import requests
 
 from image import qemu
 from tests.image.machines import (
+    ADMIN,
     BOOT_TIMEOUT_S,
     boot,
     claim,
@@ -25,6 +27,7 @@ from tests.image.machines import (
     site_file,
     ssh,
     ssh_key,
+    ssh_when_up,
 )
 from tests.over_http import answers_seen_by_teacher, post_form, practise, set_up_a_class
 
@@ -35,7 +38,7 @@ pytestmark = [pytest.mark.image, pytest.mark.slow]
 def box(tmp_path_factory):
     work = tmp_path_factory.mktemp("box")
     key = ssh_key(work)
-    machine = boot(work, site_file(work, admin_ssh_key=key.with_suffix(".pub")))
+    machine = boot(work, site_file(work, admin_ssh_key=key.with_suffix(".pub")), tpm=True)
     machine.admin_key = key  # type: ignore[attr-defined]
     try:
         machine.wait_for("/healthz", BOOT_TIMEOUT_S)
@@ -61,10 +64,7 @@ def test_the_box_provisions_itself_and_waits_for_its_first_admin(box):
 def test_district_it_reaches_it_over_ssh_with_the_site_files_key_and_nothing_else(box):
     command = ("cat /proc/cmdline; /opt/schoolbox/.venv/bin/schoolbox --home /var/lib/schoolbox "
                "os-update status")  # fmt: skip
-    deadline = time.monotonic() + 300  # sshd starts once the box has made its host keys
-    while (found := ssh(box, box.admin_key, command)).returncode != 0:
-        assert time.monotonic() < deadline, found.stderr
-        time.sleep(10)
+    found = ssh_when_up(box, box.admin_key, command)
     assert "rauc.slot=A" in found.stdout and "Booted from slot A" in found.stdout
     # Keys only: no password is even asked for, and no other key gets in.
     password = ssh(
@@ -91,6 +91,26 @@ def test_the_first_admin_claims_it_and_a_learner_practises_then_a_reboot_keeps_i
     assert answers_seen_by_teacher(base, teacher, room.learner_id) == 3
     # Provisioned once: the setup page is gone, and the code no longer works.
     assert not requests.get(base + "/", timeout=30).url.endswith("/setup")
+
+
+def test_its_data_is_luks2_opened_by_its_tpm_alone_and_noise_on_the_disk_itself(box):
+    # After the reboot above: the TPM2 opened the volume again with nobody typing anything.
+    found = ssh_when_up(box, box.admin_key, "findmnt -no SOURCE /var; "
+                        "cryptsetup luksDump /dev/disk/by-partlabel/schoolbox-data")  # fmt: skip
+    assert found.stdout.splitlines()[0] == "/dev/mapper/schoolbox-data", found.stdout
+    assert "systemd-tpm2" in found.stdout, found.stdout
+    assert re.search(r"tpm2-hash-pcrs:\s+7$", found.stdout, re.MULTILINE), found.stdout
+    keyslots = re.findall(r"^\s+(\d+): luks2$", found.stdout, re.MULTILINE)
+    assert len(keyslots) == 1, found.stdout  # the TPM2's: no passphrase anyone could guess
+    admin = requests.Session()
+    post_form(admin, box.base, "/signin/staff", "/signin/staff",
+              {"username": ADMIN[0], "password": ADMIN[1]})  # fmt: skip
+    status = admin.get(box.base + "/admin/", timeout=60).text
+    assert "encrypted (LUKS2), opened by this box's TPM2 chip" in status
+    # The card or disk alone, taken out of the box: the school's name is in its database
+    # and in every log, and nowhere to be read.
+    assert not qemu.data_partition_holds(box.disk, b"Hill Primary")
+    assert not qemu.data_partition_holds(box.disk, b"hill-primary")
 
 
 def test_a_tampered_site_file_sets_nothing_up_and_the_box_says_why(tmp_path):

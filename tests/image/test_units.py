@@ -26,6 +26,7 @@ SERVICES = sorted(UNIT_DIR.glob("*.service"))
 BOX_UNITS = [u for u in SERVICES if "/opt/schoolbox/" in u.read_text()]
 MARK_GOOD = UNIT_DIR / "schoolbox-mark-good.service"
 FALL_BACK = UNIT_DIR / "schoolbox-fall-back.service"
+DATA_ENCRYPT = UNIT_DIR / "schoolbox-data-encrypt.service"
 UPDATE_INSTALL = UNIT_DIR / "schoolbox-update-install.service"
 DISTRICT_UNITS = sorted((ROOT / "image" / "district").glob("*.service"))
 VENV_SCHOOLBOX = "/opt/schoolbox/.venv/bin/schoolbox"
@@ -52,7 +53,9 @@ def test_the_box_has_a_unit_for_each_service():
     assert names >= LONG_RUNNING | {"schoolbox-sync", "schoolbox-firstboot"}
     assert (UNIT_DIR / "schoolbox-sync.timer").is_file()
     os_units = {"schoolbox-ssh", "schoolbox-wifi-join", "schoolbox-wifi-ap", "schoolbox-wifi-dhcp"}
-    expected = {MARK_GOOD, FALL_BACK} | {UNIT_DIR / f"{name}.service" for name in os_units}
+    expected = {MARK_GOOD, FALL_BACK, DATA_ENCRYPT} | {
+        UNIT_DIR / f"{name}.service" for name in os_units
+    }
     assert set(SERVICES) - set(BOX_UNITS) == expected
 
 
@@ -153,6 +156,8 @@ def checkable_units(tmp_path_factory) -> list[Path]:
         if not Path(program).exists():
             real[program] = "/usr/bin/true"
     for unit in [*UNIT_DIR.iterdir(), *DISTRICT_UNITS]:
+        if unit.is_dir():  # drop-ins for Debian's units (systemd-cryptsetup@.service.d)
+            continue
         text = unit.read_text()
         for image_path, here in real.items():
             text = text.replace(image_path, here)
@@ -284,3 +289,26 @@ def test_only_avahi_speaks_on_the_local_network():
     """systemd-resolved's LLMNR probes were the one packet the image's audit flagged."""
     resolved = (TREE / "etc/systemd/resolved.conf.d/schoolbox.conf").read_text()
     assert "\nLLMNR=no\n" in resolved and "\nMulticastDNS=no\n" in resolved
+
+
+def test_a_box_with_a_tpm2_gets_the_same_data_partition_inside_luks2_opened_by_it_alone():
+    plain = TREE / "usr/lib/repart.d/50-schoolbox-data.conf"
+    sealed = TREE / "usr/lib/schoolbox/repart-tpm2" / plain.name  # same name: it overrides
+    definition = [line for line in plain.read_text().splitlines() if not line.startswith("#")]
+    assert [line for line in sealed.read_text().splitlines() if not line.startswith("#")] == [
+        *definition[:4], "Encrypt=tpm2", *definition[4:]]  # fmt: skip
+    unit = DATA_ENCRYPT.read_text()
+    assert "ConditionSecurity=tpm2" in unit and "Before=systemd-repart.service" in unit
+    assert f"{sealed.relative_to(TREE).as_posix()} /run/repart.d/" in unit
+    crypttab = [line.split() for line in (TREE / "etc/crypttab").read_text().splitlines()
+                if line and not line.startswith("#")]  # fmt: skip
+    assert crypttab == [["schoolbox-data", "PARTLABEL=schoolbox-data", "-",
+                         "tpm2-device=auto,headless=true,x-systemd.device-timeout=2min"]]  # fmt: skip
+    # A plain partition (no TPM2) is not opened, and /var is its file system either way.
+    drop_in = UNIT_DIR / "systemd-cryptsetup@.service.d" / "schoolbox-luks-only.conf"
+    assert "ExecCondition=/sbin/cryptsetup isLuks /dev/disk/by-partlabel/%I" in drop_in.read_text()
+    assert re.search(r"^/dev/disk/schoolbox-var\s+/var\s+ext4", (TREE / "etc/fstab").read_text(),
+                     re.MULTILINE)  # fmt: skip
+    rules = (TREE / "usr/lib/udev/rules.d/90-schoolbox-data.rules").read_text()
+    assert 'ENV{ID_PART_ENTRY_NAME}=="schoolbox-data"' in rules
+    assert 'ENV{DM_NAME}=="schoolbox-data"' in rules  # not repart's luks-repart-... volume

@@ -220,6 +220,13 @@ def test_the_admin_sees_the_system_and_a_rolled_back_update_on_the_image_only(
     assert "<dt>System version</dt><dd>0.1.0+20261204.1330</dd>" in page
     assert "<dt>Started from slot</dt><dd>B</dd>" in page
     assert "could not serve and was rolled back" in page and 'data-outcome="rolled back"' in page
+    assert "not encrypted: this box has no TPM2 chip" in page  # no LUKS2 volume opened
+    for device, name in (("dm-0", "swap"), ("dm-1", "schoolbox-data")):  # as sysfs lists them
+        (tmp_path / "block" / device / "dm").mkdir(parents=True)
+        (tmp_path / "block" / device / "dm" / "name").write_text(f"{name}\n")
+    monkeypatch.setattr(health, "SYS_BLOCK", tmp_path / "block")
+    page = as_role(app, "admin", ids).get("/admin/").data.decode()
+    assert "encrypted (LUKS2), opened by this box's TPM2 chip" in page
     cmdline.write_text("ro quiet\n")  # not the image: no such section
     assert "Started from slot" not in as_role(app, "admin", ids).get("/admin/").data.decode()
 
