@@ -17,6 +17,9 @@ from appliance import server
 from appliance.demo.seed import ADMIN, LEARNER_PIN
 from appliance.store import open_db
 from tests.conftest import start_serve, wait_ready
+from tests.full_disk import fill
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -32,22 +35,6 @@ def small_disk(tmp_path):
         pytest.skip(f"no small filesystem to fill: mounting a tmpfs needs root ({done.stderr})")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    """Write a file until the filesystem under `folder` has no byte left; the file."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 20, 4096, 1):
-            try:
-                while os.write(fd, b"\0" * size):
-                    pass
-            except OSError:
-                continue
-    finally:
-        os.close(fd)
-    return filler
 
 
 def _csrf(html: str) -> str:
@@ -97,7 +84,7 @@ def test_a_full_disk_is_a_kind_503_and_the_box_recovers_when_space_returns(
         assert _practice(learner, base, lesson).status_code == 200
 
         assert "disk is nearly full" not in admin.get(f"{base}/admin/").text
-        filler = _fill(small_disk)
+        filler = fill(small_disk)
 
         for refused in (learner.get(f"{base}/learn/practice/{lesson}"), _signin(base, learner_id)):
             assert refused.status_code == 503 and refused.headers["Retry-After"] == "60"
@@ -121,15 +108,11 @@ def test_a_full_disk_is_a_kind_503_and_the_box_recovers_when_space_returns(
 # A worker on a full disk: reserve its metric files (or not), then count 300 new routes.
 _COUNT_ON_A_FULL_DISK = """
 import os, sys
+from pathlib import Path
 from appliance import server
+from tests.full_disk import fill
 reserved = server._reserve_metric_files() if sys.argv[1] == "reserve" else False
-fd = os.open(os.path.join(sys.argv[2], "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
-for size in (1 << 20, 4096, 1):
-    try:
-        while os.write(fd, b"\\0" * size):
-            pass
-    except OSError:
-        pass
+fill(Path(sys.argv[2]))
 from prometheus_client import Counter, Histogram
 requests, seconds = Counter("requests", "r", ["route"]), Histogram("seconds", "s", ["route"])
 for route in range(300):
@@ -147,7 +130,7 @@ def test_a_full_disk_cannot_kill_a_worker_through_its_metric_files(small_disk, r
     folder.mkdir()
     done = subprocess.run(
         [sys.executable, "-c", _COUNT_ON_A_FULL_DISK, "reserve" if reserve else "no", str(small_disk)],
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)},
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}, cwd=ROOT,
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if reserve:
@@ -160,7 +143,7 @@ def test_a_worker_started_on_a_full_disk_counts_in_its_own_memory(small_disk, mo
     folder = small_disk / "metrics"
     folder.mkdir()
     monkeypatch.setenv(server.METRICS_ENV, str(folder))
-    _fill(small_disk)
+    fill(small_disk)
     assert server._reserve_metric_files() is False
     assert server.METRICS_ENV not in os.environ  # prometheus_client then counts in memory
     assert all(path.stat().st_blocks * 512 < server.METRIC_FILE_BYTES for path in folder.iterdir())
