@@ -36,11 +36,6 @@ from sync.hub import home as hub_store  # noqa: E402
 from sync.hub import os_update_signer  # noqa: E402
 
 SUITE = "bookworm"
-MIRRORS = [
-    f"deb http://deb.debian.org/debian {SUITE} main",
-    f"deb http://deb.debian.org/debian {SUITE}-updates main",
-    f"deb http://deb.debian.org/debian-security {SUITE}-security main",
-]
 LLAMA_VERSION = "0.3.36"  # as the Makefile's
 # The slots' partition UUIDs: fixed, so GRUB, the kernel's root= and RAUC's system.conf
 # name the same partitions on every box.
@@ -48,6 +43,7 @@ SLOT_A_UUID = "6b1f1a36-5c1e-4c57-9a3e-0d5f6c0a0a01"
 SLOT_B_UUID = "6b1f1a36-5c1e-4c57-9a3e-0d5f6c0a0b02"
 ROOT_SLOT_MB = 3072  # each of A and B; the root filesystem is about half of it
 ESP_MB = 64
+DATA_SEED_MB = 64  # the data partition an MBR image carries, until first boot grows it
 
 
 @dataclass(frozen=True)
@@ -55,11 +51,57 @@ class Arch:
     name: str  # uname -m
     debian: str  # dpkg's name
     root_type: str  # the GPT partition type of its root (the Discoverable Partitions Spec)
+    table: str  # the partition table: "gpt" (a PC's UEFI) or "mbr" (a Raspberry Pi's firmware)
+    grub_format: str  # grub-mkstandalone's --format
+    efi_program: str  # the name UEFI starts from EFI/BOOT/ without a boot entry
+    console: str  # the serial console: the PC's COM1; the Pi's and qemu virt's PL011 UART
+    cross: str = ""  # the GNU triplet of the cross compiler, where this build machine is not one
 
 
 ARCHES = {
-    "x86_64": Arch("x86_64", "amd64", "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"),
+    "x86_64": Arch(
+        "x86_64",
+        "amd64",
+        "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
+        "gpt",
+        "x86_64-efi",
+        "BOOTX64.EFI",
+        "ttyS0",
+    ),  # fmt: skip
+    # Raspberry Pi 4 (and qemu's virt machine): the Pi's firmware starts U-Boot, whose UEFI
+    # starts the same GRUB A/B script as on a PC (docs/image.md, "Raspberry Pi").
+    "aarch64": Arch(
+        "aarch64",
+        "arm64",
+        "b921b045-1df0-41c3-af44-4c6f280d3fae",
+        "mbr",
+        "arm64-efi",
+        "BOOTAA64.EFI",
+        "ttyAMA0",
+        cross="aarch64-linux-gnu",
+    ),  # fmt: skip
 }
+# An MBR names partitions by the disk's signature and their number: fixed, as the GPT's
+# UUIDs are (the firmware partition, root A, root B, the data partition).
+MBR_SIGNATURE = "5c4b0a01"
+
+
+def slot_uuids(arch: Arch) -> tuple[str, str]:
+    """Root slots A and B as the kernel's root=PARTUUID= and /dev/disk/by-partuuid name them."""
+    if arch.table == "mbr":
+        return f"{MBR_SIGNATURE}-02", f"{MBR_SIGNATURE}-03"
+    return SLOT_A_UUID, SLOT_B_UUID
+
+
+def mirrors(arch: Arch) -> list[str]:
+    """Debian's archive: main, and for a Pi also non-free-firmware, where the Pi's boot
+    firmware is (raspi-firmware: redistributable, not free)."""
+    components = "main non-free-firmware" if arch.table == "mbr" else "main"
+    return [
+        f"deb http://deb.debian.org/debian {SUITE} {components}",
+        f"deb http://deb.debian.org/debian {SUITE}-updates {components}",
+        f"deb http://deb.debian.org/debian-security {SUITE}-security {components}",
+    ]
 
 
 def run(*command: str | Path, **kwargs) -> subprocess.CompletedProcess:
@@ -70,20 +112,74 @@ def run(*command: str | Path, **kwargs) -> subprocess.CompletedProcess:
 
 def wheelhouse(arch: Arch, cache: Path) -> Path:
     """Every wheel the box installs: llama-cpp-python built once for any CPU of the
-    architecture (GGML_NATIVE off: AVX2 and FMA, not this build machine's own
-    instructions), and the rest from PyPI; cached, so a rebuild downloads nothing."""
+    architecture (GGML_NATIVE off: on x86-64 AVX2 and FMA, on arm64 plain ARMv8, which a
+    Pi 4 runs; not this build machine's own instructions), and the rest from PyPI;
+    cached, so a rebuild downloads nothing."""
     wheels = cache / f"wheels-{arch.name}"
     wheels.mkdir(parents=True, exist_ok=True)
     if not list(wheels.glob(f"llama_cpp_python-{LLAMA_VERSION}-*.whl")):
-        env = {**os.environ, "CMAKE_ARGS": "-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF",
-               "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)}  # fmt: skip
-        run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir",
-            f"llama-cpp-python=={LLAMA_VERSION}", "-w", wheels, env=env)  # fmt: skip
+        llama_wheel(arch, wheels)
     for old in wheels.glob("schoolbox-*.whl"):
         old.unlink()  # this checkout's, always
-    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels,
-        "--find-links", wheels, f"{CHECKOUT}[federated]")  # fmt: skip
+    if not arch.cross:
+        run(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels,
+            "--find-links", wheels, f"{CHECKOUT}[federated]")  # fmt: skip
+        return wheels
+    # Another architecture: schoolbox itself is pure Python; the rest are PyPI's wheels
+    # for that architecture and the box's Python (Debian 12: CPython 3.11). pip would
+    # judge the requirements' markers (torch's, by platform_machine) by this machine, so
+    # uv resolves them for the box, and pip fetches exactly that list.
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels,
+        CHECKOUT)  # fmt: skip
+    (ours,) = wheels.glob("schoolbox-*.whl")
+    wanted = wheels / "requirements.in"
+    wanted.write_text(f"schoolbox[federated] @ {ours.as_uri()}\n")
+    resolved = wheels / "requirements.txt"
+    run(Path(sys.executable).with_name("uv"), "pip", "compile", "--quiet", "--system-certs",
+        "--python-platform", f"{arch.name}-manylinux_2_36", "--python-version", "3.11",
+        "--find-links", wheels, "--no-header", "--no-annotate", "--output-file", resolved,
+        wanted)  # fmt: skip
+    pins = [line for line in resolved.read_text().splitlines()
+            if "==" in line and not line.startswith(("schoolbox", "llama-cpp-python"))]  # fmt: skip
+    # pip takes --platform literally: every manylinux tag Debian 12's glibc 2.36 runs.
+    platforms = [f"manylinux_2_{minor}_{arch.name}" for minor in range(17, 37)]
+    platforms += [f"manylinux2014_{arch.name}", f"linux_{arch.name}"]
+    run(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+        *(option for tag in platforms for option in ("--platform", tag)),
+        "--python-version", "3.11", "--implementation", "cp", "--dest", wheels, *pins)  # fmt: skip
+    keep = {ours.name, *(path.name for path in wheels.glob("llama_cpp_python-*.whl"))}
+    keep |= {wheel_file_for(wheels, pin).name for pin in pins}
+    for stale in wheels.glob("*.whl"):  # an earlier resolution's: never copied into the image
+        if stale.name not in keep:
+            stale.unlink()
     return wheels
+
+
+def wheel_file_for(wheels: Path, pin: str) -> Path:
+    """The wheel in `wheels` that a `name==version` pin names."""
+    name, version = pin.split("==")
+    stem = name.replace("-", "_").replace(".", "_").lower()
+    for path in wheels.glob("*.whl"):
+        their_name, their_version = path.name.split("-")[:2]
+        if their_name.lower().replace(".", "_") == stem and their_version == version:
+            return path
+    raise FileNotFoundError(f"pip fetched no wheel for {pin}")
+
+
+def llama_wheel(arch: Arch, wheels: Path) -> None:
+    """llama-cpp-python's wheel: built here, or for another architecture with Debian's
+    cross compiler (it is a ctypes binding: libraries, no CPython extension to cross-build)."""
+    cmake = "-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
+    env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)}
+    if arch.cross:
+        cmake += (
+            f" -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR={arch.name}"
+            f" -DCMAKE_C_COMPILER={arch.cross}-gcc -DCMAKE_CXX_COMPILER={arch.cross}-g++"
+        )
+        env["_PYTHON_HOST_PLATFORM"] = f"linux_{arch.name}"  # scikit-build-core's wheel tag
+    env["CMAKE_ARGS"] = cmake
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir",
+        f"llama-cpp-python=={LLAMA_VERSION}", "-w", wheels, env=env)  # fmt: skip
 
 
 def packages(arch: Arch) -> list[str]:
@@ -124,11 +220,27 @@ def root_filesystem(arch: Arch, root: Path, cache: Path, wheels: Path, hub_home:
         # Downloads are kept between builds (mmdebstrap(1), "--skip=download/empty").
         "--skip=download/empty", "--skip=essential/unlink",
         '--setup-hook=mkdir -p "$1"/var/cache/apt/archives',
+        *initramfs_hooks(arch),
         f'--setup-hook=sync-in {apt_cache} /var/cache/apt/archives',
         f'--customize-hook=sync-out /var/cache/apt/archives {apt_cache}',
         '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb',
         f'--customize-hook={HERE / "recipe" / "customize.sh"} "$1"',
-        SUITE, root, *MIRRORS, env=env)  # fmt: skip
+        SUITE, root, *mirrors(arch), env=env)  # fmt: skip
+
+
+def initramfs_hooks(arch: Arch) -> list[str]:
+    """mmdebstrap setup hooks that put the initramfs's module list in place before the
+    kernel's package builds it (image/recipe/initramfs/): only where there is a list."""
+    modules = HERE / "recipe" / "initramfs" / f"modules-{arch.name}"
+    if not modules.exists():
+        return []
+    return [
+        '--setup-hook=mkdir -p "$1"/etc/initramfs-tools/conf.d '
+        '"$1"/usr/share/initramfs-tools/modules.d',
+        f"--setup-hook=upload {HERE / 'recipe' / 'initramfs' / 'schoolbox.conf'} "
+        "/etc/initramfs-tools/conf.d/schoolbox.conf",
+        f"--setup-hook=upload {modules} /usr/share/initramfs-tools/modules.d/schoolbox",
+    ]
 
 
 def refresh_root(root: Path, wheels: Path, hub_home: Path, model: Path, version: str) -> None:
@@ -138,33 +250,87 @@ def refresh_root(root: Path, wheels: Path, hub_home: Path, model: Path, version:
     run(HERE / "recipe" / "customize.sh", root, env=env)
 
 
-def boot_loader(root: Path, out: Path) -> Path:
-    """The ESP's contents: GRUB as one EFI program with its A/B script, and grubenv with
-    slot A good and B empty (RAUC marks B once it installs to it)."""
+def boot_loader(arch: Arch, root: Path, out: Path) -> Path:
+    """The ESP's contents (on a Pi, the firmware partition's): GRUB as one EFI program with
+    its A/B script, and grubenv with slot A good and B empty (RAUC marks B once it
+    installs to it); on a Pi also its firmware, device trees and U-Boot."""
     esp = out / "esp"
     shutil.rmtree(esp, ignore_errors=True)
     (esp / "EFI" / "BOOT").mkdir(parents=True)
-    script = (HERE / "recipe" / "grub.cfg").read_text()
-    script = script.replace("@SLOT_A_UUID@", SLOT_A_UUID).replace("@SLOT_B_UUID@", SLOT_B_UUID)
-    (root / "tmp" / "grub.cfg").write_text(script)
-    modules = "part_gpt fat ext2 linux normal regexp loadenv test echo sleep reboot all_video"
-    run("chroot", root, "grub-mkstandalone", "--format=x86_64-efi", f"--modules={modules}",
-        "--output=/tmp/BOOTX64.EFI", "boot/grub/grub.cfg=/tmp/grub.cfg")  # fmt: skip
-    shutil.move(root / "tmp" / "BOOTX64.EFI", esp / "EFI" / "BOOT" / "BOOTX64.EFI")
+    (root / "tmp" / "grub.cfg").write_text(grub_script(arch))
+    table = "part_msdos" if arch.table == "mbr" else "part_gpt"
+    modules = f"{table} fat ext2 linux normal regexp loadenv test echo sleep reboot all_video"
+    run("chroot", root, "grub-mkstandalone", f"--format={arch.grub_format}",
+        f"--modules={modules}", f"--output=/tmp/{arch.efi_program}",
+        "boot/grub/grub.cfg=/tmp/grub.cfg")  # fmt: skip
+    shutil.move(root / "tmp" / arch.efi_program, esp / "EFI" / "BOOT" / arch.efi_program)
     in_root_env = "/tmp/grubenv"  # noqa: S108 - the image root's /tmp, not this machine's
     run("chroot", root, "grub-editenv", in_root_env, "create")
     run("chroot", root, "grub-editenv", in_root_env, "set", "ORDER=A B", "A_OK=1", "A_TRY=0",
         "B_OK=0", "B_TRY=0")  # fmt: skip
     shutil.move(root / "tmp" / "grubenv", esp / "EFI" / "BOOT" / "grubenv")
     (root / "tmp" / "grub.cfg").unlink()
+    if arch.table == "mbr":
+        raspberry_pi_firmware(root, esp)
     return esp
+
+
+def grub_script(arch: Arch) -> str:
+    """image/recipe/grub.cfg for this architecture's disk: its slots, partition map and
+    serial console."""
+    slot_a, slot_b = slot_uuids(arch)
+    script = (HERE / "recipe" / "grub.cfg").read_text()
+    for key, value in {"@SLOT_A_UUID@": slot_a, "@SLOT_B_UUID@": slot_b,
+                       "@PARTMAP@": "msdos" if arch.table == "mbr" else "gpt",
+                       "@CONSOLE@": arch.console}.items():  # fmt: skip
+        script = script.replace(key, value)
+    return script
+
+
+def raspberry_pi_firmware(root: Path, esp: Path) -> None:
+    """What a Raspberry Pi 4's boot ROM and firmware read from the first FAT partition:
+    the firmware (raspi-firmware), the board's device trees (Debian's kernel), U-Boot
+    (u-boot-rpi) and config.txt, which starts U-Boot."""
+    for name in ("start4.elf", "fixup4.dat"):
+        shutil.copy(root / "usr" / "lib" / "raspi-firmware" / name, esp / name)
+    (kernel_dtbs,) = (root / "usr" / "lib").glob("linux-image-*-arm64")
+    for tree in (kernel_dtbs / "broadcom").glob("bcm2711-*.dtb"):
+        shutil.copy(tree, esp / tree.name)
+    shutil.copy(root / "usr" / "lib" / "u-boot" / "rpi_arm64" / "u-boot.bin", esp / "u-boot.bin")
+    shutil.copy(HERE / "recipe" / "raspi-config.txt", esp / "config.txt")
+
+
+def mbr_board_files(root: Path) -> None:
+    """board()'s changes to files: fstab, the data partition's definition, crypttab."""
+    fstab = root / "etc" / "fstab"
+    text = fstab.read_text().replace("PARTLABEL=esp ", f"PARTUUID={MBR_SIGNATURE}-01")
+    growing = "nodev,x-systemd.growfs,x-systemd.device-timeout"
+    text = text.replace("nodev,x-systemd.device-timeout", growing)
+    fstab.write_text(text)
+    (root / "usr" / "lib" / "repart.d" / "50-schoolbox-data.conf").unlink(missing_ok=True)
+    (root / "etc" / "crypttab").write_text(
+        "# No encrypted volume: this board has no TPM2 to seal a key with (docs/image.md).\n"
+    )
+
+
+def board(arch: Arch, root: Path) -> None:
+    """What differs on a board whose disk has an MBR (a Raspberry Pi): the firmware
+    partition named by number, a data partition that the image carries and first boot
+    grows (systemd-repart makes it only on GPT), and no TPM2 to seal it with."""
+    if arch.table != "mbr":
+        return
+    mbr_board_files(root)
+    run("chroot", root, "systemctl", "disable", "schoolbox-data-encrypt.service")
+    run("chroot", root, "systemctl", "enable", "schoolbox-data-grow.service")
+    shutil.rmtree(root / "boot" / "firmware", ignore_errors=True)  # raspi-firmware's copies
 
 
 def rauc_config(arch: Arch, root: Path) -> None:
     """RAUC's system.conf, naming the slots by the partition UUIDs the disk is made with."""
     text = (HERE / "recipe" / "rauc-system.conf").read_text()
-    for key, value in {"@ARCH@": arch.name, "@SLOT_A_UUID@": SLOT_A_UUID,
-                       "@SLOT_B_UUID@": SLOT_B_UUID}.items():  # fmt: skip
+    slot_a, slot_b = slot_uuids(arch)
+    for key, value in {"@ARCH@": arch.name, "@SLOT_A_UUID@": slot_a,
+                       "@SLOT_B_UUID@": slot_b}.items():  # fmt: skip
         text = text.replace(key, value)
     (root / "etc" / "rauc").mkdir(parents=True, exist_ok=True)
     (root / "etc" / "rauc" / "system.conf").write_text(text)
@@ -198,10 +364,22 @@ def root_partition(root: Path, out: Path) -> Path:
 
 def disk(arch: Arch, out: Path, esp: Path, root_image: Path) -> Path:
     """ESP, root slot A (this build), root slot B (empty until the first update), as one
-    GPT disk file (genimage). The data partition is made on the box at first boot."""
+    disk file (genimage). On GPT the data partition is made on the box at first boot; on
+    an MBR (a Pi) the image carries a small one that first boot grows."""
     name = f"schoolbox-{arch.name}.img"
     config = out / "genimage.cfg"
-    config.write_text(f"""
+    config.write_text(mbr_layout(arch, out, name, root_image) if arch.table == "mbr"
+                      else gpt_layout(arch, name, root_image))  # fmt: skip
+    tmp = out / "genimage-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    run("genimage", "--config", config, "--rootpath", esp, "--tmppath", tmp,
+        "--inputpath", out, "--outputpath", out)  # fmt: skip
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out / name
+
+
+def gpt_layout(arch: Arch, name: str, root_image: Path) -> str:
+    return f"""
 image esp.vfat {{
     vfat {{ label = "SCHOOLBOX" }}
     mountpoint = "/"
@@ -225,13 +403,46 @@ image {name} {{
         size = {ROOT_SLOT_MB}M
     }}
 }}
-""")
-    tmp = out / "genimage-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    run("genimage", "--config", config, "--rootpath", esp, "--tmppath", tmp,
-        "--inputpath", out, "--outputpath", out)  # fmt: skip
-    shutil.rmtree(tmp, ignore_errors=True)
-    return out / name
+"""
+
+
+def mbr_layout(arch: Arch, out: Path, name: str, root_image: Path) -> str:
+    """A Pi's card: the firmware partition first (FAT32, the only kind its boot ROM
+    reads), the two root slots, then a small empty data partition that first boot grows."""
+    data = out / "data.ext4"
+    data.unlink(missing_ok=True)
+    run("mke2fs", "-q", "-t", "ext4", "-L", "schoolbox-data", data, f"{DATA_SEED_MB}M")
+    return f"""
+image esp.vfat {{
+    vfat {{ label = "SCHOOLBOX" }}
+    mountpoint = "/"
+    size = {ESP_MB}M
+}}
+image {name} {{
+    hdimage {{
+        partition-table-type = "mbr"
+        disk-signature = 0x{MBR_SIGNATURE}
+    }}
+    partition firmware {{
+        image = "esp.vfat"
+        partition-type = 0x0C
+        bootable = true
+        offset = 1M
+    }}
+    partition root-a {{
+        image = "{root_image}"
+        partition-type = 0x83
+    }}
+    partition root-b {{
+        partition-type = 0x83
+        size = {ROOT_SLOT_MB}M
+    }}
+    partition data {{
+        image = "{data}"
+        partition-type = 0x83
+    }}
+}}
+"""
 
 
 def publish(image: Path, packages_in: list[dict], hub_home: Path, compress: bool,
@@ -290,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         step("root filesystem", root_filesystem, arch, root, args.cache, wheels, args.hub_home,
              model, version)  # fmt: skip
-    esp = step("boot loader", boot_loader, root, out)
+    step("board", board, arch, root)
+    esp = step("boot loader", boot_loader, arch, root, out)
     step("update slots", rauc_config, arch, root)
     listed = step("package list", package_list, root)
     root_image = step("root partition", root_partition, root, out)

@@ -20,8 +20,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Each architecture's UEFI firmware (Debian's ovmf and qemu-efi-aarch64), its machine, and
+# the CPU it is emulated as: for arm64 a Pi 4's Cortex-A72, so that what runs here runs on
+# the board (no instruction a Pi 4 lacks), and the fastest to emulate.
+FIRMWARE = {
+    "x86_64": (Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.fd")),
+    "aarch64": (Path("/usr/share/AAVMF/AAVMF_CODE.fd"), Path("/usr/share/AAVMF/AAVMF_VARS.fd")),
+}
+MACHINE = {"x86_64": ("q35", "max"), "aarch64": ("virt", "cortex-a72")}
 ESP_OFFSET = 1 << 20  # image/build.py puts the ESP at 1 MiB
 DATA_ROOM_GB = 6  # free space after the image's partitions, for the data partition
 
@@ -144,6 +150,7 @@ class Machine:
     stick: Path | None = None  # a USB stick's image, plugged in from power-on
     capture: Path | None = None  # every frame on the box's network, as a pcap file
     tpm: bool = False  # a TPM2 (swtpm; its state in work/tpm, kept across power cuts)
+    arch: str = "x86_64"  # or "aarch64": qemu's virt machine, as close to a Pi as qemu is
     process: subprocess.Popen | None = None
     swtpm: subprocess.Popen | None = None
     started_at: float = 0.0
@@ -157,14 +164,16 @@ class Machine:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        variables = self.work / "OVMF_VARS.fd"
+        code, blank_variables = FIRMWARE[self.arch]
+        variables = self.work / "efi-variables.fd"
         if not variables.exists():
-            shutil.copy(OVMF_VARS, variables)
-        cpu = "host" if self.accel == "kvm" else "max"
+            shutil.copy(blank_variables, variables)
+        machine, cpu = MACHINE[self.arch]
+        cpu = "host" if self.accel == "kvm" else cpu
         return [
-            "qemu-system-x86_64", "-machine", f"q35,accel={self.accel}", "-cpu", cpu,
+            f"qemu-system-{self.arch}", "-machine", f"{machine},accel={self.accel}", "-cpu", cpu,
             "-smp", str(self.cpus), "-m", str(self.memory_mb),
-            "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,readonly=on,file={code}",
             "-drive", f"if=pflash,format=raw,file={variables}",
             # The disk first, whatever else is plugged in (a USB stick must not be booted),
             # and no network boot ROM: the box only ever starts from its own disk.

@@ -19,6 +19,7 @@ from tests.over_http import post_form
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = Path(os.environ.get("SCHOOLBOX_IMAGE", ROOT / "build/image/x86_64/schoolbox-x86_64.img"))
+IMAGE_ARM64 = ROOT / "build/image/aarch64/schoolbox-aarch64.img"
 # The district whose public keys the image carries (make image-test makes a test one).
 DISTRICT = Path(os.environ.get("SCHOOLBOX_IMAGE_HUB_HOME", ROOT / "build/test-district"))
 BOOT_TIMEOUT_S = 900  # qemu without KVM on 2 cores; bench/image.py measures the real figure
@@ -40,15 +41,18 @@ def site_file(folder: Path, name: str = "schoolbox-site.json",
     return out
 
 
-def boot(work: Path, site: Path | None, tpm: bool = False) -> qemu.Machine:
+def boot(work: Path, site: Path | None, tpm: bool = False, arch: str = "x86_64") -> qemu.Machine:
     """A fresh copy of the image, with `site` on its ESP (and a TPM2 chip), powered on;
     every packet on its network is captured (work/box*.pcap), for
-    `no_connection_of_its_own`."""
-    if not IMAGE.is_file():
-        pytest.fail(f"No image at {IMAGE}: run `make image-test`, which builds it first.")
-    disk = qemu.prepare_disk(IMAGE, work, site)
-    accel = "kvm" if os.environ.get("SCHOOLBOX_IMAGE_KVM") == "1" and qemu.kvm_usable() else "tcg"
-    return qemu.Machine(disk, work, accel=accel, capture=work / "box.pcap", tpm=tpm).start()
+    `no_connection_of_its_own`. arch "aarch64": the Pi's image on qemu's virt machine."""
+    image = IMAGE if arch == "x86_64" else IMAGE_ARM64
+    if not image.is_file():
+        target = "image-test" if arch == "x86_64" else "image-test-arm64"
+        pytest.fail(f"No image at {image}: run `make {target}`, which builds it first.")
+    disk = qemu.prepare_disk(image, work, site)
+    kvm = os.environ.get("SCHOOLBOX_IMAGE_KVM") == "1" and qemu.kvm_usable() and arch == "x86_64"
+    return qemu.Machine(disk, work, accel="kvm" if kvm else "tcg", capture=work / "box.pcap",
+                        tpm=tpm, arch=arch).start()  # fmt: skip
 
 
 def no_connection_of_its_own(work: Path) -> None:

@@ -27,6 +27,7 @@ BOX_UNITS = [u for u in SERVICES if "/opt/schoolbox/" in u.read_text()]
 MARK_GOOD = UNIT_DIR / "schoolbox-mark-good.service"
 FALL_BACK = UNIT_DIR / "schoolbox-fall-back.service"
 DATA_ENCRYPT = UNIT_DIR / "schoolbox-data-encrypt.service"
+DATA_GROW = UNIT_DIR / "schoolbox-data-grow.service"
 UPDATE_INSTALL = UNIT_DIR / "schoolbox-update-install.service"
 DISTRICT_UNITS = sorted((ROOT / "image" / "district").glob("*.service"))
 VENV_SCHOOLBOX = "/opt/schoolbox/.venv/bin/schoolbox"
@@ -53,7 +54,7 @@ def test_the_box_has_a_unit_for_each_service():
     assert names >= LONG_RUNNING | {"schoolbox-sync", "schoolbox-firstboot"}
     assert (UNIT_DIR / "schoolbox-sync.timer").is_file()
     os_units = {"schoolbox-ssh", "schoolbox-wifi-join", "schoolbox-wifi-ap", "schoolbox-wifi-dhcp"}
-    expected = {MARK_GOOD, FALL_BACK, DATA_ENCRYPT} | {
+    expected = {MARK_GOOD, FALL_BACK, DATA_ENCRYPT, DATA_GROW} | {
         UNIT_DIR / f"{name}.service" for name in os_units
     }
     assert set(SERVICES) - set(BOX_UNITS) == expected
@@ -312,3 +313,35 @@ def test_a_box_with_a_tpm2_gets_the_same_data_partition_inside_luks2_opened_by_i
     rules = (TREE / "usr/lib/udev/rules.d/90-schoolbox-data.rules").read_text()
     assert 'ENV{ID_PART_ENTRY_NAME}=="schoolbox-data"' in rules
     assert 'ENV{DM_NAME}=="schoolbox-data"' in rules  # not repart's luks-repart-... volume
+
+
+def test_the_pi_image_names_its_partitions_by_number_and_grows_the_data_it_carries(tmp_path):
+    from image import build
+
+    root = tmp_path / "root"
+    shutil.copytree(TREE, root, symlinks=True)
+    build.mbr_board_files(root)
+    fstab = (root / "etc/fstab").read_text()
+    assert re.search(r"^PARTUUID=5c4b0a01-01\s+/boot/efi\s+vfat\s", fstab, re.MULTILINE)
+    assert re.search(r"^/dev/disk/schoolbox-var\s+/var\s+ext4\s+\S*,x-systemd\.growfs,", fstab,
+                     re.MULTILINE)  # fmt: skip
+    assert not (root / "usr/lib/repart.d/50-schoolbox-data.conf").exists()  # repart is GPT's
+    crypttab = (root / "etc/crypttab").read_text().splitlines()
+    assert [line for line in crypttab if line and not line.startswith("#")] == []
+    grow = (UNIT_DIR / "schoolbox-data-grow.service").read_text()
+    assert "Before=var.mount" in grow and "WantedBy=var.mount" in grow
+    rules = (TREE / "usr/lib/udev/rules.d/90-schoolbox-data.rules").read_text()
+    assert 'ENV{ID_PART_ENTRY_SCHEME}=="dos", ENV{ID_FS_LABEL}=="schoolbox-data"' in rules
+
+
+def test_one_grub_script_serves_the_pcs_gpt_and_the_pis_mbr():
+    from image import build
+
+    pc = build.grub_script(build.ARCHES["x86_64"])
+    pi = build.grub_script(build.ARCHES["aarch64"])
+    for script in (pc, pi):
+        assert not re.search(r"@[A-Z_]+@", script)
+    assert f"set partuuid={build.SLOT_A_UUID}" in pc and "($disk,gpt$part)/vmlinuz" in pc
+    assert "console=ttyS0,115200" in pc
+    assert "set partuuid=5c4b0a01-02" in pi and "set partuuid=5c4b0a01-03" in pi
+    assert "($disk,msdos$part)/vmlinuz" in pi and "console=ttyAMA0,115200" in pi
