@@ -301,27 +301,32 @@ def raspberry_pi_firmware(root: Path, esp: Path) -> None:
 
 
 def mbr_board_files(root: Path) -> None:
-    """board()'s changes to files: fstab, the data partition's definition, crypttab."""
+    """board()'s changes to files: fstab, the data partition's definition, crypttab, and
+    the initramfs script that grows the data partition (image/recipe/initramfs/)."""
     fstab = root / "etc" / "fstab"
     text = fstab.read_text().replace("PARTLABEL=esp ", f"PARTUUID={MBR_SIGNATURE}-01")
-    growing = "nodev,x-systemd.growfs,x-systemd.device-timeout"
-    text = text.replace("nodev,x-systemd.device-timeout", growing)
+    text = text.replace("/dev/disk/schoolbox-var   /var", f"PARTUUID={MBR_SIGNATURE}-04 /var")
     fstab.write_text(text)
     (root / "usr" / "lib" / "repart.d" / "50-schoolbox-data.conf").unlink(missing_ok=True)
     (root / "etc" / "crypttab").write_text(
         "# No encrypted volume: this board has no TPM2 to seal a key with (docs/image.md).\n"
     )
+    recipe = HERE / "recipe" / "initramfs"
+    for part in ("hooks", "scripts/local-premount"):
+        (root / "etc" / "initramfs-tools" / part).mkdir(parents=True, exist_ok=True)
+        shutil.copy(recipe / part / "schoolbox-grow-data",
+                    root / "etc" / "initramfs-tools" / part / "schoolbox-grow-data")  # fmt: skip
 
 
 def board(arch: Arch, root: Path) -> None:
     """What differs on a board whose disk has an MBR (a Raspberry Pi): the firmware
-    partition named by number, a data partition that the image carries and first boot
-    grows (systemd-repart makes it only on GPT), and no TPM2 to seal it with."""
+    partition named by number, a data partition that the image carries and the initramfs
+    grows at first boot (systemd-repart makes it only on GPT), and no TPM2 to seal it."""
     if arch.table != "mbr":
         return
     mbr_board_files(root)
     run("chroot", root, "systemctl", "disable", "schoolbox-data-encrypt.service")
-    run("chroot", root, "systemctl", "enable", "schoolbox-data-grow.service")
+    run("chroot", root, "update-initramfs", "-u", "-k", "all")
     shutil.rmtree(root / "boot" / "firmware", ignore_errors=True)  # raspi-firmware's copies
 
 
