@@ -326,8 +326,13 @@ def board(arch: Arch, root: Path) -> None:
         return
     mbr_board_files(root)
     run("chroot", root, "systemctl", "disable", "schoolbox-data-encrypt.service")
+    # raspi-firmware's hooks copy every new kernel and initramfs to /boot/firmware, for
+    # a Pi whose firmware starts Linux itself; here U-Boot and GRUB start it from the
+    # slot, and the firmware partition is made by image/build.py alone.
+    for hook in ("kernel/postinst.d", "kernel/postrm.d", "initramfs/post-update.d"):
+        (root / "etc" / hook / "z50-raspi-firmware").unlink(missing_ok=True)
+    shutil.rmtree(root / "boot" / "firmware", ignore_errors=True)
     run("chroot", root, "update-initramfs", "-u", "-k", "all")
-    shutil.rmtree(root / "boot" / "firmware", ignore_errors=True)  # raspi-firmware's copies
 
 
 def rauc_config(arch: Arch, root: Path) -> None:
