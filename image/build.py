@@ -125,10 +125,15 @@ def wheelhouse(arch: Arch, cache: Path) -> Path:
         run(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels,
             "--find-links", wheels, f"{CHECKOUT}[federated]")  # fmt: skip
         return wheels
-    # Another architecture: schoolbox itself is pure Python; the rest are PyPI's wheels
-    # for that architecture and the box's Python (Debian 12: CPython 3.11). pip would
-    # judge the requirements' markers (torch's, by platform_machine) by this machine, so
-    # uv resolves them for the box, and pip fetches exactly that list.
+    cross_wheels(arch, wheels)
+    return wheels
+
+
+def cross_wheels(arch: Arch, wheels: Path) -> None:
+    """The wheels for another architecture: schoolbox itself (pure Python), and PyPI's
+    wheels for that architecture and the box's Python (Debian 12: CPython 3.11). pip
+    would judge the requirements' markers (torch's, by platform_machine) by this
+    machine, so uv resolves them for the box, and pip fetches exactly that list."""
     run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels,
         CHECKOUT)  # fmt: skip
     (ours,) = wheels.glob("schoolbox-*.whl")
@@ -152,7 +157,6 @@ def wheelhouse(arch: Arch, cache: Path) -> Path:
     for stale in wheels.glob("*.whl"):  # an earlier resolution's: never copied into the image
         if stale.name not in keep:
             stale.unlink()
-    return wheels
 
 
 def wheel_file_for(wheels: Path, pin: str) -> Path:
