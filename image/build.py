@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,29 +58,34 @@ class Arch:
     console: str  # the serial console: the PC's COM1; the Pi's and qemu virt's PL011 UART
     cross: str = ""  # the GNU triplet of the cross compiler, where this build machine is not one
 
+    @property
+    def grub_partmap(self) -> str:
+        """GRUB's name for the partition table (its module is part_<name>)."""
+        return "msdos" if self.table == "mbr" else "gpt"
+
 
 ARCHES = {
     "x86_64": Arch(
-        "x86_64",
-        "amd64",
-        "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
-        "gpt",
-        "x86_64-efi",
-        "BOOTX64.EFI",
-        "ttyS0",
-    ),  # fmt: skip
+        name="x86_64",
+        debian="amd64",
+        root_type="4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
+        table="gpt",
+        grub_format="x86_64-efi",
+        efi_program="BOOTX64.EFI",
+        console="ttyS0",
+    ),
     # Raspberry Pi 4 (and qemu's virt machine): the Pi's firmware starts U-Boot, whose UEFI
     # starts the same GRUB A/B script as on a PC (docs/image.md, "Raspberry Pi").
     "aarch64": Arch(
-        "aarch64",
-        "arm64",
-        "b921b045-1df0-41c3-af44-4c6f280d3fae",
-        "mbr",
-        "arm64-efi",
-        "BOOTAA64.EFI",
-        "ttyAMA0",
+        name="aarch64",
+        debian="arm64",
+        root_type="b921b045-1df0-41c3-af44-4c6f280d3fae",
+        table="mbr",
+        grub_format="arm64-efi",
+        efi_program="BOOTAA64.EFI",
+        console="ttyAMA0",
         cross="aarch64-linux-gnu",
-    ),  # fmt: skip
+    ),
 }
 # An MBR names partitions by the disk's signature and their number: fixed, as the GPT's
 # UUIDs are (the firmware partition, root A, root B, the data partition).
@@ -152,22 +158,16 @@ def cross_wheels(arch: Arch, wheels: Path) -> None:
     run(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
         *(option for tag in platforms for option in ("--platform", tag)),
         "--python-version", "3.11", "--implementation", "cp", "--dest", wheels, *pins)  # fmt: skip
-    keep = {ours.name, *(path.name for path in wheels.glob("llama_cpp_python-*.whl"))}
-    keep |= {wheel_file_for(wheels, pin).name for pin in pins}
-    for stale in wheels.glob("*.whl"):  # an earlier resolution's: never copied into the image
-        if stale.name not in keep:
-            stale.unlink()
+    wanted = {wheel_key(*pin.split("==")) for pin in pins}
+    for path in wheels.glob("*.whl"):  # an earlier resolution's: never copied into the image
+        built_here = path.name.startswith(("schoolbox-", "llama_cpp_python-"))
+        if not built_here and wheel_key(*path.name.split("-")[:2]) not in wanted:
+            path.unlink()
 
 
-def wheel_file_for(wheels: Path, pin: str) -> Path:
-    """The wheel in `wheels` that a `name==version` pin names."""
-    name, version = pin.split("==")
-    stem = name.replace("-", "_").replace(".", "_").lower()
-    for path in wheels.glob("*.whl"):
-        their_name, their_version = path.name.split("-")[:2]
-        if their_name.lower().replace(".", "_") == stem and their_version == version:
-            return path
-    raise FileNotFoundError(f"pip fetched no wheel for {pin}")
+def wheel_key(name: str, version: str) -> tuple[str, str]:
+    """A distribution as a pin and a wheel's file name both spell it (PEP 503 and 427)."""
+    return re.sub(r"[-_.]+", "_", name).lower(), version
 
 
 def llama_wheel(arch: Arch, wheels: Path) -> None:
@@ -262,8 +262,8 @@ def boot_loader(arch: Arch, root: Path, out: Path) -> Path:
     shutil.rmtree(esp, ignore_errors=True)
     (esp / "EFI" / "BOOT").mkdir(parents=True)
     (root / "tmp" / "grub.cfg").write_text(grub_script(arch))
-    table = "part_msdos" if arch.table == "mbr" else "part_gpt"
-    modules = f"{table} fat ext2 linux normal regexp loadenv test echo sleep reboot all_video"
+    modules = (f"part_{arch.grub_partmap} fat ext2 linux normal regexp loadenv test echo sleep"
+               " reboot all_video")  # fmt: skip
     run("chroot", root, "grub-mkstandalone", f"--format={arch.grub_format}",
         f"--modules={modules}", f"--output=/tmp/{arch.efi_program}",
         "boot/grub/grub.cfg=/tmp/grub.cfg")  # fmt: skip
@@ -285,7 +285,7 @@ def grub_script(arch: Arch) -> str:
     slot_a, slot_b = slot_uuids(arch)
     script = (HERE / "recipe" / "grub.cfg").read_text()
     for key, value in {"@SLOT_A_UUID@": slot_a, "@SLOT_B_UUID@": slot_b,
-                       "@PARTMAP@": "msdos" if arch.table == "mbr" else "gpt",
+                       "@PARTMAP@": arch.grub_partmap,
                        "@CONSOLE@": arch.console}.items():  # fmt: skip
         script = script.replace(key, value)
     return script
@@ -382,7 +382,7 @@ def disk(arch: Arch, out: Path, esp: Path, root_image: Path) -> Path:
     an MBR (a Pi) the image carries a small one that first boot grows."""
     name = f"schoolbox-{arch.name}.img"
     config = out / "genimage.cfg"
-    config.write_text(mbr_layout(arch, out, name, root_image) if arch.table == "mbr"
+    config.write_text(mbr_layout(out, name, root_image) if arch.table == "mbr"
                       else gpt_layout(arch, name, root_image))  # fmt: skip
     tmp = out / "genimage-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -392,13 +392,18 @@ def disk(arch: Arch, out: Path, esp: Path, root_image: Path) -> Path:
     return out / name
 
 
-def gpt_layout(arch: Arch, name: str, root_image: Path) -> str:
-    return f"""
+# The ESP (on a Pi, the firmware partition) as genimage makes it from image/build.py's
+# esp folder: the same on both partition tables.
+ESP_GENIMAGE = f"""
 image esp.vfat {{
     vfat {{ label = "SCHOOLBOX" }}
     mountpoint = "/"
     size = {ESP_MB}M
-}}
+}}"""
+
+
+def gpt_layout(arch: Arch, name: str, root_image: Path) -> str:
+    return f"""{ESP_GENIMAGE}
 image {name} {{
     hdimage {{ partition-table-type = "gpt" }}
     partition esp {{
@@ -420,18 +425,13 @@ image {name} {{
 """
 
 
-def mbr_layout(arch: Arch, out: Path, name: str, root_image: Path) -> str:
+def mbr_layout(out: Path, name: str, root_image: Path) -> str:
     """A Pi's card: the firmware partition first (FAT32, the only kind its boot ROM
     reads), the two root slots, then a small empty data partition that first boot grows."""
     data = out / "data.ext4"
     data.unlink(missing_ok=True)
     run("mke2fs", "-q", "-t", "ext4", "-L", "schoolbox-data", data, f"{DATA_SEED_MB}M")
-    return f"""
-image esp.vfat {{
-    vfat {{ label = "SCHOOLBOX" }}
-    mountpoint = "/"
-    size = {ESP_MB}M
-}}
+    return f"""{ESP_GENIMAGE}
 image {name} {{
     hdimage {{
         partition-table-type = "mbr"
