@@ -76,8 +76,8 @@ test-fast: $(DEV) lint
 # throwaway test district is made in build/ (fit for tests, never for a real box).
 HUB_HOME ?= build/test-district
 ARCH ?= x86_64
-IMAGE_TOOLS := mmdebstrap genimage fdisk mtools dosfstools e2fsprogs xz-utils qemu-system-x86 ovmf swtpm swtpm-tools rauc squashfs-tools
-IMAGE_COMMANDS := mmdebstrap genimage sfdisk mcopy mkfs.vfat mke2fs xz qemu-system-x86_64 swtpm rauc mksquashfs
+IMAGE_TOOLS := mmdebstrap genimage fdisk mtools dosfstools e2fsprogs xz-utils qemu-system-x86 ovmf swtpm swtpm-tools rauc squashfs-tools socat
+IMAGE_COMMANDS := mmdebstrap genimage sfdisk mcopy mkfs.vfat mke2fs xz qemu-system-x86_64 swtpm rauc mksquashfs socat
 # arm64 on an x86-64 host: llama.cpp cross-compiled, Debian's arm64 packages installed
 # under qemu-user (binfmt_misc), and the image booted on qemu's virt machine.
 ifeq ($(ARCH),aarch64)
@@ -105,7 +105,8 @@ image: $(DEV) $(DEFAULT_GGUF) image-tools $(HUB_HOME)/district.json
 
 # Build the x86-64 image (uncompressed) and boot it under qemu: provisioning, a school
 # day, a power cut, a tampered site file (tests/image/test_boot.py); signed updates from
-# a stick, a forged one refused, a broken one rolled back (tests/image/test_update.py).
+# a stick, a forged one refused, a broken one rolled back (tests/image/test_update.py);
+# one published on a hub, downloaded at sync and installed (test_update_from_hub.py).
 IMAGE_TESTS ?= tests/image
 image-test: $(DEV) $(DEFAULT_GGUF) image-tools $(HUB_HOME)/district.json
 	$(BIN)/python image/build.py --arch x86_64 --hub-home $(HUB_HOME) --no-compress

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from appliance.config import Config, ConfigError, read_secret
 from models.registry import installed as store
-from sync.box import os_update
+from sync.box import os_download, os_update
 
 
 @dataclass(frozen=True)
@@ -109,19 +109,17 @@ def data_encrypted() -> bool:
 
 def system(home: Path) -> dict | None:
     """The OS image's version, the slot this boot came from, whether the data partition is
-    encrypted, and recent OS updates (installed, rolled back, refused); None off the image."""
+    encrypted, recent OS updates (installed, rolled back, refused) and the one being
+    downloaded from the hub; None off the image."""
     slot = os_update.booted_slot(CMDLINE)
     if slot is None:
         return None
-    try:
-        release = RELEASE_FILE.read_text().partition("VERSION=")[2].strip()
-    except OSError:
-        release = ""
     return {
-        "release": release,
+        "release": os_update.release(RELEASE_FILE),
         "slot": slot,
         "data_encrypted": data_encrypted(),
         "updates": os_update.history(home)[:5],
+        "download": os_download.state(home),
     }
 
 

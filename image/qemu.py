@@ -29,6 +29,8 @@ FIRMWARE = {
 }
 MACHINE = {"x86_64": ("q35", "max"), "aarch64": ("virt", "cortex-a72")}
 ESP_OFFSET = 1 << 20  # image/build.py puts the ESP at 1 MiB
+# The district hub as a box under qemu sees it (slirp's guestfwd; tests/image/test_update.py).
+HUB_ADDRESS = "10.0.2.100"
 DATA_ROOM_GB = 6  # free space after the image's partitions, for the data partition
 
 
@@ -151,6 +153,7 @@ class Machine:
     capture: Path | None = None  # every frame on the box's network, as a pcap file
     tpm: bool = False  # a TPM2 (swtpm; its state in work/tpm, kept across power cuts)
     arch: str = "x86_64"  # or "aarch64": qemu's virt machine, as close to a Pi as qemu is
+    hub_port: int | None = None  # a district hub on the host's loopback, seen at HUB_ADDRESS
     process: subprocess.Popen | None = None
     swtpm: subprocess.Popen | None = None
     started_at: float = 0.0
@@ -180,7 +183,7 @@ class Machine:
             "-drive", f"file={self.disk},if=none,id=disk,format=raw,cache=unsafe",
             "-device", "virtio-blk-pci,drive=disk,bootindex=0",
             "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:80,"
-                       f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
+                       f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22{self.hub_forward}",
             "-device", "virtio-net-pci,netdev=net0,romfile=",
             "-display", "none", "-monitor", "none", "-nodefaults",
             "-serial", f"file:{self.serial_log}",
@@ -194,6 +197,14 @@ class Machine:
             "-drive", f"if=none,id=stick,format=raw,file={self.stick}",
             "-device", "usb-storage,bus=usb.0,drive=stick",
         ])  # fmt: skip
+
+    @property
+    def hub_forward(self) -> str:
+        """The hub's address on the box's network, relayed to the host's loopback (socat,
+        once per connection: a chardev would take only the first)."""
+        if self.hub_port is None:
+            return ""
+        return f",guestfwd=tcp:{HUB_ADDRESS}:80-cmd:socat - TCP:127.0.0.1:{self.hub_port}"
 
     @property
     def tpm_socket(self) -> Path:

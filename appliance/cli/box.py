@@ -46,7 +46,7 @@ from models.registry.installed import ModelStoreError
 from models.tutor import service as tutor_service
 from sync import enrolment
 from sync import stick as stick_layout
-from sync.box import os_update, outbox, transport
+from sync.box import os_download, os_update, outbox, transport
 from sync.box import updates as box_updates
 from sync.box.outbox import OutboxFull
 from sync.box.transport import SendStopped
@@ -54,6 +54,7 @@ from sync.bundle import BundleError
 from sync.enrolment import EnrolmentError
 from sync.files import write_durably
 from sync.keys import KeyFileError
+from sync.os_bundle import OsUpdateError
 from sync.policy import PolicyError
 from sync.site_file import SiteFileError
 
@@ -454,15 +455,27 @@ def sync_now(ctx, url: str | None) -> None:
     if not transport.reachable(target):
         click.echo(f"The hub at {target} cannot be reached; bundles wait.")
         return
-    sent = _sync_errors(transport.send_pending, db, config.home, target)
-    click.echo(f"The hub acknowledged {sent} bundle(s).")
-
+    # A send the hub refuses (a box not enrolled yet, say) still lets the district's
+    # updates in, an OS update that may fix it among them; the refusal is the exit status.
+    try:
+        sent = _sync_errors(transport.send_pending, db, config.home, target)
+        click.echo(f"The hub acknowledged {sent} bundle(s).")
+        refused = None
+    except click.ClickException as error:
+        refused = error
     incoming = paths.updates_incoming(config.home)
     _sync_errors(transport.fetch_updates, target, incoming)
     for name, outcome in box_updates.apply_all(
         db, config.home, incoming, config.sync_require_signed_updates
     ).items():
         click.echo(f"Update {name}: {outcome}")
+    try:  # an OS update for the image, fetched a part at a time (sync/box/os_download.py)
+        if bundle := os_download.fetch(target, config.home):
+            click.echo(f"OS update {bundle.name} downloaded; it installs tonight or at restart.")
+    except (OsUpdateError, OSError, ValueError) as error:
+        click.echo(f"The OS update could not be fetched: {error}", err=True)
+    if refused is not None:
+        raise refused
 
 
 @sync.command("export")

@@ -18,9 +18,10 @@ from federated import district
 from sync import enrolment, release, site_file, updates
 from sync.files import create_secret
 from sync.hub import home as hub_store
-from sync.hub import receive
+from sync.hub import os_updates, receive
 from sync.hub.app import make_app
 from sync.keys import PublicKeys
+from sync.os_bundle import OsUpdateError
 
 
 @click.group()
@@ -115,6 +116,45 @@ def hub_sign(ctx, file: Path, kind: str, name, version_, model_kind) -> None:
     folder = hub_store.updates_folder(home) / f"{kind}-{name}-{version_}"
     updates.sign(district, file, kind, name, version_, folder, model_kind)
     click.echo(f"Signed {kind} {name} {version_} into {folder}.")
+
+
+@hub.group("os-update")
+def hub_os_update() -> None:
+    """OS update bundles (image/update.py) offered to the boxes, which fetch them at sync."""
+
+
+@hub_os_update.command("publish")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def hub_os_update_publish(ctx, bundle: Path) -> None:
+    """Offer BUNDLE (a .raucb signed with this district's OS update key) to the boxes."""
+    try:
+        record = os_updates.publish(ctx.obj["hub_home"], bundle)
+    except OsUpdateError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"Published {record['file']}: version {record['version']} for "
+               f"{record['compatible']} boxes, {record['size'] >> 20} MB. Boxes fetch it at "
+               "their next syncs and install it at night.")  # fmt: skip
+
+
+@hub_os_update.command("list")
+@click.pass_context
+def hub_os_update_list(ctx) -> None:
+    """The bundles offered, oldest first (a box takes the newest for its kind)."""
+    for record in os_updates.listing(ctx.obj["hub_home"]):
+        click.echo(f"{record['published_at']}  {record['compatible']:<18} {record['version']:<28} "
+                   f"{record['file']}")  # fmt: skip
+
+
+@hub_os_update.command("withdraw")
+@click.argument("name")
+@click.pass_context
+def hub_os_update_withdraw(ctx, name: str) -> None:
+    """Stop offering the bundle NAME: boxes that downloaded it and have not installed it
+    yet delete it at their next sync."""
+    if not os_updates.withdraw(ctx.obj["hub_home"], name):
+        raise click.ClickException(f"No OS update called {name} is published.")
+    click.echo(f"Withdrew {name}.")
 
 
 @hub.command("rotate-keys")

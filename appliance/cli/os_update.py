@@ -1,7 +1,8 @@
 """`schoolbox os-update`: the box's signed A/B system updates (sync/box/os_update.py).
 
-The image's units run these: `install --stick DIR` as root once the booted slot is
-good, `settle` before anything opens the database, `settle --good` after mark-good.
+The image's units run these: `install --stick DIR --downloaded` as root once the booted
+slot is good (at boot, when a stick is plugged in, and at night for a bundle downloaded
+from the hub), `settle` before anything opens the database, `settle --good` after mark-good.
 An admin with SSH may run `install BUNDLE` and `status` by hand.
 """
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import click
 
 from appliance.cli.common import config_of
-from sync.box import os_update
+from models.registry.formats import sha256_of
+from sync.box import os_download, os_update
 
 # What writes the database: stopped before the copy an update can be rolled back to.
 SERVICES = ["schoolbox-web.service", "schoolbox-jobs.service", "schoolbox-sync.service",
@@ -30,36 +32,47 @@ def os_update_group() -> None:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))  # fmt: skip
 @click.option("--stick", type=click.Path(file_okay=False, path_type=Path),
               help="A mounted USB stick to look on for *.raucb (the image mounts it).")  # fmt: skip
+@click.option("--downloaded", is_flag=True,
+              help="Also install a bundle the sync downloaded from the hub.")  # fmt: skip
 @click.option("--no-reboot", is_flag=True, help="Leave the restart to the caller.")
 @click.pass_context
-def install(ctx, bundle: Path | None, stick: Path | None, no_reboot: bool) -> None:
+def install(ctx, bundle: Path | None, stick: Path | None, downloaded: bool,
+            no_reboot: bool) -> None:  # fmt: skip
     """Install a district-signed update into the other slot; the box restarts into it."""
     home = config_of(ctx).home
-    if bundle is not None:
-        found = [bundle]
-    elif stick is not None:
-        found = os_update.find_bundles([stick])
-    else:
-        raise click.UsageError("Name a bundle, or a stick with --stick.")
-    if not found:
+    if bundle is None and stick is None and not downloaded:
+        raise click.UsageError("Name a bundle, a stick with --stick, or --downloaded.")
+    found = [bundle] if bundle is not None else []
+    found += os_update.find_bundles([stick]) if stick is not None else []
+    from_hub = os_download.ready(home) if downloaded else []
+    if not found + from_hub:
         click.echo("No OS update was found.")
         return
     errors = []
-    for candidate in found:  # the first one that installs wins
+    for candidate in found + from_hub:  # the first one that installs wins; a stick's first
         try:
             checked = os_update.install(home, candidate, os_update.booted_slot(), SERVICES)
         except os_update.NotAgain as error:
             click.echo(str(error))
+            _forget_download(candidate, from_hub)
             return
         except os_update.OsUpdateError as error:
             errors.append(str(error))
-            os_update.note_refused(home, candidate.name, str(error))
+            digest = sha256_of(candidate) if candidate in from_hub else None  # not fetched again
+            os_update.note_refused(home, candidate.name, str(error), digest)
+            _forget_download(candidate, from_hub)
             continue
+        _forget_download(candidate, from_hub)  # in the other slot now
         click.echo(f"Installed version {checked.version}; the box restarts into it.")
         if not no_reboot:
             subprocess.run(["systemctl", "--no-block", "reboot"], check=False)
         return
     raise click.ClickException(" ".join(errors))
+
+
+def _forget_download(bundle: Path, downloaded: list[Path]) -> None:
+    if bundle in downloaded:
+        os_download.discard(bundle)
 
 
 @os_update_group.command("settle")

@@ -48,6 +48,9 @@ mkdir -p "$root/boot/efi"
 in_root systemctl enable schoolbox.target schoolbox-mark-good.service systemd-networkd \
     systemd-resolved avahi-daemon schoolbox-data-encrypt.service
 in_root systemctl disable ssh.service ssh.socket hostapd.service wpa_supplicant.service 2>/dev/null || true
+# The box never runs apt (its root is read-only; system updates are RAUC bundles): apt's
+# daily timers would only wake it to look for mirrors it must not reach.
+in_root systemctl mask apt-daily.timer apt-daily-upgrade.timer
 
 # No secrets and no identity in the image: every box makes its own at first boot.
 : > "$root/etc/machine-id"

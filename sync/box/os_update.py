@@ -1,9 +1,10 @@
-"""OS updates on the box: RAUC bundles signed by the district, installed from a USB stick,
-with the database kept safe when an update has to be rolled back.
+"""OS updates on the box: RAUC bundles signed by the district, installed from a USB stick
+or from the hub (downloaded by sync/box/os_download.py), with the database kept safe when
+an update has to be rolled back.
 
 What happens, in order (docs/image.md, "Updating the box"):
 1. `install` (root, schoolbox-update-install.service, once this boot's slot is marked
-   good): a `*.raucb` on a stick is checked by RAUC against the district's update
+   good): a `*.raucb` on a stick, or downloaded, is checked by RAUC against the district's update
    certificate the image carries, and written to the other slot, which becomes the one
    to boot. The box's services stop, the database is copied (SQLite's backup API) and
    `pending.json` says from which slot to which; then the box restarts.
@@ -19,6 +20,7 @@ update never touches: `pending.json`, `before-update.db`, `history.json`.
 
 from __future__ import annotations
 
+import configparser
 import json
 import logging
 import os
@@ -27,39 +29,25 @@ import sqlite3
 import subprocess
 import time
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 
 from appliance import paths
-from models.registry.formats import sha256_of
 from sync.files import fsync_dir, write_durably
+from sync.os_bundle import RAUC, Bundle, OsUpdateError, inspect, last_line
 
 log = logging.getLogger("schoolbox.os_update")
 
-RAUC = "rauc"
 KEYRING = Path("/etc/rauc/keyring.pem")  # the district's OS update certificate (image/build.py)
+SYSTEM_CONF = Path("/etc/rauc/system.conf")  # names this kind of box (compatible=)
+RELEASE_FILE = Path("/etc/schoolbox-release")  # the image's version (image/build.py)
 BUNDLE_GLOB = "*.raucb"
 HISTORY_KEPT = 20
 _SLOT = re.compile(r"(?:^|\s)rauc\.slot=([A-Za-z0-9]+)(?:\s|$)")
 
 
-class OsUpdateError(RuntimeError):
-    """An OS update that was refused or failed; nothing on the box changed. Says why."""
-
-
 class NotAgain(OsUpdateError):
     """A bundle this box installed already, or rolled back (a stick left in, say): skipped
     without a new note, as the earlier one says it all."""
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """A bundle RAUC accepted: signed by the district, for this kind of box."""
-
-    path: Path
-    version: str
-    compatible: str
-    sha256: str
 
 
 def booted_slot(cmdline: Path = Path("/proc/cmdline")) -> str | None:
@@ -71,21 +59,22 @@ def booted_slot(cmdline: Path = Path("/proc/cmdline")) -> str | None:
     return found.group(1) if found else None
 
 
-def inspect(bundle: Path, keyring: Path | None = None) -> Bundle:
-    """The bundle's version, if RAUC finds it signed by a key it trusts (the image's
-    keyring, or `keyring`); OsUpdateError with RAUC's reason otherwise."""
-    command = [RAUC, "info", "--output-format=json", str(bundle)]
-    if keyring is not None:
-        command.insert(2, f"--keyring={keyring}")
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        reason = _last_line(result.stderr) or f"rauc exited with {result.returncode}"
-        raise OsUpdateError(
-            f"{bundle.name} was refused: {reason}. Only updates signed by the district "
-            "are installed; ask district IT for the update again."
-        )
-    info = json.loads(result.stdout)
-    return Bundle(bundle, str(info.get("version")), str(info.get("compatible")), sha256_of(bundle))
+def compatible(system_conf: Path | None = None) -> str | None:
+    """The kind of box RAUC's bundles must be made for ("schoolbox-x86_64"); None off the image."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string((system_conf or SYSTEM_CONF).read_text())
+    except (OSError, configparser.Error):
+        return None
+    return parser.get("system", "compatible", fallback=None)
+
+
+def release(release_file: Path | None = None) -> str:
+    """The running image's version ('' off the image)."""
+    try:
+        return (release_file or RELEASE_FILE).read_text().partition("VERSION=")[2].strip()
+    except OSError:
+        return ""
 
 
 def find_bundles(places: list[Path]) -> list[Path]:
@@ -94,11 +83,11 @@ def find_bundles(places: list[Path]) -> list[Path]:
 
 
 def install(home: Path, bundle: Path, booted: str | None, stop_services: list[str],
-            keyring: Path = KEYRING) -> Bundle:  # fmt: skip
+            keyring: Path | None = None) -> Bundle:  # fmt: skip
     """Check `bundle` against `keyring` and install it into the slot other than `booted`,
     stop `stop_services`, copy the database and leave `pending.json`; the caller restarts
     the box. (RAUC checks the signature again as it installs.)"""
-    checked = inspect(bundle, keyring)
+    checked = inspect(bundle, keyring or KEYRING)
     if checked.sha256 in _with_outcome(home, "installed"):
         raise NotAgain(f"Version {checked.version} ({bundle.name}) is installed already.")
     if checked.sha256 in _with_outcome(home, "rolled back"):
@@ -117,7 +106,7 @@ def install(home: Path, bundle: Path, booted: str | None, stop_services: list[st
     result = subprocess.run([RAUC, "install", str(bundle)], capture_output=True, text=True)
     if result.returncode != 0:
         _forget(home)
-        raise OsUpdateError(f"Installing {bundle.name} failed: {_last_line(result.stderr)}.")
+        raise OsUpdateError(f"Installing {bundle.name} failed: {last_line(result.stderr)}.")
     if stop_services:  # nothing may write the database after the copy is taken
         subprocess.run(["systemctl", "stop", *stop_services], check=False)
     _prepare_rollback(home, checked, booted, to_slot)
@@ -188,9 +177,10 @@ def history(home: Path) -> list[dict]:
     return list(found.get("updates", [])) if found else []
 
 
-def note_refused(home: Path, name: str, reason: str) -> None:
-    """Remember a bundle that was refused, with the reason, for Admin > Status."""
-    _record(home, {"version": None, "sha256": None, "bundle": name}, "refused", reason)
+def note_refused(home: Path, name: str, reason: str, sha256: str | None = None) -> None:
+    """Remember a bundle that was refused, with the reason, for Admin > Status (and, with
+    its `sha256`, so that the hub's copy is not downloaded again)."""
+    _record(home, {"version": None, "sha256": sha256, "bundle": name}, "refused", reason)
 
 
 def _with_outcome(home: Path, outcome: str) -> set[str]:
@@ -227,11 +217,6 @@ def _read_json(path: Path) -> dict | None:
         return None
     except (OSError, ValueError) as error:
         raise OsUpdateError(f"{path} is damaged ({error}); see docs/image.md.") from error
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def _now() -> str:

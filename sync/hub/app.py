@@ -3,11 +3,14 @@
     POST /v1/bundles   one bundle (application/octet-stream) -> its signed acknowledgement
     GET  /healthz      the connectivity check boxes make before sending
     GET  /v1/updates   the district's signed updates (envelopes); files under /v1/updates/...
+    GET  /v1/os-updates  the OS update bundles offered (records); each at /v1/os-updates/<file>
     GET  /             the district dashboard: boxes, last contact, backlog, mastery
 
-Built on werkzeug's request and response objects without Flask or werkzeug's router (five
-fixed routes are a table): the hub starts without the web app's framework. Every refusal
-is JSON with the bundle module's message and status.
+Built on werkzeug's request and response objects without Flask or werkzeug's router (a
+few fixed routes are a table): the hub starts without the web app's framework. Every refusal
+is JSON with the bundle module's message and status. Files are streamed from disk with
+Range requests answered (werkzeug's send_file), so a box resumes a download cut short and
+no file is ever held in memory whole.
 """
 
 from __future__ import annotations
@@ -17,21 +20,24 @@ from pathlib import Path
 
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
+from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
 from sync import bundle, updates
 from sync.bundle import BundleError
 from sync.hub import home as hub_store
-from sync.hub import receive
+from sync.hub import os_updates, receive
 
 # (method, path) -> endpoint; an update's file is /v1/updates/<folder>/<file>.
 ROUTES = {
     ("POST", "/v1/bundles"): "bundles",
     ("GET", "/healthz"): "healthz",
     ("GET", "/v1/updates"): "updates",
+    ("GET", "/v1/os-updates"): "os_updates",
     ("GET", "/"): "dashboard",
 }
 UPDATE_FILE = "/v1/updates/"
+OS_UPDATE_FILE = "/v1/os-updates/"
 REFUSALS = {
     404: "No such address on the district hub.",
     405: "This address does not take that method.",
@@ -48,6 +54,9 @@ def route(method: str, path: str) -> tuple[str | None, dict[str, str], int]:
         if method == "GET":
             return "update_file", {"folder": parts[0], "file": parts[1]}, 200
         return None, {}, 405
+    name = path.removeprefix(OS_UPDATE_FILE) if path.startswith(OS_UPDATE_FILE) else ""
+    if name and "/" not in name:
+        return ("os_update_file", {"name": name}, 200) if method == "GET" else (None, {}, 405)
     return None, {}, 405 if any(known == path for _, known in ROUTES) else 404
 
 
@@ -100,7 +109,24 @@ def _update_file(request: Request, hub_home: Path, max_bytes: int, folder: str, 
     path = (root / folder / file).resolve()
     if root not in path.parents or not path.is_file():  # no path escapes the update folder
         return _json({"error": "No such update file."}, 404)
-    return Response(path.read_bytes(), 200, content_type="application/octet-stream")
+    return _file(request, path)
+
+
+def _os_updates(request: Request, hub_home: Path, max_bytes: int) -> Response:
+    return _json({"os_updates": os_updates.listing(hub_home)}, 200)
+
+
+def _os_update_file(request: Request, hub_home: Path, max_bytes: int, name: str) -> Response:
+    path = os_updates.bundle_path(hub_home, name)
+    if path is None:
+        return _json({"error": "No such OS update."}, 404)
+    return _file(request, path)
+
+
+def _file(request: Request, path: Path) -> Response:
+    """`path` streamed, with Range and conditional requests answered (206, 304, 416)."""
+    return send_file(path, request.environ, mimetype="application/octet-stream",
+                     conditional=True, max_age=0)  # fmt: skip
 
 
 def _healthz(request: Request, hub_home: Path, max_bytes: int) -> Response:
@@ -159,5 +185,5 @@ def _json(body: dict, status: int) -> Response:
 
 HANDLERS = {
     "bundles": _bundles, "healthz": _healthz, "dashboard": _dashboard, "updates": _updates,
-    "update_file": _update_file,
+    "update_file": _update_file, "os_updates": _os_updates, "os_update_file": _os_update_file,
 }  # fmt: skip

@@ -87,8 +87,12 @@ def test_updates_are_installed_only_from_a_good_slot_and_settled_before_the_data
         "/usr/bin/systemctl -q is-active schoolbox-mark-good.service")  # fmt: skip
     assert settings(UPDATE_INSTALL, "ExecStart") == [
         f"{VENV_SCHOOLBOX} os-update settle --good",
-        f"{VENV_SCHOOLBOX} os-update install --stick /run/schoolbox/os-update-stick",
+        f"{VENV_SCHOOLBOX} os-update install --stick /run/schoolbox/os-update-stick --downloaded",
     ]
+    # A bundle from the hub waits for the night (or a restart), never a lesson.
+    timer = (UNIT_DIR / "schoolbox-update-install.timer").read_text()
+    assert "OnCalendar=*-*-* 02:30" in timer
+    assert "schoolbox-update-install.timer" in (UNIT_DIR / "schoolbox.target").read_text()
     assert service(UPDATE_INSTALL)["CapabilityBoundingSet"] == ""  # root, with no privilege
     firstboot = UNIT_DIR / "schoolbox-firstboot.service"
     assert "schoolbox provision" in service(firstboot)["ExecStart"]  # which settles first
