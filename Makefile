@@ -121,7 +121,7 @@ image-test-arm64: $(DEV) $(DEFAULT_GGUF) $(HUB_HOME)/district.json
 
 # The image's figures (bench/image.py): size, build time, power-on to serving, memory.
 image-bench: image
-	$(BIN)/python bench/image.py --hub-home $(HUB_HOME)
+	$(BIN)/python bench/image.py --arch $(ARCH) --hub-home $(HUB_HOME)
 
 # Style, types and the package boundaries (pyproject.toml: [tool.importlinter], [tool.mypy]).
 lint: $(DEV)
