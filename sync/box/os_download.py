@@ -82,15 +82,23 @@ def fetch(url: str, home: Path, compatible: str | None = None, running: str | No
     target = folder / record["file"]
     if target.is_file():
         return target  # whole already, waiting for the install service
-    write_durably(target.with_name(target.name + RECORD), json.dumps(record).encode())
+    _note(target, record)
+    try:
+        return _go_on(url, target, record, time.monotonic() + budget_s, timeout)
+    except OsDownloadError as error:  # kept for Admin > Status, until the next try
+        _note(target, record, str(error))
+        raise
+
+
+def _go_on(url: str, target: Path, record: dict, deadline: float, timeout: float) -> Path | None:
     part = target.with_name(target.name + PART)
     have = part.stat().st_size if part.exists() else 0
     if have > record["size"]:
         part.unlink()
         have = 0
-    _check_room(folder, record["size"] - have, record)
+    _check_room(target.parent, record["size"] - have, record)
     if have < record["size"]:
-        _download(url, record["file"], part, have, time.monotonic() + budget_s, timeout)
+        _download(url, record, part, have, deadline, timeout)
     if part.stat().st_size < record["size"]:
         log.info("OS update %s: %d of %d bytes so far", record["version"], part.stat().st_size,
                  record["size"])  # fmt: skip
@@ -98,18 +106,30 @@ def fetch(url: str, home: Path, compatible: str | None = None, running: str | No
     return _complete(part, target, record)
 
 
-def _download(url: str, name: str, part: Path, have: int, deadline: float, timeout: float) -> None:
-    """Append to `part` from byte `have` (a Range request) until the file ends or the
-    deadline passes; a hub that ignores the Range sends it all again, from the start."""
+def _note(target: Path, record: dict, problem: str | None = None) -> None:
+    """The hub's record beside the download, with what stops it where something does."""
+    noted = {**record, "problem": problem} if problem else record
+    write_durably(target.with_name(target.name + RECORD), json.dumps(noted).encode())
+
+
+def _download(url: str, record: dict, part: Path, have: int, deadline: float,
+              timeout: float) -> None:  # fmt: skip
+    """Append to `part` from byte `have` (a Range request) until the file ends, the
+    record's size is reached (a hub is never let fill the disk) or the deadline passes; a
+    hub that ignores the Range sends it all again, from the start."""
     request = urllib.request.Request(  # noqa: S310 - the hub's http(s) address
-        hub_url(url, "/v1/os-updates/" + urllib.parse.quote(name)),
+        hub_url(url, "/v1/os-updates/" + urllib.parse.quote(record["file"])),
         headers={"Range": f"bytes={have}-"} if have else {},
     )
     with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310 - the hub's http(s) address
-        mode = "ab" if have and reply.status == 206 else "wb"
-        with part.open(mode) as out:
-            while chunk := reply.read(CHUNK):
+        resumed = have and reply.status == 206
+        written = have if resumed else 0
+        with part.open("ab" if resumed else "wb") as out:
+            while written < record["size"] and (
+                chunk := reply.read(min(CHUNK, record["size"] - written))
+            ):
                 out.write(chunk)
+                written += len(chunk)
                 if time.monotonic() > deadline:
                     break
             out.flush()
@@ -183,5 +203,5 @@ def state(home: Path) -> dict | None:
         found = bundle if bundle.exists() else part
         have = found.stat().st_size if found.exists() else 0
         return {"version": record.get("version"), "size": record.get("size"), "have": have,
-                "complete": bundle.is_file()}  # fmt: skip
+                "complete": bundle.is_file(), "problem": record.get("problem")}  # fmt: skip
     return None

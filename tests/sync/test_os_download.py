@@ -111,7 +111,8 @@ def test_a_box_fetches_the_bundle_for_its_kind_and_it_is_ready_to_install(
     assert got is not None and got.read_bytes() == published.read_bytes()
     assert os_download.ready(home) == [got]
     assert os_download.state(home) == {"version": "0.2.0", "size": got.stat().st_size,
-                                       "have": got.stat().st_size, "complete": True}  # fmt: skip
+                                       "have": got.stat().st_size, "complete": True,
+                                       "problem": None}  # fmt: skip
     certificate = os_update_signer.certificate_path(hub_home)
     assert os_update.inspect(got, certificate).version == "0.2.0"  # RAUC's own check passes
     assert os_download.fetch(url, home, COMPATIBLE, "0.1.0") == got  # once is enough
@@ -152,6 +153,10 @@ def test_a_download_waits_while_the_data_partition_lacks_room(published, hub_ser
     with pytest.raises(OsUpdateError, match=r"needs \d+ MB more on the data partition"):
         os_download.fetch(f"http://127.0.0.1:{hub_server}", home, COMPATIBLE, "0.1.0")
     assert not (os_download.incoming(home) / (published.name + os_download.PART)).exists()
+    assert "needs" in os_download.state(home)["problem"]  # for Admin > Status
+    monkeypatch.setattr(os_download, "RESERVE_BYTES", 0)  # room made: the next sync goes on
+    assert os_download.fetch(f"http://127.0.0.1:{hub_server}", home, COMPATIBLE, "0.1.0")
+    assert os_download.state(home)["problem"] is None
 
 
 def test_off_the_image_a_box_fetches_no_os_update(published, hub_server, home, tmp_path):
@@ -205,9 +210,27 @@ def test_the_admin_sees_a_download_under_way(published, hub_server, app, ids, co
     cmdline.write_text("ro rauc.slot=A quiet\n")
     monkeypatch.setattr(health, "CMDLINE", cmdline)
     url = f"http://127.0.0.1:{hub_server}"
+    monkeypatch.setattr(os_download, "RESERVE_BYTES", shutil.disk_usage(config.home).free)
+    with pytest.raises(OsUpdateError):
+        os_download.fetch(url, config.home, COMPATIBLE, "0.1.0")
+    page = as_role(app, "admin", ids).get("/admin/").data.decode()
+    assert "System update 0.2.0 cannot be downloaded from the district hub now" in page
+    assert "MB more on the data partition" in page
+    monkeypatch.setattr(os_download, "RESERVE_BYTES", 0)
     os_download.fetch(url, config.home, COMPATIBLE, "0.1.0", budget_s=0)
     page = as_role(app, "admin", ids).get("/admin/").data.decode()
     assert "System update 0.2.0 is being downloaded from the district hub" in page
     os_download.fetch(url, config.home, COMPATIBLE, "0.1.0")
     page = as_role(app, "admin", ids).get("/admin/").data.decode()
     assert 'data-complete="yes"' in page and "installed tonight at 02:30" in page
+
+
+def test_a_hub_sending_more_than_its_record_says_cannot_fill_the_disk(published, hub_home,
+                                                                      hub_server, home):  # fmt: skip
+    record_path = os_updates.folder(hub_home) / (published.name + ".json")
+    record = json.loads(record_path.read_text())
+    first = published.read_bytes()[: os_download.CHUNK]  # the record now names only this
+    record.update(size=len(first), sha256=hashlib.sha256(first).hexdigest())
+    record_path.write_text(json.dumps(record))
+    got = os_download.fetch(f"http://127.0.0.1:{hub_server}", home, COMPATIBLE, "0.1.0")
+    assert got is not None and got.read_bytes() == first  # and not a byte more was kept
