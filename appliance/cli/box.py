@@ -616,5 +616,25 @@ def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> Non
                f"The first admin's setup code is in {report}.")  # fmt: skip
 
 
-COMMANDS = (init, serve, content, learner, user, models, tutor, jobs_command, sync, provision)
+@click.command("backup")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def backup(ctx, out: Path) -> None:
+    """Copy the box's database to OUT, consistent and synced to disk, while it serves
+    (SQLite's backup API, never a plain copy). It holds names and answers: keep it as
+    safe as the box."""
+    config = config_of(ctx)
+    if not config.db_path.exists():
+        raise click.ClickException(f"There is no database at {config.db_path} to copy.")
+    if out.exists():
+        raise click.ClickException(f"{out} exists already; name a new file.")
+    try:
+        os_update.copy_database(config.db_path, out)
+    except OSError as error:  # a full stick, a folder that is not there
+        raise click.ClickException(f"The copy could not be written: {error}") from error
+    click.echo(f"Copied the database to {out} ({out.stat().st_size >> 10} KB).")
+
+
+COMMANDS = (init, serve, content, learner, user, models, tutor, jobs_command, sync, provision,
+            backup)  # fmt: skip
 FEDERATED = (federated_enrol, federated_trust, federated_join)
