@@ -52,10 +52,10 @@ def install(ctx, bundle: Path | None, stick: Path | None, downloaded: bool,
     for candidate in found + from_hub:  # the first one that installs wins; a stick's first
         try:
             checked = os_update.install(home, candidate, os_update.booted_slot(), SERVICES)
-        except os_update.NotAgain as error:
+        except os_update.NotAgain as error:  # a stick left in: the hub's bundle may be new
             click.echo(str(error))
             _forget_download(candidate, from_hub)
-            return
+            continue
         except os_update.OsUpdateError as error:
             errors.append(str(error))
             digest = sha256_of(candidate) if candidate in from_hub else None  # not fetched again
@@ -67,7 +67,8 @@ def install(ctx, bundle: Path | None, stick: Path | None, downloaded: bool,
         if not no_reboot:
             subprocess.run(["systemctl", "--no-block", "reboot"], check=False)
         return
-    raise click.ClickException(" ".join(errors))
+    if errors:
+        raise click.ClickException(" ".join(errors))
 
 
 def _forget_download(bundle: Path, downloaded: list[Path]) -> None:

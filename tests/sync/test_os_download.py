@@ -194,8 +194,13 @@ def test_sync_now_downloads_it_and_the_install_service_installs_it(
     monkeypatch.setattr(os_update, "RAUC", str(script))
     monkeypatch.setattr(os_update, "KEYRING", os_update_signer.certificate_path(hub_home))
     monkeypatch.setattr(os_update, "booted_slot", lambda *_: "A")
+    # A stick left in from an earlier update, installed already: passed over, not the end.
+    older = make_bundle(hub_home, tmp_path / "stick", "0.1.5")
+    os_update.install(config.home, older, "B", [])
+    assert os_update.settle(config.home, "A", good=True) == "updated to 0.1.5"
     result = runner.invoke(main, ["--home", str(config.home), "os-update", "install",
-                                  "--downloaded", "--no-reboot"])  # fmt: skip
+                                  "--stick", str(older.parent), "--downloaded", "--no-reboot"])  # fmt: skip
+    assert "0.1.5" in result.output and "installed already" in result.output, result.output
     assert result.exit_code == 0 and "Installed version 0.2.0" in result.output, result.output
     assert log.read_text().split()[0] == "install" and published.name in log.read_text()
     assert json.loads((paths.os_update(config.home) / "pending.json").read_text())["to_slot"] == "B"
