@@ -29,7 +29,7 @@ FIRMWARE = {
 }
 MACHINE = {"x86_64": ("q35", "max"), "aarch64": ("virt", "cortex-a72")}
 ESP_OFFSET = 1 << 20  # image/build.py puts the ESP at 1 MiB
-# The district hub as a box under qemu sees it (slirp's guestfwd; tests/image/test_update.py).
+# The district hub as a box under qemu sees it (slirp's guestfwd; test_update_from_hub.py).
 HUB_ADDRESS = "10.0.2.100"
 DATA_ROOM_GB = 6  # free space after the image's partitions, for the data partition
 

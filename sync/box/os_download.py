@@ -15,18 +15,17 @@ rolled back or refused before is not fetched again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from appliance import paths
+from models.registry.formats import sha256_of
 from sync.box import os_update
 from sync.box.transport import hub_url
 from sync.files import fsync_dir, write_durably
@@ -139,11 +138,7 @@ def _download(url: str, record: dict, part: Path, have: int, deadline: float,
 def _complete(part: Path, target: Path, record: dict) -> Path:
     """`part` becomes `target` if its size and SHA-256 are the record's; otherwise it is
     deleted (fetched again next time) and OsDownloadError says so."""
-    digest = hashlib.sha256()
-    with part.open("rb") as source:
-        while block := source.read(CHUNK):
-            digest.update(block)
-    if part.stat().st_size != record["size"] or digest.hexdigest() != record["sha256"]:
+    if part.stat().st_size != record["size"] or sha256_of(part) != record["sha256"]:
         part.unlink()
         raise OsDownloadError(
             f"The OS update {record['version']} from the hub did not match its record "
@@ -171,9 +166,9 @@ def _keep_only(folder: Path, name: str | None) -> None:
     """Delete every download but `name`'s: an older bundle the hub no longer offers, or
     one this box has since installed, must not fill the data partition."""
     folder.mkdir(parents=True, exist_ok=True)
+    kept = {name, name + PART, name + RECORD} if name else set()
     for path in folder.iterdir():
-        if name is None or not path.name.startswith(name) or path.name not in {
-            name, name + PART, name + RECORD}:  # fmt: skip
+        if path.name not in kept:
             path.unlink(missing_ok=True)
 
 

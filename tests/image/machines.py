@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,48 @@ def ssh_when_up(box: qemu.Machine, key: Path, command: str, timeout_s: float = 3
         assert time.monotonic() < deadline, found.stderr
         time.sleep(10)
     return found
+
+
+def ssh_until(box: qemu.Machine, key: Path, command: str, expected: str,
+              timeout_s: float = 120) -> str:  # fmt: skip
+    """`command`'s output over SSH once it holds `expected` (tried every 3 s)."""
+    deadline = time.monotonic() + timeout_s
+    while expected not in (found := ssh(box, key, command)).stdout:
+        assert time.monotonic() < deadline, f"{command}: {found.stdout}{found.stderr}"
+        time.sleep(3)
+    return found.stdout
+
+
+@contextmanager
+def box_with_radios(work: Path, wifi_mode: str) -> Iterator[qemu.Machine]:
+    """A box provisioned for Wi-Fi `wifi_mode` with an admin's SSH key (`admin_key`),
+    serving, with two simulated radios that hear each other (mac80211_hwsim: qemu has no
+    radio); stopped afterwards (tests/image/test_wifi.py, test_wifi_join.py)."""
+    key = ssh_key(work)
+    site = site_file(work, admin_ssh_key=key.with_suffix(".pub"), wifi_mode=wifi_mode)
+    machine = boot(work, site)
+    machine.admin_key = key  # type: ignore[attr-defined]
+    try:
+        machine.wait_for("/healthz", BOOT_TIMEOUT_S)
+        ssh_when_up(machine, key, "modprobe mac80211_hwsim radios=2")
+        yield machine
+    finally:
+        machine.stop()
+
+
+def second_radio_into(namespace: str) -> str:
+    """Shell that moves the second radio (wlan1) into network namespace `namespace` (once),
+    so that its traffic goes over the air to the box, not through the box's loopback."""
+    return f"""
+set -e
+if ! ip netns list | grep -qw {namespace}; then
+  phy=$(basename $(readlink /sys/class/net/wlan1/phy80211))
+  ip netns add {namespace}
+  iw phy "$phy" set netns name {namespace}
+  ip netns exec {namespace} ip link set lo up
+fi
+ip netns exec {namespace} ip link set wlan1 up
+"""
 
 
 def claim(box: qemu.Machine) -> requests.Session:

@@ -10,32 +10,17 @@ Needs an image (`make image-test`); one boot under qemu, a few minutes without K
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.image.machines import (
-    BOOT_TIMEOUT_S,
     WIFI_PASSPHRASE,
-    boot,
-    site_file,
+    box_with_radios,
+    second_radio_into,
     ssh,
-    ssh_key,
-    ssh_when_up,
+    ssh_until,
 )
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
-
-# The learner's phone: the second radio in a namespace of its own, so that its traffic
-# goes over the air to the box and not through the box's own loopback.
-PHONE = """
-set -e
-phy=$(basename $(readlink /sys/class/net/wlan1/phy80211))
-ip netns add phone 2>/dev/null || true
-iw phy "$phy" set netns name phone
-ip netns exec phone ip link set lo up
-ip netns exec phone ip link set wlan1 up
-"""
 
 
 def _join(passphrase: str) -> str:
@@ -61,25 +46,12 @@ ip netns exec phone iw dev wlan1 link
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
-    work = tmp_path_factory.mktemp("wifi")
-    key = ssh_key(work)
-    site = site_file(work, admin_ssh_key=key.with_suffix(".pub"), wifi_mode="access-point")
-    machine = boot(work, site)
-    machine.admin_key = key  # type: ignore[attr-defined]
-    try:
-        machine.wait_for("/healthz", BOOT_TIMEOUT_S)
-        ssh_when_up(machine, key, "modprobe mac80211_hwsim radios=2")
+    with box_with_radios(tmp_path_factory.mktemp("wifi"), "access-point") as machine:
         yield machine
-    finally:
-        machine.stop()
 
 
-def _until(box, command: str, expected: str, timeout_s: float = 120) -> str:
-    deadline = time.monotonic() + timeout_s
-    while expected not in (found := ssh(box, box.admin_key, command)).stdout:
-        assert time.monotonic() < deadline, f"{command}: {found.stdout}{found.stderr}"
-        time.sleep(3)
-    return found.stdout
+def _until(box, command: str, expected: str) -> str:
+    return ssh_until(box, box.admin_key, command, expected)
 
 
 def test_the_radio_appearing_starts_the_access_point_with_wpa2_and_wpa3_only(box):
@@ -90,7 +62,7 @@ def test_the_radio_appearing_starts_the_access_point_with_wpa2_and_wpa3_only(box
 
 def test_a_learners_phone_with_the_passphrase_joins_and_opens_the_box(box):
     _until(box, "systemctl is-active schoolbox-wifi-ap", "active")
-    moved = ssh(box, box.admin_key, PHONE)
+    moved = ssh(box, box.admin_key, second_radio_into("phone"))
     assert moved.returncode == 0, moved.stderr
     joined = ssh(box, box.admin_key, _join(WIFI_PASSPHRASE))
     assert "Connected to" in joined.stdout and "SSID: Hill Staff" in joined.stdout, joined

@@ -16,13 +16,11 @@ import time
 import pytest
 
 from tests.image.machines import (
-    BOOT_TIMEOUT_S,
     WIFI_PASSPHRASE,
-    boot,
-    site_file,
+    box_with_radios,
+    second_radio_into,
     ssh,
-    ssh_key,
-    ssh_when_up,
+    ssh_until,
 )
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
@@ -34,13 +32,7 @@ def school_network(passphrase: str) -> str:
     """The school's access point on the second radio, in the namespace `school`, with DHCP
     for the box (started afresh each time: an earlier one is stopped first)."""
     return f"""
-set -e
-if ! ip netns list | grep -q school; then
-  phy=$(basename $(readlink /sys/class/net/wlan1/phy80211))
-  ip netns add school
-  iw phy "$phy" set netns name school
-  ip netns exec school ip link set lo up
-fi
+{second_radio_into("school")}
 for pid in /run/school-hostapd.pid /run/school-dnsmasq.pid; do
   [ -f $pid ] && kill "$(cat $pid)" 2>/dev/null && rm -f $pid && sleep 2 || true
 done
@@ -68,30 +60,16 @@ ip netns exec school dnsmasq --interface=wlan1 --bind-interfaces --port=0 \\
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
-    work = tmp_path_factory.mktemp("wifi-join")
-    key = ssh_key(work)
-    site = site_file(work, admin_ssh_key=key.with_suffix(".pub"), wifi_mode="join")
-    machine = boot(work, site)
-    machine.admin_key = key  # type: ignore[attr-defined]
-    try:
-        machine.wait_for("/healthz", BOOT_TIMEOUT_S)
-        # The school's network first, then the radios appear: as when a box is switched
-        # on in a school whose Wi-Fi is up. wlan1 exists only after the module loads, so
-        # the school's side is set up straight after.
-        ssh_when_up(machine, key, "modprobe mac80211_hwsim radios=2")
-        started = ssh(machine, key, school_network(WIFI_PASSPHRASE))
+    """The box, and the school's network up on the other radio with the site file's
+    passphrase, as when a box is switched on in a school whose Wi-Fi is up."""
+    with box_with_radios(tmp_path_factory.mktemp("wifi-join"), "join") as machine:
+        started = ssh(machine, machine.admin_key, school_network(WIFI_PASSPHRASE))
         assert started.returncode == 0, started.stderr
         yield machine
-    finally:
-        machine.stop()
 
 
 def _until(box, command: str, expected: str, timeout_s: float = 180) -> str:
-    deadline = time.monotonic() + timeout_s
-    while expected not in (found := ssh(box, box.admin_key, command)).stdout:
-        assert time.monotonic() < deadline, f"{command}: {found.stdout}{found.stderr}"
-        time.sleep(3)
-    return found.stdout
+    return ssh_until(box, box.admin_key, command, expected, timeout_s)
 
 
 def laptop_opens(box, box_ip: str) -> str:
