@@ -8,7 +8,9 @@
     models/                   verified model files and which is active (models/registry)
     outbox/                   sealed sync bundles waiting for the district (sync/box)
     updates-incoming/         the district's updates, fetched, before they are applied
-    keys/                     the box's own keys and what it pinned (sync, federated)
+    keys/                     the box's own keys and what it pinned (sync, federated), and the
+                              public half of the school's recovery key (sync/box/backup.py)
+    backups/                  when the hub last took the school's sealed backup
     run/                      sockets and per-process metrics; safe to empty when stopped
     flwr/                     the Flower SuperNode's own state
     os-update/                an OS update in progress and past ones (sync/box/os_update.py)
@@ -69,7 +71,8 @@ def district_keys(home: Path) -> Path:
 
 
 def pseudonym_key(home: Path) -> Path:
-    """The key learners' pseudonymous ids upstream are made with; never leaves the box."""
+    """The key learners' pseudonymous ids upstream are made with; it leaves the box only
+    inside the backup sealed to the school's recovery key (sync/recovery.py)."""
     return home / "keys" / "pseudonym.key"
 
 

@@ -99,8 +99,8 @@ def generate(owner: str) -> PrivateKeys:
     )
 
 
-def write_private(keys: PrivateKeys, path: Path) -> None:
-    """Write a new private key file, readable by its owner only; never overwrite one."""
+def private_bytes(keys: PrivateKeys) -> bytes:
+    """The private key file's contents (for a download; write_private for a file)."""
     document = {
         "format": PRIVATE_FORMAT,
         "owner": keys.owner,
@@ -108,7 +108,12 @@ def write_private(keys: PrivateKeys, path: Path) -> None:
         "x25519": _b64(keys.x25519.private_bytes_raw()),
         "mlkem768_seed": _b64(keys.mlkem768.private_bytes_raw()),
     }
-    if not create_secret(path, json.dumps(document).encode()):
+    return json.dumps(document).encode()
+
+
+def write_private(keys: PrivateKeys, path: Path) -> None:
+    """Write a new private key file, readable by its owner only; never overwrite one."""
+    if not create_secret(path, private_bytes(keys)):
         raise FileExistsError(f"{path} already exists; it was not replaced.")
 
 

@@ -1,7 +1,7 @@
 """The `schoolbox` command: a thin layer over the library functions the tests call too.
 
 Commands are grouped by who runs them: box.py (a school's admin, on the box),
-os_update.py (the box's system updates),
+os_update.py (the box's system updates), school_backup.py (backups and restore),
 district.py (district IT, at the hub) and developer.py (trying and developing the box).
 `schoolbox --help` lists them together, as one command.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from appliance import config as config_module
-from appliance.cli import box, developer, district, os_update
+from appliance.cli import box, developer, district, os_update, school_backup
 from appliance.cli.common import OPERATOR_ERRORS
 from models import offline
 
@@ -41,7 +41,13 @@ def federated() -> None:
     """Federated training of the knowledge-tracing model (Flower)."""
 
 
-for _command in (*box.COMMANDS, *os_update.COMMANDS, *district.COMMANDS, *developer.COMMANDS):
+for _command in (
+    *box.COMMANDS,
+    *school_backup.COMMANDS,
+    *os_update.COMMANDS,
+    *district.COMMANDS,
+    *developer.COMMANDS,
+):
     main.add_command(_command)
 for _command in (*box.FEDERATED, *district.FEDERATED):
     federated.add_command(_command)

@@ -46,6 +46,7 @@ from models.registry.installed import ModelStoreError
 from models.tutor import service as tutor_service
 from sync import enrolment
 from sync import stick as stick_layout
+from sync.box import backup as school_backup
 from sync.box import os_download, os_update, outbox, transport
 from sync.box import updates as box_updates
 from sync.box.outbox import OutboxFull
@@ -56,6 +57,7 @@ from sync.files import write_durably
 from sync.keys import KeyFileError
 from sync.os_bundle import OsUpdateError
 from sync.policy import PolicyError
+from sync.recovery import BackupError
 from sync.site_file import SiteFileError
 
 
@@ -474,8 +476,22 @@ def sync_now(ctx, url: str | None) -> None:
             click.echo(f"OS update {bundle.name} downloaded; it installs tonight or at restart.")
     except (OsUpdateError, OSError, ValueError) as error:
         click.echo(f"The OS update could not be fetched: {error}", err=True)
+    _send_backup(db, config.home, target)
     if refused is not None:
         raise refused
+
+
+def _send_backup(db, home: Path, url: str) -> None:
+    """The school's sealed backup to the hub, once a day, when the school made a recovery
+    key; a failure is said and logged, and tried again at the next sync."""
+    if school_backup.recovery_key(home) is None or not school_backup.due(home):
+        return
+    try:
+        answer = school_backup.send(db, home, url)
+        click.echo(f"The hub keeps this box's backup ({answer.get('bytes', 0) >> 10} KB).")
+    except (BackupError, OSError, ValueError) as error:
+        logging.getLogger("schoolbox.sync").warning("the backup did not reach the hub: %s", error)
+        click.echo(f"The backup did not reach the hub: {error}", err=True)
 
 
 @sync.command("export")
@@ -616,25 +632,5 @@ def provision(ctx, candidates, trusted: Path, os_dir: Path, report: Path) -> Non
                f"The first admin's setup code is in {report}.")  # fmt: skip
 
 
-@click.command("backup")
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.pass_context
-def backup(ctx, out: Path) -> None:
-    """Copy the box's database to OUT, consistent and synced to disk, while it serves
-    (SQLite's backup API, never a plain copy). It holds names and answers: keep it as
-    safe as the box."""
-    config = config_of(ctx)
-    if not config.db_path.exists():
-        raise click.ClickException(f"There is no database at {config.db_path} to copy.")
-    if out.exists():
-        raise click.ClickException(f"{out} exists already; name a new file.")
-    try:
-        os_update.copy_database(config.db_path, out)
-    except OSError as error:  # a full stick, a folder that is not there
-        raise click.ClickException(f"The copy could not be written: {error}") from error
-    click.echo(f"Copied the database to {out} ({out.stat().st_size >> 10} KB).")
-
-
-COMMANDS = (init, serve, content, learner, user, models, tutor, jobs_command, sync, provision,
-            backup)  # fmt: skip
+COMMANDS = (init, serve, content, learner, user, models, tutor, jobs_command, sync, provision)
 FEDERATED = (federated_enrol, federated_trust, federated_join)

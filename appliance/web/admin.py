@@ -33,8 +33,10 @@ from appliance.web.validate import small_int
 from models.registry import installed as store
 from models.tutor import client as tutor
 from sync import enrolment
+from sync.box import backup as school_backup
 from sync.box import outbox
 from sync.box import updates as box_updates
+from sync.keys import private_bytes
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -87,12 +89,22 @@ def _sync_status(db, config) -> dict:
         "hub": config.sync_url or None,
         **outbox.status(db, config.home, outbox.Settings.of(config)),
         "updates": box_updates.recent(db),
+        "backup": _backup_status(config),
         "federated": {
             "consented": site.is_consented(db, "federated"),
             "invited": paths.federation_invitation(config.home).exists(),
             "hours": config.federated_hours,
             "weekends": config.federated_weekends,
         },
+    }
+
+
+def _backup_status(config) -> dict:
+    """The school's recovery key and the last backup the hub took (docs/image.md)."""
+    key = school_backup.recovery_key(config.home)
+    return {
+        "recovery_key": key.fingerprint() if key else None,
+        "last_sent": school_backup.last_sent(config.home),
     }
 
 
@@ -290,6 +302,29 @@ def erase_learner(learner_id: int):
         abort(404)
     flash(_("The learner's personal data and answers were erased."), "ok")
     return redirect(url_for(".learners"))
+
+
+@bp.post("/recovery-key")
+@admin_required
+def make_recovery_key():
+    """A new recovery key for the school's backups: the private half is this response, a
+    download the school keeps; the box keeps only the public half."""
+    if request.form.get("confirm") != "keep":
+        flash(_("Tick the box to say the school will keep the key safe."), "error")
+        return redirect(url_for(".status") + "#backup")
+    config = current_app.config["SCHOOLBOX"]
+    keys = school_backup.new_recovery_key(config.home)
+    fingerprint = keys.public().fingerprint()
+    with transaction(get_db()) as db:
+        audit.record(db, actor(), "recovery_key.create", "recovery_key", fingerprint)
+    return Response(
+        private_bytes(keys),
+        mimetype="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="schoolbox-recovery-{fingerprint}.key"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @bp.get("/content")

@@ -94,7 +94,7 @@ def _post(url: str, data: bytes, tries: int, timeout: float, sleep) -> dict:
             with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310
                 return json.loads(reply.read())
         except urllib.error.HTTPError as error:
-            body = _message(error)
+            body = hub_message(error)
             if error.code < 500:  # the hub looked at it and said no: retrying will not help
                 raise SendStopped(f"The hub refused the bundle ({error.code}): {body}") from error
             log.warning("hub answered %d; retrying", error.code)
@@ -105,7 +105,8 @@ def _post(url: str, data: bytes, tries: int, timeout: float, sleep) -> dict:
     raise ConnectionError(f"The hub did not acknowledge the bundle after {tries} tries.")
 
 
-def _message(error: urllib.error.HTTPError) -> str:
+def hub_message(error: urllib.error.HTTPError) -> str:
+    """The hub's own words in a refusal ({"error": ...}), or "" when it sent none."""
     try:
         return json.loads(error.read()).get("error", "")
     except (OSError, ValueError, AttributeError):

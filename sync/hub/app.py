@@ -4,6 +4,8 @@
     GET  /healthz      the connectivity check boxes make before sending
     GET  /v1/updates   the district's signed updates (envelopes); files under /v1/updates/...
     GET  /v1/os-updates  the OS update bundles offered (records); each at /v1/os-updates/<file>
+    POST /v1/backups   a box's sealed backup (sync/recovery.py), kept blind
+    POST /v1/backups/newest  a signed request -> the school's newest backup, and a voucher
     GET  /             the district dashboard: boxes, last contact, backlog, mastery
 
 Built on werkzeug's request and response objects without Flask or werkzeug's router (a
@@ -23,10 +25,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
-from sync import bundle, updates
+from sync import bundle, recovery, updates
 from sync.bundle import BundleError
+from sync.hub import backups, os_updates, receive
 from sync.hub import home as hub_store
-from sync.hub import os_updates, receive
+from sync.recovery import BackupError
 
 # (method, path) -> endpoint; an update's file is /v1/updates/<folder>/<file>.
 ROUTES = {
@@ -34,6 +37,8 @@ ROUTES = {
     ("GET", "/healthz"): "healthz",
     ("GET", "/v1/updates"): "updates",
     ("GET", "/v1/os-updates"): "os_updates",
+    ("POST", "/v1/backups"): "backups",
+    ("POST", "/v1/backups/newest"): "newest_backup",
     ("GET", "/"): "dashboard",
 }
 UPDATE_FILE = "/v1/updates/"
@@ -123,6 +128,38 @@ def _os_update_file(request: Request, hub_home: Path, max_bytes: int, name: str)
     return _file(request, path)
 
 
+def _backups(request: Request, hub_home: Path, max_bytes: int) -> Response:
+    limit = recovery.MAX_BYTES
+    if (request.content_length or 0) > limit:
+        return _json({"error": f"A backup may be at most {limit >> 20} MB."}, 413)
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        return _json({"error": f"A backup may be at most {limit >> 20} MB."}, 413)
+    db = hub_store.open_hub(hub_home)
+    try:
+        return _json(backups.store(db, hub_home, data), 200)
+    except BackupError as error:
+        return _json({"error": str(error)}, 403)
+    finally:
+        db.close()
+
+
+def _newest_backup(request: Request, hub_home: Path, max_bytes: int) -> Response:
+    body = request.stream.read(4096)
+    db = hub_store.open_hub(hub_home)
+    try:
+        path, voucher = backups.newest_for(
+            db, hub_home, body, request.headers.get(backups.SIGNATURE_HEADER, "")
+        )
+    except BackupError as error:
+        return _json({"error": str(error)}, 404 if isinstance(error, backups.NoBackup) else 403)
+    finally:
+        db.close()
+    response = _file(request, path)
+    response.headers[backups.VOUCHER_HEADER] = voucher
+    return response
+
+
 def _file(request: Request, path: Path) -> Response:
     """`path` streamed, with Range and conditional requests answered (206, 304, 416)."""
     return send_file(path, request.environ, mimetype="application/octet-stream",
@@ -186,4 +223,5 @@ def _json(body: dict, status: int) -> Response:
 HANDLERS = {
     "bundles": _bundles, "healthz": _healthz, "dashboard": _dashboard, "updates": _updates,
     "update_file": _update_file, "os_updates": _os_updates, "os_update_file": _os_update_file,
+    "backups": _backups, "newest_backup": _newest_backup,
 }  # fmt: skip

@@ -37,7 +37,7 @@ POLICY = {
     "admin.learners": ADMIN, "admin.export_learner": ADMIN, "admin.erase_learner": ADMIN,
     "admin.content_page": ADMIN, "admin.upload_pack": ADMIN, "admin.audit_page": ADMIN,
     "admin.consent": ADMIN, "admin.set_consent": ADMIN, "admin.unlock_staff": ADMIN,
-    "admin.set_pin_digits": ADMIN,
+    "admin.set_pin_digits": ADMIN, "admin.make_recovery_key": ADMIN,
     "api.openapi": ANYONE, "api.signin_classes": ANYONE, "api.signin_learners": ANYONE,
     "api.get_session": ANYONE, "api.create_session": ANYONE, "api.delete_session": ANYONE,
     "api.lessons": SIGNED_IN, "api.lesson": SIGNED_IN, "api.next_item": LEARNER,
