@@ -16,7 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.knowledge_tracing.contract import INPUTS, OUTPUTS, KTModelError, check
+from models.knowledge_tracing.contract import (
+    INPUTS,
+    OUTPUTS,
+    KTModelError,
+    check_session,
+)
 from models.knowledge_tracing.data import Difficulty
 from models.registry import installed as store
 
@@ -35,14 +40,19 @@ class KTRuntime:
 
         self.name = name or path.stem
         self.failed = False  # it gave values the box cannot trust: use the rule instead
-        self.metadata = check(path)
-        # The training data's overall log-odds of a right answer: the prior for a box
-        # whose items have no answers yet.
-        self.overall_logit = float(self.metadata.get("overall_logit", "0.0"))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # one answer is tiny: threads only add waits
         options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises several kinds for a damaged file
+            raise KTModelError(f"{path.name} is not a valid ONNX model: {error}") from error
+        self.metadata = check_session(path, self._session)
+        # The training data's overall log-odds of a right answer: the prior for a box
+        # whose items have no answers yet.
+        self.overall_logit = float(self.metadata.get("overall_logit", "0.0"))
         shapes = {i.name: i.shape for i in self._session.get_inputs()}
         self.skill_hidden = int(shapes["skill_state"][1])
         self.learner_hidden = int(shapes["learner_state"][1])

@@ -4,10 +4,14 @@ models. Trains on the public assist2009 data in ../shared/data (skipped where ab
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from models.knowledge_tracing import contract
 from models.knowledge_tracing import data as kt_data
 from models.knowledge_tracing import runtime as kt_runtime
 from models.knowledge_tracing.runtime import KTModelError, KTRuntime
@@ -17,6 +21,8 @@ from models.knowledge_tracing.training import export as kt_export
 from models.knowledge_tracing.training import model as kt_train
 from models.registry import installed as store
 from tests.conftest import kt_graph
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +98,19 @@ def test_an_exported_model_imports_into_the_store(exported, tmp_path):
 
 def test_wrong_inputs_outputs_or_opset_are_refused_naming_what_is_wrong(tmp_path):
     wrong_inputs = kt_graph(tmp_path / "a.onnx", inputs=["x", "h", "item", "skill", "correct"])
-    with pytest.raises(KTModelError, match="inputs"):
-        kt_runtime.check(wrong_inputs)
     wrong_outputs = kt_graph(
         tmp_path / "b.onnx", outputs=["p", "next_skill_state", "next_learner_state"]
     )
-    with pytest.raises(KTModelError, match="outputs"):
-        kt_runtime.check(wrong_outputs)
+    # On import (the onnx checker) and on load (onnxruntime alone), the same refusals.
+    for check in (contract.check, KTRuntime):
+        with pytest.raises(KTModelError, match="inputs"):
+            check(wrong_inputs)
+        with pytest.raises(KTModelError, match="outputs"):
+            check(wrong_outputs)
+    damaged = tmp_path / "d.onnx"
+    damaged.write_bytes(kt_graph(tmp_path / "whole.onnx").read_bytes()[:100])
+    with pytest.raises(KTModelError, match="not a valid ONNX model"):
+        KTRuntime(damaged)
     with pytest.raises(store.ModelStoreError, match="opset"):
         store.import_file(tmp_path / "home", kt_graph(tmp_path / "c.onnx", opset=99))
     assert store.models(tmp_path / "home") == []
@@ -110,6 +122,16 @@ def test_a_model_that_gives_nan_is_caught(tmp_path):
         runtime.update(np.zeros((1, 4)), np.zeros(4), 0.0, [0.0], 1)
     fine = KTRuntime(kt_graph(tmp_path / "fine.onnx"))
     assert fine.update(np.zeros((1, 4)), np.zeros(4), 0.0, [0.0], 1).p_correct == 0.5
+
+
+def test_loading_a_model_leaves_the_onnx_package_out_of_the_process():
+    """A web worker loads the model: the onnx package would cost it about 24 MB."""
+    code = (
+        "import sys; from models.knowledge_tracing.runtime import KTRuntime; "
+        f"KTRuntime(__import__('pathlib').Path({str(kt_build.SHIPPED / 'kt.int8.onnx')!r})); "
+        "sys.exit('onnx' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 def test_the_shipped_default_model_loads_and_carries_its_card():
