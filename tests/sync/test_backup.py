@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,12 @@ def test_the_admin_makes_the_recovery_key_on_the_status_page(app, ids, config, d
     assert entries.fetchone()[0] == 1
     private = json.loads(answer.data)["x25519"].encode()  # the box keeps no copy of it
     assert not [p for p in config.home.rglob("*") if p.is_file() and private in p.read_bytes()]
+
+
+def test_the_next_backup_is_due_a_day_after_the_last(box, db, recovery_key, hub_server):
+    assert backup.due(box)  # none sent yet
+    backup.send(db, box, f"http://127.0.0.1:{hub_server}")
+    now = datetime.now(UTC)
+    assert not backup.due(box, now + timedelta(hours=23))
+    assert backup.due(box, now + timedelta(hours=24, minutes=1))
+    assert backup.last_sent(box)["bytes"] > 0
