@@ -11,8 +11,6 @@ that `make image-test` builds (build/image/x86_64/).
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import time
 
 import pytest
@@ -20,11 +18,9 @@ import requests
 
 from image import qemu
 from sync.hub import os_updates
-from tests.conftest import SCHOOLBOX, free_port, stop, wait_ready
 from tests.image.machines import (
     ADMIN,
     BOOT_TIMEOUT_S,
-    DISTRICT,
     boot,
     claim,
     no_connection_of_its_own,
@@ -44,23 +40,6 @@ from tests.over_http import practise, set_up_a_class
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
 DOWNLOAD_TIMEOUT_S = 1800  # the first sync 2 minutes after boot, then 800 MB under TCG
-
-
-@pytest.fixture
-def hub(tmp_path):
-    """A copy of the test district's hub (its keys and OS update key, no bundles), served."""
-    home = tmp_path / "hub"
-    shutil.copytree(DISTRICT, home, ignore=shutil.ignore_patterns("os-updates", "updates",
-                                                                  "federation"))  # fmt: skip
-    port = free_port()
-    log = open(tmp_path / "hub.log", "w")  # noqa: SIM115
-    process = subprocess.Popen([SCHOOLBOX, "hub", "--hub-home", str(home), "serve", "--port",
-                                str(port)], stdout=log, stderr=log)  # fmt: skip
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", tmp_path / "hub.log", "/healthz")
-        yield home, port
-    finally:
-        stop(process)
 
 
 def wait_for_download(box: qemu.Machine, admin: requests.Session) -> str:
