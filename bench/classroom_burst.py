@@ -69,7 +69,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from appliance import config as config_module
 from appliance.demo.seed import seed
-from appliance.store import audit, classes, content, open_db, transaction, users
+from appliance.store import assignments, audit, classes, open_db, transaction, users
 from appliance.store.migrations import migrate
 from models.registry import default
 
@@ -120,7 +120,7 @@ def build_school(home: Path, count: int, knowledge_model: bool = True) -> list[L
             for index in range(math.ceil(count / CLASS_SIZE)):
                 class_id = classes.create(db, audit.SYSTEM, f"Bench {index + 1}", None)
                 lesson_id = lessons[index % len(lessons)]
-                content.assign(db, audit.SYSTEM, class_id, lesson_id)
+                assignments.set_lesson(db, audit.SYSTEM, class_id, lesson_id)
                 for _ in range(min(CLASS_SIZE, count - len(learners))):
                     name = f"Bench learner {len(learners) + 1}"
                     learner_id = users.create_learner(db, audit.SYSTEM, name, PIN, key)

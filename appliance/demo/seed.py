@@ -1,4 +1,5 @@
-"""Seed the demo school: staff, 3 classes of learners, the demo pack, assignments, history.
+"""Seed the demo school: staff, 3 classes of learners and a group in each, the demo pack,
+assignments (one due this week), history.
 
 Deterministic (a fixed random seed) so screenshots and tests see the same school. The
 history is simulated from a simple learning model, so dashboards look like a real term:
@@ -11,6 +12,7 @@ import math
 import random
 import time
 import zlib
+from datetime import date, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -18,7 +20,7 @@ import sqlite_utils
 from appliance.config import Config, pin_key
 from appliance.packs.importer import import_pack
 from appliance.practice import grade
-from appliance.store import audit, classes, content, site, transaction, users
+from appliance.store import assignments, audit, classes, content, groups, site, transaction, users
 from appliance.store.ids import uuid7
 
 PACK_DIR = Path(__file__).parent / "pack"
@@ -59,13 +61,19 @@ def seed(db: sqlite_utils.Database, config: Config, learners_per_class: int = 20
         for index, (class_name, teacher) in enumerate(CLASSES):
             class_id = classes.create(db, audit.SYSTEM, class_name, staff_ids[teacher])
             chosen = _assigned_lessons(lessons, index)
-            for lesson in chosen:
-                content.assign(db, audit.SYSTEM, class_id, lesson["id"])
+            for number, lesson in enumerate(chosen):
+                # The newest lesson is due at the end of the week, as a teacher would set it.
+                due = date.today() + timedelta(days=4) if number == len(chosen) - 1 else None
+                assignments.set_lesson(db, audit.SYSTEM, class_id, lesson["id"], due_on=due)
+            enrolled = []
             for n in range(learners_per_class):
                 name = f"{names[(index * learners_per_class + n) % len(names)]} {chr(65 + n % 26)}."
                 learner_id = users.create_learner(db, audit.SYSTEM, name, LEARNER_PIN, key)
                 classes.enrol(db, audit.SYSTEM, class_id, learner_id)
                 _history(db, rng, learner_id, chosen)
+                enrolled.append(learner_id)
+            reading_group = enrolled[: len(enrolled) // 4]
+            groups.create(db, audit.SYSTEM, class_id, "Reading group", reading_group)
 
 
 def _assigned_lessons(lessons: list[dict], class_index: int) -> list[dict]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlite_utils
 
 from appliance.knowledge import tracing as knowledge
-from appliance.store import content, grouped, mastery, recommendations, rows
+from appliance.store import assignments, grouped, mastery, recommendations, rows
 from models.knowledge_tracing import runtime as kt_runtime
 from models.knowledge_tracing.runtime import KTModelError, KTRuntime
 
@@ -84,7 +84,7 @@ def next_assigned(db: sqlite_utils.Database, home: Path | None, learner_id: int)
 
 def assigned_lessons(db: sqlite_utils.Database, learner_id: int) -> list[str]:
     """The lessons a learner's classes were given, oldest assignment first."""
-    return [lesson["id"] for lesson in content.learner_assignments(db, learner_id)]
+    return assignments.lesson_ids_of_learner(db, learner_id)
 
 
 def _candidates(db: sqlite_utils.Database, learner_id: int, lesson_ids: list[str]) -> list[dict]:

@@ -45,9 +45,15 @@ def enrol(db: sqlite_utils.Database, actor: audit.Actor, class_id: int, learner_
 
 
 def unenrol(db: sqlite_utils.Database, actor: audit.Actor, class_id: int, learner_id: int) -> None:
-    """Take a learner out of a class; their attempts stay."""
+    """Take a learner out of a class and its groups; their attempts stay."""
     db.conn.execute(
         "DELETE FROM enrolments WHERE class_id = ? AND learner_id = ?", (class_id, learner_id)
+    )
+    # ... and the class's groups, so a return later does not bring old groups back.
+    db.conn.execute(
+        "DELETE FROM group_members WHERE learner_id = ? AND group_id IN"
+        " (SELECT id FROM class_groups WHERE class_id = ?)",
+        (learner_id, class_id),
     )
     audit.record(db, actor, "class.unenrol", "class", class_id, learner_id=learner_id)
 

@@ -1,4 +1,4 @@
-"""Reading lessons, items, skills and packs, and the assignments that put lessons in classes."""
+"""Reading lessons, items, skills and packs (assignments.py sets them for learners)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import sqlite_utils
 
-from appliance.store import audit, now, one, rows
+from appliance.store import one, rows
 
 
 def packs(db: sqlite_utils.Database) -> list[dict]:
@@ -166,61 +166,3 @@ def _content_words(query: str) -> list[str]:
     # "what" and "s", which match everything.
     words = "".join(c if c.isalnum() else " " for c in query.lower().replace("'", "")).split()
     return [w for w in words if w not in _STOP_WORDS]
-
-
-# --- assignments ----------------------------------------------------------------------
-
-
-def assign(db: sqlite_utils.Database, actor: audit.Actor, class_id: int, lesson_id: str) -> bool:
-    """Assign a lesson to a class; False if it was already assigned."""
-    cursor = db.conn.execute(
-        "INSERT OR IGNORE INTO assignments (class_id, lesson_id, assigned_by, assigned_at)"
-        " VALUES (?, ?, ?, ?)",
-        (class_id, lesson_id, actor.id, now()),
-    )
-    if cursor.rowcount:
-        audit.record(db, actor, "assignment.create", "class", class_id, lesson_id=lesson_id)
-    return bool(cursor.rowcount)
-
-
-def unassign(db: sqlite_utils.Database, actor: audit.Actor, class_id: int, lesson_id: str) -> None:
-    """Take a lesson off a class's list; attempts on it stay."""
-    db.conn.execute(
-        "DELETE FROM assignments WHERE class_id = ? AND lesson_id = ?", (class_id, lesson_id)
-    )
-    audit.record(db, actor, "assignment.delete", "class", class_id, lesson_id=lesson_id)
-
-
-def class_assignments(db: sqlite_utils.Database, class_id: int) -> list[dict]:
-    """A class's assigned lessons, oldest first."""
-    return [
-        dict(r)
-        for r in rows(
-            db,
-            "SELECT a.lesson_id, a.assigned_at, l.title, l.subject FROM assignments a"
-            " JOIN lessons l ON l.id = a.lesson_id WHERE a.class_id = ? AND l.retired = 0"
-            " ORDER BY a.assigned_at",
-            (class_id,),
-        )
-    ]
-
-
-def learner_assignments(db: sqlite_utils.Database, learner_id: int) -> list[dict]:
-    """The lessons assigned to any of a learner's classes, with how far they have got."""
-    return [
-        dict(r)
-        for r in rows(
-            db,
-            "SELECT l.id, l.title, l.subject, l.summary, min(a.assigned_at) AS assigned_at,"
-            " (SELECT count(*) FROM items i WHERE i.lesson_id = l.id AND i.retired = 0)"
-            " AS item_count,"
-            # Against the lesson's current items: a pack upgrade may move or retire items.
-            " (SELECT count(DISTINCT t.item_id) FROM attempts t JOIN items i ON i.id = t.item_id"
-            "  WHERE t.learner_id = ? AND i.lesson_id = l.id AND i.retired = 0"
-            "  AND t.correct = 1) AS mastered"
-            " FROM assignments a JOIN enrolments e ON e.class_id = a.class_id"
-            " JOIN lessons l ON l.id = a.lesson_id"
-            " WHERE e.learner_id = ? AND l.retired = 0 GROUP BY l.id ORDER BY assigned_at",
-            (learner_id, learner_id),
-        )
-    ]

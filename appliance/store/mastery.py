@@ -227,11 +227,10 @@ def without_chances(db: sqlite_utils.Database, model: str, limit: int) -> list[t
         (r[0], r[1])
         for r in rows(
             db,
-            "SELECT DISTINCT e.learner_id, a.lesson_id FROM assignments a"
-            " JOIN enrolments e ON e.class_id = a.class_id"
-            " JOIN users u ON u.id = e.learner_id AND u.erased_at IS NULL"
+            "SELECT DISTINCT a.learner_id, a.lesson_id FROM assigned_lessons a"
+            " JOIN users u ON u.id = a.learner_id AND u.erased_at IS NULL"
             " WHERE NOT EXISTS (SELECT 1 FROM chances c JOIN items i ON i.id = c.item_id"
-            "  WHERE c.learner_id = e.learner_id AND i.lesson_id = a.lesson_id"
+            "  WHERE c.learner_id = a.learner_id AND i.lesson_id = a.lesson_id"
             "  AND c.model = ?)"
             " AND EXISTS (SELECT 1 FROM items i WHERE i.lesson_id = a.lesson_id"
             "  AND i.retired = 0) LIMIT ?",

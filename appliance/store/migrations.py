@@ -391,6 +391,52 @@ def _v6_sign_in_safety(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE site ADD COLUMN pin_digits INTEGER NOT NULL DEFAULT 4")
 
 
+def _v7_groups_and_due_dates(db: sqlite_utils.Database) -> None:
+    """Groups inside a class, lessons set for a group or chosen learners, and due dates
+    (issue 17). An assignment with no recipients is for the whole class, as before."""
+    db.execute(
+        "CREATE TABLE class_groups (id INTEGER PRIMARY KEY,"
+        " class_id INTEGER NOT NULL REFERENCES classes(id),"
+        " name TEXT NOT NULL, created_at TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX class_groups_name ON class_groups(class_id, name COLLATE NOCASE)"
+    )
+    db.execute(
+        "CREATE TABLE group_members ("
+        " group_id INTEGER NOT NULL REFERENCES class_groups(id) ON DELETE CASCADE,"
+        " learner_id INTEGER NOT NULL REFERENCES users(id), PRIMARY KEY (group_id, learner_id))"
+    )
+    db.execute("CREATE INDEX group_members_learner ON group_members(learner_id)")
+    # The school's own calendar day (YYYY-MM-DD), not a UTC instant: "due Friday" means
+    # by the end of Friday where the school is.
+    db.execute("ALTER TABLE assignments ADD COLUMN due_on TEXT")
+    db.execute(
+        "CREATE TABLE assignment_recipients ("
+        " assignment_id INTEGER NOT NULL REFERENCES assignments(id) ON DELETE CASCADE,"
+        " group_id INTEGER REFERENCES class_groups(id),"
+        " learner_id INTEGER REFERENCES users(id),"
+        " CHECK ((group_id IS NULL) <> (learner_id IS NULL)))"
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX assignment_recipients_once ON assignment_recipients"
+        "(assignment_id, ifnull(group_id, 0), ifnull(learner_id, 0))"
+    )
+    db.execute("CREATE INDEX assignment_recipients_group ON assignment_recipients(group_id)")
+    # Who is set which lesson, in one place: the whole class where an assignment names
+    # no recipients, else its learners and the members of its groups (enrolled ones only).
+    db.execute(
+        "CREATE VIEW assigned_lessons AS"
+        " SELECT e.learner_id, a.id AS assignment_id, a.class_id, a.lesson_id,"
+        " a.assigned_at, a.due_on FROM assignments a"
+        " JOIN enrolments e ON e.class_id = a.class_id"
+        " WHERE NOT EXISTS (SELECT 1 FROM assignment_recipients r WHERE r.assignment_id = a.id)"
+        " OR EXISTS (SELECT 1 FROM assignment_recipients r WHERE r.assignment_id = a.id"
+        "  AND (r.learner_id = e.learner_id OR r.group_id IN"
+        "  (SELECT m.group_id FROM group_members m WHERE m.learner_id = e.learner_id)))"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
@@ -398,6 +444,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v4_knowledge_tracing,
     _v5_sync_outbox,
     _v6_sign_in_safety,
+    _v7_groups_and_due_dates,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 

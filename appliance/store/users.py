@@ -412,6 +412,16 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
     deleted = db.conn.execute("DELETE FROM attempts WHERE learner_id = ?", (learner_id,)).rowcount
     after_attempts_deleted(db)  # the tracing follower and sync read the log by rowid
     db.conn.execute("DELETE FROM enrolments WHERE learner_id = ?", (learner_id,))
+    db.conn.execute("DELETE FROM group_members WHERE learner_id = ?", (learner_id,))
+    # A lesson set for this learner alone goes with them: with no recipient left it would
+    # otherwise become the whole class's.
+    db.conn.execute(
+        "DELETE FROM assignments WHERE id IN (SELECT assignment_id FROM assignment_recipients"
+        " WHERE learner_id = ?) AND NOT EXISTS (SELECT 1 FROM assignment_recipients r"
+        " WHERE r.assignment_id = assignments.id AND r.learner_id IS NOT ?)",
+        (learner_id, learner_id),
+    )
+    db.conn.execute("DELETE FROM assignment_recipients WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM tutor_messages WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM login_failures WHERE subject = ?", (f"learner:{learner_id}",))
     db.conn.execute(

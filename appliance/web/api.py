@@ -6,13 +6,24 @@ the session cookie and the X-CSRFToken header from GET or POST /api/v1/session.
 
 from __future__ import annotations
 
+from datetime import date
+
 from flask import Blueprint, abort, current_app, jsonify, request, session
 from flask_wtf.csrf import generate_csrf
 from markupsafe import escape
 
 from appliance import practice
 from appliance.knowledge import insight, recommend
-from appliance.store import attempts, classes, content, mastery, users
+from appliance.store import (
+    assignments,
+    attempts,
+    classes,
+    content,
+    groups,
+    mastery,
+    transaction,
+    users,
+)
 from appliance.web import access, auth
 from appliance.web import tutor as tutor_http
 from appliance.web.access import (
@@ -100,7 +111,7 @@ def delete_session():
 def lessons():
     db = get_db()
     user = current_user()
-    assigned = content.learner_assignments(db, user["id"]) if user["role"] == "learner" else []
+    assigned = assignments.of_learner(db, user["id"]) if user["role"] == "learner" else []
     return jsonify(assigned=assigned, lessons=content.lessons(db))
 
 
@@ -227,7 +238,7 @@ def _progress(learner_id: int):
         learner=_user_json(users.get(db, learner_id)),
         skills=attempts.skill_progress(db, learner_id),
         mastery=mastery.of_learner(db, learner_id),  # the model's estimates, when it has one
-        assigned=content.learner_assignments(db, learner_id),
+        assigned=assignments.of_learner(db, learner_id),
         recent=[_with_response_html(a) for a in attempts.recent(db, learner_id, limit=20)],
     )
 
@@ -255,8 +266,140 @@ def class_progress(class_id: int):
         # Estimated mastery (or the share right, where "estimated" is false) per cell.
         mastery={str(k): v for k, v in cells.items()},
         flags=[vars(f) for f in flags],
-        assignments=content.class_assignments(db, class_id),
+        assignments=assignments.of_class(db, class_id),
     )
+
+
+# --- groups and assignments (a teacher's own classes) ----------------------------------
+
+
+def _managed(class_id: int) -> None:
+    if not classes.can_manage(get_db(), current_user(), class_id):
+        abort(404)  # whether another teacher's class exists is not ours to say
+
+
+def _id_list(data: dict, key: str) -> list[int]:
+    values = data.get(key, [])
+    if not isinstance(values, list) or not all(is_id(v) for v in values):
+        fail(400, f"'{key}' must be a list of ids.")
+    return values
+
+
+@bp.get("/classes/<int:class_id>/groups")
+@teacher_required
+def class_groups(class_id: int):
+    _managed(class_id)
+    return jsonify(groups=_groups_json(class_id))
+
+
+@bp.post("/classes/<int:class_id>/groups")
+@teacher_required
+def create_group(class_id: int):
+    _managed(class_id)
+    data = _body()
+    db = get_db()
+    try:
+        with transaction(db):
+            group_id = groups.create(
+                db, access.actor(), class_id, str(data.get("name", "")),
+                _id_list(data, "learners"),
+            )  # fmt: skip
+    except groups.GroupError as error:
+        fail(400, str(error))
+    return jsonify(group=_group_json(groups.get(db, class_id, group_id))), 201
+
+
+@bp.put("/classes/<int:class_id>/groups/<int:group_id>")
+@teacher_required
+def update_group(class_id: int, group_id: int):
+    _managed(class_id)
+    db = get_db()
+    group = groups.get(db, class_id, group_id) or abort(404)
+    data = _body()
+    try:
+        with transaction(db):
+            groups.update(
+                db, access.actor(), group, str(data.get("name", "")), _id_list(data, "learners")
+            )
+    except groups.GroupError as error:
+        fail(400, str(error))
+    return jsonify(group=_group_json(groups.get(db, class_id, group_id)))
+
+
+@bp.delete("/classes/<int:class_id>/groups/<int:group_id>")
+@teacher_required
+def delete_group(class_id: int, group_id: int):
+    _managed(class_id)
+    db = get_db()
+    group = groups.get(db, class_id, group_id) or abort(404)
+    try:
+        with transaction(db):
+            groups.delete(db, access.actor(), group)
+    except groups.GroupError as error:
+        fail(409, str(error))
+    return jsonify(deleted=group_id)
+
+
+def _group_json(group: dict) -> dict:
+    return {"id": group["id"], "name": group["name"], "learners": group["members"]}
+
+
+def _groups_json(class_id: int) -> list[dict]:
+    return [_group_json(g) for g in groups.of_class(get_db(), class_id)]
+
+
+@bp.get("/classes/<int:class_id>/assignments")
+@teacher_required
+def class_assignments(class_id: int):
+    _managed(class_id)
+    return jsonify(assignments=assignments.of_class(get_db(), class_id))
+
+
+@bp.get("/classes/<int:class_id>/assignments/<lesson_id>")
+@teacher_required
+def class_assignment(class_id: int, lesson_id: str):
+    _managed(class_id)
+    db = get_db()
+    found = next((a for a in assignments.of_class(db, class_id) if a["lesson_id"] == lesson_id),
+                 None) or abort(404)  # fmt: skip
+    return jsonify(assignment=found, learners=assignments.progress(db, class_id, lesson_id))
+
+
+@bp.put("/classes/<int:class_id>/assignments/<lesson_id>")
+@teacher_required
+def set_assignment(class_id: int, lesson_id: str):
+    _managed(class_id)
+    db = get_db()
+    if not content.lesson(db, lesson_id):
+        abort(404)
+    data = _body()
+    due_on = data.get("due_on")
+    try:
+        due = date.fromisoformat(due_on) if due_on is not None else None
+    except (TypeError, ValueError):
+        fail(400, "'due_on' must be a day as YYYY-MM-DD, or null.")
+    try:
+        with transaction(db):
+            created = assignments.set_lesson(
+                db, access.actor(), class_id, lesson_id, due_on=due,
+                groups=_id_list(data, "groups"), learners=_id_list(data, "learners"),
+            )  # fmt: skip
+    except assignments.AssignmentError as error:
+        fail(400, str(error))
+    found = next(a for a in assignments.of_class(db, class_id) if a["lesson_id"] == lesson_id)
+    return jsonify(assignment=found), 201 if created else 200
+
+
+@bp.delete("/classes/<int:class_id>/assignments/<lesson_id>")
+@teacher_required
+def delete_assignment(class_id: int, lesson_id: str):
+    _managed(class_id)
+    db = get_db()
+    if not any(a["lesson_id"] == lesson_id for a in assignments.of_class(db, class_id)):
+        abort(404)
+    with transaction(db):
+        assignments.unassign(db, access.actor(), class_id, lesson_id)
+    return jsonify(deleted=lesson_id)
 
 
 @bp.post("/tutor/answers")

@@ -21,6 +21,7 @@ from appliance.store import migrations, open_db, quick_check
 from appliance.web import admin, api, auth, db, devices, errors, learner, ops, teacher
 from appliance.web import tutor as tutor_http
 from appliance.web.access import current_user
+from appliance.web.days import due_text
 from appliance.web.metrics import Metrics
 from appliance.web.ops import asset_url
 
@@ -159,6 +160,7 @@ def _install_request_log(app: Flask) -> None:
 
 
 def _install_template_globals(app: Flask) -> None:
+    app.jinja_env.filters["due"] = due_text
     app.jinja_env.globals.update(
         asset_url=asset_url, current_user=current_user, schoolbox_version=__version__
     )

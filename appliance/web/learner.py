@@ -17,7 +17,7 @@ from flask import (
 
 from appliance import practice
 from appliance.knowledge import recommend
-from appliance.store import attempts, content, conversations, mastery
+from appliance.store import assignments, attempts, content, conversations, mastery
 from appliance.tutor import conversation as tutoring
 from appliance.web import tutor as tutor_http
 from appliance.web.access import current_user, learner_required, signed_in_required
@@ -32,7 +32,7 @@ bp = Blueprint("learner", __name__, url_prefix="/learn")
 def home():
     db = get_db()
     learner = current_user()
-    assigned = content.learner_assignments(db, learner["id"])
+    assigned = assignments.of_learner(db, learner["id"])
     recent = attempts.recent(db, learner["id"], limit=1)
     return render_template(
         "learner/home.html", assigned=assigned, last=recent[0] if recent else None
@@ -184,5 +184,5 @@ def progress():
         "learner/progress.html",
         skills=attempts.skill_progress(db, learner["id"]),
         estimates=mastery.of_learner(db, learner["id"]),
-        assigned=content.learner_assignments(db, learner["id"]),
+        assigned=assignments.of_learner(db, learner["id"]),
     )

@@ -75,7 +75,23 @@ _TUTOR_IN = {
     "required": ["question"],
 }
 
-_INTEGER_PARAMS = {"class_id", "learner_id", "number"}
+_IDS = {"type": "array", "items": _ID}
+_GROUP_IN = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 40}, "learners": _IDS},
+    "required": ["name"],
+}
+_ASSIGNMENT_IN = {
+    "type": "object",
+    "description": "Who has the lesson (no groups or learners: the whole class), by when",
+    "properties": {
+        "due_on": {"type": ["string", "null"], "format": "date"},
+        "groups": _IDS,
+        "learners": _IDS,
+    },
+}
+
+_INTEGER_PARAMS = {"class_id", "learner_id", "number", "group_id"}
 
 # (method, path, summary, who may call it, request body schema or None)
 ROUTES = [
@@ -128,6 +144,50 @@ ROUTES = [
         "get",
         "/classes/{class_id}/progress",
         "Learner x skill grid of a class",
+        "its teacher, admin",
+        None,
+    ),
+    ("get", "/classes/{class_id}/groups", "The groups of a class", "its teacher, admin", None),
+    ("post", "/classes/{class_id}/groups", "Make a group", "its teacher, admin", _GROUP_IN),
+    (
+        "put",
+        "/classes/{class_id}/groups/{group_id}",
+        "Rename a group and set its learners",
+        "its teacher, admin",
+        _GROUP_IN,
+    ),
+    (
+        "delete",
+        "/classes/{class_id}/groups/{group_id}",
+        "Remove a group (409 while a lesson is set for it)",
+        "its teacher, admin",
+        None,
+    ),
+    (
+        "get",
+        "/classes/{class_id}/assignments",
+        "A class's lessons: for whom, due when, how many done, not started, late",
+        "its teacher, admin",
+        None,
+    ),
+    (
+        "get",
+        "/classes/{class_id}/assignments/{lesson_id}",
+        "One lesson set for a class, and each learner's status",
+        "its teacher, admin",
+        None,
+    ),
+    (
+        "put",
+        "/classes/{class_id}/assignments/{lesson_id}",
+        "Set a lesson for the class, groups or learners (201 when new)",
+        "its teacher, admin",
+        _ASSIGNMENT_IN,
+    ),
+    (
+        "delete",
+        "/classes/{class_id}/assignments/{lesson_id}",
+        "Take a lesson off a class (answers stay)",
         "its teacher, admin",
         None,
     ),

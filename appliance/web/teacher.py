@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from appliance.knowledge import insight
 from appliance.store import (
+    assignments,
     attempts,
     audit,
     classes,
     content,
     conversations,
+    groups,
     mastery,
     recommendations,
     site,
@@ -70,8 +74,10 @@ def class_page(class_id: int):
         cls=found,
         roster=roster,
         pin_digits=_pin_digits(db),
-        assignments=content.class_assignments(db, class_id),
+        assignments=assignments.of_class(db, class_id),
+        groups=groups.of_class(db, class_id),
         lessons=content.lessons(db),
+        today=date.today().isoformat(),
     )
 
 
@@ -174,16 +180,72 @@ def _sheet_row(name: str, kind: str, secret: str) -> dict:
 @bp.post("/classes/<int:class_id>/assignments")
 @teacher_required
 def assign(class_id: int):
+    """Set a lesson for the class, a group or chosen learners, by a day if given; the
+    same form changes who has a lesson already set, and by when."""
     _managed_class(class_id)
     db = get_db()
     lesson_id = request.form.get("lesson_id", "")
+    back = url_for(".class_page", class_id=class_id)
+    if request.form.get("back") == "assignment":  # changed from the assignment's own page
+        back = url_for(".assignment_page", class_id=class_id, lesson_id=lesson_id)
     if not content.lesson(db, lesson_id):
         flash(_("Choose a lesson to assign."), "error")
-    else:
+        return redirect(url_for(".class_page", class_id=class_id))
+    try:
+        due_on = parse_day(request.form.get("due_on", ""))
+    except ValueError as error:
+        flash(str(error), "error")
+        return redirect(back)
+    try:
         with transaction(db):
-            content.assign(db, actor(), class_id, lesson_id)
-        flash(_("Lesson assigned."), "ok")
-    return redirect(url_for(".class_page", class_id=class_id))
+            new = assignments.set_lesson(
+                db, actor(), class_id, lesson_id, due_on=due_on,
+                groups=_ids(request.form.getlist("group")),
+                learners=_ids(request.form.getlist("learner")),
+            )  # fmt: skip
+    except assignments.AssignmentError as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Lesson assigned.") if new else _("Assignment changed."), "ok")
+    return redirect(back)
+
+
+def parse_day(text: str) -> date | None:
+    """A due day from a date field (YYYY-MM-DD), or None when left empty."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(_("Give the due day as a date, for example 2027-03-19.")) from None
+
+
+def _ids(values: list[str]) -> list[int]:
+    """Row ids from checkboxes; a value that is not one was not offered by our form."""
+    try:
+        return [int(v) for v in values if 0 < int(v) < 2**63]
+    except ValueError:
+        abort(400)
+
+
+@bp.get("/classes/<int:class_id>/assignments/<lesson_id>")
+@teacher_required
+def assignment_page(class_id: int, lesson_id: str):
+    """One lesson set for the class: who has it, by when, and how far each learner got."""
+    found = _managed_class(class_id)
+    db = get_db()
+    assigned = {a["lesson_id"]: a for a in assignments.of_class(db, class_id)}
+    if lesson_id not in assigned:
+        abort(404)
+    return render_template(
+        "teacher/assignment.html",
+        cls=found,
+        assignment=assigned[lesson_id],
+        learners=assignments.progress(db, class_id, lesson_id),
+        groups=groups.of_class(db, class_id),
+        roster=classes.roster(db, class_id),
+    )
 
 
 @bp.route("/classes/<int:class_id>/assignments/<lesson_id>/delete", methods=["GET", "POST"])
@@ -192,15 +254,89 @@ def unassign(class_id: int, lesson_id: str):
     """Asks first (GET), then removes the lesson from the class (POST); answers stay."""
     found = _managed_class(class_id)
     db = get_db()
-    assigned = {a["lesson_id"]: a for a in content.class_assignments(db, class_id)}
+    assigned = {a["lesson_id"]: a for a in assignments.of_class(db, class_id)}
     if lesson_id not in assigned:
         abort(404)
     if request.method == "GET":
         return render_template("teacher/unassign.html", cls=found, lesson=assigned[lesson_id])
     with transaction(db):
-        content.unassign(db, actor(), class_id, lesson_id)
+        assignments.unassign(db, actor(), class_id, lesson_id)
     flash(_("Lesson removed from the class."), "ok")
     return redirect(url_for(".class_page", class_id=class_id))
+
+
+# --- groups ---------------------------------------------------------------------------
+
+
+def _class_group(class_id: int, group_id: int) -> tuple[dict, dict]:
+    found = _managed_class(class_id)
+    group = groups.get(get_db(), class_id, group_id)
+    if group is None:
+        abort(404)
+    return found, group
+
+
+@bp.post("/classes/<int:class_id>/groups")
+@teacher_required
+def create_group(class_id: int):
+    _managed_class(class_id)
+    db = get_db()
+    try:
+        with transaction(db):
+            groups.create(
+                db, actor(), class_id, request.form.get("name", ""),
+                _ids(request.form.getlist("learner")),
+            )  # fmt: skip
+    except groups.GroupError as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Group made."), "ok")
+    return redirect(url_for(".class_page", class_id=class_id) + "#groups-heading")
+
+
+@bp.get("/classes/<int:class_id>/groups/<int:group_id>")
+@teacher_required
+def group_page(class_id: int, group_id: int):
+    found, group = _class_group(class_id, group_id)
+    return render_template(
+        "teacher/group.html", cls=found, group=group, roster=classes.roster(get_db(), class_id)
+    )
+
+
+@bp.post("/classes/<int:class_id>/groups/<int:group_id>")
+@teacher_required
+def update_group(class_id: int, group_id: int):
+    _, group = _class_group(class_id, group_id)
+    db = get_db()
+    try:
+        with transaction(db):
+            groups.update(
+                db, actor(), group, request.form.get("name", ""),
+                _ids(request.form.getlist("learner")),
+            )  # fmt: skip
+    except groups.GroupError as error:
+        flash(str(error), "error")
+        return redirect(url_for(".group_page", class_id=class_id, group_id=group_id))
+    flash(_("Group saved."), "ok")
+    return redirect(url_for(".class_page", class_id=class_id) + "#groups-heading")
+
+
+@bp.route("/classes/<int:class_id>/groups/<int:group_id>/delete", methods=["GET", "POST"])
+@teacher_required
+def delete_group(class_id: int, group_id: int):
+    """Asks first (GET), then removes the group (POST); its learners stay in the class."""
+    found, group = _class_group(class_id, group_id)
+    if request.method == "GET":
+        return render_template("teacher/delete_group.html", cls=found, group=group)
+    db = get_db()
+    try:
+        with transaction(db):
+            groups.delete(db, actor(), group)
+    except groups.GroupError as error:
+        flash(str(error), "error")
+        return redirect(url_for(".group_page", class_id=class_id, group_id=group_id))
+    flash(_("Group removed."), "ok")
+    return redirect(url_for(".class_page", class_id=class_id) + "#groups-heading")
 
 
 @bp.post("/classes/<int:class_id>/tutor")

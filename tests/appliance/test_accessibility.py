@@ -97,6 +97,12 @@ def _pages(app, ids, db) -> dict[str, str]:
     pages["grid"] = teacher.get(f"/teach/classes/{class_id}/progress").data
     pages["history"] = teacher.get(f"/teach/learners/{learner_id}").data
     pages["tutor-conversations"] = teacher.get(f"/teach/classes/{class_id}/tutor").data
+    group_id = db.conn.execute(
+        "SELECT id FROM class_groups WHERE class_id = ?", (class_id,)
+    ).fetchone()[0]
+    pages["group"] = teacher.get(f"/teach/classes/{class_id}/groups/{group_id}").data
+    pages["delete-group"] = teacher.get(f"/teach/classes/{class_id}/groups/{group_id}/delete").data
+    pages["assignment"] = teacher.get(f"/teach/classes/{class_id}/assignments/{lesson}").data
     admin = as_role(app, "admin", ids)
     for path in ("", "users", "classes", "learners", "content", "audit", "consent"):
         pages[f"admin-{path or 'status'}"] = admin.get(f"/admin/{path}").data

@@ -10,7 +10,7 @@ import pytest
 
 from appliance.packs.importer import import_pack
 from appliance.packs.loader import PackError, load
-from appliance.store import audit, content
+from appliance.store import assignments, audit, content
 from tests.conftest import DEMO_PACK
 
 
@@ -221,7 +221,7 @@ def test_an_item_moved_to_another_lesson_counts_there_not_twice(pack_dir, db, co
     target.write_text(target.read_text().rstrip("\n") + "\n" + block)
     _set_version(pack_dir, "1.1.0")
     import_pack(db, config.media_dir, pack_dir, audit.SYSTEM)
-    progress = {a["id"]: a for a in content.learner_assignments(db, learner)}
+    progress = {a["id"]: a for a in assignments.of_learner(db, learner)}
     first = progress["fractions-01-parts-of-a-whole"]
     assert first["mastered"] == first["item_count"]  # not 8 of 7
 

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from appliance.store import audit, open_db, transaction, users
+from appliance.store import audit, open_db, school_data, transaction, users
 from appliance.store.ids import uuid7
 from appliance.store.migrations import CURRENT_VERSION, SchemaTooNew, migrate, version
 
@@ -191,3 +191,20 @@ def test_one_failing_write_in_a_group_is_undone_alone(db):
     assert {"first", "last"} <= subjects and "half" not in subjects
     assert [j.result for j in jobs] == [1, None, 1]
     assert isinstance(jobs[1].error, sqlite3.IntegrityError) and all(j.done for j in jobs)
+
+
+def test_every_table_is_either_the_schools_data_or_the_boxs_own(tmp_path):
+    """A new table must be placed: a restore copies the school's tables and keeps the box's
+    own, so a table in neither list would be lost when a broken box is replaced."""
+    db = open_db(tmp_path / "box.db")
+    migrate(db)
+    tables = {
+        r[0]
+        for r in db.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'passages_%'"  # FTS5's own
+        )
+    }
+    placed = [*school_data.SCHOOL_TABLES, school_data.APPENDED, *school_data.BOX_TABLES]
+    assert len(placed) == len(set(placed)), "a table is in two lists"
+    assert tables == set(placed)
