@@ -63,15 +63,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import sqlite_utils
-from prometheus_client.parser import text_string_to_metric_families
+# The repository before bench/: run as a script, bench/ comes first on the path, and its
+# sync.py would stand in for the sync package.
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-from appliance import config as config_module
-from appliance.demo.seed import seed
-from appliance.store import assignments, audit, classes, open_db, transaction, users
-from appliance.store.migrations import migrate
-from models.registry import default
+import aiohttp  # noqa: E402
+import sqlite_utils  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from appliance import config as config_module  # noqa: E402
+from appliance.demo.seed import seed  # noqa: E402
+from appliance.store import assignments, audit, classes, open_db, transaction, users  # noqa: E402
+from appliance.store.migrations import migrate  # noqa: E402
+from models.registry import default  # noqa: E402
 
 HOST = "127.0.0.1"
 PIN = "2468"
@@ -89,7 +94,6 @@ ENDPOINTS = {  # request type -> the Flask endpoint the server's /metrics labels
     "attempt": "api.submit_attempt",
 }
 ANSWERS = {"multiple_choice": "0", "numeric": "1", "short_text": "word"}
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = REPO / "bench" / "results" / "classroom_burst.json"
 
 
