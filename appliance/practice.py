@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import MutableMapping
 from fractions import Fraction
@@ -12,7 +13,7 @@ import sqlite_utils
 from appliance.knowledge import recommend
 from appliance.messages import LazyString
 from appliance.messages import lazy as _l
-from appliance.store import attempts, content, recommendations
+from appliance.store import attempts, content, quizzes, recommendations
 from appliance.store.ids import uuid7
 
 MAX_RESPONSE = 500
@@ -96,6 +97,25 @@ def is_well_formed(item: dict, response: str) -> str | LazyString | None:
     return None
 
 
+def response_html(item: dict, response: str) -> str:
+    """An answer as HTML to show: the choice picked (as the pack wrote it, sanitised on
+    import) or what was typed, escaped."""
+    if item["type"] == "multiple_choice" and response.isdigit():
+        index = int(response)
+        return item["choices"][index] if index < len(item["choices"]) else ""
+    return html.escape(response)
+
+
+def right_answer_html(item: dict) -> str:
+    """The item's right answer as HTML to show once answers may be seen (a closed quiz)."""
+    key = item["answer"]
+    if item["type"] == "multiple_choice":
+        return item["choices"][key["index"]]
+    if item["type"] == "numeric":
+        return html.escape(str(key["value"]))
+    return html.escape(key["accepted"][0])
+
+
 class AnswerError(ValueError):
     """An answer that cannot be recorded, with a message for the learner."""
 
@@ -130,6 +150,8 @@ def submit(
     item = content.item(db, str(item_id))
     if item is None or (lesson_id is not None and item["lesson_id"] != lesson_id):
         raise AnswerError(_l("That question is no longer available."), 404)
+    if item["id"] in quizzes.live_item_ids(db, learner_id):
+        raise AnswerError(_l("This question is in a quiz you are taking: answer it there."), 409)
     problem = is_well_formed(item, response)
     if problem:
         raise AnswerError(problem)
@@ -158,3 +180,39 @@ def submit(
         "next_item_id": choice.item_id if choice else None,
         "next_reason": choice.reason if choice else None,
     }
+
+
+def submit_quiz_answer(
+    db: sqlite_utils.Database,
+    quiz: dict,
+    learner_id: int,
+    item_id: str,
+    response: str,
+    duration_ms: int | None = None,
+    client_key: str | None = None,
+) -> dict:
+    """Grade and durably record one quiz answer; whether it was new. The learner is told
+    nothing of its grade until the quiz closes (quizzes.record_answer refuses a second
+    answer to the same question, a closed quiz, or one handed in)."""
+    if client_key is not None and not (
+        isinstance(client_key, str) and _CLIENT_KEY_RE.match(client_key)
+    ):
+        raise AnswerError(_l("The answer's key is not valid; please reload the page."))
+    if not item_id:
+        raise AnswerError(_l("The answer did not say which question it was for; please reload."))
+    item = next((i for i in quiz["items"] if i["id"] == item_id), None)
+    if item is None:
+        raise AnswerError(_l("That question is not in this quiz."), 404)
+    problem = is_well_formed(item, response)
+    if problem:
+        raise AnswerError(problem)
+    if duration_ms is not None:
+        duration_ms = max(0, min(int(duration_ms), 3_600_000))
+    try:
+        attempt, created = quizzes.record_answer(
+            db, quiz, learner_id, item, response.strip(), grade(item, response), duration_ms,
+            client_key,
+        )  # fmt: skip
+    except quizzes.QuizAnswerError as error:
+        raise AnswerError(str(error), error.status) from error
+    return {"attempt_id": attempt["id"], "recorded": created}

@@ -20,7 +20,17 @@ import sqlite_utils
 from appliance.config import Config, pin_key
 from appliance.packs.importer import import_pack
 from appliance.practice import grade
-from appliance.store import assignments, audit, classes, content, groups, site, transaction, users
+from appliance.store import (
+    assignments,
+    audit,
+    classes,
+    content,
+    groups,
+    quizzes,
+    site,
+    transaction,
+    users,
+)
 from appliance.store.ids import uuid7
 
 PACK_DIR = Path(__file__).parent / "pack"
@@ -74,6 +84,8 @@ def seed(db: sqlite_utils.Database, config: Config, learners_per_class: int = 20
                 enrolled.append(learner_id)
             reading_group = enrolled[: len(enrolled) // 4]
             groups.create(db, audit.SYSTEM, class_id, "Reading group", reading_group)
+            if index == 0:
+                _closed_quiz(db, class_id, enrolled, chosen[0]["id"])
 
 
 def _assigned_lessons(lessons: list[dict], class_index: int) -> list[dict]:
@@ -109,6 +121,45 @@ def _history(
             at_ms += rng.randint(20, 90) * 1000
             rows.append(_attempt(learner_id, item, correct, at_ms, rng))
     db.table("attempts").insert_all(rows)
+
+
+def _closed_quiz(db: sqlite_utils.Database, class_id: int, learners: list[int], lesson: str):
+    """A quiz the class took two days ago and the teacher closed: results to look at.
+    Its own random stream, so the rest of the demo is the same with or without it."""
+    rng = random.Random(20261205)
+    items = [
+        found
+        for row in db.conn.execute(
+            "SELECT id FROM items WHERE lesson_id = ? AND retired = 0 ORDER BY position LIMIT 5",
+            (lesson,),
+        )
+        if (found := content.item(db, row[0])) is not None
+    ]
+    quiz_id = quizzes.create(
+        db, audit.SYSTEM, class_id, "Fractions check", [i["id"] for i in items]
+    )
+    quiz = quizzes.get(db, quiz_id)
+    assert quiz is not None  # made just above, in this transaction
+    quizzes.start(db, audit.SYSTEM, quiz)
+    started_ms = int(time.time() * 1000) - 2 * 86_400_000
+    answers = []
+    for learner_id in learners[:-2]:  # two were away that day
+        ability = rng.gauss(0.5, 1.0)
+        at_ms = started_ms + rng.randint(0, 120) * 1000
+        for item in items:
+            difficulty = (zlib.crc32(item["id"].encode()) % 100) / 50 - 1
+            correct = rng.random() < 1 / (1 + math.exp(-(ability - difficulty)))
+            at_ms += rng.randint(20, 90) * 1000
+            answer = _attempt(learner_id, item, correct, at_ms, rng) | {"hints_used": 0}
+            answers.append(answer | {"quiz_id": quiz_id})
+        stamp = answers[-1]["created_at"]
+        db.conn.execute(
+            "INSERT INTO quiz_takers (quiz_id, learner_id, started_at, finished_at)"
+            " VALUES (?, ?, ?, ?)",
+            (quiz_id, learner_id, stamp, stamp),
+        )
+    db.table("attempts").insert_all(answers)
+    quizzes.close(db, audit.SYSTEM, quiz)
 
 
 def _attempt(learner_id: int, item: dict, correct: bool, at_ms: int, rng: random.Random) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlite_utils
 
 from appliance.knowledge import tracing as knowledge
-from appliance.store import assignments, grouped, mastery, recommendations, rows
+from appliance.store import assignments, grouped, mastery, now, quizzes, recommendations, rows
 from models.knowledge_tracing import runtime as kt_runtime
 from models.knowledge_tracing.runtime import KTModelError, KTRuntime
 
@@ -98,8 +98,10 @@ def _candidates(db: sqlite_utils.Database, learner_id: int, lesson_ids: list[str
         f"  WHERE learner_id = ? AND lesson_id IN ({marks}) GROUP BY item_id"
         " ) seen ON seen.item_id = i.id LEFT JOIN attempts last ON last.id = seen.last_id"
         f" WHERE i.lesson_id IN ({marks}) AND i.retired = 0"
+        f" AND i.id NOT IN ({quizzes.LIVE_ITEMS_SQL})"  # a quiz's, while it is live
     )
-    found = [dict(r) for r in rows(db, query, (learner_id, *lesson_ids, *lesson_ids))]
+    params = (learner_id, *lesson_ids, *lesson_ids, learner_id, now())
+    found = [dict(r) for r in rows(db, query, params)]
     order = {lesson: n for n, lesson in enumerate(lesson_ids)}
     latest = _latest_answered(db, learner_id)
     for item in found:

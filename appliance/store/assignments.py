@@ -10,7 +10,8 @@ from datetime import date
 import sqlite_utils
 
 from appliance.messages import lazy as _l
-from appliance.store import audit, classes, now, one, rows
+from appliance.store import audit, now, one, rows
+from appliance.store import groups as groups_module
 
 # What a learner has done with a lesson: every current item of it right at least once is
 # done; any answer is in progress. A lesson without practice items cannot be told apart.
@@ -44,7 +45,8 @@ def set_lesson(
 ) -> bool:
     """Set a lesson for a class, or change who has it and by when: for the whole class
     when no groups or learners are named. True if the lesson was not set before."""
-    _check_recipients(db, class_id, groups, learners)
+    if groups_module.strangers(db, class_id, groups, learners):
+        raise AssignmentError(_l("Choose groups and learners of this class."))
     due = due_on.isoformat() if due_on else None
     existing = one(
         db,
@@ -187,13 +189,3 @@ def _counts(learners: list[dict]) -> dict[str, int]:
         counts[learner["status"]] += 1
     return {**counts, "late": sum(1 for learner in learners if learner["late"]),
             "learners": len(learners)}  # fmt: skip
-
-
-def _check_recipients(
-    db: sqlite_utils.Database, class_id: int, groups: Sequence[int], learners: Sequence[int]
-) -> None:
-    own_groups = {r[0] for r in rows(db, "SELECT id FROM class_groups WHERE class_id = ?",
-                                     (class_id,))}  # fmt: skip
-    enrolled = {r["id"] for r in classes.roster(db, class_id)}
-    if set(groups) - own_groups or set(learners) - enrolled:
-        raise AssignmentError(_l("Choose groups and learners of this class."))

@@ -21,12 +21,14 @@ def record(
     duration_ms: int | None,
     client_key: str | None,
     also: Callable[[sqlite_utils.Database], None] | None = None,
+    quiz_id: int | None = None,
 ) -> tuple[dict, bool]:
     """Store one answer durably; return (attempt, created). A resend is not stored twice.
 
     The answer is committed together with other threads' answers waiting at the same
     moment (store.grouped: one fsync for all). `also(db)` runs in the answer's
-    transaction, only when the answer is new (practice logs its recommendations there)."""
+    transaction, only when the answer is new (practice logs its recommendations there).
+    A quiz answer names its quiz; a second one to the same item is not stored."""
     if client_key:
         earlier = _by_client_key(db, learner_id, client_key)
         if earlier:
@@ -42,22 +44,27 @@ def record(
         "duration_ms": duration_ms,
         "created_at": now(),
         "client_key": client_key,
+        "quiz_id": quiz_id,
     }
 
     def insert(writer: sqlite_utils.Database) -> int:
         inserted = writer.conn.execute(
             "INSERT OR IGNORE INTO attempts (id, learner_id, item_id, lesson_id, response,"
-            " correct, hints_used, duration_ms, created_at, client_key) VALUES"
+            " correct, hints_used, duration_ms, created_at, client_key, quiz_id) VALUES"
             " (:id, :learner_id, :item_id, :lesson_id, :response, :correct, :hints_used,"
-            " :duration_ms, :created_at, :client_key)",
+            " :duration_ms, :created_at, :client_key, :quiz_id)",
             attempt,
         ).rowcount
         if inserted and also is not None:
             also(writer)
         return inserted
 
-    if not grouped(db, insert) and client_key:  # a concurrent resend won the race
-        return dict(the_row(db, _BY_CLIENT_KEY, (learner_id, client_key))), False
+    if not grouped(db, insert):  # a concurrent resend (or quiz answer) won the race
+        if client_key and (earlier := _by_client_key(db, learner_id, client_key)):
+            return earlier, False
+        if quiz_id is not None:
+            query = "SELECT * FROM attempts WHERE quiz_id = ? AND learner_id = ? AND item_id = ?"
+            return dict(the_row(db, query, (quiz_id, learner_id, item["id"]))), False
     return attempt, True
 
 

@@ -3,6 +3,8 @@ which, so that a lesson or a quiz can be set for some learners rather than all."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlite_utils
 
 from appliance.messages import lazy as _l
@@ -57,16 +59,18 @@ def delete(db: sqlite_utils.Database, actor: audit.Actor, group: dict) -> None:
             db,
             "SELECT l.title FROM assignment_recipients r JOIN assignments a"
             " ON a.id = r.assignment_id JOIN lessons l ON l.id = a.lesson_id"
-            " WHERE r.group_id = ? ORDER BY l.title",
-            (group["id"],),
+            " WHERE r.group_id = ?"
+            " UNION SELECT q.title FROM quiz_recipients r JOIN quizzes q ON q.id = r.quiz_id"
+            " WHERE r.group_id = ? ORDER BY 1",
+            (group["id"], group["id"]),
         )
     ]
     if used:
         raise GroupError(
             _l(
-                "Lessons are set for this group: %(lessons)s. Set them for the whole class "
-                "or other learners first, then remove the group.",
-                lessons=", ".join(used),
+                "Lessons or quizzes are set for this group: %(work)s. Set them for the whole "
+                "class or other learners first, then remove the group.",
+                work=", ".join(used),
             )
         )
     db.conn.execute("DELETE FROM class_groups WHERE id = ?", (group["id"],))
@@ -104,6 +108,16 @@ def of_class(db: sqlite_utils.Database, class_id: int) -> list[dict]:
         by_id[r[0]]["members"].append(r[1])
         by_id[r[0]]["names"].append(r[2])
     return found
+
+
+def strangers(
+    db: sqlite_utils.Database, class_id: int, group_ids: Sequence[int], learner_ids: Sequence[int]
+) -> bool:
+    """True if any group or learner named is not the class's own (work set for them would
+    reach no one the teacher meant)."""
+    own = {r[0] for r in rows(db, "SELECT id FROM class_groups WHERE class_id = ?", (class_id,))}
+    enrolled = {r["id"] for r in classes.roster(db, class_id)}
+    return bool(set(group_ids) - own or set(learner_ids) - enrolled)
 
 
 def _valid_name(db: sqlite_utils.Database, class_id: int, name: str, keep: int = 0) -> str:

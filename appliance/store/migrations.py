@@ -437,6 +437,59 @@ def _v7_groups_and_due_dates(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v8_quizzes(db: sqlite_utils.Database) -> None:
+    """Quizzes a teacher sets (issue 17): fixed items, for the class, groups or chosen
+    learners, opened and closed by the teacher or a time window. A quiz answer is an
+    attempt like any other (append-only, traced), marked with its quiz; one per item."""
+    db.execute(
+        "CREATE TABLE quizzes (id INTEGER PRIMARY KEY,"
+        " class_id INTEGER NOT NULL REFERENCES classes(id), title TEXT NOT NULL,"
+        " state TEXT NOT NULL DEFAULT 'draft' CHECK (state IN ('draft', 'open', 'closed')),"
+        " opens_at TEXT, closes_at TEXT,"  # optional window, UTC like every other time
+        " created_by INTEGER, created_at TEXT NOT NULL, started_at TEXT, closed_at TEXT)"
+    )
+    db.execute("CREATE INDEX quizzes_class ON quizzes(class_id)")
+    db.execute(
+        "CREATE TABLE quiz_items (quiz_id INTEGER NOT NULL REFERENCES quizzes(id)"
+        " ON DELETE CASCADE, position INTEGER NOT NULL,"
+        " item_id TEXT NOT NULL REFERENCES items(id), PRIMARY KEY (quiz_id, position))"
+    )
+    db.execute("CREATE UNIQUE INDEX quiz_items_once ON quiz_items(quiz_id, item_id)")
+    db.execute(
+        "CREATE TABLE quiz_recipients ("
+        " quiz_id INTEGER NOT NULL REFERENCES quizzes(id) ON DELETE CASCADE,"
+        " group_id INTEGER REFERENCES class_groups(id),"
+        " learner_id INTEGER REFERENCES users(id),"
+        " CHECK ((group_id IS NULL) <> (learner_id IS NULL)))"
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX quiz_recipients_once ON quiz_recipients"
+        "(quiz_id, ifnull(group_id, 0), ifnull(learner_id, 0))"
+    )
+    db.execute("CREATE INDEX quiz_recipients_group ON quiz_recipients(group_id)")
+    # Who started and who finished: the teacher's live view.
+    db.execute(
+        "CREATE TABLE quiz_takers (quiz_id INTEGER NOT NULL REFERENCES quizzes(id)"
+        " ON DELETE CASCADE, learner_id INTEGER NOT NULL REFERENCES users(id),"
+        " started_at TEXT NOT NULL, finished_at TEXT, PRIMARY KEY (quiz_id, learner_id))"
+    )
+    # Who is set which quiz: the same rule as assigned_lessons.
+    db.execute(
+        "CREATE VIEW assigned_quizzes AS"
+        " SELECT e.learner_id, q.id AS quiz_id, q.class_id FROM quizzes q"
+        " JOIN enrolments e ON e.class_id = q.class_id"
+        " WHERE NOT EXISTS (SELECT 1 FROM quiz_recipients r WHERE r.quiz_id = q.id)"
+        " OR EXISTS (SELECT 1 FROM quiz_recipients r WHERE r.quiz_id = q.id"
+        "  AND (r.learner_id = e.learner_id OR r.group_id IN"
+        "  (SELECT m.group_id FROM group_members m WHERE m.learner_id = e.learner_id)))"
+    )
+    db.execute("ALTER TABLE attempts ADD COLUMN quiz_id INTEGER REFERENCES quizzes(id)")
+    db.execute(
+        "CREATE UNIQUE INDEX attempts_quiz_item ON attempts(quiz_id, learner_id, item_id)"
+        " WHERE quiz_id IS NOT NULL"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
@@ -445,6 +498,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v5_sync_outbox,
     _v6_sign_in_safety,
     _v7_groups_and_due_dates,
+    _v8_quizzes,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 

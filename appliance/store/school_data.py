@@ -21,7 +21,8 @@ from appliance.store import audit, rows, the_row, transaction
 # Parents before children; deleted in the reverse order.
 SCHOOL_TABLES = (
     "users", "classes", "class_teachers", "enrolments", "class_groups", "group_members",
-    "assignments", "assignment_recipients", "attempts",
+    "assignments", "assignment_recipients", "quizzes", "quiz_items", "quiz_recipients",
+    "quiz_takers", "attempts",
     "tombstones", "tutor_messages", "mastery", "learner_states", "predictions",
     "answer_counts", "chances", "knowledge_cursor", "recommendations", "consents",
     "sync_marks",
@@ -37,6 +38,7 @@ CONTENT_LINKS = (
     ("assignments", "lesson_id", "lessons"),
     ("attempts", "lesson_id", "lessons"),
     ("attempts", "item_id", "items"),
+    ("quiz_items", "item_id", "items"),
     ("mastery", "skill_id", "skills"),
 )
 

@@ -422,6 +422,15 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
         (learner_id, learner_id),
     )
     db.conn.execute("DELETE FROM assignment_recipients WHERE learner_id = ?", (learner_id,))
+    db.conn.execute(  # the same for a quiz set for them alone (its answers were theirs)
+        "DELETE FROM quizzes WHERE id IN (SELECT quiz_id FROM quiz_recipients"
+        " WHERE learner_id = ?) AND NOT EXISTS (SELECT 1 FROM quiz_recipients r"
+        " WHERE r.quiz_id = quizzes.id AND r.learner_id IS NOT ?)"
+        " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.quiz_id = quizzes.id)",
+        (learner_id, learner_id),
+    )
+    db.conn.execute("DELETE FROM quiz_recipients WHERE learner_id = ?", (learner_id,))
+    db.conn.execute("DELETE FROM quiz_takers WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM tutor_messages WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM login_failures WHERE subject = ?", (f"learner:{learner_id}",))
     db.conn.execute(

@@ -20,7 +20,7 @@ import sqlite_utils
 from appliance.config import Config
 from appliance.messages import gettext as _
 from appliance.richtext import text_of
-from appliance.store import content, conversations, rows
+from appliance.store import content, conversations, quizzes, rows
 from appliance.tutor import grounding
 from appliance.tutor.safety import (
     AnswerGuard,
@@ -75,10 +75,15 @@ def prepare(
     """
     if not conversations.tutor_allowed(db, learner_id):
         raise TutorOff(_("The tutor is switched off for your class. Ask your teacher."))
+    if quizzes.taking(db, learner_id):
+        raise TutorOff(_("The tutor is off while you are taking a quiz. It is back when you "
+                         "hand the quiz in."))  # fmt: skip
     lesson = content.lesson(db, lesson_id) if lesson_id else None
     item = content.item(db, item_id) if item_id else None
     if item_id and (item is None or (lesson and item["lesson_id"] != lesson["id"])):
         raise AskError(_("That practice question is no longer available."))
+    if item_id and item_id in quizzes.live_item_ids(db, learner_id):
+        raise AskError(_("That question is in a quiz: the tutor cannot help with it now."))
     if item is None and open_item_id:
         item = content.item(db, open_item_id)
         if item is not None and lesson and item["lesson_id"] != lesson["id"]:
@@ -305,7 +310,9 @@ def _steer_back(lesson: dict | None) -> str:
 
 def _guarded(db: sqlite_utils.Database, learner_id: int, item: dict | None) -> list[dict]:
     """The items whose keys the answer must hide, answer keys included."""
-    ids = conversations.guarded_item_ids(db, learner_id) - {item["id"] if item else None}
+    # Lately shown and not yet right, and every question of a quiz live for the learner.
+    ids = conversations.guarded_item_ids(db, learner_id) | quizzes.live_item_ids(db, learner_id)
+    ids -= {item["id"] if item else None}
     found = [content.item(db, item_id) for item_id in sorted(ids)]
     return [i for i in [item, *found] if i is not None]
 

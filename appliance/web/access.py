@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from flask import abort, g, redirect, request, session, url_for
 
-from appliance.store import audit, transaction, users
+from appliance.store import audit, classes, transaction, users
 from appliance.web.db import get_db
 
 
@@ -52,6 +52,15 @@ def actor() -> audit.Actor:
     """The signed-in user as the audit log's actor."""
     user = current_user()
     return audit.Actor(user["id"], user["role"]) if user else audit.SYSTEM
+
+
+def managed_class(class_id: int) -> dict:
+    """The class if the signed-in teacher (or an admin) manages it; 404 otherwise (not
+    403: whether another teacher's class exists is not theirs to know)."""
+    db = get_db()
+    if not classes.can_manage(db, current_user(), class_id):
+        abort(404)
+    return classes.get(db, class_id)
 
 
 def is_api() -> bool:

@@ -6,7 +6,8 @@ the session cookie and the X-CSRFToken header from GET or POST /api/v1/session.
 
 from __future__ import annotations
 
-from datetime import date
+import random
+from datetime import UTC, date, datetime
 
 from flask import Blueprint, abort, current_app, jsonify, request, session
 from flask_wtf.csrf import generate_csrf
@@ -21,6 +22,7 @@ from appliance.store import (
     content,
     groups,
     mastery,
+    quizzes,
     transaction,
     users,
 )
@@ -168,6 +170,8 @@ def hint(item_id: str, number: int):
     item = content.item(get_db(), item_id)
     if not item or not 1 <= number <= len(item["hints"] or []):
         abort(404)
+    if item_id in quizzes.live_item_ids(get_db(), current_user()["id"]):
+        fail(409, "This question is in a quiz you are taking: no hints there.")
     return jsonify(hint_html=item["hints"][number - 1], number=number, of=len(item["hints"]))
 
 
@@ -273,11 +277,6 @@ def class_progress(class_id: int):
 # --- groups and assignments (a teacher's own classes) ----------------------------------
 
 
-def _managed(class_id: int) -> None:
-    if not classes.can_manage(get_db(), current_user(), class_id):
-        abort(404)  # whether another teacher's class exists is not ours to say
-
-
 def _id_list(data: dict, key: str) -> list[int]:
     values = data.get(key, [])
     if not isinstance(values, list) or not all(is_id(v) for v in values):
@@ -288,14 +287,14 @@ def _id_list(data: dict, key: str) -> list[int]:
 @bp.get("/classes/<int:class_id>/groups")
 @teacher_required
 def class_groups(class_id: int):
-    _managed(class_id)
+    access.managed_class(class_id)
     return jsonify(groups=_groups_json(class_id))
 
 
 @bp.post("/classes/<int:class_id>/groups")
 @teacher_required
 def create_group(class_id: int):
-    _managed(class_id)
+    access.managed_class(class_id)
     data = _body()
     db = get_db()
     try:
@@ -312,7 +311,7 @@ def create_group(class_id: int):
 @bp.put("/classes/<int:class_id>/groups/<int:group_id>")
 @teacher_required
 def update_group(class_id: int, group_id: int):
-    _managed(class_id)
+    access.managed_class(class_id)
     db = get_db()
     group = groups.get(db, class_id, group_id) or abort(404)
     data = _body()
@@ -329,7 +328,7 @@ def update_group(class_id: int, group_id: int):
 @bp.delete("/classes/<int:class_id>/groups/<int:group_id>")
 @teacher_required
 def delete_group(class_id: int, group_id: int):
-    _managed(class_id)
+    access.managed_class(class_id)
     db = get_db()
     group = groups.get(db, class_id, group_id) or abort(404)
     try:
@@ -351,14 +350,14 @@ def _groups_json(class_id: int) -> list[dict]:
 @bp.get("/classes/<int:class_id>/assignments")
 @teacher_required
 def class_assignments(class_id: int):
-    _managed(class_id)
+    access.managed_class(class_id)
     return jsonify(assignments=assignments.of_class(get_db(), class_id))
 
 
 @bp.get("/classes/<int:class_id>/assignments/<lesson_id>")
 @teacher_required
 def class_assignment(class_id: int, lesson_id: str):
-    _managed(class_id)
+    access.managed_class(class_id)
     db = get_db()
     found = next((a for a in assignments.of_class(db, class_id) if a["lesson_id"] == lesson_id),
                  None) or abort(404)  # fmt: skip
@@ -368,7 +367,7 @@ def class_assignment(class_id: int, lesson_id: str):
 @bp.put("/classes/<int:class_id>/assignments/<lesson_id>")
 @teacher_required
 def set_assignment(class_id: int, lesson_id: str):
-    _managed(class_id)
+    access.managed_class(class_id)
     db = get_db()
     if not content.lesson(db, lesson_id):
         abort(404)
@@ -393,13 +392,203 @@ def set_assignment(class_id: int, lesson_id: str):
 @bp.delete("/classes/<int:class_id>/assignments/<lesson_id>")
 @teacher_required
 def delete_assignment(class_id: int, lesson_id: str):
-    _managed(class_id)
+    access.managed_class(class_id)
     db = get_db()
     if not any(a["lesson_id"] == lesson_id for a in assignments.of_class(db, class_id)):
         abort(404)
     with transaction(db):
         assignments.unassign(db, access.actor(), class_id, lesson_id)
     return jsonify(deleted=lesson_id)
+
+
+# --- quizzes ------------------------------------------------------------------------------
+
+
+def _class_quiz(class_id: int, quiz_id: int) -> dict:
+    access.managed_class(class_id)
+    quiz = quizzes.get(get_db(), quiz_id)
+    if quiz is None or quiz["class_id"] != class_id:
+        abort(404)
+    return quiz
+
+
+def _quiz_json(quiz: dict) -> dict:
+    keys = ("id", "class_id", "title", "state", "phase", "opens_at", "closes_at",
+            "started_at", "closed_at", "groups", "learners")  # fmt: skip
+    return {k: quiz.get(k) for k in keys} | {"item_ids": [i["id"] for i in quiz["items"]]}
+
+
+def _utc_or_none(data: dict, key: str) -> str | None:
+    found = data.get(key)
+    if found is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(found).replace("Z", "+00:00"))
+    except ValueError:
+        fail(400, f"'{key}' must be an ISO 8601 time with its zone, or null.")
+    if moment.tzinfo is None:
+        fail(400, f"'{key}' must say its time zone (for example 2027-03-19T09:30:00Z).")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@bp.get("/classes/<int:class_id>/quizzes")
+@teacher_required
+def class_quizzes(class_id: int):
+    access.managed_class(class_id)
+    return jsonify(quizzes=quizzes.of_class(get_db(), class_id))
+
+
+@bp.post("/classes/<int:class_id>/quizzes")
+@teacher_required
+def create_quiz(class_id: int):
+    access.managed_class(class_id)
+    data = _body()
+    items = data.get("items", [])
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        fail(400, "'items' must be a list of item ids.")
+    draw = data.get("random") or {}
+    count, skills = draw.get("count", 0), draw.get("skills", [])
+    if not (isinstance(count, int) and 0 <= count <= quizzes.MAX_ITEMS) or not (
+        isinstance(skills, list) and all(isinstance(k, str) for k in skills)
+    ):
+        fail(400, "'random' is {count: 0-50, skills: [skill ids]}.")
+    db = get_db()
+    drawn = quizzes.random_items(db, skills, count, random.SystemRandom())
+    try:
+        with transaction(db):
+            quiz_id = quizzes.create(
+                db, access.actor(), class_id, str(data.get("title", "")),
+                items + [i for i in drawn if i not in items],
+                groups_=_id_list(data, "groups"), learners=_id_list(data, "learners"),
+                opens_at=_utc_or_none(data, "opens_at"), closes_at=_utc_or_none(data, "closes_at"),
+            )  # fmt: skip
+    except quizzes.QuizError as error:
+        fail(400, str(error))
+    return jsonify(quiz=_quiz_json(quizzes.get(db, quiz_id))), 201
+
+
+@bp.get("/classes/<int:class_id>/quizzes/<int:quiz_id>")
+@teacher_required
+def class_quiz(class_id: int, quiz_id: int):
+    quiz = _class_quiz(class_id, quiz_id)
+    db = get_db()
+
+    def shown(item: dict, response: str) -> str:
+        return practice.response_html(item, response)
+
+    return jsonify(
+        quiz=_quiz_json(quiz),
+        learners=quizzes.progress(db, quiz),
+        questions=quizzes.item_results(db, quiz, shown),
+    )
+
+
+@bp.post("/classes/<int:class_id>/quizzes/<int:quiz_id>/start")
+@teacher_required
+def start_quiz(class_id: int, quiz_id: int):
+    quiz = _class_quiz(class_id, quiz_id)
+    db = get_db()
+    try:
+        with transaction(db):
+            quizzes.start(db, access.actor(), quiz)
+    except quizzes.QuizError as error:
+        fail(409, str(error))
+    return jsonify(quiz=_quiz_json(quizzes.get(db, quiz_id)))
+
+
+@bp.post("/classes/<int:class_id>/quizzes/<int:quiz_id>/close")
+@teacher_required
+def close_quiz(class_id: int, quiz_id: int):
+    quiz = _class_quiz(class_id, quiz_id)
+    db = get_db()
+    with transaction(db):
+        quizzes.close(db, access.actor(), quiz)
+    return jsonify(quiz=_quiz_json(quizzes.get(db, quiz_id)))
+
+
+@bp.delete("/classes/<int:class_id>/quizzes/<int:quiz_id>")
+@teacher_required
+def delete_quiz(class_id: int, quiz_id: int):
+    quiz = _class_quiz(class_id, quiz_id)
+    db = get_db()
+    try:
+        with transaction(db):
+            quizzes.delete(db, access.actor(), quiz)
+    except quizzes.QuizError as error:
+        fail(409, str(error))
+    return jsonify(deleted=quiz_id)
+
+
+@bp.get("/quizzes")
+@learner_required
+def my_quizzes():
+    return jsonify(quizzes=quizzes.of_learner(get_db(), current_user()["id"]))
+
+
+@bp.get("/quizzes/<int:quiz_id>")
+@learner_required
+def my_quiz(quiz_id: int):
+    """The quiz's questions (never their keys) while it is open, and what the learner
+    answered; once closed, the grade, the right answer and the explanation of each."""
+    db = get_db()
+    learner_id = current_user()["id"]
+    quiz = quizzes.for_learner(db, quiz_id, learner_id) or abort(404)
+    given = quizzes.answers(db, quiz_id, learner_id)
+    handed_in = quizzes.finished(db, quiz_id, learner_id)
+    if quiz["phase"] == "open" and not handed_in:
+        with transaction(db):
+            quizzes.begin(db, quiz, learner_id)
+    questions = []
+    for item in quiz["items"] if quiz["phase"] != "scheduled" else []:
+        attempt = given.get(item["id"])
+        question = content.public_item(item) | {
+            "position": item["position"],
+            "answered": attempt is not None,
+            "response": attempt["response"] if attempt else None,
+        }
+        if quiz["phase"] == "closed":
+            question |= {
+                "correct": bool(attempt and attempt["correct"]),
+                "right_answer_html": practice.right_answer_html(item),
+                "explanation_html": item["explanation_html"] or "",
+            }
+        questions.append(question)
+    return jsonify(quiz=_quiz_json(quiz) | {"handed_in": handed_in}, questions=questions)
+
+
+@bp.post("/quizzes/<int:quiz_id>/answers")
+@learner_required
+def answer_quiz(quiz_id: int):
+    data = _body()
+    db = get_db()
+    learner_id = current_user()["id"]
+    quiz = quizzes.for_learner(db, quiz_id, learner_id) or abort(404)
+    if data.get("duration_ms") is not None and not is_id(data["duration_ms"]):
+        fail(400, "duration_ms must be a whole number.")
+    response = data.get("response")
+    if not isinstance(response, str | int | float) or isinstance(response, bool):
+        fail(400, "response must be text or a number.")
+    try:
+        result = practice.submit_quiz_answer(
+            db, quiz, learner_id, str(data.get("item_id", "")), str(response),
+            data.get("duration_ms"), data.get("client_key"),
+        )  # fmt: skip
+    except practice.AnswerError as error:
+        fail(error.status, str(error))
+    return jsonify(result), 201 if result["recorded"] else 200
+
+
+@bp.post("/quizzes/<int:quiz_id>/finish")
+@learner_required
+def finish_quiz(quiz_id: int):
+    db = get_db()
+    learner_id = current_user()["id"]
+    quiz = quizzes.for_learner(db, quiz_id, learner_id) or abort(404)
+    if quiz["phase"] != "open":
+        fail(409, "This quiz is not open.")
+    with transaction(db):
+        quizzes.finish(db, quiz, learner_id)
+    return jsonify(handed_in=True)
 
 
 @bp.post("/tutor/answers")

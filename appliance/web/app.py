@@ -18,10 +18,10 @@ from appliance import __version__, messages
 from appliance import config as config_module
 from appliance.logs import event
 from appliance.store import migrations, open_db, quick_check
-from appliance.web import admin, api, auth, db, devices, errors, learner, ops, teacher
+from appliance.web import admin, api, auth, db, devices, errors, learner, ops, quizzes, teacher
 from appliance.web import tutor as tutor_http
 from appliance.web.access import current_user
-from appliance.web.days import due_text
+from appliance.web.days import due_text, local_input, local_time
 from appliance.web.metrics import Metrics
 from appliance.web.ops import asset_url
 
@@ -128,7 +128,7 @@ def _locale() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    for module in (ops, auth, learner, teacher, admin, api):
+    for module in (ops, auth, learner, teacher, quizzes, admin, api):
         app.register_blueprint(module.bp)
     streams = app.config["SCHOOLBOX"].tutor_streams_per_worker
     app.extensions["tutor_slots"] = tutor_http.StreamSlots(streams)
@@ -161,6 +161,8 @@ def _install_request_log(app: Flask) -> None:
 
 def _install_template_globals(app: Flask) -> None:
     app.jinja_env.filters["due"] = due_text
+    app.jinja_env.filters["local_time"] = local_time
+    app.jinja_env.filters["local_input"] = local_input
     app.jinja_env.globals.update(
         asset_url=asset_url, current_user=current_user, schoolbox_version=__version__
     )

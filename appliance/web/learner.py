@@ -14,10 +14,11 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 
 from appliance import practice
 from appliance.knowledge import recommend
-from appliance.store import assignments, attempts, content, conversations, mastery
+from appliance.store import assignments, attempts, content, conversations, mastery, quizzes
 from appliance.tutor import conversation as tutoring
 from appliance.web import tutor as tutor_http
 from appliance.web.access import current_user, learner_required, signed_in_required
@@ -35,7 +36,10 @@ def home():
     assigned = assignments.of_learner(db, learner["id"])
     recent = attempts.recent(db, learner["id"], limit=1)
     return render_template(
-        "learner/home.html", assigned=assigned, last=recent[0] if recent else None
+        "learner/home.html",
+        assigned=assigned,
+        quizzes=quizzes.of_learner(db, learner["id"]),
+        last=recent[0] if recent else None,
     )
 
 
@@ -77,6 +81,8 @@ def practise(lesson_id: str):
     item = content.item(db, item_id) if item_id else None
     if item is None or item["lesson_id"] != lesson_id:
         return render_template("learner/practice_empty.html", lesson=found)
+    if item["id"] in quizzes.live_item_ids(db, learner["id"]):
+        fail(409, _("This question is in a quiz you are taking: answer it there."))
     return _practice_page(found, item, request.args.get("hints", 0, type=int), done)
 
 

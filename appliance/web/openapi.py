@@ -91,7 +91,36 @@ _ASSIGNMENT_IN = {
     },
 }
 
-_INTEGER_PARAMS = {"class_id", "learner_id", "number", "group_id"}
+_QUIZ_IN = {
+    "type": "object",
+    "description": "A draft quiz: chosen items and/or items drawn at random from skills, "
+    "for the whole class unless groups or learners are named, with an optional window",
+    "properties": {
+        "title": {"type": "string", "maxLength": 80},
+        "items": {"type": "array", "items": _TEXT},
+        "random": {
+            "type": "object",
+            "properties": {"count": _ID, "skills": {"type": "array", "items": _TEXT}},
+        },
+        "groups": _IDS,
+        "learners": _IDS,
+        "opens_at": {"type": ["string", "null"], "format": "date-time"},
+        "closes_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+    "required": ["title"],
+}
+_QUIZ_ANSWER_IN = {
+    "type": "object",
+    "properties": {
+        "item_id": _TEXT,
+        "response": {"type": ["string", "number"]},
+        "duration_ms": _ID,
+        "client_key": _TEXT,
+    },
+    "required": ["item_id", "response"],
+}
+
+_INTEGER_PARAMS = {"class_id", "learner_id", "number", "group_id", "quiz_id"}
 
 # (method, path, summary, who may call it, request body schema or None)
 ROUTES = [
@@ -191,6 +220,52 @@ ROUTES = [
         "its teacher, admin",
         None,
     ),
+    ("get", "/classes/{class_id}/quizzes", "A class's quizzes", "its teacher, admin", None),
+    ("post", "/classes/{class_id}/quizzes", "Make a draft quiz", "its teacher, admin", _QUIZ_IN),
+    (
+        "get",
+        "/classes/{class_id}/quizzes/{quiz_id}",
+        "A quiz: who started and finished, scores, and results per question",
+        "its teacher, admin",
+        None,
+    ),
+    (
+        "post",
+        "/classes/{class_id}/quizzes/{quiz_id}/start",
+        "Open a draft quiz to its learners",
+        "its teacher, admin",
+        None,
+    ),
+    (
+        "post",
+        "/classes/{class_id}/quizzes/{quiz_id}/close",
+        "Close a quiz: learners see their results",
+        "its teacher, admin",
+        None,
+    ),
+    (
+        "delete",
+        "/classes/{class_id}/quizzes/{quiz_id}",
+        "Remove a quiz nobody answered (409 otherwise)",
+        "its teacher, admin",
+        None,
+    ),
+    ("get", "/quizzes", "My quizzes, with my score once each is closed", "learner", None),
+    (
+        "get",
+        "/quizzes/{quiz_id}",
+        "A quiz's questions and my answers; grades and right answers once it is closed",
+        "learner it is set for",
+        None,
+    ),
+    (
+        "post",
+        "/quizzes/{quiz_id}/answers",
+        "Answer one question: recorded, not graded to me (409: answered already, closed)",
+        "learner it is set for",
+        _QUIZ_ANSWER_IN,
+    ),
+    ("post", "/quizzes/{quiz_id}/finish", "Hand the quiz in", "learner it is set for", None),
     ("get", "/search", "Search lesson passages (query parameter q)", "signed in", None),
     (
         "post",

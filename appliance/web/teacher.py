@@ -17,26 +17,19 @@ from appliance.store import (
     conversations,
     groups,
     mastery,
+    quizzes,
     recommendations,
     site,
     throttle,
     transaction,
     users,
 )
-from appliance.web.access import actor, current_user, teacher_required
+from appliance.web.access import actor, current_user, managed_class, teacher_required
 from appliance.web.db import get_db
 
 bp = Blueprint("teacher", __name__, url_prefix="/teach")
 MAX_ROSTER = 60  # names in one paste
 PAGE = 100  # tutor conversations per page
-
-
-def _managed_class(class_id: int) -> dict:
-    """The class if the signed-in teacher (or an admin) manages it; 404 otherwise."""
-    db = get_db()
-    if not classes.can_manage(db, current_user(), class_id):
-        abort(404)  # not 403: whether another teacher's class exists is not ours to say
-    return classes.get(db, class_id)
 
 
 @bp.get("/")
@@ -62,7 +55,7 @@ def create_class():
 @bp.get("/classes/<int:class_id>")
 @teacher_required
 def class_page(class_id: int):
-    found = _managed_class(class_id)
+    found = managed_class(class_id)
     db = get_db()
     rules = throttle.Limits.of(current_app.config["SCHOOLBOX"])
     roster = [
@@ -76,6 +69,7 @@ def class_page(class_id: int):
         pin_digits=_pin_digits(db),
         assignments=assignments.of_class(db, class_id),
         groups=groups.of_class(db, class_id),
+        quizzes=quizzes.of_class(db, class_id),
         lessons=content.lessons(db),
         today=date.today().isoformat(),
     )
@@ -95,7 +89,7 @@ def parse_roster(text: str) -> list[str]:
 @bp.post("/classes/<int:class_id>/roster")
 @teacher_required
 def add_learners(class_id: int):
-    found = _managed_class(class_id)
+    found = managed_class(class_id)
     names = parse_roster(request.form.get("names", ""))
     if not names:
         flash(_("Paste at least one name, one per line."), "error")
@@ -125,7 +119,7 @@ def add_learners(class_id: int):
 @bp.post("/classes/<int:class_id>/learners/<int:learner_id>/pin")
 @teacher_required
 def reset_pin(class_id: int, learner_id: int):
-    found = _managed_class(class_id)
+    found = managed_class(class_id)
     db = get_db()
     if learner_id not in {r["id"] for r in classes.roster(db, class_id)}:
         abort(404)
@@ -150,7 +144,7 @@ def reset_pin(class_id: int, learner_id: int):
 @teacher_required
 def unlock_learner(class_id: int, learner_id: int):
     """Let a learner sign in again at once after wrong tries (theirs or a stranger's)."""
-    _managed_class(class_id)
+    managed_class(class_id)
     db = get_db()
     learner = next((r for r in classes.roster(db, class_id) if r["id"] == learner_id), None)
     if learner is None:
@@ -182,7 +176,7 @@ def _sheet_row(name: str, kind: str, secret: str) -> dict:
 def assign(class_id: int):
     """Set a lesson for the class, a group or chosen learners, by a day if given; the
     same form changes who has a lesson already set, and by when."""
-    _managed_class(class_id)
+    managed_class(class_id)
     db = get_db()
     lesson_id = request.form.get("lesson_id", "")
     back = url_for(".class_page", class_id=class_id)
@@ -233,7 +227,7 @@ def _ids(values: list[str]) -> list[int]:
 @teacher_required
 def assignment_page(class_id: int, lesson_id: str):
     """One lesson set for the class: who has it, by when, and how far each learner got."""
-    found = _managed_class(class_id)
+    found = managed_class(class_id)
     db = get_db()
     assigned = {a["lesson_id"]: a for a in assignments.of_class(db, class_id)}
     if lesson_id not in assigned:
@@ -252,7 +246,7 @@ def assignment_page(class_id: int, lesson_id: str):
 @teacher_required
 def unassign(class_id: int, lesson_id: str):
     """Asks first (GET), then removes the lesson from the class (POST); answers stay."""
-    found = _managed_class(class_id)
+    found = managed_class(class_id)
     db = get_db()
     assigned = {a["lesson_id"]: a for a in assignments.of_class(db, class_id)}
     if lesson_id not in assigned:
@@ -269,7 +263,7 @@ def unassign(class_id: int, lesson_id: str):
 
 
 def _class_group(class_id: int, group_id: int) -> tuple[dict, dict]:
-    found = _managed_class(class_id)
+    found = managed_class(class_id)
     group = groups.get(get_db(), class_id, group_id)
     if group is None:
         abort(404)
@@ -279,7 +273,7 @@ def _class_group(class_id: int, group_id: int) -> tuple[dict, dict]:
 @bp.post("/classes/<int:class_id>/groups")
 @teacher_required
 def create_group(class_id: int):
-    _managed_class(class_id)
+    managed_class(class_id)
     db = get_db()
     try:
         with transaction(db):
@@ -306,7 +300,7 @@ def group_page(class_id: int, group_id: int):
 @bp.post("/classes/<int:class_id>/groups/<int:group_id>")
 @teacher_required
 def update_group(class_id: int, group_id: int):
-    _, group = _class_group(class_id, group_id)
+    _cls, group = _class_group(class_id, group_id)
     db = get_db()
     try:
         with transaction(db):
@@ -342,7 +336,7 @@ def delete_group(class_id: int, group_id: int):
 @bp.post("/classes/<int:class_id>/tutor")
 @teacher_required
 def set_tutor(class_id: int):
-    _managed_class(class_id)
+    managed_class(class_id)
     db = get_db()
     with transaction(db):
         classes.set_tutor_enabled(db, actor(), class_id, request.form.get("enabled") == "1")
@@ -353,7 +347,7 @@ def set_tutor(class_id: int):
 @teacher_required
 def tutor_conversations(class_id: int):
     """What the class's learners asked the tutor and what it said (human oversight)."""
-    found = _managed_class(class_id)
+    found = managed_class(class_id)
     config = current_app.config["SCHOOLBOX"]
     before = request.args.get("before", "")[:40] or None
     messages = conversations.for_class(get_db(), class_id, before, limit=PAGE)
@@ -369,7 +363,7 @@ def tutor_conversations(class_id: int):
 @bp.get("/classes/<int:class_id>/progress")
 @teacher_required
 def class_progress(class_id: int):
-    found = _managed_class(class_id)
+    found = managed_class(class_id)
     db = get_db()
     grid = attempts.class_grid(db, class_id)
     practised = {skill for row in grid.values() for skill in row}

@@ -34,6 +34,9 @@ POLICY = {
     "teacher.unlock_learner": STAFF, "teacher.assignment_page": STAFF,
     "teacher.create_group": STAFF, "teacher.group_page": STAFF, "teacher.update_group": STAFF,
     "teacher.delete_group": STAFF,
+    "quiz.new_quiz": STAFF, "quiz.create_quiz": STAFF, "quiz.quiz_page": STAFF,
+    "quiz.start_quiz": STAFF, "quiz.close_quiz": STAFF, "quiz.delete_quiz": STAFF,
+    "quiz.take": LEARNER, "quiz.answer": LEARNER, "quiz.finish": LEARNER,
     "learner.ask_tutor": LEARNER, "api.ask_tutor": LEARNER,
     "admin.status": ADMIN, "admin.staff": ADMIN, "admin.create_staff": ADMIN,
     "admin.update_staff": ADMIN, "admin.all_classes": ADMIN, "admin.create_class": ADMIN, "admin.add_class_teacher": ADMIN,
@@ -51,6 +54,10 @@ POLICY = {
     "api.class_groups": STAFF, "api.create_group": STAFF, "api.update_group": STAFF,
     "api.delete_group": STAFF, "api.class_assignments": STAFF, "api.class_assignment": STAFF,
     "api.set_assignment": STAFF, "api.delete_assignment": STAFF,
+    "api.class_quizzes": STAFF, "api.create_quiz": STAFF, "api.class_quiz": STAFF,
+    "api.start_quiz": STAFF, "api.close_quiz": STAFF, "api.delete_quiz": STAFF,
+    "api.my_quizzes": LEARNER, "api.my_quiz": LEARNER, "api.answer_quiz": LEARNER,
+    "api.finish_quiz": LEARNER,
 }  # fmt: skip
 SIGN_IN_OUT = {"auth.signout", "auth.signin_learner", "auth.signin_staff", "api.delete_session",
                "api.create_session"}  # fmt: skip
@@ -76,6 +83,9 @@ def _values(app, db, ids) -> dict:
         "digest": digest,
         "pack_id": "schoolbox-demo",
         "version": "1.0.0",
+        "quiz_id": db.conn.execute(
+            "SELECT id FROM quizzes WHERE class_id = ?", (ids["classes"]["Class 4A"],)
+        ).fetchone()[0],
         "group_id": db.conn.execute(
             "SELECT id FROM class_groups WHERE class_id = ?", (ids["classes"]["Class 4A"],)
         ).fetchone()[0],

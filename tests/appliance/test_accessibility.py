@@ -103,6 +103,23 @@ def _pages(app, ids, db) -> dict[str, str]:
     pages["group"] = teacher.get(f"/teach/classes/{class_id}/groups/{group_id}").data
     pages["delete-group"] = teacher.get(f"/teach/classes/{class_id}/groups/{group_id}/delete").data
     pages["assignment"] = teacher.get(f"/teach/classes/{class_id}/assignments/{lesson}").data
+    closed_quiz = db.conn.execute(
+        "SELECT id FROM quizzes WHERE class_id = ?", (class_id,)
+    ).fetchone()[0]
+    pages["new-quiz"] = teacher.get(f"/teach/classes/{class_id}/quizzes/new").data
+    pages["quiz-report"] = teacher.get(f"/teach/classes/{class_id}/quizzes/{closed_quiz}").data
+    pages["quiz-results"] = learner.get(f"/learn/quizzes/{closed_quiz}").data
+    items = [r[0] for r in db.conn.execute(
+        "SELECT id FROM items WHERE lesson_id = ? ORDER BY position LIMIT 3", (lesson,))]  # fmt: skip
+    made = teacher.api("POST", f"/api/v1/classes/{class_id}/quizzes",
+                       {"title": "Open quiz", "items": items}).get_json()["quiz"]["id"]  # fmt: skip
+    pages["quiz-delete"] = teacher.get(f"/teach/classes/{class_id}/quizzes/{made}/delete").data
+    teacher.api("POST", f"/api/v1/classes/{class_id}/quizzes/{made}/start")
+    pages["quiz-question"] = learner.get(f"/learn/quizzes/{made}").data
+    pages["learner-home-quizzes"] = learner.get("/learn/").data
+    pages["quiz-live"] = teacher.get(f"/teach/classes/{class_id}/quizzes/{made}").data
+    learner.api("POST", f"/api/v1/quizzes/{made}/finish")
+    pages["quiz-handed-in"] = learner.get(f"/learn/quizzes/{made}").data
     admin = as_role(app, "admin", ids)
     for path in ("", "users", "classes", "learners", "content", "audit", "consent"):
         pages[f"admin-{path or 'status'}"] = admin.get(f"/admin/{path}").data

@@ -81,7 +81,7 @@ def test_membership_follows_the_class_and_a_group_in_use_cannot_be_removed(db, i
     with transaction(db):
         assignments.set_lesson(db, audit.SYSTEM, class_id, lesson, groups=[group_id])
     group = groups.get(db, class_id, group_id)
-    with pytest.raises(groups.GroupError, match="Lessons are set for this group"):
+    with pytest.raises(groups.GroupError, match="Lessons or quizzes are set for this group"):
         groups.delete(db, audit.SYSTEM, group)
     assert groups.get(db, class_id, group_id) is not None
     assert not _sees(db, learners[3], lesson)  # still the group's, not the whole class's
@@ -241,3 +241,25 @@ def test_the_api_sets_lessons_for_groups_and_reports_who_is_late(app, db, ids):
     tomas.signin_staff("tomas", "schoolbox-teacher")
     assert tomas.get(f"/api/v1/classes/{class_id}/groups").status_code == 404
     assert tomas.api("PUT", path, {}).status_code == 404
+
+
+def test_a_teacher_renames_a_group_and_changes_who_is_in_it(app, db, ids):
+    class_id, learners = _class(db, ids)
+    group_id = db.conn.execute(
+        "SELECT id FROM class_groups WHERE class_id = ?", (class_id,)
+    ).fetchone()[0]
+    teacher = as_role(app, "teacher", ids)
+    page = teacher.get(f"/teach/classes/{class_id}/groups/{group_id}").get_data(as_text=True)
+    assert "Reading group" in page
+    saved = teacher.post(
+        f"/teach/classes/{class_id}/groups/{group_id}",
+        {"name": "Red table", "learner": [str(learners[4]), str(learners[5])]},
+    )
+    assert saved.status_code == 302
+    assert groups.get(db, class_id, group_id) | {"created_at": None} == {
+        "id": group_id, "class_id": class_id, "name": "Red table", "created_at": None,
+        "members": sorted(learners[4:6]),
+    }  # fmt: skip
+    removed = teacher.post(f"/teach/classes/{class_id}/groups/{group_id}/delete")
+    assert removed.status_code == 302 and groups.get(db, class_id, group_id) is None
+    assert set(classes.roster(db, class_id)[i]["id"] for i in range(6)) == set(learners)
