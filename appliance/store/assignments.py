@@ -10,11 +10,11 @@ from datetime import date
 import sqlite_utils
 
 from appliance.messages import lazy as _l
-from appliance.store import audit, now, one, rows
+from appliance.store import audit, days_ago, grouped, now, one, rows
 from appliance.store import groups as groups_module
 
 # What a learner has done with a lesson: every current item of it right at least once is
-# done; any answer is in progress. A lesson without practice items cannot be told apart.
+# done (a lesson without items: opened); opened or any answer is in progress.
 STATUSES = ("not_started", "in_progress", "done")
 _ITEM_COUNTS = (
     "(SELECT count(*) FROM items i WHERE i.lesson_id = v.lesson_id AND i.retired = 0)"
@@ -25,8 +25,11 @@ _ITEM_COUNTS = (
     " AS answered,"
     " (SELECT count(DISTINCT t.item_id) FROM attempts t JOIN items i ON i.id = t.item_id"
     "  WHERE t.learner_id = v.learner_id AND i.lesson_id = v.lesson_id AND i.retired = 0"
-    "  AND t.correct = 1) AS mastered"
+    "  AND t.correct = 1) AS mastered,"
+    " EXISTS (SELECT 1 FROM lesson_views w WHERE w.learner_id = v.learner_id"
+    "  AND w.lesson_id = v.lesson_id) AS opened"
 )
+SAME_VIEW_S = 60  # a reload within a minute is the same reading
 
 
 class AssignmentError(ValueError):
@@ -172,10 +175,29 @@ def lesson_ids_of_learner(db: sqlite_utils.Database, learner_id: int) -> list[st
     return [r[0] for r in found]
 
 
+def viewed(db: sqlite_utils.Database, learner_id: int, lesson_id: str) -> None:
+    """Note that a learner opened a lesson (a reload within a minute is not noted again);
+    committed with other threads' writes of the moment (store.grouped)."""
+    recent = one(
+        db,
+        "SELECT 1 FROM lesson_views WHERE learner_id = ? AND lesson_id = ? AND at > ?",
+        (learner_id, lesson_id, days_ago(SAME_VIEW_S / 86_400)),
+    )
+    if recent is None:
+        grouped(db, lambda writer: writer.conn.execute(
+            "INSERT INTO lesson_views (learner_id, lesson_id, at) VALUES (?, ?, ?)",
+            (learner_id, lesson_id, now()),
+        ))  # fmt: skip
+
+
 def _with_status(row: dict, today: str) -> dict:
+    # A lesson with questions is done when each is answered right once; one without
+    # (a reading) when it has been opened.
     if row["item_count"] and row["mastered"] >= row["item_count"]:
         row["status"] = "done"
-    elif row["answered"]:
+    elif not row["item_count"] and row["opened"]:
+        row["status"] = "done"
+    elif row["answered"] or row["opened"]:
         row["status"] = "in_progress"
     else:
         row["status"] = "not_started"

@@ -490,6 +490,16 @@ def _v8_quizzes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v9_lesson_views(db: sqlite_utils.Database) -> None:
+    """When a learner opened a lesson (issue 17): a lesson without practice counts as done
+    once read, and the teacher's reports estimate time spent from views and answers."""
+    db.execute(
+        "CREATE TABLE lesson_views (learner_id INTEGER NOT NULL REFERENCES users(id),"
+        " lesson_id TEXT NOT NULL REFERENCES lessons(id), at TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX lesson_views_learner ON lesson_views(learner_id, at)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
@@ -499,6 +509,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v6_sign_in_safety,
     _v7_groups_and_due_dates,
     _v8_quizzes,
+    _v9_lesson_views,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 

@@ -22,7 +22,7 @@ from appliance.store import audit, rows, the_row, transaction
 SCHOOL_TABLES = (
     "users", "classes", "class_teachers", "enrolments", "class_groups", "group_members",
     "assignments", "assignment_recipients", "quizzes", "quiz_items", "quiz_recipients",
-    "quiz_takers", "attempts",
+    "quiz_takers", "attempts", "lesson_views",
     "tombstones", "tutor_messages", "mastery", "learner_states", "predictions",
     "answer_counts", "chances", "knowledge_cursor", "recommendations", "consents",
     "sync_marks",
@@ -39,6 +39,7 @@ CONTENT_LINKS = (
     ("attempts", "lesson_id", "lessons"),
     ("attempts", "item_id", "items"),
     ("quiz_items", "item_id", "items"),
+    ("lesson_views", "lesson_id", "lessons"),
     ("mastery", "skill_id", "skills"),
 )
 

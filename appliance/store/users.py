@@ -362,8 +362,17 @@ def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: in
     )
     attempts = rows(
         db,
-        "SELECT id, item_id, lesson_id, response, correct, hints_used, duration_ms, created_at"
-        " FROM attempts WHERE learner_id = ? ORDER BY id",
+        "SELECT id, item_id, lesson_id, response, correct, hints_used, duration_ms, created_at,"
+        " quiz_id FROM attempts WHERE learner_id = ? ORDER BY id",
+        (learner_id,),
+    )
+    views = rows(
+        db, "SELECT lesson_id, at FROM lesson_views WHERE learner_id = ? ORDER BY at", (learner_id,)
+    )
+    quizzes_taken = rows(
+        db,
+        "SELECT t.quiz_id, q.title, t.started_at, t.finished_at FROM quiz_takers t"
+        " JOIN quizzes q ON q.id = t.quiz_id WHERE t.learner_id = ? ORDER BY t.started_at",
         (learner_id,),
     )
     tutor = rows(
@@ -391,6 +400,8 @@ def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: in
         },
         "classes": [dict(r) for r in classes],
         "attempts": [dict(r) for r in attempts],
+        "lessons_opened": [dict(r) for r in views],
+        "quizzes": [dict(r) for r in quizzes_taken],
         "tutor_conversations": [dict(r) for r in tutor],
         # What the box estimates about the learner, and why it chose what it offered.
         "mastery": {
@@ -431,6 +442,7 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
     )
     db.conn.execute("DELETE FROM quiz_recipients WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM quiz_takers WHERE learner_id = ?", (learner_id,))
+    db.conn.execute("DELETE FROM lesson_views WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM tutor_messages WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM login_failures WHERE subject = ?", (f"learner:{learner_id}",))
     db.conn.execute(

@@ -23,6 +23,7 @@ from appliance.store import (
     groups,
     mastery,
     quizzes,
+    reports,
     transaction,
     users,
 )
@@ -123,6 +124,8 @@ def lesson(lesson_id: str):
     found = content.lesson(get_db(), lesson_id)
     if not found:
         abort(404)
+    if current_user()["role"] == "learner":  # as the page does: the teacher's reports
+        assignments.viewed(get_db(), current_user()["id"], lesson_id)
     keys = ("id", "pack_id", "subject", "title", "summary", "body_html", "updated_at")
     return jsonify(lesson={k: found[k] for k in keys})
 
@@ -399,6 +402,34 @@ def delete_assignment(class_id: int, lesson_id: str):
     with transaction(db):
         assignments.unassign(db, access.actor(), class_id, lesson_id)
     return jsonify(deleted=lesson_id)
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+@bp.get("/classes/<int:class_id>/reports/lessons")
+@teacher_required
+def lessons_report(class_id: int):
+    access.managed_class(class_id)
+    report = reports.lesson_completion(get_db(), class_id)
+    return jsonify(
+        lessons=report["lessons"],
+        learners=[{"id": r["id"], "name": r["display_name"]} for r in report["learners"]],
+        cells=[
+            {"learner_id": learner, "lesson_id": lesson} | cell
+            for (learner, lesson), cell in report["cells"].items()
+        ],
+    )
+
+
+@bp.get("/classes/<int:class_id>/reports/difficult-questions")
+@teacher_required
+def difficult_report(class_id: int):
+    access.managed_class(class_id)
+    found = reports.difficult_questions(get_db(), class_id, practice.response_html)
+    keys = ("item_id", "lesson_id", "lesson_title", "prompt_html", "answers", "wrong",
+            "share_wrong", "common_wrong")  # fmt: skip
+    return jsonify(questions=[{k: q[k] for k in keys} for q in found])
 
 
 # --- quizzes ------------------------------------------------------------------------------

@@ -18,7 +18,19 @@ from appliance import __version__, messages
 from appliance import config as config_module
 from appliance.logs import event
 from appliance.store import migrations, open_db, quick_check
-from appliance.web import admin, api, auth, db, devices, errors, learner, ops, quizzes, teacher
+from appliance.web import (
+    admin,
+    api,
+    auth,
+    db,
+    devices,
+    errors,
+    learner,
+    ops,
+    quizzes,
+    reports,
+    teacher,
+)
 from appliance.web import tutor as tutor_http
 from appliance.web.access import current_user
 from appliance.web.days import due_text, local_input, local_time
@@ -128,7 +140,7 @@ def _locale() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    for module in (ops, auth, learner, teacher, quizzes, admin, api):
+    for module in (ops, auth, learner, teacher, quizzes, reports, admin, api):
         app.register_blueprint(module.bp)
     streams = app.config["SCHOOLBOX"].tutor_streams_per_worker
     app.extensions["tutor_slots"] = tutor_http.StreamSlots(streams)

@@ -55,6 +55,8 @@ def lesson(lesson_id: str):
     found = content.lesson(get_db(), lesson_id)
     if not found:
         abort(404)
+    if current_user()["role"] == "learner":  # for the teacher's completion and time report
+        assignments.viewed(get_db(), current_user()["id"], lesson_id)
     panel = _tutor_panel(lesson_id)
     if panel["tutor_on"]:  # the class will ask about it: the tutor reads it now
         tutoring.read_ahead(get_db(), current_app.config["SCHOOLBOX"], lesson_id)

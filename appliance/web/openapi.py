@@ -220,6 +220,20 @@ ROUTES = [
         "its teacher, admin",
         None,
     ),
+    (
+        "get",
+        "/classes/{class_id}/reports/lessons",
+        "Each learner's status and time spent on each lesson of the class",
+        "its teacher, admin",
+        None,
+    ),
+    (
+        "get",
+        "/classes/{class_id}/reports/difficult-questions",
+        "The questions the class gets wrong most often, with the commonest wrong answers",
+        "its teacher, admin",
+        None,
+    ),
     ("get", "/classes/{class_id}/quizzes", "A class's quizzes", "its teacher, admin", None),
     ("post", "/classes/{class_id}/quizzes", "Make a draft quiz", "its teacher, admin", _QUIZ_IN),
     (

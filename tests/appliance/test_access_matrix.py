@@ -37,6 +37,8 @@ POLICY = {
     "quiz.new_quiz": STAFF, "quiz.create_quiz": STAFF, "quiz.quiz_page": STAFF,
     "quiz.start_quiz": STAFF, "quiz.close_quiz": STAFF, "quiz.delete_quiz": STAFF,
     "quiz.take": LEARNER, "quiz.answer": LEARNER, "quiz.finish": LEARNER,
+    "reports.class_reports": STAFF, "reports.lessons_csv": STAFF, "reports.difficult_csv": STAFF,
+    "reports.quiz_csv": STAFF,
     "learner.ask_tutor": LEARNER, "api.ask_tutor": LEARNER,
     "admin.status": ADMIN, "admin.staff": ADMIN, "admin.create_staff": ADMIN,
     "admin.update_staff": ADMIN, "admin.all_classes": ADMIN, "admin.create_class": ADMIN, "admin.add_class_teacher": ADMIN,
@@ -57,7 +59,7 @@ POLICY = {
     "api.class_quizzes": STAFF, "api.create_quiz": STAFF, "api.class_quiz": STAFF,
     "api.start_quiz": STAFF, "api.close_quiz": STAFF, "api.delete_quiz": STAFF,
     "api.my_quizzes": LEARNER, "api.my_quiz": LEARNER, "api.answer_quiz": LEARNER,
-    "api.finish_quiz": LEARNER,
+    "api.finish_quiz": LEARNER, "api.lessons_report": STAFF, "api.difficult_report": STAFF,
 }  # fmt: skip
 SIGN_IN_OUT = {"auth.signout", "auth.signin_learner", "auth.signin_staff", "api.delete_session",
                "api.create_session"}  # fmt: skip

@@ -106,6 +106,7 @@ def _pages(app, ids, db) -> dict[str, str]:
     closed_quiz = db.conn.execute(
         "SELECT id FROM quizzes WHERE class_id = ?", (class_id,)
     ).fetchone()[0]
+    pages["reports"] = teacher.get(f"/teach/classes/{class_id}/reports").data
     pages["new-quiz"] = teacher.get(f"/teach/classes/{class_id}/quizzes/new").data
     pages["quiz-report"] = teacher.get(f"/teach/classes/{class_id}/quizzes/{closed_quiz}").data
     pages["quiz-results"] = learner.get(f"/learn/quizzes/{closed_quiz}").data
