@@ -7,6 +7,8 @@ import sqlite_utils
 from appliance.messages import lazy as _l
 from appliance.store import audit, inserted, now, one, rows
 
+MAX_NAME = 60
+
 
 class ClassError(ValueError):
     """A bad value for a class, with a message for the person who typed it."""
@@ -15,7 +17,7 @@ class ClassError(ValueError):
 def create(db: sqlite_utils.Database, actor: audit.Actor, name: str, teacher_id: int | None) -> int:
     """Create a class, taught by `teacher_id` if given; return its id."""
     name = " ".join((name or "").split())
-    if not 1 <= len(name) <= 60:
+    if not 1 <= len(name) <= MAX_NAME:
         raise ClassError(_l("A class name is 1 to 60 characters."))
     class_id = inserted(db, "INSERT INTO classes (name, created_at) VALUES (?, ?)", (name, now()))
     audit.record(db, actor, "class.create", "class", class_id)

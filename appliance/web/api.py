@@ -24,6 +24,8 @@ from appliance.store import (
     mastery,
     quizzes,
     reports,
+    roster,
+    site,
     transaction,
     users,
 )
@@ -430,6 +432,83 @@ def difficult_report(class_id: int):
     keys = ("item_id", "lesson_id", "lesson_title", "prompt_html", "answers", "wrong",
             "share_wrong", "common_wrong")  # fmt: skip
     return jsonify(questions=[{k: q[k] for k in keys} for q in found])
+
+
+# --- roster import --------------------------------------------------------------------------
+
+
+def _roster_reply(preview: roster.Preview, add):
+    """The preview as JSON; with ?dry_run=0 and every line fine, the lines added (201)."""
+    lines = [vars(line) for line in preview.lines]
+    if request.args.get("dry_run", "1") != "0" or not preview.ok:
+        return jsonify(ok=preview.ok, lines=lines, new_classes=preview.new_classes)
+    db = get_db()
+    try:
+        with transaction(db):
+            added = add(db)
+    except (roster.RosterError, users.UserError, classes.ClassError) as error:
+        fail(400, str(error))
+    return jsonify(ok=True, added=added, new_classes=preview.new_classes), 201
+
+
+def _csv_body() -> bytes:
+    data = request.get_data(cache=False)
+    if len(data) > roster.MAX_BYTES or not data:
+        fail(
+            400,
+            f"Send the CSV file as the request body (text/csv), up to {roster.MAX_BYTES} bytes.",
+        )
+    return data
+
+
+def _pin_digits(db) -> int:
+    return (site.get(db) or {}).get("pin_digits", 4)
+
+
+@bp.post("/roster/learners")
+@access.admin_required
+def import_learners():
+    db = get_db()
+    every = {c["name"].casefold(): c["id"] for c in classes.all_classes(db)}
+    try:
+        preview = roster.read_learners(db, _csv_body(), pin_digits=_pin_digits(db),
+                                       allowed_classes=every, may_make_classes=True)  # fmt: skip
+    except roster.RosterError as error:
+        fail(400, str(error))
+    key = current_app.config["PIN_KEY"]
+    return _roster_reply(
+        preview, lambda w: roster.add_learners(w, access.actor(), preview, key, _pin_digits(w))
+    )
+
+
+@bp.post("/classes/<int:class_id>/roster")
+@teacher_required
+def import_class_learners(class_id: int):
+    found = access.managed_class(class_id)
+    db = get_db()
+    try:
+        preview = roster.read_learners(
+            db, _csv_body(), pin_digits=_pin_digits(db),
+            allowed_classes={found["name"].casefold(): class_id}, may_make_classes=False,
+            default_class=found["name"],
+        )  # fmt: skip
+    except roster.RosterError as error:
+        fail(400, str(error))
+    key = current_app.config["PIN_KEY"]
+    return _roster_reply(
+        preview, lambda w: roster.add_learners(w, access.actor(), preview, key, _pin_digits(w))
+    )
+
+
+@bp.post("/roster/staff")
+@access.admin_required
+def import_staff():
+    db = get_db()
+    try:
+        preview = roster.read_staff(db, _csv_body())
+    except roster.RosterError as error:
+        fail(400, str(error))
+    return _roster_reply(preview, lambda w: roster.add_staff(w, access.actor(), preview))
 
 
 # --- quizzes ------------------------------------------------------------------------------

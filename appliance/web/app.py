@@ -29,6 +29,7 @@ from appliance.web import (
     ops,
     quizzes,
     reports,
+    roster,
     teacher,
 )
 from appliance.web import tutor as tutor_http
@@ -140,7 +141,7 @@ def _locale() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    for module in (ops, auth, learner, teacher, quizzes, reports, admin, api):
+    for module in (ops, auth, learner, teacher, quizzes, reports, roster, admin, api):
         app.register_blueprint(module.bp)
     streams = app.config["SCHOOLBOX"].tutor_streams_per_worker
     app.extensions["tutor_slots"] = tutor_http.StreamSlots(streams)

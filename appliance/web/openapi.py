@@ -120,6 +120,8 @@ _QUIZ_ANSWER_IN = {
     "required": ["item_id", "response"],
 }
 
+_CSV_IN = {"type": "string", "description": "a CSV file, UTF-8"}
+
 _INTEGER_PARAMS = {"class_id", "learner_id", "number", "group_id", "quiz_id"}
 
 # (method, path, summary, who may call it, request body schema or None)
@@ -234,6 +236,29 @@ ROUTES = [
         "its teacher, admin",
         None,
     ),
+    (
+        "post",
+        "/roster/learners",
+        "Learners from a CSV body (name, class, pin): the checked lines (dry_run, the "
+        "default), or with dry_run=0 and no problems, added (201) with their PINs",
+        "admin",
+        _CSV_IN,
+    ),
+    (
+        "post",
+        "/classes/{class_id}/roster",
+        "Learners for this class from a CSV body (name, pin); dry_run as above",
+        "its teacher, admin",
+        _CSV_IN,
+    ),
+    (
+        "post",
+        "/roster/staff",
+        "Staff from a CSV body (name, username, role, class); dry_run as above; 201 gives "
+        "each new password once",
+        "admin",
+        _CSV_IN,
+    ),
     ("get", "/classes/{class_id}/quizzes", "A class's quizzes", "its teacher, admin", None),
     ("post", "/classes/{class_id}/quizzes", "Make a draft quiz", "its teacher, admin", _QUIZ_IN),
     (
@@ -304,6 +329,11 @@ def _operation(method: str, path: str, summary: str, who: str, body: dict | None
     ]
     if path == "/search":
         parameters.append({"name": "q", "in": "query", "required": True, "schema": _TEXT})
+    if body is _CSV_IN:
+        parameters.append(
+            {"name": "dry_run", "in": "query", "required": False, "schema": _TEXT,
+             "description": "0 to add the lines; anything else (the default) only checks"}
+        )  # fmt: skip
     if path.endswith("/next-item"):
         parameters.append(
             {"name": "after", "in": "query", "required": False, "schema": _TEXT,
@@ -329,10 +359,8 @@ def _operation(method: str, path: str, summary: str, who: str, body: dict | None
             {"name": "X-CSRFToken", "in": "header", "required": True, "schema": _TEXT}
         )
     if body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": body}},
-        }
+        media = "text/csv" if body is _CSV_IN else "application/json"
+        operation["requestBody"] = {"required": True, "content": {media: {"schema": body}}}
     if path == "/attempts":
         operation["responses"]["201"] = {"description": "Recorded (durably) and graded"}
         operation["responses"]["200"]["description"] = "Already recorded under this client_key"

@@ -38,7 +38,8 @@ POLICY = {
     "quiz.start_quiz": STAFF, "quiz.close_quiz": STAFF, "quiz.delete_quiz": STAFF,
     "quiz.take": LEARNER, "quiz.answer": LEARNER, "quiz.finish": LEARNER,
     "reports.class_reports": STAFF, "reports.lessons_csv": STAFF, "reports.difficult_csv": STAFF,
-    "reports.quiz_csv": STAFF,
+    "reports.quiz_csv": STAFF, "roster.import_learners": ADMIN, "roster.import_staff": ADMIN,
+    "roster.import_class_learners": STAFF,
     "learner.ask_tutor": LEARNER, "api.ask_tutor": LEARNER,
     "admin.status": ADMIN, "admin.staff": ADMIN, "admin.create_staff": ADMIN,
     "admin.update_staff": ADMIN, "admin.all_classes": ADMIN, "admin.create_class": ADMIN, "admin.add_class_teacher": ADMIN,
@@ -60,6 +61,7 @@ POLICY = {
     "api.start_quiz": STAFF, "api.close_quiz": STAFF, "api.delete_quiz": STAFF,
     "api.my_quizzes": LEARNER, "api.my_quiz": LEARNER, "api.answer_quiz": LEARNER,
     "api.finish_quiz": LEARNER, "api.lessons_report": STAFF, "api.difficult_report": STAFF,
+    "api.import_learners": ADMIN, "api.import_class_learners": STAFF, "api.import_staff": ADMIN,
 }  # fmt: skip
 SIGN_IN_OUT = {"auth.signout", "auth.signin_learner", "auth.signin_staff", "api.delete_session",
                "api.create_session"}  # fmt: skip

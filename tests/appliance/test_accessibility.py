@@ -7,6 +7,7 @@ run over it by Chromium's --dump-dom; any violation fails the test with its rule
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -125,6 +126,16 @@ def _pages(app, ids, db) -> dict[str, str]:
     for path in ("", "users", "classes", "learners", "content", "audit", "consent"):
         pages[f"admin-{path or 'status'}"] = admin.get(f"/admin/{path}").data
     pages["not-found"] = admin.get("/teach/classes/99999").data
+    pages["import-learners"] = admin.get("/admin/learners/import").data
+    pages["import-preview"] = admin.client.post(
+        "/admin/learners/import",
+        data={"csrf_token": admin.csrf(), "file": (io.BytesIO(b"name,class,pin\nAda,Class 4A,\n,,1\n"),
+                                                   "r.csv")},
+        content_type="multipart/form-data",
+    ).data  # fmt: skip
+    pages["import-staff"] = admin.get("/admin/users/import").data
+    pages["staff-sheet"] = admin.post("/admin/users/import", {
+        "confirm": "yes", "csv": "name,username,role\nGrace N,gnjeri,teacher\n"}).data  # fmt: skip
     # First boot's pages, shown on a box set up from a site file (tests/appliance/test_provisioning.py)
     with app.test_request_context("/setup"):
         pages["first-admin-setup"] = render_template(
