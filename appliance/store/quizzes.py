@@ -18,7 +18,18 @@ from collections.abc import Callable, Sequence
 import sqlite_utils
 
 from appliance.messages import lazy as _l
-from appliance.store import attempts, audit, content, groups, inserted, now, one, rows, the_row
+from appliance.store import (
+    attempts,
+    audit,
+    content,
+    grouped,
+    groups,
+    inserted,
+    now,
+    one,
+    rows,
+    the_row,
+)
 
 MAX_ITEMS = 50
 MAX_TITLE = 80
@@ -317,6 +328,14 @@ def begin(db: sqlite_utils.Database, quiz: dict, learner_id: int) -> None:
         "INSERT OR IGNORE INTO quiz_takers (quiz_id, learner_id, started_at) VALUES (?, ?, ?)",
         (quiz["id"], learner_id, now()),
     )
+
+
+def note_begun(db: sqlite_utils.Database, quiz: dict, learner_id: int) -> None:
+    """begin(), written only the first time, and committed with other threads' writes of
+    the moment (store.grouped): a class opening a quiz at once shares its fsyncs."""
+    if one(db, "SELECT 1 FROM quiz_takers WHERE quiz_id = ? AND learner_id = ?",
+           (quiz["id"], learner_id)) is None:  # fmt: skip
+        grouped(db, lambda writer: begin(writer, quiz, learner_id))
 
 
 def finish(db: sqlite_utils.Database, quiz: dict, learner_id: int) -> None:

@@ -646,8 +646,7 @@ def my_quiz(quiz_id: int):
     given = quizzes.answers(db, quiz_id, learner_id)
     handed_in = quizzes.finished(db, quiz_id, learner_id)
     if quiz["phase"] == "open" and not handed_in:
-        with transaction(db):
-            quizzes.begin(db, quiz, learner_id)
+        quizzes.note_begun(db, quiz, learner_id)
     questions = []
     for item in quiz["items"] if quiz["phase"] != "scheduled" else []:
         attempt = given.get(item["id"])

@@ -204,8 +204,7 @@ def take(quiz_id: int):
     if quiz["phase"] == "scheduled" or handed_in:
         return render_template("learner/quiz_wait.html", quiz=quiz, given=given,
                                handed_in=handed_in)  # fmt: skip
-    with transaction(db):
-        quizzes.begin(db, quiz, learner_id)
+    quizzes.note_begun(db, quiz, learner_id)
     position = request.args.get("q", type=int)
     waiting = [i for i in quiz["items"] if i["id"] not in given]
     item = next((i for i in quiz["items"] if i["position"] == position), None)
