@@ -23,6 +23,7 @@ from appliance.practice import grade
 from appliance.store import (
     assignments,
     audit,
+    class_lessons,
     classes,
     content,
     groups,
@@ -86,6 +87,7 @@ def seed(db: sqlite_utils.Database, config: Config, learners_per_class: int = 20
             groups.create(db, audit.SYSTEM, class_id, "Reading group", reading_group)
             if index == 0:
                 _closed_quiz(db, class_id, enrolled, chosen[0]["id"])
+                _revision_lesson(db, class_id, chosen)
 
 
 def _assigned_lessons(lessons: list[dict], class_index: int) -> list[dict]:
@@ -160,6 +162,20 @@ def _closed_quiz(db: sqlite_utils.Database, class_id: int, learners: list[int], 
         )
     db.table("attempts").insert_all(answers)
     quizzes.close(db, audit.SYSTEM, quiz)
+
+
+def _revision_lesson(db: sqlite_utils.Database, class_id: int, lessons: list[dict]) -> None:
+    """A lesson the teacher put together: the second lesson's reading, then a question
+    from each of the class's lessons, last lesson first."""
+    parts: list[tuple[str, str | None]] = [(lessons[1]["id"], None)]
+    for lesson in reversed(lessons):
+        first = db.conn.execute(
+            "SELECT id FROM items WHERE lesson_id = ? AND retired = 0 ORDER BY position LIMIT 1",
+            (lesson["id"],),
+        ).fetchone()
+        if first:
+            parts.append((lesson["id"], first[0]))
+    class_lessons.create(db, audit.SYSTEM, class_id, "Fractions revision", parts)
 
 
 def _attempt(learner_id: int, item: dict, correct: bool, at_ms: int, rng: random.Random) -> dict:

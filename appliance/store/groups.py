@@ -61,8 +61,10 @@ def delete(db: sqlite_utils.Database, actor: audit.Actor, group: dict) -> None:
             " ON a.id = r.assignment_id JOIN lessons l ON l.id = a.lesson_id"
             " WHERE r.group_id = ?"
             " UNION SELECT q.title FROM quiz_recipients r JOIN quizzes q ON q.id = r.quiz_id"
-            " WHERE r.group_id = ? ORDER BY 1",
-            (group["id"], group["id"]),
+            " WHERE r.group_id = ?"
+            " UNION SELECT c.title FROM class_lesson_recipients r JOIN class_lessons c"
+            " ON c.id = r.class_lesson_id WHERE r.group_id = ? ORDER BY 1",
+            (group["id"], group["id"], group["id"]),
         )
     ]
     if used:

@@ -500,6 +500,51 @@ def _v9_lesson_views(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX lesson_views_learner ON lesson_views(learner_id, at)")
 
 
+def _audience_view(view: str, table: str, key: str, recipients: str, columns: str) -> str:
+    """A view of who is set a piece of work: the whole class where the work names no
+    recipients, else its chosen learners and its groups' members (enrolled ones only)."""
+    return (
+        f"CREATE VIEW {view} AS SELECT e.learner_id, {columns} FROM {table} w"  # noqa: S608
+        " JOIN enrolments e ON e.class_id = w.class_id"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {recipients} r WHERE r.{key} = w.id)"
+        f" OR EXISTS (SELECT 1 FROM {recipients} r WHERE r.{key} = w.id"
+        "  AND (r.learner_id = e.learner_id OR r.group_id IN"
+        "  (SELECT m.group_id FROM group_members m WHERE m.learner_id = e.learner_id)))"
+    )
+
+
+def _v10_class_lessons(db: sqlite_utils.Database) -> None:
+    """Lessons a teacher composes for a class from any pack's readings and questions, in
+    their own order, without changing the packs (issue 17)."""
+    db.execute(
+        "CREATE TABLE class_lessons (id INTEGER PRIMARY KEY,"
+        " class_id INTEGER NOT NULL REFERENCES classes(id), title TEXT NOT NULL,"
+        " due_on TEXT, created_by INTEGER, created_at TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX class_lessons_class ON class_lessons(class_id)")
+    # A part is a pack lesson's reading (item_id NULL) or one of its questions.
+    db.execute(
+        "CREATE TABLE class_lesson_parts (class_lesson_id INTEGER NOT NULL"
+        " REFERENCES class_lessons(id) ON DELETE CASCADE, position INTEGER NOT NULL,"
+        " lesson_id TEXT NOT NULL REFERENCES lessons(id), item_id TEXT REFERENCES items(id),"
+        " PRIMARY KEY (class_lesson_id, position))"
+    )
+    db.execute(
+        "CREATE TABLE class_lesson_recipients ("
+        " class_lesson_id INTEGER NOT NULL REFERENCES class_lessons(id) ON DELETE CASCADE,"
+        " group_id INTEGER REFERENCES class_groups(id),"
+        " learner_id INTEGER REFERENCES users(id),"
+        " CHECK ((group_id IS NULL) <> (learner_id IS NULL)))"
+    )
+    db.execute("CREATE INDEX class_lesson_recipients_group ON class_lesson_recipients(group_id)")
+    db.execute(
+        _audience_view(
+            "assigned_class_lessons", "class_lessons", "class_lesson_id",
+            "class_lesson_recipients", "w.id AS class_lesson_id, w.class_id, w.due_on",
+        )
+    )  # fmt: skip
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
@@ -510,6 +555,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v7_groups_and_due_dates,
     _v8_quizzes,
     _v9_lesson_views,
+    _v10_class_lessons,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 

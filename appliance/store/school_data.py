@@ -22,7 +22,8 @@ from appliance.store import audit, rows, the_row, transaction
 SCHOOL_TABLES = (
     "users", "classes", "class_teachers", "enrolments", "class_groups", "group_members",
     "assignments", "assignment_recipients", "quizzes", "quiz_items", "quiz_recipients",
-    "quiz_takers", "attempts", "lesson_views",
+    "quiz_takers", "class_lessons", "class_lesson_parts", "class_lesson_recipients",
+    "attempts", "lesson_views",
     "tombstones", "tutor_messages", "mastery", "learner_states", "predictions",
     "answer_counts", "chances", "knowledge_cursor", "recommendations", "consents",
     "sync_marks",
@@ -40,6 +41,8 @@ CONTENT_LINKS = (
     ("attempts", "item_id", "items"),
     ("quiz_items", "item_id", "items"),
     ("lesson_views", "lesson_id", "lessons"),
+    ("class_lesson_parts", "lesson_id", "lessons"),
+    ("class_lesson_parts", "item_id", "items"),
     ("mastery", "skill_id", "skills"),
 )
 

@@ -441,6 +441,14 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
         (learner_id, learner_id),
     )
     db.conn.execute("DELETE FROM quiz_recipients WHERE learner_id = ?", (learner_id,))
+    db.conn.execute(  # and a lesson composed for them alone
+        "DELETE FROM class_lessons WHERE id IN (SELECT class_lesson_id FROM"
+        " class_lesson_recipients WHERE learner_id = ?) AND NOT EXISTS (SELECT 1 FROM"
+        " class_lesson_recipients r WHERE r.class_lesson_id = class_lessons.id"
+        " AND r.learner_id IS NOT ?)",
+        (learner_id, learner_id),
+    )
+    db.conn.execute("DELETE FROM class_lesson_recipients WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM quiz_takers WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM lesson_views WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM tutor_messages WHERE learner_id = ?", (learner_id,))

@@ -18,6 +18,7 @@ from appliance.knowledge import insight, recommend
 from appliance.store import (
     assignments,
     attempts,
+    class_lessons,
     classes,
     content,
     groups,
@@ -509,6 +510,107 @@ def import_staff():
     except roster.RosterError as error:
         fail(400, str(error))
     return _roster_reply(preview, lambda w: roster.add_staff(w, access.actor(), preview))
+
+
+# --- lessons a teacher composed ------------------------------------------------------------
+
+
+def _class_lesson_json(lesson: dict) -> dict:
+    parts = [{"position": p["position"], "lesson_id": p["lesson_id"], "item_id": p["item_id"],
+              "source_title": p["source_title"]} for p in lesson["parts"]]  # fmt: skip
+    keys = ("id", "class_id", "title", "due_on", "created_at", "groups", "learners")
+    return {k: lesson[k] for k in keys} | {"parts": parts}
+
+
+@bp.get("/classes/<int:class_id>/lessons")
+@teacher_required
+def class_made_lessons(class_id: int):
+    access.managed_class(class_id)
+    return jsonify(lessons=class_lessons.of_class(get_db(), class_id))
+
+
+@bp.post("/classes/<int:class_id>/lessons")
+@teacher_required
+def create_class_lesson(class_id: int):
+    access.managed_class(class_id)
+    data = _body()
+    parts = data.get("parts", [])
+    if not isinstance(parts, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("lesson_id"), str)
+        and isinstance(p.get("item_id"), str | None) for p in parts
+    ):  # fmt: skip
+        fail(400, "'parts' is a list of {lesson_id, item_id (null: the reading)}.")
+    due = data.get("due_on")
+    try:
+        due_on = date.fromisoformat(due) if due is not None else None
+    except (TypeError, ValueError):
+        fail(400, "'due_on' must be a day as YYYY-MM-DD, or null.")
+    db = get_db()
+    try:
+        with transaction(db):
+            made = class_lessons.create(
+                db, access.actor(), class_id, str(data.get("title", "")),
+                [(p["lesson_id"], p.get("item_id")) for p in parts], due_on=due_on,
+                groups_=_id_list(data, "groups"), learners=_id_list(data, "learners"),
+            )  # fmt: skip
+    except class_lessons.ClassLessonError as error:
+        fail(400, str(error))
+    return jsonify(lesson=_class_lesson_json(class_lessons.get(db, made))), 201
+
+
+def _made_lesson(class_id: int, class_lesson_id: int) -> dict:
+    access.managed_class(class_id)
+    lesson = class_lessons.get(get_db(), class_lesson_id)
+    if lesson is None or lesson["class_id"] != class_id:
+        abort(404)
+    return lesson
+
+
+@bp.get("/classes/<int:class_id>/lessons/<int:class_lesson_id>")
+@teacher_required
+def class_made_lesson(class_id: int, class_lesson_id: int):
+    lesson = _made_lesson(class_id, class_lesson_id)
+    return jsonify(
+        lesson=_class_lesson_json(lesson), learners=class_lessons.progress(get_db(), lesson)
+    )
+
+
+@bp.delete("/classes/<int:class_id>/lessons/<int:class_lesson_id>")
+@teacher_required
+def delete_class_lesson(class_id: int, class_lesson_id: int):
+    lesson = _made_lesson(class_id, class_lesson_id)
+    db = get_db()
+    with transaction(db):
+        class_lessons.delete(db, access.actor(), lesson)
+    return jsonify(deleted=class_lesson_id)
+
+
+@bp.get("/class-lessons")
+@learner_required
+def my_class_lessons():
+    return jsonify(lessons=class_lessons.of_learner(get_db(), current_user()["id"]))
+
+
+@bp.get("/class-lessons/<int:class_lesson_id>")
+@learner_required
+def my_class_lesson(class_lesson_id: int):
+    """A composed lesson's parts in order: readings' text and questions (never their
+    keys), with how far the learner got."""
+    db = get_db()
+    learner_id = current_user()["id"]
+    lesson = class_lessons.for_learner(db, class_lesson_id, learner_id) or abort(404)
+    parts = []
+    for part in lesson["parts"]:
+        if part["item_id"] is None:
+            assignments.viewed(db, learner_id, part["lesson_id"])
+            body = (content.lesson(db, part["lesson_id"]) or {}).get("body_html", "")
+            parts.append({"kind": "reading", "lesson_id": part["lesson_id"], "body_html": body})
+        else:
+            parts.append({"kind": "question", "lesson_id": part["lesson_id"],
+                          "item": content.public_item(part["item"])})  # fmt: skip
+    progress = class_lessons.progress_of(db, class_lesson_id, learner_id, lesson["due_on"])
+    return jsonify(lesson={"id": lesson["id"], "title": lesson["title"],
+                           "due_on": lesson["due_on"]} | progress, parts=parts)  # fmt: skip
 
 
 # --- quizzes ------------------------------------------------------------------------------

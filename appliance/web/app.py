@@ -22,6 +22,7 @@ from appliance.web import (
     admin,
     api,
     auth,
+    class_lessons,
     db,
     devices,
     errors,
@@ -141,7 +142,8 @@ def _locale() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    for module in (ops, auth, learner, teacher, quizzes, reports, roster, admin, api):
+    modules = (ops, auth, learner, teacher, class_lessons, quizzes, reports, roster, admin, api)
+    for module in modules:
         app.register_blueprint(module.bp)
     streams = app.config["SCHOOLBOX"].tutor_streams_per_worker
     app.extensions["tutor_slots"] = tutor_http.StreamSlots(streams)

@@ -33,6 +33,17 @@ def due_text(due_on: str | None, today: date | None = None) -> str:
     return _("was due %(day)s", day=format_date(day, "d MMMM"))
 
 
+def parse_day(text: str) -> date | None:
+    """A day from a date field (YYYY-MM-DD), or None when left empty."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(_("Give the due day as a date, for example 2027-03-19.")) from None
+
+
 def utc_from_local(text: str) -> str | None:
     """A time a person typed in a datetime-local field (the box's own clock, where the
     school is) as the UTC text the database keeps; None when left empty."""

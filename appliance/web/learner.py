@@ -18,7 +18,15 @@ from flask_babel import gettext as _
 
 from appliance import practice
 from appliance.knowledge import recommend
-from appliance.store import assignments, attempts, content, conversations, mastery, quizzes
+from appliance.store import (
+    assignments,
+    attempts,
+    class_lessons,
+    content,
+    conversations,
+    mastery,
+    quizzes,
+)
 from appliance.tutor import conversation as tutoring
 from appliance.web import tutor as tutor_http
 from appliance.web.access import current_user, learner_required, signed_in_required
@@ -39,6 +47,7 @@ def home():
         "learner/home.html",
         assigned=assigned,
         quizzes=quizzes.of_learner(db, learner["id"]),
+        made=class_lessons.of_learner(db, learner["id"]),
         last=recent[0] if recent else None,
     )
 

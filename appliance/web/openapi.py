@@ -122,7 +122,27 @@ _QUIZ_ANSWER_IN = {
 
 _CSV_IN = {"type": "string", "description": "a CSV file, UTF-8"}
 
-_INTEGER_PARAMS = {"class_id", "learner_id", "number", "group_id", "quiz_id"}
+_CLASS_LESSON_IN = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 80},
+        "parts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"lesson_id": _TEXT, "item_id": {"type": ["string", "null"]}},
+                "required": ["lesson_id"],
+            },
+            "description": "in order; item_id null is the pack lesson's reading",
+        },
+        "due_on": {"type": ["string", "null"], "format": "date"},
+        "groups": _IDS,
+        "learners": _IDS,
+    },
+    "required": ["title", "parts"],
+}
+
+_INTEGER_PARAMS = {"class_id", "learner_id", "number", "group_id", "quiz_id", "class_lesson_id"}
 
 # (method, path, summary, who may call it, request body schema or None)
 ROUTES = [
@@ -258,6 +278,42 @@ ROUTES = [
         "each new password once",
         "admin",
         _CSV_IN,
+    ),
+    (
+        "get",
+        "/classes/{class_id}/lessons",
+        "Lessons the class's teachers composed",
+        "its teacher, admin",
+        None,
+    ),
+    (
+        "post",
+        "/classes/{class_id}/lessons",
+        "Compose a lesson from any pack's readings and questions, in order, and set it",
+        "its teacher, admin",
+        _CLASS_LESSON_IN,
+    ),
+    (
+        "get",
+        "/classes/{class_id}/lessons/{class_lesson_id}",
+        "A composed lesson and each learner's progress",
+        "its teacher, admin",
+        None,
+    ),
+    (
+        "delete",
+        "/classes/{class_id}/lessons/{class_lesson_id}",
+        "Remove a composed lesson (packs and answers stay)",
+        "its teacher, admin",
+        None,
+    ),
+    ("get", "/class-lessons", "Lessons my teachers composed for me", "learner", None),
+    (
+        "get",
+        "/class-lessons/{class_lesson_id}",
+        "A composed lesson's readings and questions in order, and my progress",
+        "learner it is set for",
+        None,
     ),
     ("get", "/classes/{class_id}/quizzes", "A class's quizzes", "its teacher, admin", None),
     ("post", "/classes/{class_id}/quizzes", "Make a draft quiz", "its teacher, admin", _QUIZ_IN),

@@ -12,6 +12,7 @@ from appliance.store import (
     assignments,
     attempts,
     audit,
+    class_lessons,
     classes,
     content,
     conversations,
@@ -25,6 +26,7 @@ from appliance.store import (
     users,
 )
 from appliance.web.access import actor, current_user, managed_class, teacher_required
+from appliance.web.days import parse_day
 from appliance.web.db import get_db
 
 bp = Blueprint("teacher", __name__, url_prefix="/teach")
@@ -70,6 +72,7 @@ def class_page(class_id: int):
         assignments=assignments.of_class(db, class_id),
         groups=groups.of_class(db, class_id),
         quizzes=quizzes.of_class(db, class_id),
+        made=class_lessons.of_class(db, class_id),
         lessons=content.lessons(db),
         today=date.today().isoformat(),
     )
@@ -202,17 +205,6 @@ def assign(class_id: int):
     else:
         flash(_("Lesson assigned.") if new else _("Assignment changed."), "ok")
     return redirect(back)
-
-
-def parse_day(text: str) -> date | None:
-    """A due day from a date field (YYYY-MM-DD), or None when left empty."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(_("Give the due day as a date, for example 2027-03-19.")) from None
 
 
 def _ids(values: list[str]) -> list[int]:

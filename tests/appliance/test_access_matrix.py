@@ -10,7 +10,7 @@ import re
 import pytest
 
 from appliance.demo.seed import TEACHERS
-from appliance.store import audit, groups, transaction
+from appliance.store import audit, class_lessons, groups, transaction
 from tests.conftest import Browser, as_role
 
 ANYONE = {"anon", "learner", "teacher", "admin"}
@@ -39,7 +39,9 @@ POLICY = {
     "quiz.take": LEARNER, "quiz.answer": LEARNER, "quiz.finish": LEARNER,
     "reports.class_reports": STAFF, "reports.lessons_csv": STAFF, "reports.difficult_csv": STAFF,
     "reports.quiz_csv": STAFF, "roster.import_learners": ADMIN, "roster.import_staff": ADMIN,
-    "roster.import_class_learners": STAFF,
+    "roster.import_class_learners": STAFF, "class_lesson.new_lesson": STAFF,
+    "class_lesson.create_lesson": STAFF, "class_lesson.lesson_page": STAFF,
+    "class_lesson.delete_lesson": STAFF, "class_lesson.learn": LEARNER,
     "learner.ask_tutor": LEARNER, "api.ask_tutor": LEARNER,
     "admin.status": ADMIN, "admin.staff": ADMIN, "admin.create_staff": ADMIN,
     "admin.update_staff": ADMIN, "admin.all_classes": ADMIN, "admin.create_class": ADMIN, "admin.add_class_teacher": ADMIN,
@@ -62,6 +64,9 @@ POLICY = {
     "api.my_quizzes": LEARNER, "api.my_quiz": LEARNER, "api.answer_quiz": LEARNER,
     "api.finish_quiz": LEARNER, "api.lessons_report": STAFF, "api.difficult_report": STAFF,
     "api.import_learners": ADMIN, "api.import_class_learners": STAFF, "api.import_staff": ADMIN,
+    "api.class_made_lessons": STAFF, "api.create_class_lesson": STAFF,
+    "api.class_made_lesson": STAFF, "api.delete_class_lesson": STAFF,
+    "api.my_class_lessons": LEARNER, "api.my_class_lesson": LEARNER,
 }  # fmt: skip
 SIGN_IN_OUT = {"auth.signout", "auth.signin_learner", "auth.signin_staff", "api.delete_session",
                "api.create_session"}  # fmt: skip
@@ -87,6 +92,9 @@ def _values(app, db, ids) -> dict:
         "digest": digest,
         "pack_id": "schoolbox-demo",
         "version": "1.0.0",
+        "class_lesson_id": db.conn.execute(
+            "SELECT id FROM class_lessons WHERE class_id = ?", (ids["classes"]["Class 4A"],)
+        ).fetchone()[0],
         "quiz_id": db.conn.execute(
             "SELECT id FROM quizzes WHERE class_id = ?", (ids["classes"]["Class 4A"],)
         ).fetchone()[0],
@@ -106,13 +114,17 @@ def _spares(db, ids) -> dict[str, dict]:
         "SELECT lesson_id FROM assignments WHERE class_id = ? AND lesson_id != ?",
         (class_id, "fractions-01-parts-of-a-whole"),
     ).fetchone()[0]
+    with transaction(db):
+        made = class_lessons.create(db, audit.SYSTEM, class_id, "Spare", [(lesson_id, None)])
     return {"api.delete_group": {"group_id": group_id},
-            "api.delete_assignment": {"lesson_id": lesson_id}}  # fmt: skip
+            "api.delete_assignment": {"lesson_id": lesson_id},
+            "api.delete_class_lesson": {"class_lesson_id": made}}  # fmt: skip
 
 
 # Routes that remove what other routes are called on: after every other route.
 REMOVING = {"api.delete_assignment", "api.delete_group", "teacher.unassign",
-            "teacher.delete_group", "admin.erase_learner"}  # fmt: skip
+            "teacher.delete_group", "admin.erase_learner", "api.delete_class_lesson",
+            "class_lesson.delete_lesson"}  # fmt: skip
 
 
 def _requests(app, values, spares=None):

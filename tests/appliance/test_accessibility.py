@@ -108,6 +108,15 @@ def _pages(app, ids, db) -> dict[str, str]:
         "SELECT id FROM quizzes WHERE class_id = ?", (class_id,)
     ).fetchone()[0]
     pages["reports"] = teacher.get(f"/teach/classes/{class_id}/reports").data
+    made = db.conn.execute(
+        "SELECT id FROM class_lessons WHERE class_id = ?", (class_id,)
+    ).fetchone()[0]
+    pages["make-lesson"] = teacher.get(f"/teach/classes/{class_id}/lessons/new").data
+    pages["made-lesson"] = teacher.get(f"/teach/classes/{class_id}/lessons/{made}").data
+    pages["made-lesson-delete"] = teacher.get(
+        f"/teach/classes/{class_id}/lessons/{made}/delete"
+    ).data
+    pages["learner-made-lesson"] = learner.get(f"/learn/class-lessons/{made}").data
     pages["new-quiz"] = teacher.get(f"/teach/classes/{class_id}/quizzes/new").data
     pages["quiz-report"] = teacher.get(f"/teach/classes/{class_id}/quizzes/{closed_quiz}").data
     pages["quiz-results"] = learner.get(f"/learn/quizzes/{closed_quiz}").data
