@@ -76,17 +76,18 @@ def seed(db: sqlite_utils.Database, config: Config, learners_per_class: int = 20
                 # The newest lesson is due at the end of the week, as a teacher would set it.
                 due = date.today() + timedelta(days=4) if number == len(chosen) - 1 else None
                 assignments.set_lesson(db, audit.SYSTEM, class_id, lesson["id"], due_on=due)
-            enrolled = []
+            enrolled: list[int] = []
+            abilities: dict[int, float] = {}
             for n in range(learners_per_class):
                 name = f"{names[(index * learners_per_class + n) % len(names)]} {chr(65 + n % 26)}."
                 learner_id = users.create_learner(db, audit.SYSTEM, name, LEARNER_PIN, key)
                 classes.enrol(db, audit.SYSTEM, class_id, learner_id)
-                _history(db, rng, learner_id, chosen)
+                abilities[learner_id] = _history(db, rng, learner_id, chosen)
                 enrolled.append(learner_id)
             reading_group = enrolled[: len(enrolled) // 4]
             groups.create(db, audit.SYSTEM, class_id, "Reading group", reading_group)
             if index == 0:
-                _closed_quiz(db, class_id, enrolled, chosen[0]["id"])
+                _closed_quiz(db, class_id, abilities, chosen[0]["id"])
                 _revision_lesson(db, class_id, chosen)
 
 
@@ -99,8 +100,9 @@ def _assigned_lessons(lessons: list[dict], class_index: int) -> list[dict]:
 
 def _history(
     db: sqlite_utils.Database, rng: random.Random, learner_id: int, lessons: list[dict]
-) -> None:
-    """Two weeks of simulated practice: ability, item difficulty and learning by doing."""
+) -> float:
+    """Two weeks of simulated practice: ability, item difficulty and learning by doing;
+    the learner's ability, returned for what they do next."""
     ability = rng.gauss(0.3, 1.0)
     now_ms = int(time.time() * 1000)
     rows = []
@@ -123,9 +125,11 @@ def _history(
             at_ms += rng.randint(20, 90) * 1000
             rows.append(_attempt(learner_id, item, correct, at_ms, rng))
     db.table("attempts").insert_all(rows)
+    return ability
 
 
-def _closed_quiz(db: sqlite_utils.Database, class_id: int, learners: list[int], lesson: str):
+def _closed_quiz(db: sqlite_utils.Database, class_id: int, abilities: dict[int, float],
+                 lesson: str) -> None:  # fmt: skip
     """A quiz the class took two days ago and the teacher closed: results to look at.
     Its own random stream, so the rest of the demo is the same with or without it."""
     rng = random.Random(20261205)
@@ -145,12 +149,13 @@ def _closed_quiz(db: sqlite_utils.Database, class_id: int, learners: list[int], 
     quizzes.start(db, audit.SYSTEM, quiz)
     started_ms = int(time.time() * 1000) - 2 * 86_400_000
     answers = []
-    for learner_id in learners[:-2]:  # two were away that day
-        ability = rng.gauss(0.5, 1.0)
+    for learner_id, ability in list(abilities.items())[:-2]:  # two were away that day
+        # The same learner as in their practice: the quiz answers fit their history (the
+        # federated tests hold out each learner's latest answers, these among them).
         at_ms = started_ms + rng.randint(0, 120) * 1000
         for item in items:
             difficulty = (zlib.crc32(item["id"].encode()) % 100) / 50 - 1
-            correct = rng.random() < 1 / (1 + math.exp(-(ability - difficulty)))
+            correct = rng.random() < 1 / (1 + math.exp(-(ability - difficulty + 0.5)))
             at_ms += rng.randint(20, 90) * 1000
             answer = _attempt(learner_id, item, correct, at_ms, rng) | {"hints_used": 0}
             answers.append(answer | {"quiz_id": quiz_id})
