@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,6 +21,7 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
 # Writers in one process queue on a lock instead of on SQLite's busy handler, which polls
 # with sleeps of up to 100 ms: a lock handed over at once keeps a class's answers flowing.
+log = logging.getLogger("schoolbox.store")
 _writer_locks: dict[str, threading.Lock] = {}
 _writer_locks_guard = threading.Lock()
 
@@ -139,6 +142,58 @@ def grouped(db: sqlite_utils.Database, work: Callable[[sqlite_utils.Database], T
     if job.error is not None:
         raise job.error
     return cast(T, job.result)  # no error: it holds what this call's `work` returned
+
+
+SOON_S = 0.5  # how long a soon() write may wait for another write to carry it
+
+
+def soon(db: sqlite_utils.Database, work: Callable[[sqlite_utils.Database], object]) -> None:
+    """Queue `work(db)` to be committed with the next group commit of this process, or
+    within SOON_S by a flusher thread, without waiting for it: for records worth keeping
+    but not worth a learner's wait (a lesson opened), which a crash in that half second
+    may lose. Never for an answer or anything acknowledged as saved."""
+    job = _Job(work)
+    queue = _queue(db)
+    with _queues_guard:
+        queue.append(job)
+    path = db.conn.execute("PRAGMA database_list").fetchone()[2]
+    _flusher(path).wake.set()
+
+
+class _Flusher(threading.Thread):
+    """Commits what soon() queued when no other write has carried it (one per file)."""
+
+    def __init__(self, path: str):
+        super().__init__(name="schoolbox-soon", daemon=True)
+        self.path, self.wake = path, threading.Event()
+
+    def run(self) -> None:
+        db = open_db(self.path)
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            time.sleep(SOON_S)  # give a request's own write the chance to carry it first
+            with _writer_lock(db):
+                with _queues_guard:
+                    jobs = _queues.get(self.path, [])[:]
+                    _queues.get(self.path, []).clear()
+                if jobs:
+                    _commit_together(db, jobs)
+            for job in jobs:
+                if job.error is not None:  # nobody waits for it: say so in the log
+                    log.warning("a queued write failed: %s", type(job.error).__name__)
+
+
+_flushers: dict[str, _Flusher] = {}
+
+
+def _flusher(path: str) -> _Flusher:
+    with _queues_guard:
+        found = _flushers.get(path)
+        if found is None or not found.is_alive():
+            found = _flushers[path] = _Flusher(path)
+            found.start()
+        return found
 
 
 def _queue(db: sqlite_utils.Database) -> list[_Job]:

@@ -10,7 +10,7 @@ from datetime import date
 import sqlite_utils
 
 from appliance.messages import lazy as _l
-from appliance.store import audit, days_ago, grouped, now, one, rows
+from appliance.store import audit, days_ago, grouped, now, one, rows, soon
 from appliance.store import groups as groups_module
 
 # What a learner has done with a lesson: every current item of it right at least once is
@@ -175,19 +175,25 @@ def lesson_ids_of_learner(db: sqlite_utils.Database, learner_id: int) -> list[st
     return [r[0] for r in found]
 
 
-def viewed(db: sqlite_utils.Database, learner_id: int, lesson_id: str) -> None:
-    """Note that a learner opened a lesson (a reload within a minute is not noted again);
-    committed with other threads' writes of the moment (store.grouped)."""
+def viewed(db: sqlite_utils.Database, learner_id: int, lesson_id: str, wait: bool = False):
+    """Note that a learner opened a lesson (a reload within a minute is not noted again).
+    Without `wait`, the page does not wait for it: it is committed with the next write
+    of the moment, or within half a second (store.soon); a crash then may lose it."""
     recent = one(
         db,
         "SELECT 1 FROM lesson_views WHERE learner_id = ? AND lesson_id = ? AND at > ?",
         (learner_id, lesson_id, days_ago(SAME_VIEW_S / 86_400)),
     )
     if recent is None:
-        grouped(db, lambda writer: writer.conn.execute(
-            "INSERT INTO lesson_views (learner_id, lesson_id, at) VALUES (?, ?, ?)",
-            (learner_id, lesson_id, now()),
-        ))  # fmt: skip
+        at = now()
+
+        def note(writer: sqlite_utils.Database) -> None:
+            writer.conn.execute(
+                "INSERT INTO lesson_views (learner_id, lesson_id, at) VALUES (?, ?, ?)",
+                (learner_id, lesson_id, at),
+            )
+
+        (grouped if wait else soon)(db, note)
 
 
 def _with_status(row: dict, today: str) -> dict:

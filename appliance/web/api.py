@@ -602,7 +602,7 @@ def my_class_lesson(class_lesson_id: int):
     parts = []
     for part in lesson["parts"]:
         if part["item_id"] is None:
-            assignments.viewed(db, learner_id, part["lesson_id"])
+            assignments.viewed(db, learner_id, part["lesson_id"], wait=True)
             body = (content.lesson(db, part["lesson_id"]) or {}).get("body_html", "")
             parts.append({"kind": "reading", "lesson_id": part["lesson_id"], "body_html": body})
         else:

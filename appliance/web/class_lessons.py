@@ -136,7 +136,7 @@ def learn(class_lesson_id: int):
         abort(404)
     readings = {p["lesson_id"] for p in lesson["parts"] if p["item_id"] is None}
     for source in sorted(readings):
-        assignments.viewed(db, learner_id, source)
+        assignments.viewed(db, learner_id, source, wait=True)  # counted on this page
     texts = {source: content.lesson(db, source) for source in readings}
     return render_template(
         "learner/class_lesson.html",

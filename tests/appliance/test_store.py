@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
-from appliance.store import audit, open_db, school_data, transaction, users
+from appliance.store import audit, grouped, open_db, school_data, soon, transaction, users
 from appliance.store.ids import uuid7
 from appliance.store.migrations import CURRENT_VERSION, SchemaTooNew, migrate, version
 
@@ -208,3 +209,27 @@ def test_every_table_is_either_the_schools_data_or_the_boxs_own(tmp_path):
     placed = [*school_data.SCHOOL_TABLES, school_data.APPENDED, *school_data.BOX_TABLES]
     assert len(placed) == len(set(placed)), "a table is in two lists"
     assert tables == set(placed)
+
+
+def test_a_soon_write_is_carried_by_the_next_write_or_by_itself_within_a_second(tmp_path):
+    db = open_db(tmp_path / "box.db")
+    migrate(db)
+    reader = open_db(tmp_path / "box.db")
+
+    def note(name: str):
+        return lambda writer: writer.conn.execute(
+            "INSERT INTO consents (feature, granted, set_at) VALUES (?, 1, 'now')", (name,)
+        )
+
+    def stored(name: str) -> bool:
+        found = reader.conn.execute("SELECT 1 FROM consents WHERE feature = ?", (name,))
+        return found.fetchone() is not None
+
+    soon(db, note("carried"))
+    grouped(db, note("carrier"))  # a request's own write takes the queued one along
+    assert stored("carried") and stored("carrier")
+    soon(db, note("alone"))
+    deadline = time.monotonic() + 5
+    while not stored("alone") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stored("alone")  # nothing else wrote: the flusher did, in about SOON_S
