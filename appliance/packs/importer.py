@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlite_utils
 
 from appliance.packs.loader import Pack, PackError, load, version_key
-from appliance.store import audit, now, one, transaction
+from appliance.store import audit, content, now, one, transaction
 
 
 @dataclass
@@ -104,9 +104,9 @@ def _write_media(media_root: Path, pack: Pack) -> Path:
     target = media_root / pack.id / pack.version
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{pack.version}-", dir=target.parent))
-    for name, content in pack.media.items():
+    for name, data in pack.media.items():
         with open(staging / name, "wb") as out:
-            out.write(content)
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
     shutil.rmtree(target, ignore_errors=True)  # left by an import that crashed before commit
@@ -142,6 +142,7 @@ def _write_pack(db: sqlite_utils.Database, pack: Pack, actor: audit.Actor) -> No
     db.table("skills").upsert_all([{**s, "pack_id": pack.id} for s in pack.skills], pk="id")
     _write_lessons(db, pack, at)
     _write_items(db, pack)
+    content.index_items(db, pack.id)
 
 
 def _write_lessons(db: sqlite_utils.Database, pack: Pack, at: str) -> None:

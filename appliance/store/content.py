@@ -6,6 +6,7 @@ import json
 
 import sqlite_utils
 
+from appliance.richtext import text_of
 from appliance.store import one, rows
 
 
@@ -87,12 +88,58 @@ def class_skills(db: sqlite_utils.Database, class_id: int, also: set[str]) -> li
     return [s for s in skills(db) if s["id"] in wanted]
 
 
+def item_text(prompt_html: str, choices_json: str | None) -> str:
+    """What a search reads of a question: its prompt and choices as plain text."""
+    choices = json.loads(choices_json) if choices_json else []
+    return " ".join(text_of(html) for html in [prompt_html, *choices])
+
+
+def index_items(db: sqlite_utils.Database, pack_id: str) -> None:
+    """Bring the question search up to date with a pack's current items (on import)."""
+    db.conn.execute(
+        "DELETE FROM item_search WHERE item_id IN (SELECT id FROM items WHERE pack_id = ?)",
+        (pack_id,),
+    )
+    found = rows(
+        db,
+        "SELECT id, lesson_id, prompt_html, choices FROM items WHERE pack_id = ? AND retired = 0",
+        (pack_id,),
+    )
+    db.conn.executemany(
+        "INSERT INTO item_search (item_id, lesson_id, body) VALUES (?, ?, ?)",
+        [(r[0], r[1], item_text(r[2], r[3])) for r in found],
+    )
+
+
+def search_items(
+    db: sqlite_utils.Database, query: str, hidden: set[str], limit: int = 10
+) -> list[dict]:
+    """Current questions matching the words of `query`, best first, leaving out `hidden`
+    (a live quiz's, for a learner taking it)."""
+    match = _any_word(query)
+    if not match:
+        return []
+    found = rows(
+        db,
+        "SELECT s.item_id, s.lesson_id, l.title AS lesson_title,"
+        " snippet(item_search, 2, '[', ']', ' … ', 16) AS snippet, bm25(item_search) AS score"
+        " FROM item_search s JOIN items i ON i.id = s.item_id JOIN lessons l ON l.id = s.lesson_id"
+        " WHERE item_search MATCH ? AND i.retired = 0 AND l.retired = 0 ORDER BY score LIMIT ?",
+        (match, limit + len(hidden)),
+    )
+    return [dict(r) for r in found if r["item_id"] not in hidden][:limit]
+
+
+def _any_word(query: str) -> str:
+    words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
+    return " OR ".join(f'"{w}"' for w in words[:20])
+
+
 def search(db: sqlite_utils.Database, query: str, limit: int = 10) -> list[dict]:
     """Lesson passages matching the words of `query`, best first (FTS5 BM25)."""
-    words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
-    if not words:
+    match = _any_word(query)
+    if not match:
         return []
-    match = " OR ".join(f'"{w}"' for w in words[:20])
     return [
         dict(r)
         for r in rows(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from appliance.store import transaction
+from appliance.store import content, transaction
 
 
 class SchemaTooNew(RuntimeError):
@@ -545,6 +545,22 @@ def _v10_class_lessons(db: sqlite_utils.Database) -> None:
     )  # fmt: skip
 
 
+def _v11_item_search(db: sqlite_utils.Database) -> None:
+    """Questions in the search (issue 17): each current item's text and choices, indexed
+    as lessons' passages are; kept by the pack importer."""
+    db.execute(
+        "CREATE VIRTUAL TABLE item_search USING fts5("
+        "item_id UNINDEXED, lesson_id UNINDEXED, body, tokenize='porter unicode61')"
+    )
+    found = db.conn.execute(
+        "SELECT id, lesson_id, prompt_html, choices FROM items WHERE retired = 0"
+    ).fetchall()
+    db.conn.executemany(
+        "INSERT INTO item_search (item_id, lesson_id, body) VALUES (?, ?, ?)",
+        [(r[0], r[1], content.item_text(r[2], r[3])) for r in found],
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
@@ -556,6 +572,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v8_quizzes,
     _v9_lesson_views,
     _v10_class_lessons,
+    _v11_item_search,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 

@@ -31,7 +31,7 @@ SCHOOL_TABLES = (
 APPENDED = "audit_log"
 # The new box's own, kept as they are by a restore (a test checks every table is in one list).
 BOX_TABLES = (
-    "site", "packs", "skills", "lessons", "items", "item_skills", "passages",
+    "site", "packs", "skills", "lessons", "items", "item_skills", "passages", "item_search",
     "login_failures", "sync_outbox", "sync_updates",
 )  # fmt: skip
 # What the school's data points at in the content packs: (table, column, content table).

@@ -821,4 +821,9 @@ def ask_tutor():
 @signed_in_required
 def search():
     query = request.args.get("q", "")[:200]
-    return jsonify(results=content.search(get_db(), query))
+    db, user = get_db(), current_user()
+    hidden = quizzes.live_item_ids(db, user["id"]) if user["role"] == "learner" else set()
+    return jsonify(
+        results=content.search(db, query),  # lesson passages
+        questions=content.search_items(db, query, hidden),
+    )

@@ -58,6 +58,24 @@ def library():
     return render_template("learner/library.html", lessons=content.lessons(get_db()))
 
 
+@bp.get("/search")
+@signed_in_required
+def search():
+    """Lesson text and questions matching the words typed; a learner never finds the
+    questions of a quiz they are taking."""
+    query = request.args.get("q", "")[:200]
+    found = _search(get_db(), current_user(), query)
+    return render_template("learner/search.html", query=query, **found)
+
+
+def _search(db, user: dict, query: str) -> dict:
+    hidden = quizzes.live_item_ids(db, user["id"]) if user["role"] == "learner" else set()
+    return {
+        "passages": content.search(db, query),
+        "questions": content.search_items(db, query, hidden),
+    }
+
+
 @bp.get("/lessons/<lesson_id>")
 @signed_in_required
 def lesson(lesson_id: str):

@@ -361,7 +361,14 @@ ROUTES = [
         _QUIZ_ANSWER_IN,
     ),
     ("post", "/quizzes/{quiz_id}/finish", "Hand the quiz in", "learner it is set for", None),
-    ("get", "/search", "Search lesson passages (query parameter q)", "signed in", None),
+    (
+        "get",
+        "/search",
+        "Search lesson passages (results) and questions (query parameter q); a learner"
+        " never finds a quiz's questions while it is live for them",
+        "signed in",
+        None,
+    ),
     (
         "post",
         "/tutor/answers",

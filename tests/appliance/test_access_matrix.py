@@ -25,7 +25,7 @@ POLICY = {
     "auth.index": ANYONE, "auth.signin": ANYONE, "auth.signin_class": ANYONE,
     "auth.signin_learner": ANYONE, "auth.signin_staff": ANYONE, "auth.signout": ANYONE,
     "auth.setup": ANYONE,  # the first admin claims a provisioned box (test_provisioning.py)
-    "learner.home": LEARNER, "learner.library": SIGNED_IN, "learner.lesson": SIGNED_IN,
+    "learner.home": LEARNER, "learner.library": SIGNED_IN, "learner.search": SIGNED_IN, "learner.lesson": SIGNED_IN,
     "learner.practise": LEARNER, "learner.practise_next": LEARNER, "learner.answer": LEARNER, "learner.progress": LEARNER,
     "teacher.home": STAFF, "teacher.create_class": STAFF, "teacher.class_page": STAFF,
     "teacher.add_learners": STAFF, "teacher.reset_pin": STAFF, "teacher.assign": STAFF,

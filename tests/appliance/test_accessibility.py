@@ -108,6 +108,7 @@ def _pages(app, ids, db) -> dict[str, str]:
         "SELECT id FROM quizzes WHERE class_id = ?", (class_id,)
     ).fetchone()[0]
     pages["reports"] = teacher.get(f"/teach/classes/{class_id}/reports").data
+    pages["search"] = learner.get("/learn/search?q=fraction+equal").data
     made = db.conn.execute(
         "SELECT id FROM class_lessons WHERE class_id = ?", (class_id,)
     ).fetchone()[0]
