@@ -124,6 +124,24 @@ class AnswerError(ValueError):
         self.status = status
 
 
+def _check_ids(client_key: object, item_id: object) -> None:
+    """What every answer must name well: its client key (if any) and its question."""
+    if client_key is not None and not (
+        isinstance(client_key, str) and _CLIENT_KEY_RE.match(client_key)
+    ):
+        raise AnswerError(_l("The answer's key is not valid; please reload the page."))
+    if not item_id:
+        raise AnswerError(_l("The answer did not say which question it was for; please reload."))
+
+
+def _checked_answer(item: dict, response: str, duration_ms: int | None) -> int | None:
+    """Refuse a malformed answer; the time it took, within 0 to an hour."""
+    problem = is_well_formed(item, response)
+    if problem:
+        raise AnswerError(problem)
+    return None if duration_ms is None else max(0, min(int(duration_ms), 3_600_000))
+
+
 def submit(
     db: sqlite_utils.Database,
     learner_id: int,
@@ -141,23 +159,14 @@ def submit(
     written. The next item is chosen by appliance/recommend (with the model in `home`'s
     store, if any) and its reason is logged in the answer's transaction.
     """
-    if client_key is not None and not (
-        isinstance(client_key, str) and _CLIENT_KEY_RE.match(client_key)
-    ):
-        raise AnswerError(_l("The answer's key is not valid; please reload the page."))
-    if not item_id:
-        raise AnswerError(_l("The answer did not say which question it was for; please reload."))
+    _check_ids(client_key, item_id)
     item = content.item(db, str(item_id))
     if item is None or (lesson_id is not None and item["lesson_id"] != lesson_id):
         raise AnswerError(_l("That question is no longer available."), 404)
     if item["id"] in quizzes.live_item_ids(db, learner_id):
         raise AnswerError(_l("This question is in a quiz you are taking: answer it there."), 409)
-    problem = is_well_formed(item, response)
-    if problem:
-        raise AnswerError(problem)
+    duration_ms = _checked_answer(item, response, duration_ms)
     hints_used = max(0, min(int(hints_used or 0), len(item["hints"] or [])))
-    if duration_ms is not None:
-        duration_ms = max(0, min(int(duration_ms), 3_600_000))
     correct = grade(item, response)
     # Chosen before the answer is stored, outside the write lock; the answered item is
     # the one avoided, so the answer itself could not change the choice.
@@ -194,20 +203,11 @@ def submit_quiz_answer(
     """Grade and durably record one quiz answer; whether it was new. The learner is told
     nothing of its grade until the quiz closes (quizzes.record_answer refuses a second
     answer to the same question, a closed quiz, or one handed in)."""
-    if client_key is not None and not (
-        isinstance(client_key, str) and _CLIENT_KEY_RE.match(client_key)
-    ):
-        raise AnswerError(_l("The answer's key is not valid; please reload the page."))
-    if not item_id:
-        raise AnswerError(_l("The answer did not say which question it was for; please reload."))
+    _check_ids(client_key, item_id)
     item = next((i for i in quiz["items"] if i["id"] == item_id), None)
     if item is None:
         raise AnswerError(_l("That question is not in this quiz."), 404)
-    problem = is_well_formed(item, response)
-    if problem:
-        raise AnswerError(problem)
-    if duration_ms is not None:
-        duration_ms = max(0, min(int(duration_ms), 3_600_000))
+    duration_ms = _checked_answer(item, response, duration_ms)
     try:
         attempt, created = quizzes.record_answer(
             db, quiz, learner_id, item, response.strip(), grade(item, response), duration_ms,

@@ -96,7 +96,9 @@ def unassign(db: sqlite_utils.Database, actor: audit.Actor, class_id: int, lesso
     audit.record(db, actor, "assignment.delete", "class", class_id, lesson_id=lesson_id)
 
 
-def of_class(db: sqlite_utils.Database, class_id: int, today: date | None = None) -> list[dict]:
+def of_class(
+    db: sqlite_utils.Database, class_id: int, today: date | None = None, counts: bool = True
+) -> list[dict]:
     """A class's lessons, oldest first: who has each (groups, learners; none named is the
     whole class), the due day, and how many learners have not started, are in progress,
     are done, and are late."""
@@ -123,7 +125,7 @@ def of_class(db: sqlite_utils.Database, class_id: int, today: date | None = None
             by_id[r[0]]["groups"].append({"id": r[1], "name": r[2]})
         elif r[0] in by_id and r[3] is not None:
             by_id[r[0]]["learners"].append({"id": r[3], "name": r[4]})
-    for assignment in found:
+    for assignment in found if counts else []:  # a report reads each learner's itself
         assignment["counts"] = _counts(progress(db, class_id, assignment["lesson_id"], today))
     return found
 

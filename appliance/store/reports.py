@@ -26,7 +26,7 @@ MIN_ANSWERS = 3  # a question answered fewer times says little about its difficu
 def lesson_completion(db: sqlite_utils.Database, class_id: int, today: date | None = None) -> dict:
     """Learners x the class's lessons: status (not_started, in_progress, done), late, and
     seconds spent, with the lessons in the order they were set."""
-    lessons = assignments.of_class(db, class_id, today)
+    lessons = assignments.of_class(db, class_id, today, counts=False)
     learners = classes.roster(db, class_id)
     seconds = time_spent(db, [learner["id"] for learner in learners])
     cells: dict[tuple[int, str], dict] = {}

@@ -15,6 +15,11 @@ FEATURES = {
 }
 
 
+def pin_digits(db: sqlite_utils.Database) -> int:
+    """How many digits the school's new learner PINs have (4 until an admin chooses)."""
+    return (get(db) or {}).get("pin_digits", 4)
+
+
 def get(db: sqlite_utils.Database) -> dict | None:
     """The site row, or None before `schoolbox init`."""
     row = one(db, "SELECT * FROM site WHERE id = 1")

@@ -462,23 +462,19 @@ def _csv_body() -> bytes:
     return data
 
 
-def _pin_digits(db) -> int:
-    return (site.get(db) or {}).get("pin_digits", 4)
-
-
 @bp.post("/roster/learners")
 @access.admin_required
 def import_learners():
     db = get_db()
     every = {c["name"].casefold(): c["id"] for c in classes.all_classes(db)}
     try:
-        preview = roster.read_learners(db, _csv_body(), pin_digits=_pin_digits(db),
+        preview = roster.read_learners(db, _csv_body(), pin_digits=site.pin_digits(db),
                                        allowed_classes=every, may_make_classes=True)  # fmt: skip
     except roster.RosterError as error:
         fail(400, str(error))
     key = current_app.config["PIN_KEY"]
     return _roster_reply(
-        preview, lambda w: roster.add_learners(w, access.actor(), preview, key, _pin_digits(w))
+        preview, lambda w: roster.add_learners(w, access.actor(), preview, key, site.pin_digits(w))
     )
 
 
@@ -489,7 +485,7 @@ def import_class_learners(class_id: int):
     db = get_db()
     try:
         preview = roster.read_learners(
-            db, _csv_body(), pin_digits=_pin_digits(db),
+            db, _csv_body(), pin_digits=site.pin_digits(db),
             allowed_classes={found["name"].casefold(): class_id}, may_make_classes=False,
             default_class=found["name"],
         )  # fmt: skip
@@ -497,7 +493,7 @@ def import_class_learners(class_id: int):
         fail(400, str(error))
     key = current_app.config["PIN_KEY"]
     return _roster_reply(
-        preview, lambda w: roster.add_learners(w, access.actor(), preview, key, _pin_digits(w))
+        preview, lambda w: roster.add_learners(w, access.actor(), preview, key, site.pin_digits(w))
     )
 
 

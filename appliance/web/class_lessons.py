@@ -17,6 +17,7 @@ from appliance.web.access import (
 )
 from appliance.web.days import parse_day
 from appliance.web.db import get_db
+from appliance.web.validate import form_ids
 
 bp = Blueprint("class_lesson", __name__)
 
@@ -80,20 +81,13 @@ def create_lesson(class_id: int):
         with transaction(db):
             lesson_id = class_lessons.create(
                 db, actor(), class_id, form.get("title", ""), chosen_parts(form), due_on=due_on,
-                groups_=_ids(form.getlist("group")), learners=_ids(form.getlist("learner")),
+                groups_=form_ids(form.getlist("group")), learners=form_ids(form.getlist("learner")),
             )  # fmt: skip
     except (ValueError, class_lessons.ClassLessonError) as error:
         flash(str(error), "error")
         return redirect(url_for(".new_lesson", class_id=class_id))
     flash(_("Lesson made and set."), "ok")
     return redirect(url_for(".lesson_page", class_id=class_id, class_lesson_id=lesson_id))
-
-
-def _ids(values: list[str]) -> list[int]:
-    try:
-        return [int(v) for v in values if 0 < int(v) < 2**63]
-    except ValueError:
-        abort(400)
 
 
 @bp.get("/teach/classes/<int:class_id>/lessons/<int:class_lesson_id>")

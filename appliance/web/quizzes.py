@@ -22,6 +22,7 @@ from appliance.web.access import (
 )
 from appliance.web.days import utc_from_local
 from appliance.web.db import get_db
+from appliance.web.validate import form_ids
 
 bp = Blueprint("quiz", __name__)
 MAX_RANDOM = quizzes.MAX_ITEMS
@@ -97,7 +98,7 @@ def create_quiz(class_id: int):
         with transaction(db):
             quiz_id = quizzes.create(
                 db, actor(), class_id, form.get("title", ""), picked,
-                groups_=_ids(form.getlist("group")), learners=_ids(form.getlist("learner")),
+                groups_=form_ids(form.getlist("group")), learners=form_ids(form.getlist("learner")),
                 opens_at=opens_at, closes_at=closes_at,
             )  # fmt: skip
     except quizzes.QuizError as error:
@@ -105,13 +106,6 @@ def create_quiz(class_id: int):
         return redirect(url_for(".new_quiz", class_id=class_id))
     flash(_("Quiz saved. Start it when your class is ready."), "ok")
     return redirect(url_for(".quiz_page", class_id=class_id, quiz_id=quiz_id))
-
-
-def _ids(values: list[str]) -> list[int]:
-    try:
-        return [int(v) for v in values if 0 < int(v) < 2**63]
-    except ValueError:
-        abort(400)
 
 
 @bp.get("/teach/classes/<int:class_id>/quizzes/<int:quiz_id>")

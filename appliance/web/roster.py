@@ -23,10 +23,6 @@ def _upload() -> bytes | None:
     return carried.encode("utf-8") if carried else None
 
 
-def _pin_digits(db) -> int:
-    return (site.get(db) or {}).get("pin_digits", 4)
-
-
 @bp.route("/admin/learners/import", methods=["GET", "POST"])
 @admin_required
 def import_learners():
@@ -58,7 +54,7 @@ def _learners_step(db, *, action, back, heading, allowed, may_make, default_clas
         if request.method == "POST":
             page["error"] = _("Choose a CSV file first.")
         return render_template("roster_import.html", **page)
-    digits = _pin_digits(db)
+    digits = site.pin_digits(db)
     try:
         preview = roster.read_learners(
             db, data, pin_digits=digits, allowed_classes=allowed, may_make_classes=may_make,

@@ -28,6 +28,7 @@ from appliance.store import (
 from appliance.web.access import actor, current_user, managed_class, teacher_required
 from appliance.web.days import parse_day
 from appliance.web.db import get_db
+from appliance.web.validate import form_ids
 
 bp = Blueprint("teacher", __name__, url_prefix="/teach")
 MAX_ROSTER = 60  # names in one paste
@@ -68,7 +69,7 @@ def class_page(class_id: int):
         "teacher/class.html",
         cls=found,
         roster=roster,
-        pin_digits=_pin_digits(db),
+        pin_digits=site.pin_digits(db),
         assignments=assignments.of_class(db, class_id),
         groups=groups.of_class(db, class_id),
         quizzes=quizzes.of_class(db, class_id),
@@ -106,7 +107,7 @@ def add_learners(class_id: int):
     try:
         with transaction(db):
             for name in names:
-                secret = users.new_secret(kind, _pin_digits(db))
+                secret = users.new_secret(kind, site.pin_digits(db))
                 learner_id = users.create_learner(
                     db, actor(), name, secret, current_app.config["PIN_KEY"], kind
                 )
@@ -128,10 +129,10 @@ def reset_pin(class_id: int, learner_id: int):
         abort(404)
     kind = _sign_in_kind()
     secret = (request.form.get("pin") or "").strip() if kind == "pin" else ""
-    secret = secret or users.new_secret(kind, _pin_digits(db))
+    secret = secret or users.new_secret(kind, site.pin_digits(db))
     try:
-        if kind == "pin" and len(secret) < _pin_digits(db):
-            raise users.UserError(_("This school's PINs have %(n)d digits.", n=_pin_digits(db)))
+        if kind == "pin" and len(secret) < site.pin_digits(db):
+            raise users.UserError(_("This school's PINs have %(n)d digits.", n=site.pin_digits(db)))
         with transaction(db):
             users.set_pin(db, actor(), learner_id, secret, current_app.config["PIN_KEY"], kind)
     except users.UserError as error:
@@ -157,10 +158,6 @@ def unlock_learner(class_id: int, learner_id: int):
         audit.record(db, actor(), "signin.unlock", "user", learner_id)
     flash(_("%(name)s can sign in again.", name=learner["display_name"]), "ok")
     return redirect(url_for(".class_page", class_id=class_id))
-
-
-def _pin_digits(db) -> int:
-    return (site.get(db) or {}).get("pin_digits", 4)
 
 
 def _sign_in_kind() -> str:
@@ -197,22 +194,14 @@ def assign(class_id: int):
         with transaction(db):
             new = assignments.set_lesson(
                 db, actor(), class_id, lesson_id, due_on=due_on,
-                groups=_ids(request.form.getlist("group")),
-                learners=_ids(request.form.getlist("learner")),
+                groups=form_ids(request.form.getlist("group")),
+                learners=form_ids(request.form.getlist("learner")),
             )  # fmt: skip
     except assignments.AssignmentError as error:
         flash(str(error), "error")
     else:
         flash(_("Lesson assigned.") if new else _("Assignment changed."), "ok")
     return redirect(back)
-
-
-def _ids(values: list[str]) -> list[int]:
-    """Row ids from checkboxes; a value that is not one was not offered by our form."""
-    try:
-        return [int(v) for v in values if 0 < int(v) < 2**63]
-    except ValueError:
-        abort(400)
 
 
 @bp.get("/classes/<int:class_id>/assignments/<lesson_id>")
@@ -271,7 +260,7 @@ def create_group(class_id: int):
         with transaction(db):
             groups.create(
                 db, actor(), class_id, request.form.get("name", ""),
-                _ids(request.form.getlist("learner")),
+                form_ids(request.form.getlist("learner")),
             )  # fmt: skip
     except groups.GroupError as error:
         flash(str(error), "error")
@@ -298,7 +287,7 @@ def update_group(class_id: int, group_id: int):
         with transaction(db):
             groups.update(
                 db, actor(), group, request.form.get("name", ""),
-                _ids(request.form.getlist("learner")),
+                form_ids(request.form.getlist("learner")),
             )  # fmt: skip
     except groups.GroupError as error:
         flash(str(error), "error")
