@@ -12,12 +12,12 @@ from markdown_it import MarkdownIt
 # Raw HTML in a pack is shown as text (html=False); the sanitiser is the second wall.
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
-_TAGS = {
+ALLOWED_TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "code", "pre",
     "blockquote", "ul", "ol", "li", "a", "img", "table", "thead", "tbody", "tr", "th", "td",
     "sub", "sup",
 }  # fmt: skip
-_ATTRIBUTES = {
+ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"},
     "h1": {"id"}, "h2": {"id"}, "h3": {"id"},
 }  # fmt: skip
@@ -56,8 +56,8 @@ def _sanitise(html: str, media_url: str) -> str:
 
     return nh3.clean(
         html,
-        tags=_TAGS,
-        attributes=_ATTRIBUTES,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
         attribute_filter=rewrite,
         url_schemes={"http", "https"},
         link_rel="noopener noreferrer",

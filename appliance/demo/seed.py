@@ -12,7 +12,7 @@ import math
 import random
 import time
 import zlib
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -28,6 +28,7 @@ from appliance.store import (
     content,
     groups,
     quizzes,
+    resources,
     site,
     transaction,
     users,
@@ -124,8 +125,25 @@ def _history(
             correct = rng.random() < p
             at_ms += rng.randint(20, 90) * 1000
             rows.append(_attempt(learner_id, item, correct, at_ms, rng))
+        _used_resources(db, learner_id, lesson["id"], at_ms)
     db.table("attempts").insert_all(rows)
     return ability
+
+
+def _used_resources(db: sqlite_utils.Database, learner_id: int, lesson_id: str, at_ms: int):
+    """Most learners watched, read or played their lessons' resources; a few opened one
+    and stopped. Drawn from a generator of their own, so the answers above stay as they were."""
+    rng = random.Random(f"{learner_id}/{lesson_id}")
+    at = datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    at = at.replace("+00:00", "Z")  # as store.now() writes it
+    for resource in resources.of_lesson(db, lesson_id):
+        if rng.random() < 0.9:
+            done = at if rng.random() < 0.85 else None
+            db.conn.execute(
+                "INSERT INTO resource_progress (learner_id, resource_id, opened_at, done_at)"
+                " VALUES (?, ?, ?, ?)",
+                (learner_id, resource["id"], at, done),
+            )
 
 
 def _closed_quiz(db: sqlite_utils.Database, class_id: int, abilities: dict[int, float],

@@ -11,13 +11,18 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
 
 from appliance.packs.loader import Pack, PackError, load, version_key
+from appliance.packs.resources import safe_app_name
 from appliance.store import audit, content, now, one, transaction
+
+COPY_CHUNK = 1024 * 1024
+SPARE_BYTES = 200 * 1024 * 1024
 
 
 @dataclass
@@ -28,6 +33,7 @@ class ImportResult:
     message: str
     lessons: int = 0
     items: int = 0
+    resources: int = 0
 
 
 def import_pack(
@@ -59,6 +65,7 @@ def import_pack(
                 previous=existing["version"] if existing else None,
                 lessons=len(pack.lessons),
                 items=len(pack.items),
+                resources=len(pack.resources),
             )
     except BaseException:
         shutil.rmtree(new_media, ignore_errors=True)
@@ -72,9 +79,10 @@ def import_pack(
         pack.version,
         status,
         f"Pack {pack.id} {status} to version {pack.version}: "
-        f"{len(pack.lessons)} lessons, {len(pack.items)} items.",
+        f"{len(pack.lessons)} lessons, {len(pack.items)} items, {len(pack.resources)} resources.",
         len(pack.lessons),
         len(pack.items),
+        len(pack.resources),
     )
 
 
@@ -84,6 +92,7 @@ def _check_ids_are_ours(db: sqlite_utils.Database, pack: Pack) -> None:
     for table, ids in (
         ("lessons", [x.id for x in pack.lessons]),
         ("items", [x.id for x in pack.items]),
+        ("resources", [x.id for x in pack.resources]),
     ):
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -100,18 +109,67 @@ def _check_ids_are_ours(db: sqlite_utils.Database, pack: Pack) -> None:
 
 
 def _write_media(media_root: Path, pack: Pack) -> Path:
-    """Write the version's media into a temporary folder, fsync, then rename into place."""
+    """Write the version's media and resources into a temporary folder, fsync, then
+    rename into place."""
     target = media_root / pack.id / pack.version
     target.parent.mkdir(parents=True, exist_ok=True)
+    _check_space(target.parent, pack)
     staging = Path(tempfile.mkdtemp(prefix=f".{pack.version}-", dir=target.parent))
-    for name, data in pack.media.items():
-        with open(staging / name, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+    try:
+        for name, data in pack.media.items():
+            _write(staging / name, data)
+        _write_resources(staging, pack)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)  # left by an import that crashed before commit
     os.replace(staging, target)
     return target
+
+
+def _check_space(folder: Path, pack: Pack) -> None:
+    """Refuse before copying, not half way: a full disk also stops answers being saved."""
+    needed = sum(len(d) for d in pack.media.values()) + sum(r.size for r in pack.resources)
+    free = shutil.disk_usage(folder).free
+    if needed + SPARE_BYTES > free:
+        raise PackError([
+            f"The box has {free // 2**20} MB free, and this pack needs {needed // 2**20} MB"
+            f" plus {SPARE_BYTES // 2**20} MB kept free for learners' work: free some space"
+            " (remove an old pack) and import it again."
+        ])  # fmt: skip
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _write_resources(staging: Path, pack: Pack) -> None:
+    """Resource files copied a megabyte at a time; a book's pictures beside them; an
+    app's zip unpacked into its own folder, which the box serves sandboxed."""
+    files = staging / "resources"
+    for resource in pack.resources:
+        for name in [resource.file, *(c["file"] for c in resource.captions)]:
+            files.mkdir(exist_ok=True)
+            with pack.sources[name].open() as source, open(files / name, "wb") as out:
+                shutil.copyfileobj(source, out, COPY_CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+        if resource.book:
+            for name, data in resource.book.pictures.items():
+                _write(staging / "epub" / resource.id / name, data)
+        if resource.kind == "app":
+            _unpack_app(files / resource.file, staging / "apps" / resource.id)
+
+
+def _unpack_app(zip_path: Path, folder: Path) -> None:
+    with zipfile.ZipFile(zip_path) as archive:
+        for info in archive.infolist():
+            if not info.is_dir() and safe_app_name(info.filename):  # checked on load too
+                _write(folder / info.filename, archive.read(info))
 
 
 def _remove_other_versions(pack_dir: Path, keep: set) -> None:
@@ -142,7 +200,9 @@ def _write_pack(db: sqlite_utils.Database, pack: Pack, actor: audit.Actor) -> No
     db.table("skills").upsert_all([{**s, "pack_id": pack.id} for s in pack.skills], pk="id")
     _write_lessons(db, pack, at)
     _write_items(db, pack)
+    _write_resources_rows(db, pack)
     content.index_items(db, pack.id)
+    content.index_resources(db, pack.id)
 
 
 def _write_lessons(db: sqlite_utils.Database, pack: Pack, at: str) -> None:
@@ -214,6 +274,47 @@ def _write_items(db: sqlite_utils.Database, pack: Pack) -> None:
         [{"item_id": item.id, "skill_id": skill} for item in pack.items for skill in item.skills],
         pk=("item_id", "skill_id"),
         ignore=True,
+    )
+
+
+def _write_resources_rows(db: sqlite_utils.Database, pack: Pack) -> None:
+    db.conn.execute("UPDATE resources SET retired = 1 WHERE pack_id = ?", (pack.id,))
+    db.table("resources").upsert_all(
+        [
+            {
+                "id": r.id,
+                "pack_id": pack.id,
+                "lesson_id": r.lesson_id,
+                "kind": r.kind,
+                "title": r.title,
+                "description": r.description,
+                "file": r.file,
+                "mime": r.mime,
+                "bytes": r.size,
+                "duration_s": r.duration_s,
+                "captions": json.dumps(r.captions),
+                "licence": r.licence,
+                "attribution": r.attribution,
+                "position": r.position,
+                "retired": 0,
+            }  # fmt: skip
+            for r in pack.resources
+        ],
+        pk="id",
+    )
+    db.conn.execute(
+        "DELETE FROM resource_pages WHERE resource_id IN"
+        " (SELECT id FROM resources WHERE pack_id = ?)",
+        (pack.id,),
+    )
+    db.conn.executemany(
+        "INSERT INTO resource_pages (resource_id, page, title, html) VALUES (?, ?, ?, ?)",
+        [
+            (r.id, number, title, html)
+            for r in pack.resources
+            if r.book
+            for number, (title, html) in enumerate(r.book.pages, 1)
+        ],
     )
 
 

@@ -15,9 +15,13 @@ from pathlib import Path
 import yaml
 
 from appliance import richtext
+from appliance.packs import resources as resource_files
+from appliance.packs.resources import Resource, Source
 
 FORMAT_VERSION = 1
-MAX_PACK_BYTES = 50 * 1024 * 1024
+MAX_PACK_BYTES = 50 * 1024 * 1024  # everything but resources/, which has its own limits
+MAX_RESOURCE_BYTES = 8 * 1024 * 1024 * 1024
+RESOURCES = "resources/"
 MAX_MEDIA_BYTES = 5 * 1024 * 1024
 MAX_TEXT_BYTES = 512 * 1024
 MAX_LESSONS = 500
@@ -84,6 +88,8 @@ class Pack:
     lessons: list[Lesson] = field(default_factory=list)
     items: list[Item] = field(default_factory=list)
     media: dict[str, bytes] = field(default_factory=dict)
+    resources: list[Resource] = field(default_factory=list)
+    sources: dict[str, Source] = field(default_factory=dict)  # resources/ files, unread
 
     @property
     def media_url(self) -> str:
@@ -107,8 +113,9 @@ def version_key(version: str) -> tuple[int, int, int]:
 # --- reading files from a folder or a zip -------------------------------------------
 
 
-def _read_files(path: Path) -> dict[str, bytes]:
-    """Every file of the pack by its path relative to the pack's root."""
+def _read_files(path: Path) -> tuple[dict[str, bytes], dict[str, Source]]:
+    """Every file of the pack by its path relative to the pack's root, read; and the
+    files under resources/, by name, left in place to be read as streams."""
     if path.is_dir():
         return _read_folder(path)
     if path.is_file() and zipfile.is_zipfile(path):
@@ -116,18 +123,24 @@ def _read_files(path: Path) -> dict[str, bytes]:
     raise PackError([f"{path.name}: not a folder or a .zip file"])
 
 
-def _read_folder(root: Path) -> dict[str, bytes]:
-    files, total = {}, 0
+def _read_folder(root: Path) -> tuple[dict[str, bytes], dict[str, Source]]:
+    files, sources, total = {}, {}, 0
     for file in sorted(root.rglob("*")):
-        if file.is_file() and not file.is_symlink():
-            total += file.stat().st_size
-            if total > MAX_PACK_BYTES:
-                raise PackError([f"{root.name}: the pack is larger than 50 MB"])
-            files[file.relative_to(root).as_posix()] = file.read_bytes()
-    return files
+        if not file.is_file() or file.is_symlink():
+            continue
+        name = file.relative_to(root).as_posix()
+        if name.startswith(RESOURCES):
+            sources[name[len(RESOURCES) :]] = Source(root, name, file.stat().st_size, False)
+            continue
+        total += file.stat().st_size
+        if total > MAX_PACK_BYTES:
+            raise PackError([f"{root.name}: the pack is larger than 50 MB (resources/ aside)"])
+        files[name] = file.read_bytes()
+    _check_resource_total(root.name, sources)
+    return files, sources
 
 
-def _read_zip(path: Path) -> dict[str, bytes]:
+def _read_zip(path: Path) -> tuple[dict[str, bytes], dict[str, Source]]:
     try:
         return _read_zip_entries(path)
     except PackError:
@@ -136,18 +149,30 @@ def _read_zip(path: Path) -> dict[str, bytes]:
         raise PackError([f"{path.name}: the zip is damaged ({type(error).__name__})"]) from error
 
 
-def _read_zip_entries(path: Path) -> dict[str, bytes]:
+def _read_zip_entries(path: Path) -> tuple[dict[str, bytes], dict[str, Source]]:
     with zipfile.ZipFile(path) as archive:
         infos = [i for i in archive.infolist() if not i.is_dir()]
-        # Sizes from the directory, checked before reading, so a zip bomb costs nothing.
-        if sum(i.file_size for i in infos) > MAX_PACK_BYTES:
-            raise PackError([f"{path.name}: the pack is larger than 50 MB unpacked"])
         names = [i.filename for i in infos]
         bad = [n for n in names if n.startswith("/") or ".." in n.split("/")]
         if bad:
             raise PackError([f"{path.name}: unsafe path in zip: {bad[0]}"])
         prefix = _common_folder(names)
-        return {i.filename[len(prefix) :]: archive.read(i) for i in infos}
+        sources = {
+            i.filename[len(prefix) + len(RESOURCES) :]: Source(path, i.filename, i.file_size, True)
+            for i in infos
+            if i.filename[len(prefix) :].startswith(RESOURCES)
+        }
+        infos = [i for i in infos if not i.filename[len(prefix) :].startswith(RESOURCES)]
+        # Sizes from the directory, checked before reading, so a zip bomb costs nothing.
+        if sum(i.file_size for i in infos) > MAX_PACK_BYTES:
+            raise PackError([f"{path.name}: the pack is larger than 50 MB unpacked"])
+        _check_resource_total(path.name, sources)
+        return {i.filename[len(prefix) :]: archive.read(i) for i in infos}, sources
+
+
+def _check_resource_total(name: str, sources: dict[str, Source]) -> None:
+    if sum(s.size for s in sources.values()) > MAX_RESOURCE_BYTES:
+        raise PackError([f"{name}: its resources/ folder is larger than 8 GB"])
 
 
 def _common_folder(names: list[str]) -> str:
@@ -239,15 +264,19 @@ def _front_matter(text: str) -> tuple[str, str] | None:
 
 def load(path: str | Path) -> Pack:
     """Read and validate the pack at `path`; raise PackError listing every problem."""
-    files = _read_files(Path(path))
+    files, sources = _read_files(Path(path))
     check = _Checker()
     pack = _manifest(files, check)
     if pack is None:
         raise PackError(check.problems)
+    pack.sources = sources
     _media(files, pack, check)
     _skills(files, pack, check)
     _lessons(files, pack, check)
     _items(files, pack, check)
+    if "resources.yaml" in files:
+        data = _yaml(files, "resources.yaml", check)
+        resource_files.read(data, sources, pack, check, ID_RE, LANGUAGE_RE)
     if check.problems:
         raise PackError(check.problems)
     return pack

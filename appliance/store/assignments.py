@@ -13,8 +13,9 @@ from appliance.messages import lazy as _l
 from appliance.store import audit, days_ago, grouped, now, one, rows, soon
 from appliance.store import groups as groups_module
 
-# What a learner has done with a lesson: every current item of it right at least once is
-# done (a lesson without items: opened); opened or any answer is in progress.
+# What a learner has done with a lesson: every current item of it right at least once, and
+# every current resource of it done, is done (a lesson with neither: opened); opened, any
+# answer or any resource opened is in progress.
 STATUSES = ("not_started", "in_progress", "done")
 _ITEM_COUNTS = (
     "(SELECT count(*) FROM items i WHERE i.lesson_id = v.lesson_id AND i.retired = 0)"
@@ -26,8 +27,15 @@ _ITEM_COUNTS = (
     " (SELECT count(DISTINCT t.item_id) FROM attempts t JOIN items i ON i.id = t.item_id"
     "  WHERE t.learner_id = v.learner_id AND i.lesson_id = v.lesson_id AND i.retired = 0"
     "  AND t.correct = 1) AS mastered,"
+    " (SELECT count(*) FROM resources r WHERE r.lesson_id = v.lesson_id AND r.retired = 0)"
+    " AS resource_count,"
+    " (SELECT count(p.done_at) FROM resource_progress p JOIN resources r"
+    "  ON r.id = p.resource_id WHERE p.learner_id = v.learner_id"
+    "  AND r.lesson_id = v.lesson_id AND r.retired = 0) AS resources_done,"
     " EXISTS (SELECT 1 FROM lesson_views w WHERE w.learner_id = v.learner_id"
-    "  AND w.lesson_id = v.lesson_id) AS opened"
+    "  AND w.lesson_id = v.lesson_id) OR EXISTS (SELECT 1 FROM resource_progress p"
+    "  JOIN resources r ON r.id = p.resource_id WHERE p.learner_id = v.learner_id"
+    "  AND r.lesson_id = v.lesson_id) AS opened"
 )
 SAME_VIEW_S = 60  # a reload within a minute is the same reading
 
@@ -199,11 +207,16 @@ def viewed(db: sqlite_utils.Database, learner_id: int, lesson_id: str, wait: boo
 
 
 def _with_status(row: dict, today: str) -> dict:
-    # A lesson with questions is done when each is answered right once; one without
-    # (a reading) when it has been opened.
-    if row["item_count"] and row["mastered"] >= row["item_count"]:
+    # A lesson with questions or resources is done when each question is answered right
+    # once and each resource is done; one with neither (a reading) when it was opened.
+    has_work = row["item_count"] or row["resource_count"]
+    if (
+        has_work
+        and row["mastered"] >= row["item_count"]
+        and (row["resources_done"] >= row["resource_count"])
+    ):
         row["status"] = "done"
-    elif not row["item_count"] and row["opened"]:
+    elif not has_work and row["opened"]:
         row["status"] = "done"
     elif row["answered"] or row["opened"]:
         row["status"] = "in_progress"

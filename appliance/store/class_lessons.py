@@ -2,8 +2,9 @@
 order of their own, without changing the packs: for the whole class, a group or chosen
 learners, with an optional due day.
 
-A learner has done one when they have opened each reading and answered each question
-right at least once (in practice; a question's answer counts wherever it was given).
+A learner has done one when they have opened each reading, answered each question
+right at least once (in practice; a question's answer counts wherever it was given),
+and finished each resource (a video watched, a book read: store/resources.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import date
 import sqlite_utils
 
 from appliance.messages import lazy as _l
-from appliance.store import audit, content, groups, inserted, now, one, rows, the_row
+from appliance.store import audit, content, groups, inserted, now, one, resources, rows, the_row
 
 MAX_PARTS = 40
 MAX_TITLE = 80
@@ -29,25 +30,23 @@ def create(
     actor: audit.Actor,
     class_id: int,
     title: str,
-    parts: Sequence[tuple[str, str | None]],
+    parts: Sequence[tuple[str, str | None] | tuple[str, str | None, str | None]],
     *,
     due_on: date | None = None,
     groups_: Sequence[int] = (),
     learners: Sequence[int] = (),
 ) -> int:
-    """A lesson of `parts`, each (pack lesson id, None) for its reading or (pack lesson
-    id, item id) for one of its questions, in this order; its id."""
+    """A lesson of `parts`, in this order, each (pack lesson id, None) for its reading,
+    (pack lesson id, item id) for one of its questions, or (pack lesson id, None,
+    resource id) for one of its resources; its id."""
     title = " ".join((title or "").split())
     if not 1 <= len(title) <= MAX_TITLE:
         raise ClassLessonError(_l("A lesson title is 1 to %(n)d characters.", n=MAX_TITLE))
-    parts = list(dict.fromkeys(parts))
-    if not 1 <= len(parts) <= MAX_PARTS:
+    triples = list(dict.fromkeys((*part, None)[:3] for part in parts))
+    if not 1 <= len(triples) <= MAX_PARTS:
         raise ClassLessonError(_l("A lesson has 1 to %(n)d parts.", n=MAX_PARTS))
-    for lesson_id, item_id in parts:
-        item = content.item(db, item_id) if item_id else None
-        if content.lesson(db, lesson_id) is None or (item_id and (
-                item is None or item["lesson_id"] != lesson_id)):  # fmt: skip
-            raise ClassLessonError(_l("Some of the parts chosen are no longer available."))
+    if not all(_available(db, *part) for part in triples):
+        raise ClassLessonError(_l("Some of the parts chosen are no longer available."))
     if groups.strangers(db, class_id, groups_, learners):
         raise ClassLessonError(_l("Choose groups and learners of this class."))
     made_id = inserted(
@@ -57,9 +56,9 @@ def create(
         (class_id, title, due_on.isoformat() if due_on else None, actor.id, now()),
     )
     db.conn.executemany(
-        "INSERT INTO class_lesson_parts (class_lesson_id, position, lesson_id, item_id)"
-        " VALUES (?, ?, ?, ?)",
-        [(made_id, n, source, item) for n, (source, item) in enumerate(parts, 1)],
+        "INSERT INTO class_lesson_parts (class_lesson_id, position, lesson_id, item_id,"
+        " resource_id) VALUES (?, ?, ?, ?, ?)",
+        [(made_id, n, *part) for n, part in enumerate(triples, 1)],
     )
     db.conn.executemany(
         "INSERT INTO class_lesson_recipients (class_lesson_id, group_id, learner_id)"
@@ -68,8 +67,21 @@ def create(
         + [(made_id, None, learner) for learner in sorted(set(learners))],
     )
     audit.record(db, actor, "class_lesson.create", "class", class_id,
-                 class_lesson_id=made_id, parts=len(parts))  # fmt: skip
+                 class_lesson_id=made_id, parts=len(triples))  # fmt: skip
     return made_id
+
+
+def _available(db, lesson_id: str, item_id: str | None, resource_id: str | None) -> bool:
+    """A current lesson, and the current question or resource of it named (at most one)."""
+    if content.lesson(db, lesson_id) is None or (item_id and resource_id):
+        return False
+    if item_id:
+        item = content.item(db, item_id)
+        return item is not None and item["lesson_id"] == lesson_id
+    if resource_id:
+        found = resources.get(db, resource_id)
+        return found is not None and found["lesson_id"] == lesson_id
+    return True
 
 
 def delete(db: sqlite_utils.Database, actor: audit.Actor, lesson: dict) -> None:
@@ -89,14 +101,20 @@ def get(db: sqlite_utils.Database, lesson_id: int) -> dict | None:
     lesson["parts"] = []
     for r in rows(
         db,
-        "SELECT p.position, p.lesson_id, p.item_id, l.title FROM class_lesson_parts p"
-        " JOIN lessons l ON l.id = p.lesson_id WHERE p.class_lesson_id = ? ORDER BY p.position",
+        "SELECT p.position, p.lesson_id, p.item_id, l.title, p.resource_id"
+        " FROM class_lesson_parts p JOIN lessons l ON l.id = p.lesson_id"
+        " WHERE p.class_lesson_id = ? ORDER BY p.position",
         (lesson_id,),
     ):
-        part = {"position": r[0], "lesson_id": r[1], "item_id": r[2], "source_title": r[3]}
+        part = {"position": r[0], "lesson_id": r[1], "item_id": r[2], "source_title": r[3],
+                "resource_id": r[4]}  # fmt: skip
         if r[2] is not None:
             part["item"] = content.item(db, r[2])
             if part["item"] is None:  # retired by a pack upgrade: left out
+                continue
+        if r[4] is not None:
+            part["resource"] = resources.get(db, r[4])
+            if part["resource"] is None:
                 continue
         lesson["parts"].append(part)
     lesson["groups"], lesson["learners"] = [], []
@@ -177,16 +195,21 @@ def progress_of(
     db: sqlite_utils.Database, lesson_id: int, learner_id: int, due_on: str | None,
     today: date | None = None,
 ) -> dict:  # fmt: skip
-    """Parts done (readings opened, questions answered right once) of all, the status
-    (not_started, in_progress, done) and whether the learner is late."""
+    """Parts done (readings opened, questions answered right once, resources finished) of
+    all, the status (not_started, in_progress, done) and whether the learner is late."""
     counts = the_row(
         db,
         "SELECT count(*),"
-        " sum(CASE WHEN p.item_id IS NULL THEN EXISTS (SELECT 1 FROM lesson_views w"
+        " sum(CASE WHEN p.resource_id IS NOT NULL THEN EXISTS (SELECT 1 FROM"
+        "  resource_progress g WHERE g.learner_id = :learner AND g.resource_id = p.resource_id"
+        "  AND g.done_at IS NOT NULL)"
+        "  WHEN p.item_id IS NULL THEN EXISTS (SELECT 1 FROM lesson_views w"
         "  WHERE w.learner_id = :learner AND w.lesson_id = p.lesson_id)"
         "  ELSE EXISTS (SELECT 1 FROM attempts a WHERE a.learner_id = :learner"
         "  AND a.item_id = p.item_id AND a.correct = 1) END),"
-        " sum(CASE WHEN p.item_id IS NULL THEN 0 ELSE EXISTS (SELECT 1 FROM attempts a"
+        " sum(CASE WHEN p.resource_id IS NOT NULL THEN EXISTS (SELECT 1 FROM"
+        "  resource_progress g WHERE g.learner_id = :learner AND g.resource_id = p.resource_id)"
+        "  WHEN p.item_id IS NULL THEN 0 ELSE EXISTS (SELECT 1 FROM attempts a"
         "  WHERE a.learner_id = :learner AND a.item_id = p.item_id) END)"
         " FROM class_lesson_parts p WHERE p.class_lesson_id = :lesson",
         {"learner": learner_id, "lesson": lesson_id},

@@ -11,14 +11,16 @@ from appliance.store import one, rows
 
 
 def packs(db: sqlite_utils.Database) -> list[dict]:
-    """Imported packs with their lesson and item counts."""
+    """Imported packs with their lesson, item and resource counts."""
     return [
         dict(r)
         for r in rows(
             db,
             "SELECT p.*, (SELECT count(*) FROM lessons l WHERE l.pack_id = p.id"
             " AND l.retired = 0) AS lesson_count, (SELECT count(*) FROM items i"
-            " WHERE i.pack_id = p.id AND i.retired = 0) AS item_count"
+            " WHERE i.pack_id = p.id AND i.retired = 0) AS item_count,"
+            " (SELECT count(*) FROM resources r WHERE r.pack_id = p.id AND r.retired = 0)"
+            " AS resource_count"
             " FROM packs p ORDER BY p.title",
         )
     ]
@@ -109,6 +111,37 @@ def index_items(db: sqlite_utils.Database, pack_id: str) -> None:
         "INSERT INTO item_search (item_id, lesson_id, body) VALUES (?, ?, ?)",
         [(r[0], r[1], item_text(r[2], r[3])) for r in found],
     )
+
+
+def index_resources(db: sqlite_utils.Database, pack_id: str) -> None:
+    """Bring the resource search (titles and descriptions) up to date with a pack (on import)."""
+    db.conn.execute(
+        "DELETE FROM resource_search WHERE resource_id IN"
+        " (SELECT id FROM resources WHERE pack_id = ?)",
+        (pack_id,),
+    )
+    db.conn.execute(
+        "INSERT INTO resource_search (resource_id, lesson_id, body) SELECT id, lesson_id,"
+        " title || ' ' || description FROM resources WHERE pack_id = ? AND retired = 0",
+        (pack_id,),
+    )
+
+
+def search_resources(db: sqlite_utils.Database, query: str, limit: int = 10) -> list[dict]:
+    """Current resources whose title or description matches the words of `query`, best first."""
+    match = _any_word(query)
+    if not match:
+        return []
+    found = rows(
+        db,
+        "SELECT r.id AS resource_id, r.kind, r.title, r.lesson_id, l.title AS lesson_title,"
+        " bm25(resource_search) AS score FROM resource_search s"
+        " JOIN resources r ON r.id = s.resource_id JOIN lessons l ON l.id = r.lesson_id"
+        " WHERE resource_search MATCH ? AND r.retired = 0 AND l.retired = 0"
+        " ORDER BY score LIMIT ?",
+        (match, limit),
+    )
+    return [dict(r) for r in found]
 
 
 def search_items(

@@ -561,6 +561,39 @@ def _v11_item_search(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v12_resources(db: sqlite_utils.Database) -> None:
+    """Pack resources (issue 17): video, audio, PDF, EPUB and HTML5 apps tied to lessons;
+    an EPUB's pages as the box renders them; each learner's progress with each (opened,
+    done); their titles in the search; and resources as parts of composed lessons."""
+    db.execute(
+        "CREATE TABLE resources (id TEXT PRIMARY KEY, pack_id TEXT NOT NULL REFERENCES packs(id),"
+        " lesson_id TEXT NOT NULL REFERENCES lessons(id), kind TEXT NOT NULL,"
+        " title TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', file TEXT NOT NULL,"
+        " mime TEXT NOT NULL, bytes INTEGER NOT NULL, duration_s REAL,"
+        " captions TEXT NOT NULL DEFAULT '[]', licence TEXT NOT NULL,"
+        " attribution TEXT NOT NULL DEFAULT '', position INTEGER NOT NULL,"
+        " retired INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute("CREATE INDEX resources_lesson ON resources(lesson_id)")
+    db.execute(
+        "CREATE TABLE resource_pages (resource_id TEXT NOT NULL REFERENCES resources(id),"
+        " page INTEGER NOT NULL, title TEXT NOT NULL, html TEXT NOT NULL,"
+        " PRIMARY KEY (resource_id, page))"
+    )
+    db.execute(
+        "CREATE TABLE resource_progress (learner_id INTEGER NOT NULL REFERENCES users(id),"
+        " resource_id TEXT NOT NULL REFERENCES resources(id), opened_at TEXT NOT NULL,"
+        " done_at TEXT, PRIMARY KEY (learner_id, resource_id))"
+    )
+    db.execute(
+        "CREATE VIRTUAL TABLE resource_search USING fts5("
+        "resource_id UNINDEXED, lesson_id UNINDEXED, body, tokenize='porter unicode61')"
+    )
+    db.execute(
+        "ALTER TABLE class_lesson_parts ADD COLUMN resource_id TEXT REFERENCES resources(id)"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
@@ -573,6 +606,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v9_lesson_views,
     _v10_class_lessons,
     _v11_item_search,
+    _v12_resources,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 

@@ -23,7 +23,7 @@ SCHOOL_TABLES = (
     "users", "classes", "class_teachers", "enrolments", "class_groups", "group_members",
     "assignments", "assignment_recipients", "quizzes", "quiz_items", "quiz_recipients",
     "quiz_takers", "class_lessons", "class_lesson_parts", "class_lesson_recipients",
-    "attempts", "lesson_views",
+    "attempts", "lesson_views", "resource_progress",
     "tombstones", "tutor_messages", "mastery", "learner_states", "predictions",
     "answer_counts", "chances", "knowledge_cursor", "recommendations", "consents",
     "sync_marks",
@@ -32,6 +32,7 @@ APPENDED = "audit_log"
 # The new box's own, kept as they are by a restore (a test checks every table is in one list).
 BOX_TABLES = (
     "site", "packs", "skills", "lessons", "items", "item_skills", "passages", "item_search",
+    "resources", "resource_pages", "resource_search",
     "login_failures", "sync_outbox", "sync_updates",
 )  # fmt: skip
 # What the school's data points at in the content packs: (table, column, content table).
@@ -43,6 +44,8 @@ CONTENT_LINKS = (
     ("lesson_views", "lesson_id", "lessons"),
     ("class_lesson_parts", "lesson_id", "lessons"),
     ("class_lesson_parts", "item_id", "items"),
+    ("class_lesson_parts", "resource_id", "resources"),
+    ("resource_progress", "resource_id", "resources"),
     ("mastery", "skill_id", "skills"),
 )
 

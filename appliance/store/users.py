@@ -369,6 +369,12 @@ def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: in
     views = rows(
         db, "SELECT lesson_id, at FROM lesson_views WHERE learner_id = ? ORDER BY at", (learner_id,)
     )
+    resources_used = rows(
+        db,
+        "SELECT resource_id, opened_at, done_at FROM resource_progress WHERE learner_id = ?"
+        " ORDER BY opened_at",
+        (learner_id,),
+    )
     quizzes_taken = rows(
         db,
         "SELECT t.quiz_id, q.title, t.started_at, t.finished_at FROM quiz_takers t"
@@ -401,6 +407,7 @@ def export_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: in
         "classes": [dict(r) for r in classes],
         "attempts": [dict(r) for r in attempts],
         "lessons_opened": [dict(r) for r in views],
+        "resources": [dict(r) for r in resources_used],
         "quizzes": [dict(r) for r in quizzes_taken],
         "tutor_conversations": [dict(r) for r in tutor],
         # What the box estimates about the learner, and why it chose what it offered.
@@ -451,6 +458,7 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
     db.conn.execute("DELETE FROM class_lesson_recipients WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM quiz_takers WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM lesson_views WHERE learner_id = ?", (learner_id,))
+    db.conn.execute("DELETE FROM resource_progress WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM tutor_messages WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM login_failures WHERE subject = ?", (f"learner:{learner_id}",))
     db.conn.execute(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime
 
-from flask import Blueprint, abort, current_app, jsonify, request, session
+from flask import Blueprint, abort, current_app, jsonify, request, session, url_for
 from flask_wtf.csrf import generate_csrf
 from markupsafe import escape
 
@@ -25,6 +25,7 @@ from appliance.store import (
     mastery,
     quizzes,
     reports,
+    resources,
     roster,
     site,
     transaction,
@@ -130,7 +131,51 @@ def lesson(lesson_id: str):
     if current_user()["role"] == "learner":  # as the page does: the teacher's reports
         assignments.viewed(get_db(), current_user()["id"], lesson_id)
     keys = ("id", "pack_id", "subject", "title", "summary", "body_html", "updated_at")
-    return jsonify(lesson={k: found[k] for k in keys})
+    found_resources = [_resource(r) for r in resources.of_lesson(get_db(), lesson_id)]
+    return jsonify(lesson={k: found[k] for k in keys}, resources=found_resources)
+
+
+_RESOURCE_KEYS = (
+    "id", "lesson_id", "kind", "title", "description", "mime", "bytes", "duration_s",
+    "licence", "attribution", "url", "page_count",
+)  # fmt: skip
+
+
+def _resource(found: dict) -> dict:
+    """A resource as a client needs it: where its file and captions are, and what it is."""
+    shaped = {k: found[k] for k in _RESOURCE_KEYS}
+    shaped["captions"] = [
+        {**c, "url": f"{found['folder']}/resources/{c['file']}"} for c in found["captions"]
+    ]
+    shaped["page_url"] = url_for("resource.show", resource_id=found["id"])
+    return shaped
+
+
+@bp.get("/resources/<resource_id>")
+@signed_in_required
+def resource(resource_id: str):
+    """One resource; for a learner, their progress with it (opened, done)."""
+    db = get_db()
+    found = resources.get(db, resource_id)
+    if not found:
+        abort(404)
+    shaped = _resource(found)
+    if current_user()["role"] == "learner":
+        shaped["progress"] = resources.progress(db, current_user()["id"], [resource_id]).get(
+            resource_id, "not_started"
+        )
+    return jsonify(resource=shaped)
+
+
+@bp.post("/resources/<resource_id>/done")
+@learner_required
+def resource_done(resource_id: str):
+    """The learner finished a resource (a player reports it at the end); saved durably."""
+    db = get_db()
+    if not resources.get(db, resource_id):
+        abort(404)
+    done_at = resources.finish(db, current_user()["id"], resource_id)
+    return jsonify(resource_id=resource_id, progress="done", done_at=done_at)
 
 
 def _practice_state(lesson_id: str) -> dict:
@@ -513,7 +558,8 @@ def import_staff():
 
 def _class_lesson_json(lesson: dict) -> dict:
     parts = [{"position": p["position"], "lesson_id": p["lesson_id"], "item_id": p["item_id"],
-              "source_title": p["source_title"]} for p in lesson["parts"]]  # fmt: skip
+              "resource_id": p["resource_id"], "source_title": p["source_title"]}
+             for p in lesson["parts"]]  # fmt: skip
     keys = ("id", "class_id", "title", "due_on", "created_at", "groups", "learners")
     return {k: lesson[k] for k in keys} | {"parts": parts}
 
@@ -533,9 +579,12 @@ def create_class_lesson(class_id: int):
     parts = data.get("parts", [])
     if not isinstance(parts, list) or not all(
         isinstance(p, dict) and isinstance(p.get("lesson_id"), str)
-        and isinstance(p.get("item_id"), str | None) for p in parts
+        and isinstance(p.get("item_id"), str | None)
+        and isinstance(p.get("resource_id"), str | None) for p in parts
     ):  # fmt: skip
-        fail(400, "'parts' is a list of {lesson_id, item_id (null: the reading)}.")
+        fail(
+            400, "'parts' is a list of {lesson_id, item_id or resource_id (neither: the reading)}."
+        )
     due = data.get("due_on")
     try:
         due_on = date.fromisoformat(due) if due is not None else None
@@ -546,7 +595,8 @@ def create_class_lesson(class_id: int):
         with transaction(db):
             made = class_lessons.create(
                 db, access.actor(), class_id, str(data.get("title", "")),
-                [(p["lesson_id"], p.get("item_id")) for p in parts], due_on=due_on,
+                [(p["lesson_id"], p.get("item_id"), p.get("resource_id")) for p in parts],
+                due_on=due_on,
                 groups_=_id_list(data, "groups"), learners=_id_list(data, "learners"),
             )  # fmt: skip
     except class_lessons.ClassLessonError as error:
@@ -597,7 +647,10 @@ def my_class_lesson(class_lesson_id: int):
     lesson = class_lessons.for_learner(db, class_lesson_id, learner_id) or abort(404)
     parts = []
     for part in lesson["parts"]:
-        if part["item_id"] is None:
+        if part["resource_id"] is not None:
+            parts.append({"kind": "resource", "lesson_id": part["lesson_id"],
+                          "resource": _resource(part["resource"])})  # fmt: skip
+        elif part["item_id"] is None:
             assignments.viewed(db, learner_id, part["lesson_id"], wait=True)
             body = (content.lesson(db, part["lesson_id"]) or {}).get("body_html", "")
             parts.append({"kind": "reading", "lesson_id": part["lesson_id"], "body_html": body})
@@ -822,4 +875,5 @@ def search():
     return jsonify(
         results=content.search(db, query),  # lesson passages
         questions=content.search_items(db, query, hidden),
+        resources=content.search_resources(db, query),
     )

@@ -30,6 +30,7 @@ from appliance.web import (
     ops,
     quizzes,
     reports,
+    resources,
     roster,
     teacher,
 )
@@ -142,7 +143,19 @@ def _locale() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    modules = (ops, auth, learner, teacher, class_lessons, quizzes, reports, roster, admin, api)
+    modules = (
+        ops,
+        auth,
+        learner,
+        resources,
+        teacher,
+        class_lessons,
+        quizzes,
+        reports,
+        roster,
+        admin,
+        api,
+    )
     for module in modules:
         app.register_blueprint(module.bp)
     streams = app.config["SCHOOLBOX"].tutor_streams_per_worker

@@ -7,7 +7,15 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 
 from appliance.richtext import text_of
-from appliance.store import assignments, class_lessons, classes, content, groups, transaction
+from appliance.store import (
+    assignments,
+    class_lessons,
+    classes,
+    content,
+    groups,
+    resources,
+    transaction,
+)
 from appliance.web.access import (
     actor,
     current_user,
@@ -47,7 +55,9 @@ def new_lesson(class_id: int):
                 (lesson["id"],),
             )
         ]
-        sources.append({**lesson, "items": items})
+        sources.append(
+            {**lesson, "items": items, "resources": resources.of_lesson(db, lesson["id"])}
+        )
     return render_template(
         "teacher/class_lesson_new.html",
         cls=found,
@@ -58,16 +68,17 @@ def new_lesson(class_id: int):
     )
 
 
-def chosen_parts(form) -> list[tuple[str, str | None]]:
+def chosen_parts(form) -> list[tuple[str, str | None, str | None]]:
     """The parts ticked, in the order the teacher numbered them (unnumbered ones after,
-    in the page's order). A part's value is "lesson-id" (its reading) or
-    "lesson-id/item-id" (a question)."""
+    in the page's order). A part's value is "lesson-id" (its reading), "lesson-id/item-id"
+    (a question) or "lesson-id//resource-id" (a resource)."""
     picked = []
     for index, value in enumerate(form.getlist("part")):
-        lesson_id, _slash, item_id = value.partition("/")
+        lesson_id, item_id, resource_id = (value.split("/") + ["", ""])[:3]
         place = form.get(f"order-{value}", type=int)
-        picked.append((place if place is not None else 10_000, index, lesson_id, item_id or None))
-    return [(lesson_id, item_id) for _p, _i, lesson_id, item_id in sorted(picked)]
+        key = (place if place is not None else 10_000, index)
+        picked.append((key, (lesson_id, item_id or None, resource_id or None)))
+    return [part for _key, part in sorted(picked)]
 
 
 @bp.post("/teach/classes/<int:class_id>/lessons")
@@ -128,7 +139,8 @@ def learn(class_lesson_id: int):
     lesson = class_lessons.for_learner(db, class_lesson_id, learner_id)
     if lesson is None:
         abort(404)
-    readings = {p["lesson_id"] for p in lesson["parts"] if p["item_id"] is None}
+    readings = {p["lesson_id"] for p in lesson["parts"] if p["item_id"] is None
+                and p["resource_id"] is None}  # fmt: skip
     for source in sorted(readings):
         assignments.viewed(db, learner_id, source, wait=True)  # counted on this page
     texts = {source: content.lesson(db, source) for source in readings}
@@ -136,5 +148,6 @@ def learn(class_lesson_id: int):
         "learner/class_lesson.html",
         lesson=lesson,
         texts=texts,
+        kind_names=resources.KIND_NAMES,
         progress=class_lessons.progress_of(db, class_lesson_id, learner_id, lesson["due_on"]),
     )

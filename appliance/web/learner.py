@@ -26,6 +26,7 @@ from appliance.store import (
     conversations,
     mastery,
     quizzes,
+    resources,
 )
 from appliance.tutor import conversation as tutoring
 from appliance.web import tutor as tutor_http
@@ -73,6 +74,7 @@ def _search(db, user: dict, query: str) -> dict:
     return {
         "passages": content.search(db, query),
         "questions": content.search_items(db, query, hidden),
+        "resources": content.search_resources(db, query),
     }
 
 
@@ -87,7 +89,19 @@ def lesson(lesson_id: str):
     panel = _tutor_panel(lesson_id)
     if panel["tutor_on"]:  # the class will ask about it: the tutor reads it now
         tutoring.read_ahead(get_db(), current_app.config["SCHOOLBOX"], lesson_id)
-    return render_template("learner/lesson.html", lesson=found, **panel)
+    found_resources = resources.of_lesson(get_db(), lesson_id)
+    done = {}
+    if current_user()["role"] == "learner":
+        ids = [r["id"] for r in found_resources]
+        done = resources.progress(get_db(), current_user()["id"], ids)
+    return render_template(
+        "learner/lesson.html",
+        lesson=found,
+        resources=found_resources,
+        done=done,
+        kind_names=resources.KIND_NAMES,
+        **panel,
+    )
 
 
 @bp.get("/practice/<lesson_id>")

@@ -130,10 +130,15 @@ _CLASS_LESSON_IN = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"lesson_id": _TEXT, "item_id": {"type": ["string", "null"]}},
+                "properties": {
+                    "lesson_id": _TEXT,
+                    "item_id": {"type": ["string", "null"]},
+                    "resource_id": {"type": ["string", "null"]},
+                },
                 "required": ["lesson_id"],
             },
-            "description": "in order; item_id null is the pack lesson's reading",
+            "description": "in order: one of the lesson's questions (item_id), one of its"
+            " resources (resource_id), or, with neither, the pack lesson's reading",
         },
         "due_on": {"type": ["string", "null"], "format": "date"},
         "groups": _IDS,
@@ -159,7 +164,27 @@ ROUTES = [
     ),
     ("delete", "/session", "Sign out", "anyone", None),
     ("get", "/lessons", "Lessons (and a learner's assigned lessons)", "signed in", None),
-    ("get", "/lessons/{lesson_id}", "One lesson's rendered text", "signed in", None),
+    (
+        "get",
+        "/lessons/{lesson_id}",
+        "One lesson's rendered text and its resources (video, audio, PDF, EPUB, app)",
+        "signed in",
+        None,
+    ),
+    (
+        "get",
+        "/resources/{resource_id}",
+        "One resource: its kind, file URL (Range requests work), captions; my progress",
+        "signed in",
+        None,
+    ),
+    (
+        "post",
+        "/resources/{resource_id}/done",
+        "Mark a resource finished (a player sends it at the end)",
+        "learner",
+        None,
+    ),
     (
         "get",
         "/lessons/{lesson_id}/next-item",
@@ -364,8 +389,8 @@ ROUTES = [
     (
         "get",
         "/search",
-        "Search lesson passages (results) and questions (query parameter q); a learner"
-        " never finds a quiz's questions while it is live for them",
+        "Search lesson passages (results), questions and resource titles (query"
+        " parameter q); a learner never finds a quiz's questions while it is live for them",
         "signed in",
         None,
     ),

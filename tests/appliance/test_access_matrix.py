@@ -67,7 +67,13 @@ POLICY = {
     "api.class_made_lessons": STAFF, "api.create_class_lesson": STAFF,
     "api.class_made_lesson": STAFF, "api.delete_class_lesson": STAFF,
     "api.my_class_lessons": LEARNER, "api.my_class_lesson": LEARNER,
+    "resource.show": SIGNED_IN, "resource.done": LEARNER, "resource.file": SIGNED_IN,
+    "resource.book_picture": SIGNED_IN, "resource.app_file": ANYONE,  # with the page's signature
+    "api.resource": SIGNED_IN, "api.resource_done": LEARNER,
 }  # fmt: skip
+FILES = {"ops.media": "pizza-quarters.svg", "resource.file": "halves-and-quarters.mp4",
+         "resource.book_picture": "4.svg", "resource.app_file": "index.html"}  # fmt: skip
+APP = "demo-app-which-is-bigger"
 SIGN_IN_OUT = {"auth.signout", "auth.signin_learner", "auth.signin_staff", "api.delete_session",
                "api.create_session"}  # fmt: skip
 LAN = {"REMOTE_ADDR": "10.0.0.23"}  # a device on the school Wi-Fi, not the box itself
@@ -80,8 +86,10 @@ def _values(app, db, ids) -> dict:
     ).fetchone()[0]
     with app.test_request_context():
         from appliance.web.ops import asset_digests
+        from appliance.web.resources import _signature
 
         digest = asset_digests()["style.css"]
+        sig = _signature("schoolbox-demo", "1.1.0", APP)
     return {
         "class_id": ids["classes"]["Class 4A"],  # taught by the teacher in the matrix
         "learner_id": ids["learners"]["Class 4A"][0],  # the learner in the matrix
@@ -90,8 +98,10 @@ def _values(app, db, ids) -> dict:
         "number": 1,
         "user_id": ids["teachers"][TEACHERS[1][0]],
         "digest": digest,
+        "sig": sig,
+        "resource_id": "demo-video-halves-and-quarters",
         "pack_id": "schoolbox-demo",
-        "version": "1.0.0",
+        "version": "1.1.0",
         "class_lesson_id": db.conn.execute(
             "SELECT id FROM class_lessons WHERE class_id = ?", (ids["classes"]["Class 4A"],)
         ).fetchone()[0],
@@ -116,7 +126,9 @@ def _spares(db, ids) -> dict[str, dict]:
     ).fetchone()[0]
     with transaction(db):
         made = class_lessons.create(db, audit.SYSTEM, class_id, "Spare", [(lesson_id, None)])
-    return {"api.delete_group": {"group_id": group_id},
+    return {"resource.app_file": {"resource_id": APP},
+            "resource.book_picture": {"resource_id": "demo-epub-lost-goat"},
+            "api.delete_group": {"group_id": group_id},
             "api.delete_assignment": {"lesson_id": lesson_id},
             "api.delete_class_lesson": {"class_lesson_id": made}}  # fmt: skip
 
@@ -135,7 +147,7 @@ def _requests(app, values, spares=None):
         path = rule.rule
         for name in rule.arguments:
             if name == "filename":
-                value = "pizza-quarters.svg" if rule.endpoint == "ops.media" else "style.css"
+                value = FILES.get(rule.endpoint, "style.css")
             else:
                 value = (spares or {}).get(rule.endpoint, values).get(name, values[name])
             path = re.sub(rf"<(?:\w+:)?{name}>", str(value), path)

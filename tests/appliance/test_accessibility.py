@@ -108,7 +108,12 @@ def _pages(app, ids, db) -> dict[str, str]:
         "SELECT id FROM quizzes WHERE class_id = ?", (class_id,)
     ).fetchone()[0]
     pages["reports"] = teacher.get(f"/teach/classes/{class_id}/reports").data
-    pages["search"] = learner.get("/learn/search?q=fraction+equal").data
+    pages["search"] = learner.get("/learn/search?q=fraction+equal+goat").data
+    for resource_id in ("demo-video-halves-and-quarters", "demo-audio-six-oclock-bus",
+                        "demo-pdf-equivalent-worksheet", "demo-epub-lost-goat",
+                        "demo-app-which-is-bigger"):  # fmt: skip
+        pages[resource_id] = learner.get(f"/learn/resources/{resource_id}").data
+    pages["book-last-page"] = learner.get("/learn/resources/demo-epub-lost-goat?page=3").data
     made = db.conn.execute(
         "SELECT id FROM class_lessons WHERE class_id = ?", (class_id,)
     ).fetchone()[0]

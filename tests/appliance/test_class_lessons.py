@@ -22,10 +22,12 @@ def _right(db, item_id: str) -> str:
 def test_the_teachers_numbers_set_the_order_and_unnumbered_parts_follow():
     form = MultiDict([
         ("part", "reading-01"), ("part", "fractions-02/item-a"), ("part", "fractions-03"),
+        ("part", "reading-02//book-1"),
         ("order-fractions-03", "1"), ("order-fractions-02/item-a", "2"),
     ])  # fmt: skip
     assert chosen_parts(form) == [
-        ("fractions-03", None), ("fractions-02", "item-a"), ("reading-01", None),
+        ("fractions-03", None, None), ("fractions-02", "item-a", None),
+        ("reading-01", None, None), ("reading-02", None, "book-1"),
     ]  # fmt: skip
 
 

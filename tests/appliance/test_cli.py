@@ -44,7 +44,7 @@ def test_init_creates_the_site_secret_and_admin_once(run):
 def test_content_import_from_a_folder_and_refusal_of_a_bad_one(run, tmp_path):
     run("init", "--site-name", "Hill School", "--generate-password")
     ok = run("content", "import", str(DEMO_PACK))
-    assert ok.exit_code == 0 and "added to version 1.0.0" in ok.output
+    assert ok.exit_code == 0 and "added to version 1.1.0" in ok.output
     same = run("content", "import", str(DEMO_PACK))
     assert same.exit_code == 0 and "nothing changed" in same.output
     bad = tmp_path / "bad"

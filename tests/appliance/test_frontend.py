@@ -113,7 +113,7 @@ def test_pages_need_no_scripts_and_the_only_one_is_the_deferred_tutor_enhancemen
 
 def test_pack_media_is_served_with_scripts_disabled(app, ids):
     learner = as_role(app, "learner", ids)
-    svg = learner.get("/media/schoolbox-demo/1.0.0/pizza-quarters.svg")
+    svg = learner.get("/media/schoolbox-demo/1.1.0/pizza-quarters.svg")
     assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
     assert "sandbox" in svg.headers["Content-Security-Policy"]
-    assert learner.get("/media/schoolbox-demo/1.0.0/../../secret.key").status_code == 404
+    assert learner.get("/media/schoolbox-demo/1.1.0/../../secret.key").status_code == 404

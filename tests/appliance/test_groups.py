@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from appliance.store import assignments, audit, classes, groups, transaction, users
+from appliance.store import assignments, audit, classes, groups, resources, transaction, users
 from appliance.store.ids import uuid7
 from appliance.web.days import due_text
 from tests.conftest import Browser, as_role
@@ -115,6 +115,8 @@ def test_status_not_started_in_progress_done_and_late(db, ids):
         )
     _answer(db, learners[1], lesson, items[:1], correct=False)
     _answer(db, learners[2], lesson, items, correct=True)
+    for resource in resources.of_lesson(db, lesson):  # done needs its resources done too
+        resources.finish(db, learners[2], resource["id"])
     found = {r["learner_id"]: r for r in assignments.progress(db, class_id, lesson, TODAY)}
     assert [found[learner]["status"] for learner in learners[:3]] == [
         "not_started", "in_progress", "done",

@@ -24,7 +24,7 @@ def pack_dir(tmp_path) -> Path:
 
 def _set_version(pack: Path, version: str) -> None:
     text = (pack / "pack.yaml").read_text()
-    (pack / "pack.yaml").write_text(text.replace("version: 1.0.0", f"version: {version}"))
+    (pack / "pack.yaml").write_text(text.replace("version: 1.1.0", f"version: {version}"))
 
 
 def _zip(folder: Path, target: Path, prefix: str = "") -> Path:
@@ -102,7 +102,7 @@ def test_scripts_and_inline_handlers_never_reach_a_page(pack_dir, db, config):
         lesson.read_text()
         + '\n\n<script>alert("x")</script>\n\n<img src=x onerror="alert(1)">\n\n[click](javascript:alert(1))\n'
     )
-    _set_version(pack_dir, "1.0.1")
+    _set_version(pack_dir, "1.1.1")
     import_pack(db, config.media_dir, pack_dir, audit.SYSTEM)
     html = content.lesson(db, "fractions-01-parts-of-a-whole")["body_html"]
     tags = _tags(html)
@@ -151,14 +151,14 @@ def test_a_failure_while_writing_rolls_back_and_removes_the_new_media(
     with pytest.raises(OSError):
         import_pack(db, config.media_dir, pack_dir, audit.SYSTEM)
     assert _snapshot(db) == before
-    assert db.conn.execute("SELECT version FROM packs").fetchone()[0] == "1.0.0"
-    assert [p.name for p in (config.media_dir / "schoolbox-demo").iterdir()] == ["1.0.0"]
+    assert db.conn.execute("SELECT version FROM packs").fetchone()[0] == "1.1.0"
+    assert [p.name for p in (config.media_dir / "schoolbox-demo").iterdir()] == ["1.1.0"]
 
 
 def test_same_or_older_version_is_a_no_op_with_a_message(pack_dir, db, config):
     before = _snapshot(db)
     result = import_pack(db, config.media_dir, pack_dir, audit.SYSTEM)
-    assert result.status == "unchanged" and "already at version 1.0.0" in result.message
+    assert result.status == "unchanged" and "already at version 1.1.0" in result.message
     _set_version(pack_dir, "0.9.0")
     assert import_pack(db, config.media_dir, pack_dir, audit.SYSTEM).status == "unchanged"
     assert _snapshot(db) == before
@@ -176,7 +176,7 @@ def test_a_newer_version_upgrades_in_place_and_keeps_learners_history(pack_dir, 
     lesson.write_text(
         lesson.read_text().replace("# Parts of a whole", "# Parts of a whole (new)", 1)
     )
-    _set_version(pack_dir, "1.1.0")
+    _set_version(pack_dir, "1.2.0")
     result = import_pack(db, config.media_dir, pack_dir, audit.SYSTEM)
     assert result.status == "upgraded"
     assert db.conn.execute("SELECT count(*) FROM attempts").fetchone()[0] == attempts_before
@@ -185,17 +185,17 @@ def test_a_newer_version_upgrades_in_place_and_keeps_learners_history(pack_dir, 
     assert "(new)" in content.lesson(db, "fractions-01-parts-of-a-whole")["body_html"]
     # the version before stays for pages opened during the upgrade; older ones go
     assert sorted(p.name for p in (config.media_dir / "schoolbox-demo").iterdir()) == [
-        "1.0.0",
         "1.1.0",
+        "1.2.0",
     ]
-    _set_version(pack_dir, "1.2.0")
+    _set_version(pack_dir, "1.3.0")
     (pack_dir / "pack.yaml").write_text(
-        (pack_dir / "pack.yaml").read_text().replace("1.1.0", "1.2.0")
+        (pack_dir / "pack.yaml").read_text().replace("1.2.0", "1.3.0")
     )
     import_pack(db, config.media_dir, pack_dir, audit.SYSTEM)
     assert sorted(p.name for p in (config.media_dir / "schoolbox-demo").iterdir()) == [
-        "1.1.0",
         "1.2.0",
+        "1.3.0",
     ]
     assert db.conn.execute("SELECT count(*) FROM assignments").fetchone()[0] > 0
 
@@ -219,7 +219,7 @@ def test_an_item_moved_to_another_lesson_counts_there_not_twice(pack_dir, db, co
     block = text[start : end + 1]
     source.write_text(text.replace(block, ""))
     target.write_text(target.read_text().rstrip("\n") + "\n" + block)
-    _set_version(pack_dir, "1.1.0")
+    _set_version(pack_dir, "1.2.0")
     import_pack(db, config.media_dir, pack_dir, audit.SYSTEM)
     progress = {a["id"]: a for a in assignments.of_learner(db, learner)}
     first = progress["fractions-01-parts-of-a-whole"]

@@ -184,22 +184,22 @@ def test_admin_uploads_a_pack_zip_and_a_bad_one_is_explained(app, ids, db, tmp_p
     folder = tmp_path / "p"
     shutil.copytree(DEMO_PACK, folder)
     manifest = folder / "pack.yaml"
-    manifest.write_text(manifest.read_text().replace("version: 1.0.0", "version: 1.2.0"))
+    manifest.write_text(manifest.read_text().replace("version: 1.1.0", "version: 1.3.0"))
     ok = admin.post(
         "/admin/content", {"pack": (_zip(folder), "pack.zip")}, content_type="multipart/form-data"
     )
     assert ok.status_code == 302
-    assert db.conn.execute("SELECT version FROM packs").fetchone()[0] == "1.2.0"
+    assert db.conn.execute("SELECT version FROM packs").fetchone()[0] == "1.3.0"
     manifest.write_text(
         manifest.read_text()
-        .replace("version: 1.2.0", "version: 1.3.0")
+        .replace("version: 1.3.0", "version: 1.4.0")
         .replace("licence: CC-BY-4.0", "")
     )
     bad = admin.post(
         "/admin/content", {"pack": (_zip(folder), "pack.zip")}, content_type="multipart/form-data"
     )
     assert bad.status_code == 400 and b"pack.yaml:.licence" in bad.data
-    assert db.conn.execute("SELECT version FROM packs").fetchone()[0] == "1.2.0"
+    assert db.conn.execute("SELECT version FROM packs").fetchone()[0] == "1.3.0"
     junk = admin.post(
         "/admin/content",
         {"pack": (io.BytesIO(b"not a zip"), "x.zip")},

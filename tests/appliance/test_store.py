@@ -204,7 +204,7 @@ def test_every_table_is_either_the_schools_data_or_the_boxs_own(tmp_path):
         for r in db.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'"
             " AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'passages_%'"  # FTS5's own
-            " AND name NOT LIKE 'item_search_%'"
+            " AND name NOT LIKE 'item_search_%' AND name NOT LIKE 'resource_search_%'"
         )
     }
     placed = [*school_data.SCHOOL_TABLES, school_data.APPENDED, *school_data.BOX_TABLES]

@@ -51,7 +51,7 @@ def import_demo_pack(box: qemu.Machine, admin: requests.Session) -> None:
     token = csrf(admin.get(f"{box.base}/admin/content").text)
     r = admin.post(f"{box.base}/admin/content", data={"csrf_token": token},
                    files={"pack": ("demo.zip", pack_zip(), "application/zip")})  # fmt: skip
-    assert "added to version 1.0.0" in r.text, r.text[:2000]
+    assert "added to version 1.1.0" in r.text, r.text[:2000]
 
 
 def test_a_new_box_is_restored_from_the_hub_with_the_schools_data(hub, tmp_path):

@@ -33,16 +33,16 @@ def district(config, tmp_path):
 
 
 def _pack_v2(tmp_path) -> tuple:
-    """The demo pack as version 1.1.0 with a new lesson title, zipped."""
+    """The demo pack as version 1.2.0 with a new lesson title, zipped."""
     folder = tmp_path / "pack"
     shutil.copytree(DEMO_PACK, folder)
     meta = yaml.safe_load((folder / "pack.yaml").read_text())
-    meta["version"] = "1.1.0"
+    meta["version"] = "1.2.0"
     (folder / "pack.yaml").write_text(yaml.safe_dump(meta))
     first = sorted((folder / "lessons").glob("*.md"))[0]
     text = first.read_text()
     first.write_text(text.replace("title:", "title: Updated -", 1))
-    archive = tmp_path / "pack-1.1.0.zip"
+    archive = tmp_path / "pack-1.2.0.zip"
     with zipfile.ZipFile(archive, "w") as out:
         for path in folder.rglob("*"):
             out.write(path, path.relative_to(folder))
@@ -57,7 +57,7 @@ def test_a_signed_pack_applies_once_and_a_tampered_one_changes_nothing(
     config, db, district, tmp_path
 ):
     archive, pack_id = _pack_v2(tmp_path)
-    folder = updates.sign(district, archive, "content-pack", pack_id, "1.1.0", tmp_path / "u1")
+    folder = updates.sign(district, archive, "content-pack", pack_id, "1.2.0", tmp_path / "u1")
     tampered = tmp_path / "u2"
     shutil.copytree(folder, tampered)
     data = bytearray((tampered / archive.name).read_bytes())
@@ -65,9 +65,9 @@ def test_a_signed_pack_applies_once_and_a_tampered_one_changes_nothing(
     (tampered / archive.name).write_bytes(bytes(data))
     with pytest.raises(UpdateError, match="does not match its signature"):
         box_updates.apply(db, config.home, tampered)
-    assert _version(db, pack_id) == "1.0.0"
-    assert box_updates.apply(db, config.home, folder) == "applied"
     assert _version(db, pack_id) == "1.1.0"
+    assert box_updates.apply(db, config.home, folder) == "applied"
+    assert _version(db, pack_id) == "1.2.0"
     assert box_updates.apply(db, config.home, folder) == "unchanged"
     assert db.conn.execute("SELECT count(*) FROM sync_updates").fetchone()[0] == 1
 
@@ -76,7 +76,7 @@ def test_foreign_and_unsigned_updates_are_refused_while_signatures_are_required(
     config, db, district, tmp_path
 ):
     archive, pack_id = _pack_v2(tmp_path)
-    foreign = updates.sign(keys.generate("district"), archive, "content-pack", pack_id, "1.1.0",
+    foreign = updates.sign(keys.generate("district"), archive, "content-pack", pack_id, "1.2.0",
                            tmp_path / "foreign")  # fmt: skip
     with pytest.raises(UpdateError, match="not the district's"):
         box_updates.apply(db, config.home, foreign)
@@ -87,7 +87,7 @@ def test_foreign_and_unsigned_updates_are_refused_while_signatures_are_required(
     (unsigned / "update.json").write_text(json.dumps(envelope))
     with pytest.raises(UpdateError, match="not signed"):
         box_updates.apply(db, config.home, unsigned)
-    assert _version(db, pack_id) == "1.0.0"
+    assert _version(db, pack_id) == "1.1.0"
     assert box_updates.apply(db, config.home, unsigned, require_signature=False) == "applied"
 
 
@@ -120,22 +120,22 @@ def test_updates_travel_on_the_usb_stick_with_the_acknowledgements(config, db, d
         site.set_consent(db, audit.SYSTEM, "sync", True)
     box = CliRunner().invoke(main, ["--home", str(config.home), "sync", "import", str(stick)])
     assert box.exit_code == 0, box.output
-    assert f"Update content-pack-{pack_id}-1.1.0: applied" in box.output
-    assert _version(db, pack_id) == "1.1.0"
+    assert f"Update content-pack-{pack_id}-1.2.0: applied" in box.output
+    assert _version(db, pack_id) == "1.2.0"
 
 
 def test_a_box_fetches_signed_updates_from_the_hub_over_http(
     config, db, hub_home, box, hub_server, tmp_path
 ):
     archive, pack_id = _pack_v2(tmp_path)
-    updates.sign(hub_store.district_keys(hub_home), archive, "content-pack", pack_id, "1.1.0",
-                 hub_store.updates_folder(hub_home) / "pack-1.1.0")  # fmt: skip
+    updates.sign(hub_store.district_keys(hub_home), archive, "content-pack", pack_id, "1.2.0",
+                 hub_store.updates_folder(hub_home) / "pack-1.2.0")  # fmt: skip
     result = CliRunner().invoke(
         main, ["--home", str(config.home), "sync", "now", "--url", f"http://127.0.0.1:{hub_server}"]
     )
     assert result.exit_code == 0, result.output
-    assert "Update pack-1.1.0: applied" in result.output
-    assert _version(db, pack_id) == "1.1.0"
+    assert "Update pack-1.2.0: applied" in result.output
+    assert _version(db, pack_id) == "1.2.0"
     escape = transport.hub_url(f"http://127.0.0.1:{hub_server}", "/v1/updates/..%2F..%2Fhub.db/x")
     import requests
 
@@ -220,9 +220,9 @@ def test_a_refused_update_is_logged_once_and_shown_to_the_admin(config, db, dist
 
 def test_a_forged_refusal_never_replaces_an_applied_update(config, db, district, tmp_path):
     archive, pack_id = _pack_v2(tmp_path)
-    folder = updates.sign(district, archive, "content-pack", pack_id, "1.1.0", tmp_path / "u1")
+    folder = updates.sign(district, archive, "content-pack", pack_id, "1.2.0", tmp_path / "u1")
     assert box_updates.apply(db, config.home, folder) == "applied"
-    forged = updates.sign(keys.generate("district"), archive, "content-pack", pack_id, "1.1.0",
+    forged = updates.sign(keys.generate("district"), archive, "content-pack", pack_id, "1.2.0",
                           tmp_path / "forged")  # fmt: skip
     with pytest.raises(UpdateError, match="not the district's"):
         box_updates.apply(db, config.home, forged)
