@@ -160,6 +160,7 @@ format: $(DEV)
 bench: $(DEV) $(DEFAULT_GGUF) $(BKT_VENV)/bin/python
 	$(BIN)/python bench/classroom_burst.py
 	$(BIN)/python bench/quiz_burst.py
+	$(BIN)/python bench/video_stream.py
 	$(BIN)/python bench/tutor.py
 	$(BIN)/python bench/knowledge_tracing.py --bkt-python $(BKT_VENV)/bin/python
 	$(BIN)/python bench/sync.py

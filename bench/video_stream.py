@@ -161,7 +161,8 @@ async def fetch(http, url: str, start: int, end: int | None, film: bytes, tally:
 
 async def learner(base, url, learner_id, film, args, tally, seed: int, sequential: bool):
     timeout = aiohttp.ClientTimeout(total=600)
-    async with aiohttp.ClientSession(base_url=base, timeout=timeout) as http:
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies from 127.0.0.1, an IP address
+    async with aiohttp.ClientSession(base_url=base, timeout=timeout, cookie_jar=jar) as http:
         await sign_in(http, learner_id)
         if sequential:
             await fetch(http, url, 0, None, film, tally)
