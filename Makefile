@@ -150,8 +150,14 @@ strace:
 	  else echo "strace is needed for the network audit test: sudo apt-get install strace"; exit 1; fi; }
 
 # Extract every string marked for translation into a catalogue for translators.
+# Strings marked for translation -> messages.pot -> each language's .po (new strings
+# arrive empty: translate them, tests/appliance/test_languages.py names any left) -> .mo.
 messages: $(DEV)
-	$(BIN)/pybabel extract -F babel.cfg -k _l -o appliance/web/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --sort-output \
+	  -o appliance/web/translations/messages.pot .
+	$(BIN)/pybabel update -i appliance/web/translations/messages.pot \
+	  -d appliance/web/translations --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d appliance/web/translations --statistics
 
 format: $(DEV)
 	$(BIN)/ruff format .

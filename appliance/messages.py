@@ -11,6 +11,12 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Iterator
 
+# The interface's languages, each named in itself (a reader who cannot read the current
+# language still finds their own). Catalogues: appliance/web/translations/.
+LANGUAGES = {"en": "English", "fr": "Français", "sw": "Kiswahili", "ar": "العربية"}
+RIGHT_TO_LEFT = {"ar"}
+DEFAULT_LANGUAGE = "en"
+
 
 def _english(text: str, **params: object) -> str:
     return text % params if params else text

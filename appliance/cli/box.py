@@ -272,15 +272,21 @@ def _store_call(function, *args, **kwargs):
 @click.option("--sha256", help="The sha256 the file must have (else FILE.sha256 if present).")
 @click.option("--licence", help="The model's licence, as its publisher states it.")
 @click.option("--source", help="Where the file came from.")
+@click.option(
+    "--languages",
+    help="Languages the tutor model answers in, as tags: en,fr,sw (default: what the GGUF"
+    " declares; English when it declares none).",
+)
 @click.option("--activate", is_flag=True, help="Make it the active model once imported.")
 @click.pass_context
-def models_import(ctx, file: Path, name, kind, sha256, licence, source, activate) -> None:
+def models_import(ctx, file: Path, name, kind, sha256, licence, source, languages, activate):
     """Verify a model file (GGUF or ONNX) and add it to the store."""
 
     home = config_of(ctx).home
+    spoken = [tag.strip() for tag in languages.split(",") if tag.strip()] if languages else None
     manifest = _store_call(
         store.import_file, home, file, kind=kind, name=name, sha256=sha256,
-        licence=licence, source=source,
+        licence=licence, source=source, languages=spoken,
     )  # fmt: skip
     click.echo(f"Imported {manifest.name} ({manifest.kind}, {manifest.quantisation}, "
                f"{manifest.size / 1e6:.0f} MB, sha256 {manifest.sha256[:16]}...)")  # fmt: skip

@@ -42,8 +42,23 @@ def lessons(db: sqlite_utils.Database) -> list[dict]:
 
 def lesson(db: sqlite_utils.Database, lesson_id: str) -> dict | None:
     """One current lesson with its rendered body, or None."""
-    row = one(db, "SELECT * FROM lessons WHERE id = ? AND retired = 0", (lesson_id,))
+    row = one(
+        db,
+        "SELECT l.*, p.language FROM lessons l JOIN packs p ON p.id = l.pack_id"
+        " WHERE l.id = ? AND l.retired = 0",
+        (lesson_id,),
+    )
     return dict(row) if row else None
+
+
+def language_of(db: sqlite_utils.Database, lesson_id: str) -> str:
+    """The language a lesson is written in: its pack's (a BCP 47 tag); "en" if unknown."""
+    row = one(
+        db,
+        "SELECT p.language FROM lessons l JOIN packs p ON p.id = l.pack_id WHERE l.id = ?",
+        (lesson_id,),
+    )
+    return row[0] if row and row[0] else "en"
 
 
 def item(db: sqlite_utils.Database, item_id: str) -> dict | None:

@@ -594,6 +594,13 @@ def _v12_resources(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v13_languages(db: sqlite_utils.Database) -> None:
+    """The interface's language (issue 17): the box's, chosen by the admin, and each
+    user's own choice (NULL: the box's)."""
+    db.execute("ALTER TABLE site ADD COLUMN language TEXT NOT NULL DEFAULT 'en'")
+    db.execute("ALTER TABLE users ADD COLUMN language TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_foundation,
     _v2_picture_codes,
@@ -607,6 +614,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v10_class_lessons,
     _v11_item_search,
     _v12_resources,
+    _v13_languages,
 ]
 CURRENT_VERSION = len(MIGRATIONS)
 

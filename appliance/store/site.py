@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from appliance.messages import LANGUAGES
 from appliance.store import audit, now, one, rows, the_row
 from appliance.store.ids import uuid7
 
@@ -80,3 +81,11 @@ def set_pin_digits(db: sqlite_utils.Database, actor: audit.Actor, digits: int) -
         raise ValueError("PINs have 4 or 6 digits")
     db.conn.execute("UPDATE site SET pin_digits = ? WHERE id = 1", (digits,))
     audit.record(db, actor, "site.pin_digits", "site", 1, digits=digits)
+
+
+def set_language(db: sqlite_utils.Database, actor: audit.Actor, language: str) -> None:
+    """The box's interface language: what every page is in until a user picks their own."""
+    if language not in LANGUAGES:
+        raise ValueError(f"not a language of the interface: {language!r}")
+    db.conn.execute("UPDATE site SET language = ? WHERE id = 1", (language,))
+    audit.record(db, actor, "site.language", "site", 1, language=language)

@@ -11,7 +11,7 @@ import secrets
 import sqlite_utils
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from appliance.messages import LazyString
+from appliance.messages import LANGUAGES, LazyString
 from appliance.messages import lazy as _l
 from appliance.store import (
     audit,
@@ -319,6 +319,13 @@ def set_active(db: sqlite_utils.Database, actor: audit.Actor, user_id: int, acti
         (int(active), user_id),
     )
     audit.record(db, actor, "user.activate" if active else "user.deactivate", "user", user_id)
+
+
+def set_language(db: sqlite_utils.Database, user_id: int, language: str | None) -> None:
+    """A user's own interface language; None follows the box's."""
+    if language is not None and language not in LANGUAGES:
+        raise UserError(_l("That language is not one this box speaks."))
+    db.conn.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
 
 
 def staff(db: sqlite_utils.Database) -> list[dict]:

@@ -30,6 +30,7 @@ from appliance.tutor.safety import (
     mask_personal,
     neutralise,
 )
+from models.registry import installed as model_store
 from models.tutor import client as tutor
 from models.tutor.client import TutorBusy, TutorUnavailable
 
@@ -56,6 +57,7 @@ class Prepared:
     sources: list[dict]
     refusal: str | None = None  # a reply given without the model
     refusal_outcome: str = "refused"  # how the reply is kept: "refused", or "hint"
+    language: str = "en"  # the lessons' language: the tutor answers in it
 
 
 def prepare(
@@ -98,15 +100,17 @@ def prepare(
     # The whole lesson grounds the answer: the open one, or the best passage's.
     grounded_in = lesson_id or (passages[0]["lesson_id"] if passages else None)
     lesson_text = content.lesson_passages(db, grounded_in) if grounded_in else []
+    language = content.language_of(db, grounded_in) if grounded_in else "en"
     prepared = Prepared(
         learner_id=learner_id,
         lesson_id=lesson_id,
         item=item,
         guarded=_guarded(db, learner_id, item),
         question=question,
-        messages=grounding.messages(question, passages, item, lesson_text),
+        messages=grounding.messages(question, passages, item, lesson_text, language),
         passages=passages,
         sources=grounding.sources(passages),
+        language=language,
     )
     _reply_without_the_model(db, prepared, lesson)
     return prepared
@@ -136,7 +140,8 @@ def read_ahead(db: sqlite_utils.Database, config: Config, lesson_id: str) -> Non
     now, so the class's questions about it cost only their own words. Best effort."""
     lesson_text = content.lesson_passages(db, lesson_id)
     if lesson_text:
-        shared = grounding.messages("", [], None, lesson_text)[:1]
+        language = content.language_of(db, lesson_id)
+        shared = grounding.messages("", [], None, lesson_text, language)[:1]
         tutor.warm(config.tutor_socket_path, shared)
 
 
@@ -153,6 +158,11 @@ def answer(
     """
     if prepared.refusal is not None:
         return _canned(prepared.refusal, prepared.refusal_outcome, record)
+    model = model_store.active(config.home, "tutor-llm")
+    if model is not None and not model_store.speaks(model, prepared.language):
+        # A small model asked for Kiswahili answers in broken English: the learner gets
+        # their lessons' own words instead, and the teacher's transcript says why.
+        return _canned(_from_lessons(prepared, "language"), "from_lessons", record)
     asked_at = time.monotonic()
     try:
         stream = tutor.ask(
@@ -257,6 +267,7 @@ def _from_lessons(prepared: Prepared, why: str) -> str:
     """The best lesson passages as an answer, for when the model gives no words: it is
     not there (from_lessons), the line was too long (waited), or it said nothing (empty)."""
     intro = {
+        "language": _("The tutor cannot answer in the language of this lesson yet."),
         "from_lessons": _("The tutor is resting right now."),
         "waited": _("Lots of people are asking the tutor right now."),
         "empty": _("The tutor could not find the words just now."),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 import sqlite_utils
+from babel import Locale, UnknownLocaleError
 
 from appliance.richtext import anchor, text_of
 from appliance.store import content
@@ -39,6 +40,7 @@ PRACTICE_RULE = (
     "Do not give the answer or the final result. Give one hint or a first step, "
     "then ask the learner to try."
 )
+LANGUAGE_RULE = "Answer in {language}, the language of the lessons."
 # The lesson author's own hint, when the item has one: a small model that paraphrases a
 # right hint does better than one that works the question out (and often gets it wrong).
 AUTHOR_HINT = "A good hint for it: {hint}"
@@ -83,13 +85,20 @@ def sources(passages: list[dict]) -> list[dict]:
 
 
 def messages(
-    question: str, passages: list[dict], item: dict | None, lesson: list[dict] | None = None
+    question: str,
+    passages: list[dict],
+    item: dict | None,
+    lesson: list[dict] | None = None,
+    language: str = "en",
 ) -> list[dict]:
-    """The chat messages for the model: the rules and `lesson` (its passages in order),
-    shared by every question on it; then the learner's turn: the `passages` not already
-    in the lesson, the practice question in view, and the question."""
+    """The chat messages for the model: the rules (with the lessons' `language`) and
+    `lesson` (its passages in order), shared by every question on it; then the learner's
+    turn: the `passages` not already in the lesson, the practice question in view, and
+    the question."""
     shown = _within(lesson or [], LESSON_CHARS)
     shared = [RULES]
+    if language.split("-")[0].lower() != "en":
+        shared[0] += " " + LANGUAGE_RULE.format(language=language_name(language))
     if shown:
         shared.append("Lesson passages:")
         shared += [_numbered(n, p) for n, p in enumerate(shown, start=1)]
@@ -107,6 +116,14 @@ def messages(
         {"role": "system", "content": "\n\n".join(shared)},
         {"role": "user", "content": asked},
     ]
+
+
+def language_name(tag: str) -> str:
+    """A language tag's English name, as a model's instructions say it ("fr": French)."""
+    try:
+        return Locale.parse(tag.replace("-", "_")).english_name or tag
+    except (ValueError, UnknownLocaleError):
+        return tag
 
 
 def _elsewhere(passages: list[dict], shown: list[dict]) -> list[dict]:

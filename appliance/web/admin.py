@@ -23,6 +23,7 @@ from werkzeug.utils import secure_filename
 from appliance import __version__, health, paths
 from appliance.config import secret_is_private
 from appliance.knowledge import monitor as model_monitor
+from appliance.messages import LANGUAGES
 from appliance.packs.importer import import_pack
 from appliance.packs.loader import PackError
 from appliance.store import attempts, audit, classes, content, site, throttle, transaction, users
@@ -272,6 +273,20 @@ def set_pin_digits():
         site.set_pin_digits(db, actor(), digits)
     flash(_("New PINs will have %(n)d digits. Existing PINs keep working.", n=digits), "ok")
     return redirect(url_for(".learners"))
+
+
+@bp.post("/language")
+@admin_required
+def set_language():
+    """The box's language: every page's, until a user picks their own."""
+    language = request.form.get("language", "")
+    if language not in LANGUAGES:
+        abort(400)
+    db = get_db()
+    with transaction(db):
+        site.set_language(db, actor(), language)
+    flash(_("The box's language is now %(name)s.", name=LANGUAGES[language]), "ok")
+    return redirect(url_for(".status"))
 
 
 @bp.post("/learners/<int:learner_id>/export")

@@ -15,6 +15,7 @@ from markupsafe import escape
 
 from appliance import practice
 from appliance.knowledge import insight, recommend
+from appliance.messages import LANGUAGES
 from appliance.store import (
     assignments,
     attempts,
@@ -31,7 +32,7 @@ from appliance.store import (
     transaction,
     users,
 )
-from appliance.web import access, auth
+from appliance.web import access, auth, languages
 from appliance.web import tutor as tutor_http
 from appliance.web.access import (
     current_user,
@@ -92,7 +93,13 @@ def signin_learners(class_id: int):
 
 @bp.get("/session")
 def get_session():
-    return jsonify(user=_user_json(current_user()), csrf_token=generate_csrf())
+    return jsonify(
+        user=_user_json(current_user()),
+        csrf_token=generate_csrf(),
+        language=languages.chosen(),
+        direction=languages.direction(),
+        languages=LANGUAGES,
+    )
 
 
 @bp.post("/session")
@@ -105,6 +112,13 @@ def create_session():
     else:
         user = auth.staff_signin(str(data.get("username", "")), str(data.get("password", "")))
     return jsonify(user=_user_json(user), csrf_token=generate_csrf())
+
+
+@bp.put("/session/language")
+def set_language():
+    """This device's language, and the signed-in user's (anyone: the sign-in pages too)."""
+    languages.choose(str(_body().get("language", "")))
+    return jsonify(language=languages.chosen(), direction=languages.direction())
 
 
 @bp.delete("/session")

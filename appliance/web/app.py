@@ -17,6 +17,7 @@ from werkzeug.routing import IntegerConverter
 from appliance import __version__, messages
 from appliance import config as config_module
 from appliance.logs import event
+from appliance.messages import LANGUAGES
 from appliance.store import migrations, open_db, quick_check
 from appliance.web import (
     admin,
@@ -26,6 +27,7 @@ from appliance.web import (
     db,
     devices,
     errors,
+    languages,
     learner,
     ops,
     quizzes,
@@ -90,7 +92,7 @@ def create_app(config: config_module.Config | dict | None = None) -> Flask:
     )
     csrf.init_app(app)
     compress.init_app(app)
-    babel.init_app(app, locale_selector=_locale)
+    babel.init_app(app, locale_selector=languages.chosen)
     messages.use(babel_gettext)  # the data layer's messages, in the request's language
     db.init_app(app)
     devices.install(app)
@@ -138,14 +140,11 @@ def _prepare_database(config: config_module.Config) -> str | None:
     return fault
 
 
-def _locale() -> str:
-    return request.accept_languages.best_match(["en"]) or "en"
-
-
 def _register_blueprints(app: Flask) -> None:
     modules = (
         ops,
         auth,
+        languages,
         learner,
         resources,
         teacher,
@@ -192,5 +191,10 @@ def _install_template_globals(app: Flask) -> None:
     app.jinja_env.filters["local_time"] = local_time
     app.jinja_env.filters["local_input"] = local_input
     app.jinja_env.globals.update(
-        asset_url=asset_url, current_user=current_user, schoolbox_version=__version__
+        language=languages.chosen,
+        text_direction=languages.direction,
+        languages=LANGUAGES,
+        asset_url=asset_url,
+        current_user=current_user,
+        schoolbox_version=__version__,
     )

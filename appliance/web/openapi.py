@@ -152,6 +152,13 @@ _INTEGER_PARAMS = {"class_id", "learner_id", "number", "group_id", "quiz_id", "c
 # (method, path, summary, who may call it, request body schema or None)
 ROUTES = [
     ("get", "/openapi.json", "This document", "anyone", None),
+    (
+        "put",
+        "/session/language",
+        "Choose the interface's language (en, fr, sw, ar) for this device and the signed-in user",
+        "anyone",
+        {"type": "object", "properties": {"language": _TEXT}, "required": ["language"]},
+    ),
     ("get", "/signin/classes", "Classes to pick from when a learner signs in", "anyone", None),
     ("get", "/signin/classes/{class_id}/learners", "Learners' names in a class", "anyone", None),
     ("get", "/session", "Who is signed in, and the CSRF token", "anyone", None),

@@ -27,6 +27,7 @@ class Inspected:
     parameters: str
     licence: str
     title: str
+    languages: tuple[str, ...] = ()  # what the file says it speaks (GGUF general.languages)
 
 
 def sha256_of(path: Path) -> str:
@@ -102,7 +103,15 @@ def _inspect_gguf(path: Path) -> Inspected:
         parameters=str(field("general.size_label", "")),
         licence=str(field("general.license", "")),
         title=str(field("general.name", path.stem)),
+        languages=_languages(field("general.languages")),
     )
+
+
+def _languages(declared: object) -> tuple[str, ...]:
+    """The languages a GGUF declares, as lower-case primary tags ("en", "fr")."""
+    if not isinstance(declared, list):
+        return ()
+    return tuple(dict.fromkeys(str(tag).split("-")[0].lower() for tag in declared if tag))
 
 
 def _inspect_onnx(path: Path) -> Inspected:

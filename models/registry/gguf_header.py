@@ -118,6 +118,9 @@ def _read(at: _Cursor) -> Header:
     return Header(metadata, tensor_count, start + last)
 
 
+SHORT_LIST = 64
+
+
 def _value(at: _Cursor, kind: int) -> Any:
     if kind in SCALARS:
         return at.unpack(SCALARS[kind])[0]
@@ -125,7 +128,9 @@ def _value(at: _Cursor, kind: int) -> Any:
         return at.string()
     if kind == ARRAY:
         item, count = at.unpack("IQ")
-        if item == STRING:
+        if item == STRING and count <= SHORT_LIST:  # general.languages, tags: kept
+            return [at.string() for _ in range(count)]
+        if item == STRING:  # the tokenizer's vocabulary: skipped
             for _ in range(count):
                 at.skip(at.u64())
         elif item in SCALARS:

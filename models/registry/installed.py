@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,6 +60,8 @@ class Manifest:
     parameters: str
     title: str
     added_at: str
+    # Primary language tags the model answers in; empty: not declared (then English only).
+    languages: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -95,6 +97,12 @@ def card(home: Path, manifest: Manifest) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def speaks(manifest: Manifest, language: str) -> bool:
+    """Whether the model answers in `language` (a BCP 47 tag): as its file or its importer
+    declared; a model that declares nothing is taken to speak English only."""
+    return language.split("-")[0].lower() in (manifest.languages or ["en"])
+
+
 def active(home: Path, kind: str) -> Manifest | None:
     """The model of `kind` the box uses now, or None."""
     name = _read_active(home).get(kind, {}).get("name")
@@ -110,6 +118,7 @@ def import_file(
     sha256: str | None = None,
     licence: str | None = None,
     source: str | None = None,
+    languages: list[str] | None = None,
 ) -> Manifest:
     """Verify a model file and copy it into the store. It is not activated.
 
@@ -150,7 +159,12 @@ def import_file(
         # A damaged copy of this very file, or a folder an interrupted import left behind:
         # replace it with the verified file.
         shutil.rmtree(root(home) / name, ignore_errors=True)
-        return _copy_in(home, source_file, facts, kind, name, digest, licence, source, model_card)
+        spoken = (
+            [t.split("-")[0].lower() for t in languages] if languages else list(facts.languages)
+        )
+        return _copy_in(
+            home, source_file, facts, kind, name, digest, licence, source, model_card, spoken
+        )
 
 
 def activate(home: Path, name: str) -> Manifest:
@@ -240,7 +254,7 @@ def _default_name(title: str, path: Path, digest: str) -> str:
     return f"{stem[:60]}-{digest[:8]}"
 
 
-def _copy_in(home, source_file, facts, kind, name, digest, licence, source, model_card):
+def _copy_in(home, source_file, facts, kind, name, digest, licence, source, model_card, spoken):
     store = root(home)
     store.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".importing-", dir=store))
@@ -271,6 +285,7 @@ def _copy_in(home, source_file, facts, kind, name, digest, licence, source, mode
             parameters=facts.parameters,
             title=facts.title,
             added_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            languages=spoken,
         )
         _write_json(staging / "manifest.json", manifest.to_json())
         if model_card is not None:

@@ -70,6 +70,7 @@ POLICY = {
     "resource.show": SIGNED_IN, "resource.done": LEARNER, "resource.file": SIGNED_IN,
     "resource.book_picture": SIGNED_IN, "resource.app_file": ANYONE,  # with the page's signature
     "api.resource": SIGNED_IN, "api.resource_done": LEARNER,
+    "language.change": ANYONE, "api.set_language": ANYONE, "admin.set_language": ADMIN,
 }  # fmt: skip
 FILES = {"ops.media": "pizza-quarters.svg", "resource.file": "halves-and-quarters.mp4",
          "resource.book_picture": "4.svg", "resource.app_file": "index.html"}  # fmt: skip

@@ -158,6 +158,16 @@ def _pages(app, ids, db) -> dict[str, str]:
         ).encode()
         refused = {"state": "refused", "message": "The site file is not signed."}
         pages["site-file-refused"] = render_template("not_set_up.html", first_boot=refused).encode()
+    # The same pages in the other languages: longer French words, right-to-left Arabic.
+    for language, browser, path in (
+        ("ar", learner, "/learn/"), ("ar", learner, f"/learn/lessons/{lesson}"),
+        ("fr", teacher, f"/teach/classes/{class_id}"), ("fr", teacher, f"/teach/classes/{class_id}/reports"),
+        ("sw", admin, "/admin/"), ("sw", learner, "/learn/resources/demo-epub-lost-goat"),
+    ):  # fmt: skip
+        browser.post("/language", {"language": language})
+        pages[f"{language}{path.replace('/', '-')}"] = browser.get(path).data
+    anon.post("/language", {"language": "ar"})
+    pages["signin-ar"] = anon.get("/signin").data
     return {name: html.decode() for name, html in pages.items()}
 
 
