@@ -10,7 +10,7 @@ from datetime import date
 import sqlite_utils
 
 from appliance.messages import lazy as _l
-from appliance.store import audit, days_ago, grouped, now, one, rows, soon
+from appliance.store import audiences, audit, days_ago, grouped, inserted, now, one, rows, soon
 from appliance.store import groups as groups_module
 
 # What a learner has done with a lesson: every current item of it right at least once, and
@@ -65,23 +65,16 @@ def set_lesson(
         (class_id, lesson_id),
     )
     if existing is None:
-        cursor = db.conn.execute(
+        assignment_id = inserted(
+            db,
             "INSERT INTO assignments (class_id, lesson_id, assigned_by, assigned_at, due_on)"
             " VALUES (?, ?, ?, ?, ?)",
             (class_id, lesson_id, actor.id, now(), due),
         )
-        assignment_id = cursor.lastrowid
     else:
         assignment_id = existing[0]
         db.conn.execute("UPDATE assignments SET due_on = ? WHERE id = ?", (due, assignment_id))
-        db.conn.execute(
-            "DELETE FROM assignment_recipients WHERE assignment_id = ?", (assignment_id,)
-        )
-    db.conn.executemany(
-        "INSERT INTO assignment_recipients (assignment_id, group_id, learner_id) VALUES (?, ?, ?)",
-        [(assignment_id, g, None) for g in sorted(set(groups))]
-        + [(assignment_id, None, learner) for learner in sorted(set(learners))],
-    )
+    audiences.set_for(db, "assignment", assignment_id, groups, learners)
     audit.record(
         db,
         actor,

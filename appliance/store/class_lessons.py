@@ -15,7 +15,18 @@ from datetime import date
 import sqlite_utils
 
 from appliance.messages import lazy as _l
-from appliance.store import audit, content, groups, inserted, now, one, resources, rows, the_row
+from appliance.store import (
+    audiences,
+    audit,
+    content,
+    groups,
+    inserted,
+    now,
+    one,
+    resources,
+    rows,
+    the_row,
+)
 
 MAX_PARTS = 40
 MAX_TITLE = 80
@@ -60,12 +71,7 @@ def create(
         " resource_id) VALUES (?, ?, ?, ?, ?)",
         [(made_id, n, *part) for n, part in enumerate(triples, 1)],
     )
-    db.conn.executemany(
-        "INSERT INTO class_lesson_recipients (class_lesson_id, group_id, learner_id)"
-        " VALUES (?, ?, ?)",
-        [(made_id, g, None) for g in sorted(set(groups_))]
-        + [(made_id, None, learner) for learner in sorted(set(learners))],
-    )
+    audiences.set_for(db, "class_lesson", made_id, groups_, learners)
     audit.record(db, actor, "class_lesson.create", "class", class_id,
                  class_lesson_id=made_id, parts=len(triples))  # fmt: skip
     return made_id
@@ -117,18 +123,7 @@ def get(db: sqlite_utils.Database, lesson_id: int) -> dict | None:
             if part["resource"] is None:
                 continue
         lesson["parts"].append(part)
-    lesson["groups"], lesson["learners"] = [], []
-    for r in rows(
-        db,
-        "SELECT g.id, g.name, u.id, u.display_name FROM class_lesson_recipients r"
-        " LEFT JOIN class_groups g ON g.id = r.group_id LEFT JOIN users u ON u.id = r.learner_id"
-        " WHERE r.class_lesson_id = ? ORDER BY g.name, u.display_name",
-        (lesson_id,),
-    ):
-        if r[0] is not None:
-            lesson["groups"].append({"id": r[0], "name": r[1]})
-        else:
-            lesson["learners"].append({"id": r[2], "name": r[3]})
+    lesson["groups"], lesson["learners"] = audiences.of(db, "class_lesson", lesson_id)
     return lesson
 
 

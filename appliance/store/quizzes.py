@@ -20,6 +20,7 @@ import sqlite_utils
 from appliance.messages import lazy as _l
 from appliance.store import (
     attempts,
+    audiences,
     audit,
     content,
     grouped,
@@ -97,11 +98,7 @@ def create(
         "INSERT INTO quiz_items (quiz_id, position, item_id) VALUES (?, ?, ?)",
         [(quiz_id, n, item) for n, item in enumerate(item_ids, 1)],
     )
-    db.conn.executemany(
-        "INSERT INTO quiz_recipients (quiz_id, group_id, learner_id) VALUES (?, ?, ?)",
-        [(quiz_id, g, None) for g in sorted(set(groups_))]
-        + [(quiz_id, None, learner) for learner in sorted(set(learners))],
-    )
+    audiences.set_for(db, "quiz", quiz_id, groups_, learners)
     audit.record(db, actor, "quiz.create", "class", class_id, quiz_id=quiz_id,
                  items=len(item_ids))  # fmt: skip
     return quiz_id
@@ -174,18 +171,7 @@ def get(db: sqlite_utils.Database, quiz_id: int) -> dict | None:
         item = content.item(db, r[1])
         if item is not None:  # a pack upgrade may retire one: it is left out
             quiz["items"].append({**item, "position": r[0], "lesson_title": r[2]})
-    quiz["groups"], quiz["learners"] = [], []
-    for r in rows(
-        db,
-        "SELECT g.id, g.name, u.id, u.display_name FROM quiz_recipients r"
-        " LEFT JOIN class_groups g ON g.id = r.group_id LEFT JOIN users u ON u.id = r.learner_id"
-        " WHERE r.quiz_id = ? ORDER BY g.name, u.display_name",
-        (quiz_id,),
-    ):
-        if r[0] is not None:
-            quiz["groups"].append({"id": r[0], "name": r[1]})
-        else:
-            quiz["learners"].append({"id": r[2], "name": r[3]})
+    quiz["groups"], quiz["learners"] = audiences.of(db, "quiz", quiz_id)
     return quiz
 
 

@@ -14,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from appliance.messages import LANGUAGES, LazyString
 from appliance.messages import lazy as _l
 from appliance.store import (
+    audiences,
     audit,
     inserted,
     mastery,
@@ -438,31 +439,7 @@ def erase_learner(db: sqlite_utils.Database, actor: audit.Actor, learner_id: int
     after_attempts_deleted(db)  # the tracing follower and sync read the log by rowid
     db.conn.execute("DELETE FROM enrolments WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM group_members WHERE learner_id = ?", (learner_id,))
-    # A lesson set for this learner alone goes with them: with no recipient left it would
-    # otherwise become the whole class's.
-    db.conn.execute(
-        "DELETE FROM assignments WHERE id IN (SELECT assignment_id FROM assignment_recipients"
-        " WHERE learner_id = ?) AND NOT EXISTS (SELECT 1 FROM assignment_recipients r"
-        " WHERE r.assignment_id = assignments.id AND r.learner_id IS NOT ?)",
-        (learner_id, learner_id),
-    )
-    db.conn.execute("DELETE FROM assignment_recipients WHERE learner_id = ?", (learner_id,))
-    db.conn.execute(  # the same for a quiz set for them alone (its answers were theirs)
-        "DELETE FROM quizzes WHERE id IN (SELECT quiz_id FROM quiz_recipients"
-        " WHERE learner_id = ?) AND NOT EXISTS (SELECT 1 FROM quiz_recipients r"
-        " WHERE r.quiz_id = quizzes.id AND r.learner_id IS NOT ?)"
-        " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.quiz_id = quizzes.id)",
-        (learner_id, learner_id),
-    )
-    db.conn.execute("DELETE FROM quiz_recipients WHERE learner_id = ?", (learner_id,))
-    db.conn.execute(  # and a lesson composed for them alone
-        "DELETE FROM class_lessons WHERE id IN (SELECT class_lesson_id FROM"
-        " class_lesson_recipients WHERE learner_id = ?) AND NOT EXISTS (SELECT 1 FROM"
-        " class_lesson_recipients r WHERE r.class_lesson_id = class_lessons.id"
-        " AND r.learner_id IS NOT ?)",
-        (learner_id, learner_id),
-    )
-    db.conn.execute("DELETE FROM class_lesson_recipients WHERE learner_id = ?", (learner_id,))
+    audiences.forget_learner(db, learner_id)
     db.conn.execute("DELETE FROM quiz_takers WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM lesson_views WHERE learner_id = ?", (learner_id,))
     db.conn.execute("DELETE FROM resource_progress WHERE learner_id = ?", (learner_id,))

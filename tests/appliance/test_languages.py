@@ -16,7 +16,7 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
 from appliance.messages import LANGUAGES, RIGHT_TO_LEFT
-from appliance.store import audit, site, transaction
+from appliance.store import site, transaction
 from appliance.tutor import grounding
 from appliance.web.days import due_text
 from models.registry import installed as model_store
