@@ -63,6 +63,16 @@ def managed_class(class_id: int) -> dict:
     return classes.get(db, class_id)
 
 
+def class_work(class_id: int, work_id: int, get: Callable) -> tuple[dict, dict]:
+    """(the class, its work) for a quiz or composed lesson of a class the teacher manages,
+    loaded by `get(db, work_id)`; 404 if either is not theirs or not there."""
+    found = managed_class(class_id)
+    work = get(get_db(), work_id)
+    if work is None or work["class_id"] != class_id:
+        abort(404)
+    return found, work
+
+
 def is_api() -> bool:
     return request.blueprint == "api"
 

@@ -619,11 +619,7 @@ def create_class_lesson(class_id: int):
 
 
 def _made_lesson(class_id: int, class_lesson_id: int) -> dict:
-    access.managed_class(class_id)
-    lesson = class_lessons.get(get_db(), class_lesson_id)
-    if lesson is None or lesson["class_id"] != class_id:
-        abort(404)
-    return lesson
+    return access.class_work(class_id, class_lesson_id, class_lessons.get)[1]
 
 
 @bp.get("/classes/<int:class_id>/lessons/<int:class_lesson_id>")
@@ -680,11 +676,7 @@ def my_class_lesson(class_lesson_id: int):
 
 
 def _class_quiz(class_id: int, quiz_id: int) -> dict:
-    access.managed_class(class_id)
-    quiz = quizzes.get(get_db(), quiz_id)
-    if quiz is None or quiz["class_id"] != class_id:
-        abort(404)
-    return quiz
+    return access.class_work(class_id, quiz_id, quizzes.get)[1]
 
 
 def _quiz_json(quiz: dict) -> dict:

@@ -18,6 +18,7 @@ from appliance.store import (
 )
 from appliance.web.access import (
     actor,
+    class_work,
     current_user,
     learner_required,
     managed_class,
@@ -31,11 +32,7 @@ bp = Blueprint("class_lesson", __name__)
 
 
 def _class_lesson(class_id: int, lesson_id: int) -> tuple[dict, dict]:
-    found = managed_class(class_id)
-    lesson = class_lessons.get(get_db(), lesson_id)
-    if lesson is None or lesson["class_id"] != class_id:
-        abort(404)
-    return found, lesson
+    return class_work(class_id, lesson_id, class_lessons.get)
 
 
 @bp.get("/teach/classes/<int:class_id>/lessons/new")

@@ -15,6 +15,7 @@ from appliance.richtext import text_of
 from appliance.store import classes, content, groups, quizzes, transaction
 from appliance.web.access import (
     actor,
+    class_work,
     current_user,
     learner_required,
     managed_class,
@@ -32,11 +33,7 @@ MAX_RANDOM = quizzes.MAX_ITEMS
 
 
 def _class_quiz(class_id: int, quiz_id: int) -> tuple[dict, dict]:
-    found = managed_class(class_id)
-    quiz = quizzes.get(get_db(), quiz_id)
-    if quiz is None or quiz["class_id"] != class_id:
-        abort(404)
-    return found, quiz
+    return class_work(class_id, quiz_id, quizzes.get)
 
 
 @bp.get("/teach/classes/<int:class_id>/quizzes/new")
