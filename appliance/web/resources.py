@@ -145,8 +145,9 @@ def _signature(pack_id: str, version: str, resource_id: str) -> str:
     """Stands in for sign-in on an app's files: the sandboxed frame sends no cookie, so
     only a page the box served to a signed-in user holds the address."""
     key = current_app.secret_key
+    key = key if isinstance(key, bytes) else str(key).encode()
     message = f"app/{pack_id}/{version}/{resource_id}".encode()
-    return hmac.new(str(key).encode(), message, hashlib.sha256).hexdigest()[:32]
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
 def _app_url(found: dict, path: str) -> str:
