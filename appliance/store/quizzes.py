@@ -160,7 +160,27 @@ def get(db: sqlite_utils.Database, quiz_id: int) -> dict | None:
         return None
     quiz = dict(row)
     quiz["phase"] = phase(quiz)
-    quiz["items"] = []
+    quiz["items"] = [dict(item) for item in _items(db, quiz_id, quiz["created_at"])]
+    quiz["groups"], quiz["learners"] = audiences.of(db, "quiz", quiz_id)
+    return quiz
+
+
+# A quiz's questions never change once it is made, but a pack import may retire or
+# reword them: they are kept per process, keyed by the database, the quiz (its id and
+# when it was made: a restore may bring another quiz of the same id) and the last
+# import. A class opening a quiz at once then reads one row, not ten items, per learner.
+_ITEMS_KEPT: dict[tuple[str, int, str], tuple[str | None, list[dict]]] = {}
+_ITEMS_MAX = 256
+
+
+def _items(db: sqlite_utils.Database, quiz_id: int, created_at: str) -> list[dict]:
+    """The quiz's current items in order, each with its position and lesson title."""
+    database = db.conn.execute("PRAGMA database_list").fetchone()[2]
+    imported = one(db, "SELECT max(imported_at) FROM packs")[0]
+    kept = _ITEMS_KEPT.get((database, quiz_id, created_at))
+    if kept is not None and kept[0] == imported:
+        return kept[1]
+    found = []
     for r in rows(
         db,
         "SELECT qi.position, qi.item_id, l.title FROM quiz_items qi"
@@ -170,9 +190,11 @@ def get(db: sqlite_utils.Database, quiz_id: int) -> dict | None:
     ):
         item = content.item(db, r[1])
         if item is not None:  # a pack upgrade may retire one: it is left out
-            quiz["items"].append({**item, "position": r[0], "lesson_title": r[2]})
-    quiz["groups"], quiz["learners"] = audiences.of(db, "quiz", quiz_id)
-    return quiz
+            found.append({**item, "position": r[0], "lesson_title": r[2]})
+    if len(_ITEMS_KEPT) >= _ITEMS_MAX:
+        _ITEMS_KEPT.clear()
+    _ITEMS_KEPT[(database, quiz_id, created_at)] = (imported, found)
+    return found
 
 
 def phase(quiz: dict, at: str | None = None) -> str:

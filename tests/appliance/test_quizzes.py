@@ -292,3 +292,29 @@ def test_erasing_a_learner_takes_their_quiz_answers_and_record_of_taking_it(app,
         ).fetchone()[0]
         assert left == 0, table
     assert quizzes.get(db, quiz_id) is not None  # the class's quiz stays
+
+
+def test_a_quizs_questions_follow_a_pack_upgrade_though_kept_per_process(db, config, tmp_path):
+    """quizzes.get keeps a quiz's items per process; an import that rewords one is seen."""
+    import shutil
+
+    from appliance.packs.importer import import_pack
+    from tests.conftest import DEMO_PACK
+
+    class_id = db.conn.execute("SELECT id FROM classes ORDER BY id LIMIT 1").fetchone()[0]
+    item_id = db.conn.execute(
+        "SELECT id FROM items WHERE lesson_id = 'fractions-01-parts-of-a-whole'"
+        " ORDER BY position LIMIT 1"
+    ).fetchone()[0]
+    with transaction(db):
+        quiz_id = quizzes.create(db, audit.SYSTEM, class_id, "Kept", [item_id])
+    before = quizzes.get(db, quiz_id)["items"][0]["prompt_html"]
+    assert quizzes.get(db, quiz_id)["items"][0]["prompt_html"] == before  # from the cache
+    pack = tmp_path / "pack"
+    shutil.copytree(DEMO_PACK, pack)
+    manifest = pack / "pack.yaml"
+    manifest.write_text(manifest.read_text().replace("version: 1.1.0", "version: 1.9.0"))
+    items = pack / "items" / "fractions-01-parts-of-a-whole.yaml"
+    items.write_text(items.read_text().replace("prompt: ", "prompt: (Reworded) ", 1))
+    import_pack(db, config.media_dir, pack, audit.SYSTEM)
+    assert "(Reworded)" in quizzes.get(db, quiz_id)["items"][0]["prompt_html"]
