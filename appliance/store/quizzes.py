@@ -30,6 +30,7 @@ from appliance.store import (
     one,
     rows,
     the_row,
+    value,
 )
 
 MAX_ITEMS = 50
@@ -176,7 +177,7 @@ _ITEMS_MAX = 256
 def _items(db: sqlite_utils.Database, quiz_id: int, created_at: str) -> list[dict]:
     """The quiz's current items in order, each with its position and lesson title."""
     database = db.conn.execute("PRAGMA database_list").fetchone()[2]
-    imported = one(db, "SELECT max(imported_at) FROM packs")[0]
+    imported = value(db, "SELECT max(imported_at) FROM packs")
     kept = _ITEMS_KEPT.get((database, quiz_id, created_at))
     if kept is not None and kept[0] == imported:
         return kept[1]
