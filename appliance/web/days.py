@@ -28,9 +28,10 @@ def due_text(due_on: str | None, today: date | None = None) -> str:
         return _("due %(day)s", day=format_date(day, "EEEE"))
     if -WEEK < ahead < -1:
         return _("was due %(day)s", day=format_date(day, "EEEE"))
+    # A date reads differently from a weekday in most languages ("le 19 mars").
     if ahead > 0:
-        return _("due %(day)s", day=format_date(day, "d MMMM"))
-    return _("was due %(day)s", day=format_date(day, "d MMMM"))
+        return _("due on %(date)s", date=format_date(day, "d MMMM"))
+    return _("was due on %(date)s", date=format_date(day, "d MMMM"))
 
 
 def parse_day(text: str) -> date | None:

@@ -146,10 +146,10 @@ def _answer(db, learner_id, lesson, items, correct):
         (TODAY, "due today"),
         (TODAY + timedelta(days=1), "due tomorrow"),
         (TODAY + timedelta(days=4), "due Friday"),
-        (TODAY + timedelta(days=20), "due 4 April"),
+        (TODAY + timedelta(days=20), "due on 4 April"),
         (TODAY - timedelta(days=1), "was due yesterday"),
         (TODAY - timedelta(days=3), "was due Friday"),
-        (TODAY - timedelta(days=30), "was due 13 February"),
+        (TODAY - timedelta(days=30), "was due on 13 February"),
     ],
 )
 def test_a_due_day_reads_as_a_person_says_it(app, due, said):
