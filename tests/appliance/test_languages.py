@@ -37,7 +37,7 @@ def test_the_template_holds_every_string_marked_in_the_code(tmp_path):
     """`make messages` was run after the last string was marked (or changed)."""
     out = tmp_path / "now.pot"
     subprocess.run(
-        [str(Path(sys.executable).parent / "pybabel"), "extract", "-q", "-F", "babel.cfg",
+        [str(Path(sys.executable).parent / "pybabel"), "extract", "-F", "babel.cfg",
          "-k", "_l", "-o", str(out), "."],
         cwd=ROOT, check=True, capture_output=True,
     )  # fmt: skip
