@@ -51,7 +51,7 @@ def set_up_a_class(base: str, admin: requests.Session) -> Classroom:
     token = csrf(admin.get(f"{base}/admin/content").text)
     r = admin.post(f"{base}/admin/content", data={"csrf_token": token},
                    files={"pack": ("demo.zip", pack_zip(), "application/zip")})  # fmt: skip
-    assert "added to version 1.0.0" in r.text, r.text[:2000]
+    assert "added to version 1.1.0" in r.text, r.text[:2000]
     post_form(admin, base, "/admin/users", "/admin/users", {
         "display_name": "Ms Amina", "username": TEACHER[0], "password": TEACHER[1],
         "role": "teacher"})  # fmt: skip
