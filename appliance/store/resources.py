@@ -90,15 +90,7 @@ def opened(db: sqlite_utils.Database, learner_id: int, resource: dict) -> None:
     at = now()
     done = at if resource["kind"] in DONE_WHEN_OPENED else None
 
-    def note(writer: sqlite_utils.Database) -> None:
-        writer.conn.execute(
-            "INSERT INTO resource_progress (learner_id, resource_id, opened_at, done_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (learner_id, resource_id) DO UPDATE"
-            " SET done_at = coalesce(done_at, excluded.done_at)",
-            (learner_id, resource["id"], at, done),
-        )
-
-    soon(db, note)
+    soon(db, lambda writer: _note(writer, learner_id, resource["id"], at, done))
 
 
 def finish(db: sqlite_utils.Database, learner_id: int, resource_id: str) -> str:
@@ -106,18 +98,23 @@ def finish(db: sqlite_utils.Database, learner_id: int, resource_id: str) -> str:
     at = now()
 
     def note(writer: sqlite_utils.Database) -> str:
-        writer.conn.execute(
-            "INSERT INTO resource_progress (learner_id, resource_id, opened_at, done_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (learner_id, resource_id) DO UPDATE"
-            " SET done_at = coalesce(done_at, excluded.done_at)",
-            (learner_id, resource_id, at, at),
-        )
+        _note(writer, learner_id, resource_id, at, at)
         return writer.conn.execute(
             "SELECT done_at FROM resource_progress WHERE learner_id = ? AND resource_id = ?",
             (learner_id, resource_id),
         ).fetchone()[0]
 
     return grouped(db, note)
+
+
+def _note(writer, learner_id: int, resource_id: str, at: str, done: str | None) -> None:
+    """Opened at `at` (the first time counts), done at `done` if given (the first too)."""
+    writer.conn.execute(
+        "INSERT INTO resource_progress (learner_id, resource_id, opened_at, done_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (learner_id, resource_id) DO UPDATE"
+        " SET done_at = coalesce(done_at, excluded.done_at)",
+        (learner_id, resource_id, at, done),
+    )
 
 
 def progress(db: sqlite_utils.Database, learner_id: int, resource_ids: list[str]) -> dict:
