@@ -98,6 +98,9 @@ def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> i
     except KTModelError as error:
         kt_runtime.unusable(runtime, error)  # logged once; the box uses its rule
         return None
+    counted = {key: tracer.counts[key] for key in tracer.counted}
+    rows = mastery.prepare(runtime.name, tracer.learners, tracer.predictions, counted,
+                           answers[-1].rowid, fresh)  # fmt: skip
     with transaction(db):
         # Another follower (a second process on the same box), or an erasure, got in
         # between: drop this batch; the next one starts from what is stored now.
@@ -107,10 +110,7 @@ def _trace_batch(db: sqlite_utils.Database, runtime: KTRuntime, batch: int) -> i
         )  # fmt: skip
         if mastery.cursor(db) != position or still != len(answers):
             return 0
-        mastery.save(
-            db, runtime.name, tracer.learners, tracer.predictions, tracer.counts,
-            answers[-1].rowid, fresh,
-        )  # fmt: skip
+        mastery.save(db, rows)
     return len(answers)
 
 
@@ -129,6 +129,7 @@ class _Tracer:
         self.learners: dict[int, LearnerStates] = {}
         self.predictions: list[tuple[str, float]] = []
         self.counts = mastery.counts(db)
+        self.counted: set[tuple[str, str]] = set()  # the counts this batch changed
 
     def trace(self, answers: list[Answer]) -> None:
         waves: dict[int, list[tuple[Answer, float, list[float]]]] = {}
@@ -196,6 +197,7 @@ class _Tracer:
         states.learner = learner_state
         for skill, state, level in zip(answer.skills, skill_states, levels, strict=True):
             states.skills[skill] = state
+            states.stepped.add(skill)
             known = states.mastery.setdefault(skill, {"p": 0.0, "attempts": 0, "history": []})
             known["p"] = round(float(level), 4)
             known["attempts"] += 1
@@ -208,6 +210,7 @@ class _Tracer:
 
     def _count(self, answer: Answer) -> None:
         for key in [("item", answer.item_id)] + [("skill", s) for s in answer.skills]:
+            self.counted.add(key)
             found = self.counts.setdefault(key, [0, 0])
             found[0] += 1
             found[1] += answer.correct

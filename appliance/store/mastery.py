@@ -133,6 +133,7 @@ class LearnerStates:
     learner: np.ndarray | None
     skills: dict[str, np.ndarray]
     mastery: dict[str, dict]  # skill -> {"p", "attempts", "history"}
+    stepped: set[str] = field(default_factory=set)  # skills stepped since loaded
 
 
 def states(db: sqlite_utils.Database, learner_id: int, model: str) -> LearnerStates:
@@ -156,58 +157,85 @@ def states(db: sqlite_utils.Database, learner_id: int, model: str) -> LearnerSta
     return LearnerStates(found, skills, levels)
 
 
-def save(
-    db: sqlite_utils.Database,
+@dataclass
+class TracedBatch:
+    """A traced batch as the rows it writes, made ready before its transaction: the
+    follower then holds the write lock only to write them, while a class's answers wait."""
+
+    model: str
+    traced_to: int
+    learner_rows: list[tuple]
+    mastery_rows: list[tuple]
+    prediction_rows: list[tuple]
+    count_rows: list[tuple]
+    chance_rows: list[tuple]
+
+
+def prepare(
     model: str,
     learners: dict[int, LearnerStates],
     predictions: list[tuple[str, float]],
     answer_counts: dict[tuple[str, str], list[int]],
     traced_to: int,
     chances: dict[tuple[int, str], float],
-) -> None:
-    """Keep a traced batch (inside one transaction): states, mastery, predictions, counts,
-    the learners' chances on the items they practise, and how far the trace has got."""
+) -> TracedBatch:
+    """The rows of a traced batch: learners' states, mastery of the skills it stepped,
+    predictions, the answer counts given, chances, and how far the trace has got."""
     at = now()
-    changed = value(
-        db, "UPDATE knowledge_cursor SET changes = changes + 1 WHERE id = 1 RETURNING changes"
-    )
-    save_chances(db, model, chances)
+    learner_rows, mastery_rows = [], []
     for learner_id, found in learners.items():
         if found.learner is None:  # a traced learner always has a state by now
             raise ValueError(f"learner {learner_id} was traced without a learner state")
-        db.conn.execute(
-            "INSERT INTO learner_states (learner_id, state, model, updated_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT(learner_id) DO UPDATE SET"
-            " state = excluded.state, model = excluded.model, updated_at = excluded.updated_at",
-            (learner_id, found.learner.astype(np.float32).tobytes(), model, at),
-        )
-        db.conn.executemany(
-            "INSERT INTO mastery (learner_id, skill_id, p, attempts, history, state, model,"
-            " updated_at, changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(learner_id, skill_id) DO UPDATE SET p = excluded.p,"
-            " attempts = excluded.attempts, history = excluded.history, state = excluded.state,"
-            " model = excluded.model, updated_at = excluded.updated_at,"
-            " changed = excluded.changed",
-            [
-                (learner_id, skill, level["p"], level["attempts"],
-                 json.dumps(level["history"][-HISTORY:]),
-                 found.skills[skill].astype(np.float32).tobytes(), model, at, changed)
-                for skill, level in found.mastery.items()
-            ],
-        )  # fmt: skip
+        learner_rows.append((learner_id, found.learner.astype(np.float32).tobytes(), model, at))
+        for skill in sorted(found.stepped):  # a skill not stepped has not changed
+            level, state = found.mastery[skill], found.skills[skill]
+            history = json.dumps(level["history"][-HISTORY:])
+            state_bytes = state.astype(np.float32).tobytes()
+            mastery_rows.append(
+                (learner_id, skill, level["p"], level["attempts"], history, state_bytes, model, at)
+            )
+    return TracedBatch(
+        model, traced_to, learner_rows, mastery_rows,
+        [(attempt_id, model, p, at) for attempt_id, p in predictions],
+        [(kind, key, n, right) for (kind, key), (n, right) in answer_counts.items()],
+        _chance_rows(model, chances, at),
+    )  # fmt: skip
+
+
+def save(db: sqlite_utils.Database, batch: TracedBatch) -> None:
+    """Write a prepared batch (inside the caller's transaction). Each mastery row written
+    takes the next change number, which is how sync finds what changed."""
+    db.conn.execute("UPDATE knowledge_cursor SET changes = changes + 1 WHERE id = 1")
+    db.conn.executemany(_CHANCE_UPSERT, batch.chance_rows)
+    db.conn.executemany(
+        "INSERT INTO learner_states (learner_id, state, model, updated_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT(learner_id) DO UPDATE SET"
+        " state = excluded.state, model = excluded.model, updated_at = excluded.updated_at",
+        batch.learner_rows,
+    )
+    db.conn.executemany(
+        "INSERT INTO mastery (learner_id, skill_id, p, attempts, history, state, model,"
+        " updated_at, changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+        " (SELECT changes FROM knowledge_cursor WHERE id = 1))"
+        " ON CONFLICT(learner_id, skill_id) DO UPDATE SET p = excluded.p,"
+        " attempts = excluded.attempts, history = excluded.history, state = excluded.state,"
+        " model = excluded.model, updated_at = excluded.updated_at,"
+        " changed = excluded.changed",
+        batch.mastery_rows,
+    )
     db.conn.executemany(
         "INSERT OR REPLACE INTO predictions (attempt_id, model, p, made_at) VALUES (?, ?, ?, ?)",
-        [(attempt_id, model, p, at) for attempt_id, p in predictions],
+        batch.prediction_rows,
     )
     db.conn.executemany(
         "INSERT INTO answer_counts (kind, id, answers, right_answers) VALUES (?, ?, ?, ?)"
         " ON CONFLICT(kind, id) DO UPDATE SET answers = excluded.answers,"
         " right_answers = excluded.right_answers",
-        [(kind, key, n, right) for (kind, key), (n, right) in answer_counts.items()],
+        batch.count_rows,
     )
     db.conn.execute(
         "UPDATE knowledge_cursor SET last_rowid = ?, updated_at = ? WHERE id = 1",
-        (traced_to, at),
+        (batch.traced_to, now()),
     )
 
 
@@ -239,16 +267,22 @@ def without_chances(db: sqlite_utils.Database, model: str, limit: int) -> list[t
     ]
 
 
+_CHANCE_UPSERT = (
+    "INSERT INTO chances (learner_id, item_id, p, model, updated_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(learner_id, item_id) DO UPDATE SET p = excluded.p,"
+    " model = excluded.model, updated_at = excluded.updated_at"
+)
+
+
 def save_chances(
     db: sqlite_utils.Database, model: str, chances: dict[tuple[int, str], float]
 ) -> None:
     """Keep (learner, item) chances under `model` (inside the caller's transaction)."""
-    db.conn.executemany(
-        "INSERT INTO chances (learner_id, item_id, p, model, updated_at) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT(learner_id, item_id) DO UPDATE SET p = excluded.p,"
-        " model = excluded.model, updated_at = excluded.updated_at",
-        [(learner_id, item_id, p, model, now()) for (learner_id, item_id), p in chances.items()],
-    )
+    db.conn.executemany(_CHANCE_UPSERT, _chance_rows(model, chances, now()))
+
+
+def _chance_rows(model: str, chances: dict[tuple[int, str], float], at: str) -> list[tuple]:
+    return [(learner_id, item_id, p, model, at) for (learner_id, item_id), p in chances.items()]
 
 
 def lesson_items(

@@ -90,6 +90,33 @@ def test_mastery_updates_after_a_real_attempt_through_the_http_api(app, config, 
     assert 0 < newest[0] < 1  # the chance it gave before the answer, kept beside it
 
 
+def test_a_batch_rewrites_only_the_mastery_it_changed(app, config, ids, db, model):
+    """Sync sends mastery rows by change number, and the follower holds the write lock
+    while it writes: a learner's other skills are left as they were."""
+    knowledge.follow(db, config.home)
+    learner_id = ids["learners"]["Class 4A"][0]
+    learner = as_role(app, "learner", ids)
+    item = learner.get(f"/api/v1/lessons/{LESSON}/next-item").get_json()["item"]
+    skills = {r[0] for r in db.conn.execute(
+        "SELECT skill_id FROM item_skills WHERE item_id = ?", (item["id"],))}  # fmt: skip
+
+    def rows():
+        return {r[0]: (r[1], r[2]) for r in db.conn.execute(
+            "SELECT skill_id, changed, updated_at FROM mastery WHERE learner_id = ?",
+            (learner_id,))}  # fmt: skip
+
+    before = rows()
+    assert before.keys() - skills, "the demo learner should have practised other skills"
+    assert _answer(learner, item["id"], _right_answer(db, item["id"])).status_code == 201
+    assert knowledge.follow(db, config.home) == 1
+    after = rows()
+    for skill in skills:
+        assert after[skill][0] > before.get(skill, (0, ""))[0]
+    assert {k: after[k] for k in before.keys() - skills} == {
+        k: before[k] for k in before.keys() - skills
+    }
+
+
 def test_the_follower_keeps_chances_for_the_lessons_practised(app, config, ids, db, model):
     """Choosing the next item looks the chances up instead of running the model."""
     learner_id = ids["learners"]["Class 4B"][0]
