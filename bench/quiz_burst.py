@@ -67,6 +67,7 @@ from appliance.store import (  # noqa: E402
     assignments,
     audit,
     classes,
+    mastery,
     open_db,
     quizzes,
     transaction,
@@ -181,6 +182,25 @@ def new_quiz(home: Path, class_id: int, items: list[str], questions: int, title:
     finally:
         db.conn.close()
     return quiz_id
+
+
+def wait_for_tracing(home: Path, timeout_s: float = 300.0) -> None:
+    """Wait until the server's knowledge-tracing follower has traced the simulated term.
+
+    The history was written straight into the database, so the follower meets it all at
+    once when the server starts; a real box traced it answer by answer during the term.
+    Measuring before it catches up would time a one-off backlog, not a class's quiz.
+    """
+    db = open_db(config_module.load(home=home).db_path)
+    started = time.monotonic()
+    try:
+        while (left := mastery.backlog(db)) > 0:
+            if time.monotonic() - started > timeout_s:
+                raise RuntimeError(f"knowledge tracing still has {left} answers to trace")
+            time.sleep(0.5)
+    finally:
+        db.conn.close()
+    print(f"knowledge tracing caught up in {time.monotonic() - started:.1f} s", flush=True)
 
 
 # --- the load ---------------------------------------------------------------------------
@@ -384,6 +404,7 @@ def measure(args: argparse.Namespace, home: Path) -> dict:
     server = start_server(home, port, args)
     runs, csv_s = [], {}
     try:
+        wait_for_tracing(home)
         warm = new_quiz(home, school["small"], school["items"], args.questions, "Baseline")
         baseline = asyncio.run(run_baseline(base_url, school["baseline"], warm))
         for number in range(args.runs):

@@ -357,6 +357,12 @@ def finish(db: sqlite_utils.Database, quiz: dict, learner_id: int) -> None:
     )
 
 
+def hand_in(db: sqlite_utils.Database, quiz: dict, learner_id: int) -> None:
+    """finish(), committed with other threads' writes of the moment (store.grouped): a
+    class handing in at the bell shares its fsyncs instead of queueing one by one."""
+    grouped(db, lambda writer: finish(writer, quiz, learner_id))
+
+
 def answers(db: sqlite_utils.Database, quiz_id: int, learner_id: int) -> dict[str, dict]:
     """The learner's answers in a quiz, by item id."""
     return {

@@ -852,8 +852,7 @@ def finish_quiz(quiz_id: int):
     quiz = quizzes.for_learner(db, quiz_id, learner_id) or abort(404)
     if quiz["phase"] != "open":
         fail(409, "This quiz is not open.")
-    with transaction(db):
-        quizzes.finish(db, quiz, learner_id)
+    quizzes.hand_in(db, quiz, learner_id)
     return jsonify(handed_in=True)
 
 

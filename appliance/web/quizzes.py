@@ -243,7 +243,6 @@ def finish(quiz_id: int):
     if quiz["phase"] != "open":
         return redirect(url_for(".take", quiz_id=quiz_id))
     db = get_db()
-    with transaction(db):
-        quizzes.finish(db, quiz, current_user()["id"])
+    quizzes.hand_in(db, quiz, current_user()["id"])
     flash(_("Quiz handed in. You will see your results when your teacher closes it."), "ok")
     return redirect(url_for(".take", quiz_id=quiz_id))
