@@ -41,6 +41,7 @@ from appliance.web.access import current_user
 from appliance.web.days import due_text, local_input, local_time
 from appliance.web.metrics import Metrics
 from appliance.web.ops import asset_url
+from appliance.web.sessions import RememberingSessions
 
 log = logging.getLogger("schoolbox.http")
 # Pages run only the box's own scripts and styles: no inline script, so an injected
@@ -64,6 +65,7 @@ def create_app(config: config_module.Config | dict | None = None) -> Flask:
     database_fault = _prepare_database(config)
 
     app = SchoolboxFlask(__name__, static_folder=None)
+    app.session_interface = RememberingSessions()
     app.url_map.converters["int"] = BoundedInt
     app.config.update(
         SCHOOLBOX=config,
