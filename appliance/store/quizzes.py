@@ -156,13 +156,20 @@ def delete(db: sqlite_utils.Database, actor: audit.Actor, quiz: dict) -> None:
 
 def get(db: sqlite_utils.Database, quiz_id: int) -> dict | None:
     """A quiz with its phase, items (in order) and recipients; None if there is none."""
+    quiz = _without_recipients(db, quiz_id)
+    if quiz is not None:
+        quiz["groups"], quiz["learners"] = audiences.of(db, "quiz", quiz_id)
+    return quiz
+
+
+def _without_recipients(db: sqlite_utils.Database, quiz_id: int) -> dict | None:
+    """A quiz with its phase and items: what a learner taking it may know of it."""
     row = one(db, "SELECT * FROM quizzes WHERE id = ?", (quiz_id,))
     if row is None:
         return None
     quiz = dict(row)
     quiz["phase"] = phase(quiz)
     quiz["items"] = [dict(item) for item in _items(db, quiz_id, quiz["created_at"])]
-    quiz["groups"], quiz["learners"] = audiences.of(db, "quiz", quiz_id)
     return quiz
 
 
@@ -320,14 +327,16 @@ def of_learner(db: sqlite_utils.Database, learner_id: int) -> list[dict]:
 
 
 def for_learner(db: sqlite_utils.Database, quiz_id: int, learner_id: int) -> dict | None:
-    """The quiz if it is started and set for this learner; None otherwise."""
+    """The quiz if it is started and set for this learner; None otherwise. Without its
+    recipients: who else it was set for (a catch-up group, single learners) is the
+    teacher's to know, not a classmate's."""
     if one(
         db,
         "SELECT 1 FROM assigned_quizzes v JOIN quizzes q ON q.id = v.quiz_id"
         " WHERE v.quiz_id = ? AND v.learner_id = ? AND q.state != 'draft'",
         (quiz_id, learner_id),
     ):
-        return get(db, quiz_id)
+        return _without_recipients(db, quiz_id)
     return None
 
 

@@ -679,10 +679,18 @@ def _class_quiz(class_id: int, quiz_id: int) -> dict:
     return access.class_work(class_id, quiz_id, quizzes.get)[1]
 
 
+_QUIZ_KEYS = ("id", "class_id", "title", "state", "phase", "opens_at", "closes_at",
+              "started_at", "closed_at")  # fmt: skip
+
+
 def _quiz_json(quiz: dict) -> dict:
-    keys = ("id", "class_id", "title", "state", "phase", "opens_at", "closes_at",
-            "started_at", "closed_at", "groups", "learners")  # fmt: skip
-    return {k: quiz.get(k) for k in keys} | {"item_ids": [i["id"] for i in quiz["items"]]}
+    """A quiz for its teacher: with whom it is set for."""
+    return _learners_quiz_json(quiz) | {"groups": quiz["groups"], "learners": quiz["learners"]}
+
+
+def _learners_quiz_json(quiz: dict) -> dict:
+    """A quiz for a learner taking it: never who else it was set for."""
+    return {k: quiz.get(k) for k in _QUIZ_KEYS} | {"item_ids": [i["id"] for i in quiz["items"]]}
 
 
 def _utc_or_none(data: dict, key: str) -> str | None:
@@ -819,7 +827,7 @@ def my_quiz(quiz_id: int):
                 "explanation_html": item["explanation_html"] or "",
             }
         questions.append(question)
-    return jsonify(quiz=_quiz_json(quiz) | {"handed_in": handed_in}, questions=questions)
+    return jsonify(quiz=_learners_quiz_json(quiz) | {"handed_in": handed_in}, questions=questions)
 
 
 @bp.post("/quizzes/<int:quiz_id>/answers")

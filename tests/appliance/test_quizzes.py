@@ -318,3 +318,18 @@ def test_a_quizs_questions_follow_a_pack_upgrade_though_kept_per_process(db, con
     items.write_text(items.read_text().replace("prompt: ", "prompt: (Reworded) ", 1))
     import_pack(db, config.media_dir, pack, audit.SYSTEM)
     assert "(Reworded)" in quizzes.get(db, quiz_id)["items"][0]["prompt_html"]
+
+
+def test_a_learner_taking_a_quiz_never_sees_whom_else_it_was_set_for(app, db, ids):
+    class_id = ids["classes"]["Class 4A"]
+    chosen = ids["learners"]["Class 4A"][:2]
+    quiz_id = _make_quiz(app, db, ids, learners=chosen)
+    teacher = as_role(app, "teacher", ids)
+    teacher.api("POST", f"/api/v1/classes/{class_id}/quizzes/{quiz_id}/start")
+    shown = teacher.get(f"/api/v1/classes/{class_id}/quizzes/{quiz_id}").get_json()["quiz"]
+    assert {person["id"] for person in shown["learners"]} == set(chosen)  # the teacher's view
+    other = db.conn.execute("SELECT display_name FROM users WHERE id = ?", (chosen[1],)).fetchone()
+    taking = _learner(app, chosen[0]).get(f"/api/v1/quizzes/{quiz_id}")
+    assert taking.status_code == 200
+    assert "learners" not in taking.get_json()["quiz"] and "groups" not in taking.get_json()["quiz"]
+    assert other[0] not in taking.get_data(as_text=True)
