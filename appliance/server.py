@@ -21,6 +21,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -195,12 +196,42 @@ def _worker(config: Config, supervisor: int) -> None:
         app,
         sockets=[_listening_socket(config.host, config.port)],
         threads=config.threads + config.tutor_streams_per_worker,  # pages keep theirs
-        connection_limit=config.http_connection_limit,
+        connection_limit=_connections_that_fit(config.http_connection_limit),
+        # poll(), not select(): select cannot watch a file number above 1023, and a
+        # worker with a school's connections and its own files passes that; the worker
+        # died with "filedescriptor out of range in select()" and dropped every class.
+        asyncore_use_poll=True,
         channel_timeout=60,
         # How often idle and slow connections are looked for (and closed).
         cleanup_interval=max(1, min(10, config.http_header_timeout_s // 2)),
         ident="schoolbox",
     )
+
+
+FILES_BESIDE_CONNECTIONS = 256  # the database per thread, logs, metrics, models, pipes
+
+
+def _connections_that_fit(wanted: int) -> int:
+    """The connection limit this worker can keep: its open-file limit is raised to fit
+    `wanted` connections and its own files (systemd's default soft limit is 1024), or, where
+    the hard limit is lower, the connection limit is lowered to fit, with a log line. Past
+    the limit waitress leaves new connections waiting; out of files, accept() would fail
+    on every pass of its loop."""
+    needed = wanted + FILES_BESIDE_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target >= needed:
+        return wanted
+    fits = max(1, target - FILES_BESIDE_CONNECTIONS)
+    event(log, "connection_limit_lowered", logging.WARNING, configured=wanted, kept=fits,
+          open_file_limit=target)  # fmt: skip
+    return fits
 
 
 def _warm_up(config: Config) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,53 @@ def test_clients_that_never_finish_their_headers_are_dropped(tmp_path):
         assert requests.get(f"{base}/healthz", timeout=5).ok  # a real client gets a slot
     finally:
         for client in slow:
+            client.close()
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _raise_own_file_limit(wanted: int) -> None:
+    """This test holds a school's connections itself; the server inherits the limit too."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"this machine allows {hard} open files a process; the test needs {wanted}")
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def test_a_worker_keeps_a_school_of_connections_past_file_number_1023(tmp_path):
+    """waitress's select() loop cannot watch a file number above 1023: a worker holding a
+    big school's keep-alive connections beside its database files died with "filedescriptor
+    out of range in select()" and dropped them all."""
+    connections = 1060
+    _raise_own_file_limit(connections + 512)
+    home = tmp_path / "box"
+    init_box(home)
+    process, port = start_serve(home, tmp_path / "out.log", threads=8, tutor_service="false",
+                                http_connection_limit=connections + 40)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    clients = []
+    try:
+        wait_ready(base, tmp_path / "out.log")
+        worker = _worker_pids(process.pid)
+        # Every thread opens its database first, as in a school day: their files come first.
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(lambda _: requests.get(f"{base}/readyz", timeout=10).status_code,
+                                range(200))) == {200}  # fmt: skip
+        for _ in range(connections):
+            client = socket.create_connection(("127.0.0.1", port))
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            clients.append(client)
+        answered = 0
+        for client in clients:
+            client.settimeout(10)
+            answered += client.recv(64).startswith(b"HTTP/1.1 200")
+        assert answered == connections
+        assert _worker_pids(process.pid) == worker  # the same worker, never restarted
+        assert requests.get(f"{base}/healthz", timeout=5).ok
+        assert "out of range" not in (tmp_path / "out.log").read_text()
+    finally:
+        for client in clients:
             client.close()
         process.terminate()
         process.wait(timeout=15)
