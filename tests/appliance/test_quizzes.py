@@ -333,3 +333,18 @@ def test_a_learner_taking_a_quiz_never_sees_whom_else_it_was_set_for(app, db, id
     assert taking.status_code == 200
     assert "learners" not in taking.get_json()["quiz"] and "groups" not in taking.get_json()["quiz"]
     assert other[0] not in taking.get_data(as_text=True)
+
+
+def test_a_quiz_in_another_language_keeps_its_own_direction_on_the_page(app, db, ids):
+    """An Arabic pack's question in a French interface (or the other way round): the
+    title, the question, each choice and the answer box follow their own text."""
+    class_id = ids["classes"]["Class 4A"]
+    quiz_id = _make_quiz(app, db, ids)
+    teacher = as_role(app, "teacher", ids)
+    teacher.api("POST", f"/api/v1/classes/{class_id}/quizzes/{quiz_id}/start")
+    learner = _learner(app, ids["learners"]["Class 4A"][0])
+    page = learner.get(f"/learn/quizzes/{quiz_id}").get_data(as_text=True)
+    assert '<h1 dir="auto">Friday check</h1>' in page
+    assert 'class="prompt"' in page and re.search(r'class="prompt"[^>]*dir="auto"', page)
+    fields = re.findall(r'<label for="choice-\d+"[^>]*>|<input id="response"[^>]*>', page)
+    assert fields and all('dir="auto"' in field for field in fields)
