@@ -162,7 +162,6 @@ class TracedBatch:
     """A traced batch as the rows it writes, made ready before its transaction: the
     follower then holds the write lock only to write them, while a class's answers wait."""
 
-    model: str
     traced_to: int
     learner_rows: list[tuple]
     mastery_rows: list[tuple]
@@ -195,7 +194,7 @@ def prepare(
                 (learner_id, skill, level["p"], level["attempts"], history, state_bytes, model, at)
             )
     return TracedBatch(
-        model, traced_to, learner_rows, mastery_rows,
+        traced_to, learner_rows, mastery_rows,
         [(attempt_id, model, p, at) for attempt_id, p in predictions],
         [(kind, key, n, right) for (kind, key), (n, right) in answer_counts.items()],
         _chance_rows(model, chances, at),
